@@ -1,0 +1,40 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "GemmaEncoder",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "GemmaEncoder", targets: ["GemmaEncoder"]),
+        .executable(name: "gemma-encoder", targets: ["gemma-encoder"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System BLAS: OpenBLAS's CBLAS header and library.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS",
+                       providers: [.apt(["libopenblas-dev"])]),
+        // File formats: memory-mapped files, safetensors, GGUF, config.json styles.
+        .target(name: "ModelFormats"),
+        // Numeric kernels over Float buffers: GEMM, norms, activations, RoPE, attention.
+        .target(name: "EncoderKernels", dependencies: ["CBLAS"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        // Tokenizer: tokenizer.json and GGUF vocabularies, BPE with byte fallback.
+        .target(name: "GemmaTokenizer", dependencies: ["ModelFormats"]),
+        // Gemma, Gemma 2, Gemma 3 transformer stacks run as encoders.
+        .target(name: "GemmaModel", dependencies: ["ModelFormats", "EncoderKernels"]),
+        // Public API: model directories, pooling, dense layers, prompts, model cache.
+        .target(name: "GemmaEncoder", dependencies: ["GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels"]),
+        .executableTarget(name: "gemma-encoder", dependencies: [
+            "GemmaEncoder",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats"]),
+        .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels"]),
+        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats"]),
+        .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats"]),
+        .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder"]),
+        .testTarget(name: "CLITests", dependencies: []),
+    ]
+)

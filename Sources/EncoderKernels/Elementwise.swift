@@ -1,0 +1,70 @@
+import Foundation
+
+/// Gemma's RMSNorm over each of `rows` rows of length `dim`: x / sqrt(mean(x²) + eps) · scale, where
+/// `scale` is (1 + weight), precomputed once at load as transformers computes it in float32.
+public func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, scale: UnsafePointer<Float>, eps: Float,
+                    out: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let src = x + r * dim
+        let dst = out + r * dim
+        var sum: Float = 0
+        for i in 0..<dim { sum += src[i] * src[i] }
+        let inv = 1 / (sum / Float(dim) + eps).squareRoot()
+        for i in 0..<dim { dst[i] = src[i] * inv * scale[i] }
+    }
+}
+
+/// dst[i] += src[i].
+public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count { dst[i] += src[i] }
+}
+
+/// dst[i] *= s.
+public func scaleInPlace(_ dst: UnsafeMutablePointer<Float>, count: Int, by s: Float) {
+    for i in 0..<count { dst[i] *= s }
+}
+
+/// gate[i] = act(gate[i]) · up[i]: the gated-GELU MLP's middle.
+public func geluTanhGate(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+    // transformers' gelu_pytorch_tanh: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    let c: Float = 0.7978845608028654
+    for i in 0..<count {
+        let x = gate[i]
+        gate[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x))) * up[i]
+    }
+}
+
+public func geluErfGate(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count {
+        let x = gate[i]
+        gate[i] = 0.5 * x * (1 + erff(x * 0.7071067811865476)) * up[i]
+    }
+}
+
+/// Softmax of `row[0..<count]` in place; entries at −∞ become 0. Returns false for an all-masked row.
+@discardableResult
+public func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) -> Bool {
+    var maxValue = -Float.infinity
+    for i in 0..<count where row[i] > maxValue { maxValue = row[i] }
+    guard maxValue > -Float.infinity else {
+        for i in 0..<count { row[i] = 0 }
+        return false
+    }
+    var sum: Float = 0
+    for i in 0..<count {
+        let e = expf(row[i] - maxValue)
+        row[i] = e
+        sum += e
+    }
+    let inv = 1 / sum
+    for i in 0..<count { row[i] *= inv }
+    return true
+}
+
+/// L2-normalizes `v` in place (a zero vector stays zero, as torch's F.normalize with eps does).
+public func l2NormalizeInPlace(_ v: UnsafeMutablePointer<Float>, count: Int) {
+    var sum: Float = 0
+    for i in 0..<count { sum += v[i] * v[i] }
+    let norm = max(sum.squareRoot(), 1e-12)
+    for i in 0..<count { v[i] /= norm }
+}

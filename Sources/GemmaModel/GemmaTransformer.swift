@@ -1,0 +1,236 @@
+import EncoderKernels
+import Foundation
+import ModelFormats
+
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case tokenOutOfRange(sequence: Int, position: Int, id: Int32, vocabularySize: Int)
+    case paddingNotRight(sequence: Int)
+    case shapeMismatch(String)
+
+    public var description: String {
+        switch self {
+        case let .tokenOutOfRange(s, p, id, v):
+            return "sequence \(s), position \(p): token id \(id) is outside the vocabulary (0..<\(v))"
+        case let .paddingNotRight(s):
+            return "sequence \(s): attention mask must be ones followed by zeros (right padding)"
+        case let .shapeMismatch(m):
+            return m
+        }
+    }
+}
+
+/// Final hidden states (after the last norm) of a batch, packed without padding: sequence i owns rows
+/// offsets[i] ..< offsets[i+1] of a (tokens × hiddenSize) row-major matrix.
+public struct HiddenStates: Sendable {
+    public let hiddenSize: Int
+    public let offsets: [Int]
+    public let values: [Float]
+
+    public var count: Int { offsets.count - 1 }
+    public func length(_ i: Int) -> Int { offsets[i + 1] - offsets[i] }
+
+    /// Row-major (length × hiddenSize) states of sequence i.
+    public func sequence(_ i: Int) -> ArraySlice<Float> {
+        values[(offsets[i] * hiddenSize)..<(offsets[i + 1] * hiddenSize)]
+    }
+}
+
+/// One decoder block's weights. Norm weights are stored as (1 + w), the factor Gemma's RMSNorm applies.
+struct GemmaLayer: Sendable {
+    let inputNorm: FloatBuffer
+    let postAttentionNorm: FloatBuffer
+    let preFeedforwardNorm: FloatBuffer?   // Gemma 2, 3
+    let postFeedforwardNorm: FloatBuffer?  // Gemma 2, 3
+    let qNorm: FloatBuffer?                // Gemma 3
+    let kNorm: FloatBuffer?                // Gemma 3
+    let q: FloatBuffer, k: FloatBuffer, v: FloatBuffer, o: FloatBuffer
+    let gate: FloatBuffer, up: FloatBuffer, down: FloatBuffer
+}
+
+/// A Gemma, Gemma 2 or Gemma 3 transformer stack run as an encoder: all tokens of a batch go through
+/// each linear layer as one GEMM; attention runs per sequence, so padding never costs work and a token's
+/// output does not depend on its batch-mates.
+public final class GemmaTransformer: Sendable {
+    public let config: GemmaConfig
+    let embeddings: FloatBuffer
+    let layers: [GemmaLayer]
+    let finalNorm: FloatBuffer
+    let ropeFull: RopeTable
+    let ropeSliding: RopeTable
+
+    public init(config: GemmaConfig, weights: some WeightProvider) throws(FormatError) {
+        self.config = config
+        let h = config.hiddenSize, hd = config.headDim, inter = config.intermediateSize
+        let qDim = config.numHeads * hd, kvDim = config.numKVHeads * hd
+        func norm(_ name: String, _ dim: Int) throws(FormatError) -> FloatBuffer {
+            let w = try weights.floats(name, shape: [dim])
+            return FloatBuffer(count: dim) { dst in for i in 0..<dim { dst[i] = 1 + w.pointer[i] } }
+        }
+        embeddings = try weights.floats("embed_tokens.weight", shape: [config.vocabSize, h])
+        var layers: [GemmaLayer] = []
+        let hasSandwichNorms = config.family != .gemma
+        for l in 0..<config.numLayers {
+            let p = "layers.\(l)."
+            layers.append(GemmaLayer(
+                inputNorm: try norm(p + "input_layernorm.weight", h),
+                postAttentionNorm: try norm(p + "post_attention_layernorm.weight", h),
+                preFeedforwardNorm: hasSandwichNorms ? try norm(p + "pre_feedforward_layernorm.weight", h) : nil,
+                postFeedforwardNorm: hasSandwichNorms ? try norm(p + "post_feedforward_layernorm.weight", h) : nil,
+                qNorm: config.family == .gemma3 ? try norm(p + "self_attn.q_norm.weight", hd) : nil,
+                kNorm: config.family == .gemma3 ? try norm(p + "self_attn.k_norm.weight", hd) : nil,
+                q: try weights.floats(p + "self_attn.q_proj.weight", shape: [qDim, h]),
+                k: try weights.floats(p + "self_attn.k_proj.weight", shape: [kvDim, h]),
+                v: try weights.floats(p + "self_attn.v_proj.weight", shape: [kvDim, h]),
+                o: try weights.floats(p + "self_attn.o_proj.weight", shape: [h, qDim]),
+                gate: try weights.floats(p + "mlp.gate_proj.weight", shape: [inter, h]),
+                up: try weights.floats(p + "mlp.up_proj.weight", shape: [inter, h]),
+                down: try weights.floats(p + "mlp.down_proj.weight", shape: [h, inter])))
+        }
+        self.layers = layers
+        finalNorm = try norm("norm.weight", h)
+        let positions = min(config.maxPositionEmbeddings, 8192)
+        ropeFull = RopeTable(headDim: hd, theta: config.ropeFull.theta,
+                             linearFactor: config.ropeFull.linearFactor, positions: positions)
+        ropeSliding = RopeTable(headDim: hd, theta: config.ropeSliding.theta,
+                                linearFactor: config.ropeSliding.linearFactor, positions: positions)
+    }
+
+    /// Loads `config.json` and the safetensors weights of a Hugging Face model directory.
+    public convenience init(directory: URL) throws(FormatError) {
+        let config = try GemmaConfig.load(directory.appendingPathComponent("config.json"))
+        try self.init(config: config, weights: SafetensorsWeights(url: directory))
+    }
+
+    /// Runs a right-padded batch: `attentionMask[i]` is ones for real tokens, then zeros.
+    public func forward(inputIds: [[Int32]], attentionMask: [[Int32]], mode: AttentionMode) throws(ModelError) -> HiddenStates {
+        var sequences: [[Int32]] = []
+        for (s, (ids, mask)) in zip(inputIds, attentionMask).enumerated() {
+            let real = mask.prefix { $0 != 0 }.count
+            guard mask.count == ids.count, !mask.dropFirst(real).contains(where: { $0 != 0 }) else {
+                throw .paddingNotRight(sequence: s)
+            }
+            sequences.append(Array(ids.prefix(real)))
+        }
+        return try forward(sequences, mode: mode)
+    }
+
+    /// Runs unpadded sequences of token ids; returns the final hidden state of every token.
+    public func forward(_ sequences: [[Int32]], mode: AttentionMode) throws(ModelError) -> HiddenStates {
+        var offsets = [0]
+        for (s, ids) in sequences.enumerated() {
+            for (p, id) in ids.enumerated() where id < 0 || Int(id) >= config.vocabSize {
+                throw .tokenOutOfRange(sequence: s, position: p, id: id, vocabularySize: config.vocabSize)
+            }
+            offsets.append(offsets.last! + ids.count)
+        }
+        let tokens = offsets.last!
+        let h = config.hiddenSize
+        var out = [Float](repeating: 0, count: tokens * h)
+        if tokens > 0 {
+            out.withUnsafeMutableBufferPointer { dst in
+                run(sequences, offsets: offsets, mode: mode, output: dst.baseAddress!)
+            }
+        }
+        return HiddenStates(hiddenSize: h, offsets: offsets, values: out)
+    }
+
+    private func run(_ sequences: [[Int32]], offsets: [Int], mode: AttentionMode, output: UnsafeMutablePointer<Float>) {
+        let c = config
+        let t = offsets.last!, h = c.hiddenSize, hd = c.headDim, inter = c.intermediateSize
+        let qDim = c.numHeads * hd, kvDim = c.numKVHeads * hd
+        let maxLength = zip(offsets.dropFirst(), offsets).map { $0 - $1 }.max() ?? 0
+        var ropeFull = self.ropeFull, ropeSliding = self.ropeSliding
+        ropeFull.grow(to: maxLength)
+        ropeSliding.grow(to: maxLength)
+
+        // Activations, allocated once per call: (T, C) row-major.
+        let ws = Workspace(sizes: [t * h, t * h, t * h, t * qDim, t * kvDim, t * kvDim, t * qDim,
+                                   t * inter, t * inter, maxLength * maxLength])
+        defer { ws.release() }
+        let x = ws[0], normed = ws[1], tmp = ws[2], q = ws[3], k = ws[4], v = ws[5], attn = ws[6]
+        let gate = ws[7], up = ws[8], scores = ws[9]
+
+        // Embeddings × √hidden, the normalizer rounded to float32 as transformers does.
+        let normalizer = Float(Double(h).squareRoot())
+        var row = 0
+        for ids in sequences {
+            for id in ids {
+                let src = embeddings.pointer + Int(id) * h
+                let dst = x + row * h
+                for i in 0..<h { dst[i] = src[i] * normalizer }
+                row += 1
+            }
+        }
+
+        let shape = AttentionShape(numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: hd,
+                                   scale: Float(1 / c.queryPreAttnScalar.squareRoot()),
+                                   softcap: c.attnLogitSoftcapping.map { Float($0) })
+        for (l, layer) in layers.enumerated() {
+            // Attention block.
+            rmsNorm(x, rows: t, dim: h, scale: layer.inputNorm.pointer, eps: c.rmsNormEps, out: normed)
+            gemmTransposedB(m: t, n: qDim, k: h, a: normed, lda: h, w: layer.q.pointer, ldw: h, c: q, ldc: qDim)
+            gemmTransposedB(m: t, n: kvDim, k: h, a: normed, lda: h, w: layer.k.pointer, ldw: h, c: k, ldc: kvDim)
+            gemmTransposedB(m: t, n: kvDim, k: h, a: normed, lda: h, w: layer.v.pointer, ldw: h, c: v, ldc: kvDim)
+            if let qn = layer.qNorm, let kn = layer.kNorm {
+                rmsNorm(q, rows: t * c.numHeads, dim: hd, scale: qn.pointer, eps: c.rmsNormEps, out: q)
+                rmsNorm(k, rows: t * c.numKVHeads, dim: hd, scale: kn.pointer, eps: c.rmsNormEps, out: k)
+            }
+            let rope = c.layerTypes[l] == .sliding ? ropeSliding : ropeFull
+            let span = c.attentionSpan(layer: l, mode: mode)
+            for s in 0..<sequences.count {
+                let start = offsets[s], length = offsets[s + 1] - start
+                guard length > 0 else { continue }
+                for p in 0..<length {
+                    rope.apply(q + (start + p) * qDim, heads: c.numHeads, position: p)
+                    rope.apply(k + (start + p) * kvDim, heads: c.numKVHeads, position: p)
+                }
+                attention(shape: shape, span: span, length: length,
+                          q: q + start * qDim, ldq: qDim, k: k + start * kvDim, v: v + start * kvDim, ldkv: kvDim,
+                          out: attn + start * qDim, ldo: qDim, scores: scores)
+            }
+            gemmTransposedB(m: t, n: h, k: qDim, a: attn, lda: qDim, w: layer.o.pointer, ldw: qDim, c: tmp, ldc: h)
+            if let post = layer.preFeedforwardNorm {
+                // Gemma 2/3 sandwich: x += norm(attn); mlp input = pre_ff_norm(x).
+                rmsNorm(tmp, rows: t, dim: h, scale: layer.postAttentionNorm.pointer, eps: c.rmsNormEps, out: tmp)
+                addInPlace(x, tmp, count: t * h)
+                rmsNorm(x, rows: t, dim: h, scale: post.pointer, eps: c.rmsNormEps, out: normed)
+            } else {
+                // Gemma 1: x += attn; mlp input = post_attention_layernorm(x).
+                addInPlace(x, tmp, count: t * h)
+                rmsNorm(x, rows: t, dim: h, scale: layer.postAttentionNorm.pointer, eps: c.rmsNormEps, out: normed)
+            }
+
+            // Gated MLP.
+            gemmTransposedB(m: t, n: inter, k: h, a: normed, lda: h, w: layer.gate.pointer, ldw: h, c: gate, ldc: inter)
+            gemmTransposedB(m: t, n: inter, k: h, a: normed, lda: h, w: layer.up.pointer, ldw: h, c: up, ldc: inter)
+            switch c.hiddenActivation {
+            case .geluTanh: geluTanhGate(gate, up, count: t * inter)
+            case .gelu: geluErfGate(gate, up, count: t * inter)
+            }
+            gemmTransposedB(m: t, n: h, k: inter, a: gate, lda: inter, w: layer.down.pointer, ldw: inter, c: tmp, ldc: h)
+            if let post = layer.postFeedforwardNorm {
+                rmsNorm(tmp, rows: t, dim: h, scale: post.pointer, eps: c.rmsNormEps, out: tmp)
+            }
+            addInPlace(x, tmp, count: t * h)
+        }
+        rmsNorm(x, rows: t, dim: h, scale: finalNorm.pointer, eps: c.rmsNormEps, out: output)
+    }
+}
+
+/// Scratch buffers for one forward call, 64-byte aligned for the BLAS kernels.
+final class Workspace {
+    private var buffers: [UnsafeMutablePointer<Float>]
+
+    init(sizes: [Int]) {
+        buffers = sizes.map { n in
+            UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64).bindMemory(to: Float.self, capacity: max(n, 1))
+        }
+    }
+
+    subscript(i: Int) -> UnsafeMutablePointer<Float> { buffers[i] }
+
+    func release() {
+        for b in buffers { b.deallocate() }
+        buffers = []
+    }
+}
