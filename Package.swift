@@ -27,14 +27,15 @@ let package = Package(
         // Public API: model directories, pooling, dense layers, prompts, model cache.
         .target(name: "GemmaEncoder", dependencies: ["GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels"]),
         .executableTarget(name: "gemma-encoder", dependencies: [
-            "GemmaEncoder",
+            "GemmaEncoder", "EncoderKernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats"]),
-        .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels"]),
-        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats"]),
-        .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats"]),
-        .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder"]),
-        .testTarget(name: "CLITests", dependencies: []),
+        // Helpers shared by the test targets (fixture paths, a safetensors writer, cosine).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"]),
+        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "TestSupport"]),
+        .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
+        .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
     ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import GemmaModel
 import ModelFormats
+import TestSupport
 import XCTest
 
 /// transformers' reference.json for a tiny checkpoint: a batch and every real token's final hidden state.
@@ -12,20 +13,12 @@ struct TinyReference: Decodable {
     func expected(_ mode: AttentionMode) -> [[[Float]]] { mode == .causal ? causal : bidirectional }
 }
 
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
 
 func tinyModel(_ family: String) throws -> (GemmaTransformer, TinyReference) {
-    let dir = fixtures.appendingPathComponent("tiny/\(family)")
+    let dir = fixturesDirectory.appendingPathComponent("tiny/\(family)")
     let model = try GemmaTransformer(directory: dir)
     let data = try Data(contentsOf: dir.appendingPathComponent("reference.json"))
     return (model, try JSONDecoder().decode(TinyReference.self, from: data))
-}
-
-/// Largest |a − b| over two equally long runs.
-func maxAbsDiff<A: Collection<Float>, B: Collection<Float>>(_ a: A, _ b: B) -> Float {
-    precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
-    return zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }
 
 final class ParityTests: XCTestCase {

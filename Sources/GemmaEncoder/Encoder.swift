@@ -1,0 +1,211 @@
+import EncoderKernels
+import Foundation
+import GemmaModel
+import GemmaTokenizer
+import ModelFormats
+
+/// How to turn token states into one vector, for models without a sentence-transformers pipeline
+/// (or to override it from the command line).
+public enum PoolingChoice: String, Sendable, CaseIterable {
+    case mean, first, last, max
+    /// No pooling: the caller wants every token's hidden state.
+    case none
+
+    var mode: PoolingMode? {
+        switch self {
+        case .mean: return .mean
+        case .first: return .cls
+        case .last: return .lastToken
+        case .max: return .max
+        case .none: return nil
+        }
+    }
+}
+
+/// Per-call choices; nil means "what the model directory says".
+public struct EmbeddingOptions: Sendable {
+    /// Literal prompt text prepended to every input (resolve names with `Encoder.prompt(named:)`).
+    public var prompt: String?
+    public var attention: AttentionMode = .bidirectional
+    public var pooling: PoolingChoice?
+    public var normalize: Bool?
+    /// Matryoshka: keep the first `dimension` values, then re-normalize.
+    public var dimension: Int?
+    /// Token budget of one forward batch; sequences are grouped by length to waste nothing on padding.
+    public var batchTokens: Int = 8192
+
+    public init(prompt: String? = nil, attention: AttentionMode = .bidirectional, pooling: PoolingChoice? = nil,
+                normalize: Bool? = nil, dimension: Int? = nil) {
+        self.prompt = prompt
+        self.attention = attention
+        self.pooling = pooling
+        self.normalize = normalize
+        self.dimension = dimension
+    }
+}
+
+/// One tokenized input ready for the encoder.
+public struct EncoderInput: Sendable {
+    public var ids: [Int32]
+    /// Tokens at the start that belong to the prompt (with `<bos>`), excluded by include_prompt = false.
+    public var promptTokens: Int
+    public var truncated: Bool
+
+    public init(ids: [Int32], promptTokens: Int = 0, truncated: Bool = false) {
+        self.ids = ids
+        self.promptTokens = promptTokens
+        self.truncated = truncated
+    }
+}
+
+/// A Gemma-family model used as a text encoder: tokenizer, transformer and the embedding pipeline of its
+/// directory (sentence-transformers layout), or a chosen pooling for a plain Hugging Face directory.
+public final class Encoder: Sendable {
+    public let location: URL
+    public let transformer: GemmaTransformer
+    public let tokenizer: GemmaTokenizer
+    /// The directory's own pipeline; plain directories get mean pooling + normalization.
+    public let pipeline: EmbeddingPipeline
+    public let prompts: [String: String]
+    public let defaultPromptName: String?
+    /// Inputs longer than this (special tokens included) are truncated, as sentence-transformers does.
+    public let maxSequenceLength: Int
+    public let isSentenceTransformer: Bool
+
+    public init(directory: URL) throws {
+        location = directory
+        let layout = try SentenceTransformersLayout.load(directory: directory)
+        let modelDirectory = layout?.transformerDirectory ?? directory
+        transformer = try GemmaTransformer(directory: modelDirectory)
+        tokenizer = try GemmaTokenizer.load(from: modelDirectory)
+        let hidden = transformer.config.hiddenSize
+        pipeline = layout?.pipeline ?? EmbeddingPipeline(pooling: PoolingConfig(modes: [.mean], dimension: hidden), normalize: true)
+        guard pipeline.pooling.dimension == hidden else {
+            throw EncoderError.invalidConfig(file: directory.path, field: "word_embedding_dimension",
+                                             "pooling expects \(pipeline.pooling.dimension) but the model's hidden size is \(hidden)")
+        }
+        prompts = layout?.prompts ?? [:]
+        defaultPromptName = layout?.defaultPromptName
+        maxSequenceLength = layout?.maxSequenceLength ?? transformer.config.maxPositionEmbeddings
+        isSentenceTransformer = layout != nil
+    }
+
+    /// Loads a model by cache name or path.
+    public convenience init(model nameOrPath: String, store: ModelStore = ModelStore()) throws {
+        let url = try store.resolve(nameOrPath)
+        guard url.pathExtension != "gguf" else {
+            throw EncoderError.unsupported("\(url.path): embedding with GGUF models is not supported yet (tokenize works)")
+        }
+        try self.init(directory: url)
+    }
+
+    /// The prompt text registered under `name` in config_sentence_transformers.json.
+    public func prompt(named name: String) throws(EncoderError) -> String {
+        guard let text = prompts[name] else {
+            let known = prompts.keys.sorted().joined(separator: ", ")
+            throw .invalidInput("unknown prompt '\(name)'" + (known.isEmpty ? " (this model defines no prompts)" : " (known: \(known))"))
+        }
+        return text
+    }
+
+    /// Tokenizes texts with the prompt prepended and truncation to max_seq_length.
+    public func tokenize(_ texts: [String], prompt: String? = nil, maxLength: Int? = nil) -> [EncoderInput] {
+        let limit = maxLength ?? maxSequenceLength
+        // sentence-transformers: prompt_length = len(tokenize(prompt)) − 1 (the trailing <eos>).
+        let promptTokens = prompt.map { p in
+            let ids = tokenizer.encode(p)
+            return ids.last == tokenizer.eosTokenId ? ids.count - 1 : ids.count
+        } ?? 0
+        return texts.map { text in
+            let t = tokenizer.encode((prompt ?? "") + text, maxLength: limit)
+            return EncoderInput(ids: t.ids, promptTokens: promptTokens, truncated: t.truncated)
+        }
+    }
+
+    /// Embeds texts: tokenize, encode, pool, dense, normalize, Matryoshka-truncate.
+    public func embed(_ texts: [String], options: EmbeddingOptions = EmbeddingOptions()) throws -> [[Float]] {
+        try embed(tokenize(texts, prompt: options.prompt), options: options)
+    }
+
+    /// Output dimension for the given options.
+    public func dimension(options: EmbeddingOptions) -> Int {
+        options.dimension ?? pipeline(for: options).outputDimension
+    }
+
+    func pipeline(for options: EmbeddingOptions) -> EmbeddingPipeline {
+        var p = pipeline
+        if let mode = options.pooling?.mode {
+            p.pooling.modes = [mode]
+        }
+        if let normalize = options.normalize { p.normalize = normalize }
+        return p
+    }
+
+    /// Embeds pre-tokenized inputs, in input order.
+    public func embed(_ inputs: [EncoderInput], options: EmbeddingOptions = EmbeddingOptions()) throws -> [[Float]] {
+        guard options.pooling != PoolingChoice.none else {
+            throw EncoderError.invalidInput("pooling 'none' gives token states: use hiddenStates(_:)")
+        }
+        let pipeline = pipeline(for: options)
+        if let d = options.dimension, d <= 0 || d > pipeline.outputDimension {
+            throw EncoderError.invalidInput("--dim \(d) must be between 1 and the model's \(pipeline.outputDimension)")
+        }
+        var results = [[Float]](repeating: [], count: inputs.count)
+        for batch in Self.batches(inputs.map(\.ids.count), tokenBudget: options.batchTokens) {
+            let states = try transformer.forward(batch.map { inputs[$0].ids }, mode: options.attention)
+            var pooled: [Float] = []
+            pooled.reserveCapacity(batch.count * pipeline.pooling.outputDimension)
+            for (row, index) in batch.enumerated() {
+                pooled += pipeline.pooling.pool(states.sequence(row), length: states.length(row),
+                                                firstToken: inputs[index].promptTokens)
+            }
+            for layer in pipeline.dense { pooled = layer.apply(pooled, rows: batch.count) }
+            let width = pipeline.outputDimension
+            for (row, index) in batch.enumerated() {
+                var v = Array(pooled[(row * width)..<((row + 1) * width)])
+                if pipeline.normalize { v.withUnsafeMutableBufferPointer { l2NormalizeInPlace($0.baseAddress!, count: width) } }
+                if let d = options.dimension, d < width {
+                    v = Array(v.prefix(d))
+                    v.withUnsafeMutableBufferPointer { l2NormalizeInPlace($0.baseAddress!, count: d) }
+                }
+                results[index] = v
+            }
+        }
+        return results
+    }
+
+    /// Final hidden states of every token (no pooling), in input order.
+    public func hiddenStates(_ inputs: [EncoderInput], attention: AttentionMode = .bidirectional,
+                             batchTokens: Int = 8192) throws -> [[[Float]]] {
+        var results = [[[Float]]](repeating: [], count: inputs.count)
+        let h = transformer.config.hiddenSize
+        for batch in Self.batches(inputs.map(\.ids.count), tokenBudget: batchTokens) {
+            let states = try transformer.forward(batch.map { inputs[$0].ids }, mode: attention)
+            for (row, index) in batch.enumerated() {
+                let s = states.sequence(row)
+                results[index] = (0..<states.length(row)).map { t in Array(s.dropFirst(t * h).prefix(h)) }
+            }
+        }
+        return results
+    }
+
+    /// Groups input indices into batches of similar length under a token budget (longest first, so the
+    /// first batch shows the peak memory).
+    static func batches(_ lengths: [Int], tokenBudget: Int) -> [[Int]] {
+        let order = lengths.indices.sorted { lengths[$0] > lengths[$1] }
+        var batches: [[Int]] = []
+        var current: [Int] = []
+        var tokens = 0
+        for i in order {
+            if !current.isEmpty, tokens + lengths[i] > tokenBudget {
+                batches.append(current)
+                current = []
+                tokens = 0
+            }
+            current.append(i)
+            tokens += lengths[i]
+        }
+        if !current.isEmpty { batches.append(current) }
+        return batches
+    }
+}

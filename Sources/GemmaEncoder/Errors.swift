@@ -1,0 +1,29 @@
+import Foundation
+import ModelFormats
+
+/// What can go wrong between a model directory and an embedding; each case names the file or input.
+public enum EncoderError: Error, CustomStringConvertible, Equatable {
+    case invalidConfig(file: String, field: String, String)
+    case unsupported(String)
+    case modelNotFound(String)
+    case fetchFailed(String)
+    case invalidInput(String)
+
+    public var description: String {
+        switch self {
+        case let .invalidConfig(file, field, message): return "\(file): \(field): \(message)"
+        case let .unsupported(m), let .modelNotFound(m), let .fetchFailed(m), let .invalidInput(m): return m
+        }
+    }
+}
+
+func readJSONObject(_ url: URL) throws(EncoderError) -> [String: Any] {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch {
+        throw .invalidConfig(file: url.path, field: "(file)", "cannot read: \(error.localizedDescription)")
+    }
+    guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        throw .invalidConfig(file: url.path, field: "(file)", "not a JSON object")
+    }
+    return object
+}

@@ -1,0 +1,79 @@
+import Foundation
+import ModelFormats
+
+/// Why a tokenizer could not be loaded; always names the file and the field at fault.
+public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The file is not valid JSON (byte offset of the syntax error).
+    case invalidJSON(file: String, offset: Int, message: String)
+    /// A required field is absent or has the wrong JSON type.
+    case missingField(file: String, field: String)
+    /// A field has a value we understand the type of but not the content (bad id, merge out of vocabulary...).
+    case invalidValue(file: String, field: String, message: String)
+    /// A pipeline stage (`normalizer`, `decoder`, ...) or model type this implementation does not know.
+    case unsupportedType(file: String, field: String, type: String)
+    /// The underlying file could not be read or is malformed at the container level (GGUF).
+    case unreadable(file: String, message: String)
+
+    public var description: String {
+        switch self {
+        case .invalidJSON(let file, let offset, let message):
+            "\(file): invalid JSON at byte \(offset): \(message)"
+        case .missingField(let file, let field):
+            "\(file): missing or mistyped field '\(field)'"
+        case .invalidValue(let file, let field, let message):
+            "\(file): field '\(field)': \(message)"
+        case .unsupportedType(let file, let field, let type):
+            "\(file): field '\(field)': unsupported type '\(type)'"
+        case .unreadable(let file, let message):
+            "\(file): \(message)"
+        }
+    }
+
+    init(_ e: FormatError) {
+        if let item = e.item {
+            self = .invalidValue(file: e.file, field: item, message: e.message)
+        } else {
+            self = .unreadable(file: e.file, message: e.message)
+        }
+    }
+}
+
+/// Field access on parsed tokenizer.json that turns absences into `TokenizerError`s with a path.
+struct JSONFields {
+    let file: String
+
+    func require(_ v: JSON?, _ path: String) throws(TokenizerError) -> JSON {
+        guard let v, !v.isNull else { throw .missingField(file: file, field: path) }
+        return v
+    }
+
+    func string(_ v: JSON?, _ path: String) throws(TokenizerError) -> String {
+        guard let s = v?.string else { throw .missingField(file: file, field: path) }
+        return s
+    }
+
+    func array(_ v: JSON?, _ path: String) throws(TokenizerError) -> [JSON] {
+        guard let a = v?.array else { throw .missingField(file: file, field: path) }
+        return a
+    }
+
+    func int(_ v: JSON?, _ path: String) throws(TokenizerError) -> Int {
+        guard let n = v?.int else { throw .missingField(file: file, field: path) }
+        return n
+    }
+
+    func bool(_ v: JSON?, _ path: String, default d: Bool) throws(TokenizerError) -> Bool {
+        guard let v, !v.isNull else { return d }
+        guard let b = v.bool else { throw .missingField(file: file, field: path) }
+        return b
+    }
+
+    /// The `"pattern": {"String": s}` form; `{"Regex": ...}` patterns are not supported.
+    func stringPattern(_ v: JSON?, _ path: String) throws(TokenizerError) -> String {
+        let p = try require(v, path)
+        if let s = p["String"]?.string { return s }
+        if let s = p.string { return s }
+        if p["Regex"] != nil { throw .unsupportedType(file: file, field: path, type: "Regex") }
+        throw .missingField(file: file, field: path + ".String")
+    }
+}

@@ -1,0 +1,125 @@
+import ArgumentParser
+import EncoderKernels
+import Foundation
+import GemmaEncoder
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure tokenizer and encoder throughput, query latency, scaling and memory on this machine.",
+        discussion: "Figures are reported next to the BLAS GEMM ceiling measured in the same run. Build in release mode.")
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(help: "JSON Lines {\"text\"} workload (e.g. ../shared/bench/bench-512.jsonl).")
+    var input: String
+
+    @Option(help: "Prompt name applied to every text (e.g. document).")
+    var prompt: String?
+
+    @Option(name: .customLong("batch-tokens"), help: "Tokens per forward batch.")
+    var batchTokens: Int = 8192
+
+    @Option(help: "Latency runs of the single short query.")
+    var queries: Int = 50
+
+    @Option(name: .customLong("scaling-lengths"), help: "Sequence lengths for the scaling table (comma-separated).")
+    var scalingLengths: String = "16,128,512,2048"
+
+    @Flag(help: "Print one JSON object instead of the table.")
+    var json = false
+
+    func run() throws {
+        do { try bench() } catch { fail("\(error)") }
+    }
+
+    private func seconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    private func bench() throws {
+        var report: [(String, String)] = []
+        func add(_ key: String, _ value: String) {
+            report.append((key, value))
+            if !json { print(String(format: "%-34@ %@", key as NSString, value as NSString)) }
+        }
+        let peak = measureGemmPeak()
+        add("gemm_ceiling_gflops", String(format: "%.1f", peak))
+
+        var encoder: Encoder!
+        let loadSeconds = try seconds { encoder = try Encoder(model: try model.resolve().path) }
+        add("model_load_s", String(format: "%.3f", loadSeconds))
+        let config = encoder.transformer.config
+
+        let texts = try readRows(path: input, allowIds: false).compactMap { row -> String? in
+            if case .text(let t) = row { return t } else { return nil }
+        }
+        let promptText = try prompt.map { try encoder.prompt(named: $0) }
+
+        // Tokenizer alone, single-threaded, best of three.
+        var inputs: [EncoderInput] = []
+        var tokenizeBest = Double.infinity
+        for _ in 0..<3 {
+            tokenizeBest = min(tokenizeBest, seconds { inputs = encoder.tokenize(texts, prompt: promptText) })
+        }
+        let tokens = inputs.reduce(0) { $0 + $1.ids.count }
+        add("texts", "\(texts.count)")
+        add("tokens", "\(tokens)")
+        add("tokenizer_tokens_per_s", String(format: "%.0f", Double(tokens) / tokenizeBest))
+
+        // Throughput: the whole workload once warm (a short warm-up batch first).
+        var options = EmbeddingOptions(prompt: promptText)
+        options.batchTokens = batchTokens
+        _ = try encoder.embed(Array(inputs.prefix(8)), options: options)
+        let embedSeconds = try seconds { _ = try encoder.embed(inputs, options: options) }
+        let flops = inputs.reduce(0.0) { $0 + config.flops(length: $1.ids.count) }
+        let gflops = flops / embedSeconds / 1e9
+        add("tokens_per_s", String(format: "%.1f", Double(tokens) / embedSeconds))
+        add("texts_per_s", String(format: "%.2f", Double(texts.count) / embedSeconds))
+        add("achieved_gflops", String(format: "%.1f", gflops))
+        add("ratio_to_gemm_ceiling", String(format: "%.3f", gflops / peak))
+
+        // Latency: one short query per call, warm.
+        let query = encoder.tokenize(["best text editor for programmers"], prompt: encoder.prompts["query"])[0]
+        var latencies: [Double] = []
+        _ = try encoder.embed([query])
+        for _ in 0..<queries {
+            latencies.append(try seconds { _ = try encoder.embed([query]) } * 1000)
+        }
+        latencies.sort()
+        func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+        add("query_tokens", "\(query.ids.count)")
+        add("query_latency_ms_p50", String(format: "%.2f", percentile(0.5)))
+        add("query_latency_ms_p90", String(format: "%.2f", percentile(0.9)))
+        add("query_latency_ms_p99", String(format: "%.2f", percentile(0.99)))
+
+        // Scaling: tokens/s at fixed sequence lengths built from the workload's own tokens.
+        let pool = inputs.flatMap { $0.ids.dropFirst().dropLast() }
+        for length in scalingLengths.split(separator: ",").compactMap({ Int($0) }) where length > 2 && !pool.isEmpty {
+            let count = max(1, min(64, 16_384 / length))
+            let batch = (0..<count).map { s -> EncoderInput in
+                let body = (0..<(length - 2)).map { pool[(s * 7919 + $0) % pool.count] }
+                return EncoderInput(ids: [2] + body + [1])
+            }
+            var o = options
+            o.batchTokens = max(batchTokens, length)
+            let t = try seconds { _ = try encoder.embed(batch, options: o) }
+            add("tokens_per_s_at_length_\(length)", String(format: "%.1f", Double(length * count) / t))
+        }
+        add("peak_rss_mib", String(format: "%.0f", peakResidentMiB()))
+
+        if json {
+            let body = report.map { "\"\($0.0)\": \(Double($0.1) != nil ? $0.1 : "\"\($0.1)\"")" }.joined(separator: ", ")
+            print("{\(body)}")
+        }
+    }
+}
+
+/// Peak resident set size of this process so far.
+func peakResidentMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024  // Linux reports KiB
+}

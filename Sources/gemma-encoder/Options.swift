@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import GemmaEncoder
+
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "A cached model name (see `models list`) or a path to a model directory or .gguf file.")
+    var model: String = KnownModel.defaultName
+
+    func resolve() throws -> URL { try ModelStore().resolve(model) }
+}
+
+struct InputOptions: ParsableArguments {
+    @Option(name: .long, help: "JSON Lines input, one object per line.")
+    var input: String?
+
+    @Option(name: .long, help: "One text, instead of --input; the result goes to stdout as JSON.")
+    var text: String?
+
+    @Option(name: .long, help: "Output file (.jsonl, or .npy where supported). Default: stdout.")
+    var output: String?
+
+    func validate() throws {
+        guard (input == nil) != (text == nil) else {
+            throw ValidationError("give exactly one of --input FILE.jsonl or --text \"…\"")
+        }
+    }
+}
+
+/// Writes an error to stderr and exits non-zero, for errors found after argument validation.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    exit(1)
+}
+
+func note(_ message: String) {
+    FileHandle.standardError.write(Data("\(message)\n".utf8))
+}

@@ -1,0 +1,217 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// Runs the built `gemma-encoder` (beside the test bundle) as a user would.
+struct Tool {
+    static let binary: URL = {
+        // On Linux the test runner is .build/<config>/<Package>PackageTests.xctest; the tool sits beside it.
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0])
+        var dir = runner.deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("gemma-encoder").path), dir.path != "/" {
+            dir.deleteLastPathComponent()
+        }
+        return dir.appendingPathComponent("gemma-encoder")
+    }()
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ arguments: [String], stdin: Data? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let outURL = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString).out")
+        let errURL = outURL.appendingPathExtension("err")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: outURL)
+            try? FileManager.default.removeItem(at: errURL)
+        }
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        try process.run()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus,
+                      stdout: try String(contentsOf: outURL, encoding: .utf8),
+                      stderr: try String(contentsOf: errURL, encoding: .utf8))
+    }
+}
+
+func cachedModelPath(_ name: String) throws -> URL {
+    let root = ProcessInfo.processInfo.environment["GEMMA_ENCODER_CACHE"].map { URL(fileURLWithPath: $0) }
+        ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/gemma-encoder")
+    let url = root.appendingPathComponent("models/\(name)")
+    guard FileManager.default.fileExists(atPath: url.path) else {
+        XCTFail("model \(name) is not cached: run `gemma-encoder models fetch \(name)` (scripts/test does)")
+        throw XCTSkip("model missing")
+    }
+    return url
+}
+
+final class CLITests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        XCTAssertTrue(FileManager.default.fileExists(atPath: Tool.binary.path), "build the tool first: \(Tool.binary.path)")
+        dir = try temporaryDirectory("cli")
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func write(_ name: String, _ content: String) throws -> String {
+        let url = dir.appendingPathComponent(name)
+        try content.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    /// The tiny Gemma 3 checkpoint as a plain Hugging Face directory (with the real tokenizer beside it).
+    func tinyModel() throws -> String {
+        let model = dir.appendingPathComponent("tiny")
+        try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
+        for name in ["config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("tiny/gemma3/\(name)"),
+                                             to: model.appendingPathComponent(name))
+        }
+        try FileManager.default.createSymbolicLink(
+            at: model.appendingPathComponent("tokenizer.json"),
+            withDestinationURL: try cachedModelPath("embeddinggemma-300m").appendingPathComponent("tokenizer.json"))
+        return model.path
+    }
+
+    struct TinyReference: Decodable {
+        let input_ids: [[Int32]]
+        let bidirectional: [[[Float]]]
+        let causal: [[[Float]]]
+    }
+
+    func testHiddenStatesFromIdsMatchTransformers() throws {
+        let model = try tinyModel()
+        let ref = try JSONDecoder().decode(TinyReference.self, from: Data(contentsOf: fixturesDirectory.appendingPathComponent("tiny/gemma3/reference.json")))
+        let input = try write("ids.jsonl", ref.input_ids.map { "{\"ids\": \($0)}" }.joined(separator: "\n") + "\n")
+        for (mode, expected) in [("bidirectional", ref.bidirectional), ("causal", ref.causal)] {
+            let output = dir.appendingPathComponent("hidden-\(mode).jsonl").path
+            let r = try Tool.run(["embed", "--model", model, "--input", input, "--output", output, "--pooling", "none", "--attention", mode])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let rows = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+            XCTAssertEqual(rows.count, expected.count)
+            for (row, seq) in zip(rows, expected) {
+                let object = try JSONSerialization.jsonObject(with: Data(row.utf8)) as! [String: [[Double]]]
+                let states = object["hidden_states"]!
+                XCTAssertEqual(states.count, seq.count)
+                for (got, want) in zip(states, seq) {
+                    XCTAssertLessThanOrEqual(maxAbsDiff(got.map(Float.init), want), 1e-4, mode)
+                }
+            }
+        }
+    }
+
+    func testPooledOutputsAreNormalizedUnlessAsked() throws {
+        let model = try tinyModel()
+        let input = try write("ids.jsonl", "{\"ids\": [2, 5, 6, 1]}\n{\"ids\": [2, 7, 1]}\n")
+        for (flags, normalized) in [([String](), true), (["--no-normalize"], false)] {
+            for pooling in ["mean", "first", "last"] {
+                let r = try Tool.run(["embed", "--model", model, "--input", input, "--pooling", pooling] + flags)
+                XCTAssertEqual(r.status, 0, r.stderr)
+                for line in r.stdout.split(separator: "\n") {
+                    let v = (try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: [Double]])["embedding"]!
+                    XCTAssertEqual(v.count, 64)
+                    let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                    if normalized { XCTAssertEqual(norm, 1, accuracy: 1e-5) } else { XCTAssertNotEqual(norm, 1, accuracy: 1e-3) }
+                }
+            }
+        }
+    }
+
+    func testBadRowsAreErrorsNamingTheLine() throws {
+        let model = try tinyModel()
+        let output = dir.appendingPathComponent("out.jsonl").path
+        let cases: [(String, Data, String)] = [
+            ("badjson.jsonl", Data("{\"ids\": [2, 1]}\n{\"ids\": [2,\n".utf8), "badjson.jsonl:2: not a JSON object"),
+            ("notext.jsonl", Data("{\"text\": \"ok\"}\n\n{\"title\": \"x\"}\n".utf8), "notext.jsonl:3: row has no \"text\""),
+            ("badids.jsonl", Data("{\"ids\": [2, 1.5]}\n".utf8), "badids.jsonl:1: field \"ids\" must be an array of integers"),
+            ("utf8.jsonl", Data("{\"text\": \"fine\"}\n".utf8) + Data([0x7B, 0x22, 0x74, 0x65, 0x78, 0x74, 0x22, 0x3A, 0x22, 0xC3, 0x28, 0x22, 0x7D, 0x0A]), "utf8.jsonl:2: invalid UTF-8"),
+            ("range.jsonl", Data("{\"ids\": [2, 99999]}\n".utf8), "token id 99999 is outside the vocabulary"),
+        ]
+        for (name, content, message) in cases {
+            let url = dir.appendingPathComponent(name)
+            try content.write(to: url)
+            let r = try Tool.run(["embed", "--model", model, "--input", url.path, "--output", output])
+            XCTAssertNotEqual(r.status, 0, name)
+            XCTAssertTrue(r.stderr.contains(message), "\(name): \(r.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: output), "no partial output after an error")
+        }
+        let r = try Tool.run(["embed", "--model", "/no/such/model", "--text", "x"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("/no/such/model"), r.stderr)
+    }
+
+    func testTextOnStdoutNpyAndTruncationReport() throws {
+        // The default model: EmbeddingGemma-300M from the cache.
+        let single = try Tool.run(["embed", "--text", "a tool to compress files", "--prompt", "query"])
+        XCTAssertEqual(single.status, 0, single.stderr)
+        let vector = try JSONSerialization.jsonObject(with: Data(single.stdout.utf8)) as! [Double]
+        XCTAssertEqual(vector.count, 768)
+        let small = try Tool.run(["embed", "--text", "a tool to compress files", "--prompt", "query", "--dim", "128"])
+        let smallVector = try JSONSerialization.jsonObject(with: Data(small.stdout.utf8)) as! [Double]
+        XCTAssertEqual(smallVector.count, 128)
+
+        let long = String(repeating: "compression ", count: 3000)
+        let input = try write("texts.jsonl", "{\"text\": \"short text\"}\n{\"text\": \"\(long)\"}\n{\"text\": \"\"}\n")
+        let npy = dir.appendingPathComponent("out.npy").path
+        let r = try Tool.run(["embed", "--input", input, "--output", npy, "--prompt", "document"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("1 of 3 inputs were longer than 2048 tokens and were truncated"), r.stderr)
+        let data = try Data(contentsOf: URL(fileURLWithPath: npy))
+        XCTAssertEqual(Array(data.prefix(6)), [0x93] + Array("NUMPY".utf8))
+        let headerLength = Int(data[8]) | Int(data[9]) << 8
+        let header = String(decoding: data[10..<(10 + headerLength)], as: UTF8.self)
+        XCTAssertTrue(header.contains("'descr': '<f4'") && header.contains("'shape': (3, 768)"), header)
+        XCTAssertEqual((10 + headerLength) % 64, 0)
+        XCTAssertEqual(data.count, 10 + headerLength + 3 * 768 * 4)
+
+        let unknownPrompt = try Tool.run(["embed", "--text", "x", "--prompt", "nope"])
+        XCTAssertNotEqual(unknownPrompt.status, 0)
+        XCTAssertTrue(unknownPrompt.stderr.contains("unknown prompt 'nope'"), unknownPrompt.stderr)
+    }
+
+    func testTokenize() throws {
+        let model = try cachedModelPath("embeddinggemma-300m").path
+        let r = try Tool.run(["tokenize", "--model", model, "--text", "Hello world"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ids = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [Int]
+        XCTAssertEqual(ids.first, 2)
+        XCTAssertEqual(ids.last, 1)
+
+        let input = try write("t.jsonl", "{\"text\": \"Hello world\"}\n{\"text\": \"\"}\n")
+        let output = dir.appendingPathComponent("ids.jsonl").path
+        let file = try Tool.run(["tokenize", "--input", input, "--output", output])
+        XCTAssertEqual(file.status, 0, file.stderr)
+        let lines = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        XCTAssertEqual(String(lines[1]), "{\"ids\":[2,1]}")
+
+        let gguf = try cachedModelPath("gemma3-270m-q4_k_m").appendingPathComponent("gemma-3-270m-q4_k_m.gguf").path
+        let g = try Tool.run(["tokenize", "--model", gguf, "--text", "Sbt test interface"])
+        XCTAssertEqual(g.status, 0, g.stderr)
+        XCTAssertEqual(try JSONSerialization.jsonObject(with: Data(g.stdout.utf8)) as! [Int], [2, 236773, 2755, 1594, 7937])
+
+        let bad = try write("bad.jsonl", "{\"ids\": [1]}\n")
+        let b = try Tool.run(["tokenize", "--input", bad])
+        XCTAssertNotEqual(b.status, 0)
+        XCTAssertTrue(b.stderr.contains("bad.jsonl:1: row has no \"text\" field"), b.stderr)
+    }
+
+    func testModelsList() throws {
+        let r = try Tool.run(["models", "list"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("embeddinggemma-300m"), r.stdout)
+        let unknown = try Tool.run(["models", "fetch", "gpt-5"])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("unknown model 'gpt-5'"), unknown.stderr)
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import GemmaEncoder
+import TestSupport
+import XCTest
+
+/// sentence-transformers 6.2's EmbeddingGemma-300M embeddings: 48 texts × (plain, query, document).
+struct ReferenceRow: Decodable {
+    let text: String
+    let plain: [Float]
+    let query: [Float]
+    let document: [Float]
+}
+
+final class EmbeddingGemmaParityTests: XCTestCase {
+    /// The bar: four nines of cosine on every row and every mode.
+    let minimumCosine = 0.9999
+
+    func reference() throws -> [ReferenceRow] {
+        let data = try Data(contentsOf: fixturesDirectory.appendingPathComponent("embeddinggemma/embeddinggemma.jsonl"))
+        return try data.split(separator: UInt8(ascii: "\n")).map { try JSONDecoder().decode(ReferenceRow.self, from: Data($0)) }
+    }
+
+    func testEveryRowEveryMode() throws {
+        let encoder = try SharedEncoder.embeddingGemma()
+        let rows = try reference()
+        XCTAssertEqual(rows.count, 48)
+        let modes: [(String, String?, KeyPath<ReferenceRow, [Float]>)] = [
+            ("plain", nil, \.plain), ("query", "query", \.query), ("document", "document", \.document),
+        ]
+        for (name, promptName, expected) in modes {
+            let prompt = try promptName.map { try encoder.prompt(named: $0) }
+            let got = try encoder.embed(rows.map(\.text), options: EmbeddingOptions(prompt: prompt))
+            var worst = (1.0, -1)
+            for (i, row) in rows.enumerated() {
+                let c = cosine(got[i], row[keyPath: expected])
+                if c < worst.0 { worst = (c, i) }
+                XCTAssertGreaterThanOrEqual(c, minimumCosine, "\(name) row \(i): \(row.text.prefix(60).debugDescription)")
+            }
+            print("embeddinggemma \(name): min cosine \(worst.0) (row \(worst.1))")
+        }
+    }
+
+    func testPromptsComeFromTheModelDirectory() throws {
+        let encoder = try SharedEncoder.embeddingGemma()
+        XCTAssertEqual(try encoder.prompt(named: "query"), "task: search result | query: ")
+        XCTAssertEqual(try encoder.prompt(named: "document"), "title: none | text: ")
+        XCTAssertEqual(try encoder.prompt(named: "STS"), "task: sentence similarity | query: ")
+        XCTAssertThrowsError(try encoder.prompt(named: "nope"))
+    }
+
+    func testLongInputIsTruncatedToMaxSeqLengthAndReported() throws {
+        let encoder = try SharedEncoder.embeddingGemma()
+        XCTAssertEqual(encoder.maxSequenceLength, 2048)
+        let long = try reference()[16].text
+        let input = encoder.tokenize([long], prompt: "title: none | text: ")[0]
+        XCTAssertTrue(input.truncated)
+        XCTAssertEqual(input.ids.count, 2048)
+        XCTAssertEqual(input.ids.first, 2)
+        XCTAssertEqual(input.ids.last, 1, "sentence-transformers keeps <eos> when truncating")
+        XCTAssertFalse(encoder.tokenize(["short"])[0].truncated)
+    }
+
+    func testMatryoshkaTruncatesAndRenormalizes() throws {
+        let encoder = try SharedEncoder.embeddingGemma()
+        let texts = ["a tool to compress files", "a web browser"]
+        let full = try encoder.embed(texts)
+        for dim in [512, 256, 128] {
+            let small = try encoder.embed(texts, options: EmbeddingOptions(dimension: dim))
+            for (s, f) in zip(small, full) {
+                XCTAssertEqual(s.count, dim)
+                let norm = s.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+                XCTAssertEqual(norm, 1, accuracy: 1e-5)
+                XCTAssertGreaterThan(cosine(s, Array(f.prefix(dim))), 0.99999)
+            }
+        }
+        XCTAssertThrowsError(try encoder.embed(texts, options: EmbeddingOptions(dimension: 1000)))
+    }
+
+    func testBatchCompositionDoesNotChangeEmbeddings() throws {
+        let encoder = try SharedEncoder.embeddingGemma()
+        let texts = try reference().prefix(12).map(\.text)
+        let together = try encoder.embed(texts)
+        for (i, text) in texts.enumerated() {
+            let alone = try encoder.embed([text])[0]
+            XCTAssertGreaterThan(cosine(alone, together[i]), 0.999999, "row \(i)")
+        }
+    }
+}
