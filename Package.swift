@@ -15,10 +15,12 @@ let package = Package(
         // System BLAS: OpenBLAS's CBLAS header and library.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS",
                        providers: [.apt(["libopenblas-dev"])]),
+        // Vectorized C kernels (exp/tanh loops, reductions, skinny GEMM), clang target_clones per ISA.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast", "-mprefer-vector-width=512"])]),
         // File formats: memory-mapped files, safetensors, GGUF, config.json styles.
         .target(name: "ModelFormats"),
         // Numeric kernels over Float buffers: GEMM, norms, activations, RoPE, attention.
-        .target(name: "EncoderKernels", dependencies: ["CBLAS"],
+        .target(name: "EncoderKernels", dependencies: ["CBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // Tokenizer: tokenizer.json and GGUF vocabularies, BPE with byte fallback.
         .target(name: "GemmaTokenizer", dependencies: ["ModelFormats"]),
@@ -33,6 +35,7 @@ let package = Package(
         // Helpers shared by the test targets (fixture paths, a safetensors writer, cosine).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"]),
+        .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels"]),
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),

@@ -1,17 +1,12 @@
+import CKernels
 import Foundation
 
 /// Gemma's RMSNorm over each of `rows` rows of length `dim`: x / sqrt(mean(x²) + eps) · scale, where
-/// `scale` is (1 + weight), precomputed once at load as transformers computes it in float32.
+/// `scale` is (1 + weight), precomputed once at load as transformers computes it in float32. In place allowed.
+@inline(__always)
 public func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, scale: UnsafePointer<Float>, eps: Float,
                     out: UnsafeMutablePointer<Float>) {
-    for r in 0..<rows {
-        let src = x + r * dim
-        let dst = out + r * dim
-        var sum: Float = 0
-        for i in 0..<dim { sum += src[i] * src[i] }
-        let inv = 1 / (sum / Float(dim) + eps).squareRoot()
-        for i in 0..<dim { dst[i] = src[i] * inv * scale[i] }
-    }
+    ck_rms_norm(x, rows, dim, scale, eps, out)
 }
 
 /// dst[i] += src[i].
@@ -24,14 +19,11 @@ public func scaleInPlace(_ dst: UnsafeMutablePointer<Float>, count: Int, by s: F
     for i in 0..<count { dst[i] *= s }
 }
 
-/// gate[i] = act(gate[i]) · up[i]: the gated-GELU MLP's middle.
+/// gate[i] = act(gate[i]) · up[i]: the gated-GELU MLP's middle, with transformers' gelu_pytorch_tanh
+/// (vectorized in C: tanh through a polynomial exp, within a few ulp of libm).
+@inline(__always)
 public func geluTanhGate(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
-    // transformers' gelu_pytorch_tanh: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-    let c: Float = 0.7978845608028654
-    for i in 0..<count {
-        let x = gate[i]
-        gate[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x))) * up[i]
-    }
+    ck_gelu_tanh_gate(gate, up, count)
 }
 
 public func geluErfGate(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {

@@ -48,7 +48,7 @@ public struct DenseLayer: Sendable {
         var y = [Float](repeating: 0, count: rows * outputDimension)
         x.withUnsafeBufferPointer { xb in
             y.withUnsafeMutableBufferPointer { yb in
-                gemmTransposedB(m: rows, n: outputDimension, k: inputDimension, a: xb.baseAddress!, lda: inputDimension,
+                linear(m: rows, n: outputDimension, k: inputDimension, a: xb.baseAddress!, lda: inputDimension,
                                 w: weight.pointer, ldw: inputDimension, c: yb.baseAddress!, ldc: outputDimension)
             }
         }

@@ -1,5 +1,6 @@
 import EncoderKernels
 import Foundation
+import Synchronization
 import GemmaModel
 import GemmaTokenizer
 import ModelFormats
@@ -32,7 +33,10 @@ public struct EmbeddingOptions: Sendable {
     /// Matryoshka: keep the first `dimension` values, then re-normalize.
     public var dimension: Int?
     /// Token budget of one forward batch; sequences are grouped by length to waste nothing on padding.
-    public var batchTokens: Int = 8192
+    public var batchTokens: Int = 2048
+    /// Batches encoded at once, each on its own core with single-threaded BLAS; a lone batch gets
+    /// multithreaded BLAS instead.
+    public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
 
     public init(prompt: String? = nil, attention: AttentionMode = .bidirectional, pooling: PoolingChoice? = nil,
                 normalize: Bool? = nil, dimension: Int? = nil) {
@@ -150,8 +154,8 @@ public final class Encoder: Sendable {
         if let d = options.dimension, d <= 0 || d > pipeline.outputDimension {
             throw EncoderError.invalidInput("--dim \(d) must be between 1 and the model's \(pipeline.outputDimension)")
         }
-        var results = [[Float]](repeating: [], count: inputs.count)
-        for batch in Self.batches(inputs.map(\.ids.count), tokenBudget: options.batchTokens) {
+        let batches = Self.batches(inputs.map(\.ids.count), tokenBudget: options.batchTokens)
+        let vectors = try runBatches(batches, workers: options.workers) { batch in
             let states = try transformer.forward(batch.map { inputs[$0].ids }, mode: options.attention)
             var pooled: [Float] = []
             pooled.reserveCapacity(batch.count * pipeline.pooling.outputDimension)
@@ -161,32 +165,73 @@ public final class Encoder: Sendable {
             }
             for layer in pipeline.dense { pooled = layer.apply(pooled, rows: batch.count) }
             let width = pipeline.outputDimension
-            for (row, index) in batch.enumerated() {
+            return (0..<batch.count).map { row -> [Float] in
                 var v = Array(pooled[(row * width)..<((row + 1) * width)])
                 if pipeline.normalize { v.withUnsafeMutableBufferPointer { l2NormalizeInPlace($0.baseAddress!, count: width) } }
                 if let d = options.dimension, d < width {
                     v = Array(v.prefix(d))
                     v.withUnsafeMutableBufferPointer { l2NormalizeInPlace($0.baseAddress!, count: d) }
                 }
-                results[index] = v
+                return v
             }
+        }
+        var results = [[Float]](repeating: [], count: inputs.count)
+        for (batch, rows) in zip(batches, vectors) {
+            for (index, v) in zip(batch, rows) { results[index] = v }
         }
         return results
     }
 
     /// Final hidden states of every token (no pooling), in input order.
     public func hiddenStates(_ inputs: [EncoderInput], attention: AttentionMode = .bidirectional,
-                             batchTokens: Int = 8192) throws -> [[[Float]]] {
-        var results = [[[Float]]](repeating: [], count: inputs.count)
+                             batchTokens: Int = 2048) throws -> [[[Float]]] {
         let h = transformer.config.hiddenSize
-        for batch in Self.batches(inputs.map(\.ids.count), tokenBudget: batchTokens) {
+        let batches = Self.batches(inputs.map(\.ids.count), tokenBudget: batchTokens)
+        let states = try runBatches(batches, workers: 1) { batch in
             let states = try transformer.forward(batch.map { inputs[$0].ids }, mode: attention)
-            for (row, index) in batch.enumerated() {
+            return (0..<batch.count).map { row in
                 let s = states.sequence(row)
-                results[index] = (0..<states.length(row)).map { t in Array(s.dropFirst(t * h).prefix(h)) }
+                return (0..<states.length(row)).map { t in Array(s.dropFirst(t * h).prefix(h)) }
             }
         }
+        var results = [[[Float]]](repeating: [], count: inputs.count)
+        for (batch, rows) in zip(batches, states) {
+            for (index, v) in zip(batch, rows) { results[index] = v }
+        }
         return results
+    }
+
+    /// Runs `work` on every batch, `workers` at a time (largest first, each worker taking the next batch when
+    /// it is done). With more than one worker BLAS is single-threaded meanwhile, so the cores are not
+    /// oversubscribed; a single batch keeps multithreaded BLAS.
+    func runBatches<T: Sendable>(_ batches: [[Int]], workers: Int,
+                                 _ work: @Sendable ([Int]) throws -> T) throws -> [T] {
+        let workers = max(1, min(workers, batches.count))
+        guard workers > 1 else { return try batches.map(work) }
+        let blasThreads = BLASThreads.count
+        BLASThreads.set(1)
+        defer { BLASThreads.set(blasThreads) }
+        let state = Mutex<(next: Int, results: [T?], error: Error?)>((0, Array(repeating: nil, count: batches.count), nil))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let index: Int? = state.withLock { s in
+                    guard s.error == nil, s.next < batches.count else { return nil }
+                    defer { s.next += 1 }
+                    return s.next
+                }
+                guard let index else { return }
+                do {
+                    let result = try work(batches[index])
+                    state.withLock { $0.results[index] = result }
+                } catch {
+                    state.withLock { $0.error = error }
+                }
+            }
+        }
+        return try state.withLock { s in
+            if let error = s.error { throw error }
+            return s.results.map { $0! }
+        }
     }
 
     /// Groups input indices into batches of similar length under a token budget (longest first, so the

@@ -168,9 +168,9 @@ public final class GemmaTransformer: Sendable {
         for (l, layer) in layers.enumerated() {
             // Attention block.
             rmsNorm(x, rows: t, dim: h, scale: layer.inputNorm.pointer, eps: c.rmsNormEps, out: normed)
-            gemmTransposedB(m: t, n: qDim, k: h, a: normed, lda: h, w: layer.q.pointer, ldw: h, c: q, ldc: qDim)
-            gemmTransposedB(m: t, n: kvDim, k: h, a: normed, lda: h, w: layer.k.pointer, ldw: h, c: k, ldc: kvDim)
-            gemmTransposedB(m: t, n: kvDim, k: h, a: normed, lda: h, w: layer.v.pointer, ldw: h, c: v, ldc: kvDim)
+            linear(m: t, n: qDim, k: h, a: normed, lda: h, w: layer.q.pointer, ldw: h, c: q, ldc: qDim)
+            linear(m: t, n: kvDim, k: h, a: normed, lda: h, w: layer.k.pointer, ldw: h, c: k, ldc: kvDim)
+            linear(m: t, n: kvDim, k: h, a: normed, lda: h, w: layer.v.pointer, ldw: h, c: v, ldc: kvDim)
             if let qn = layer.qNorm, let kn = layer.kNorm {
                 rmsNorm(q, rows: t * c.numHeads, dim: hd, scale: qn.pointer, eps: c.rmsNormEps, out: q)
                 rmsNorm(k, rows: t * c.numKVHeads, dim: hd, scale: kn.pointer, eps: c.rmsNormEps, out: k)
@@ -188,7 +188,7 @@ public final class GemmaTransformer: Sendable {
                           q: q + start * qDim, ldq: qDim, k: k + start * kvDim, v: v + start * kvDim, ldkv: kvDim,
                           out: attn + start * qDim, ldo: qDim, scores: scores)
             }
-            gemmTransposedB(m: t, n: h, k: qDim, a: attn, lda: qDim, w: layer.o.pointer, ldw: qDim, c: tmp, ldc: h)
+            linear(m: t, n: h, k: qDim, a: attn, lda: qDim, w: layer.o.pointer, ldw: qDim, c: tmp, ldc: h)
             if let post = layer.preFeedforwardNorm {
                 // Gemma 2/3 sandwich: x += norm(attn); mlp input = pre_ff_norm(x).
                 rmsNorm(tmp, rows: t, dim: h, scale: layer.postAttentionNorm.pointer, eps: c.rmsNormEps, out: tmp)
@@ -201,13 +201,13 @@ public final class GemmaTransformer: Sendable {
             }
 
             // Gated MLP.
-            gemmTransposedB(m: t, n: inter, k: h, a: normed, lda: h, w: layer.gate.pointer, ldw: h, c: gate, ldc: inter)
-            gemmTransposedB(m: t, n: inter, k: h, a: normed, lda: h, w: layer.up.pointer, ldw: h, c: up, ldc: inter)
+            linear(m: t, n: inter, k: h, a: normed, lda: h, w: layer.gate.pointer, ldw: h, c: gate, ldc: inter)
+            linear(m: t, n: inter, k: h, a: normed, lda: h, w: layer.up.pointer, ldw: h, c: up, ldc: inter)
             switch c.hiddenActivation {
             case .geluTanh: geluTanhGate(gate, up, count: t * inter)
             case .gelu: geluErfGate(gate, up, count: t * inter)
             }
-            gemmTransposedB(m: t, n: h, k: inter, a: gate, lda: inter, w: layer.down.pointer, ldw: inter, c: tmp, ldc: h)
+            linear(m: t, n: h, k: inter, a: gate, lda: inter, w: layer.down.pointer, ldw: inter, c: tmp, ldc: h)
             if let post = layer.postFeedforwardNorm {
                 rmsNorm(tmp, rows: t, dim: h, scale: post.pointer, eps: c.rmsNormEps, out: tmp)
             }

@@ -29,6 +29,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
 
+    @Flag(name: .customLong("tokenizer-only"), help: "Measure only the tokenizer (single-threaded, one text at a time).")
+    var tokenizerOnly = false
+
     func run() throws {
         do { try bench() } catch { fail("\(error)") }
     }
@@ -43,7 +46,26 @@ struct BenchCommand: ParsableCommand {
         var report: [(String, String)] = []
         func add(_ key: String, _ value: String) {
             report.append((key, value))
-            if !json { print(String(format: "%-34@ %@", key as NSString, value as NSString)) }
+            if !json { print(key.padding(toLength: 34, withPad: " ", startingAt: 0) + value) }
+        }
+        let texts = try readRows(path: input, allowIds: false).compactMap { row -> String? in
+            if case .text(let t) = row { return t } else { return nil }
+        }
+        if tokenizerOnly {
+            var tokenizer: GemmaTokenizer!
+            let load = try seconds { tokenizer = try GemmaTokenizer.load(from: try model.resolve()) }
+            add("tokenizer_load_s", String(format: "%.3f", load))
+            var best = Double.infinity, tokens = 0
+            for _ in 0..<3 {
+                var n = 0
+                best = min(best, seconds { for t in texts { n += tokenizer.encode(t).count } })
+                tokens = n
+            }
+            add("tokens", "\(tokens)")
+            add("tokenizer_tokens_per_s", String(format: "%.0f", Double(tokens) / best))
+            add("tokenizer_texts_per_s", String(format: "%.0f", Double(texts.count) / best))
+            if json { printJSON(report) }
+            return
         }
         let peak = measureGemmPeak()
         add("gemm_ceiling_gflops", String(format: "%.1f", peak))
@@ -53,9 +75,6 @@ struct BenchCommand: ParsableCommand {
         add("model_load_s", String(format: "%.3f", loadSeconds))
         let config = encoder.transformer.config
 
-        let texts = try readRows(path: input, allowIds: false).compactMap { row -> String? in
-            if case .text(let t) = row { return t } else { return nil }
-        }
         let promptText = try prompt.map { try encoder.prompt(named: $0) }
 
         // Tokenizer alone, single-threaded, best of three.
@@ -110,10 +129,12 @@ struct BenchCommand: ParsableCommand {
         }
         add("peak_rss_mib", String(format: "%.0f", peakResidentMiB()))
 
-        if json {
-            let body = report.map { "\"\($0.0)\": \(Double($0.1) != nil ? $0.1 : "\"\($0.1)\"")" }.joined(separator: ", ")
-            print("{\(body)}")
-        }
+        if json { printJSON(report) }
+    }
+
+    private func printJSON(_ report: [(String, String)]) {
+        let body = report.map { "\"\($0.0)\": \(Double($0.1) != nil ? $0.1 : "\"\($0.1)\"")" }.joined(separator: ", ")
+        print("{\(body)}")
     }
 }
 
