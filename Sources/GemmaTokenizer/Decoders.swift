@@ -103,12 +103,9 @@ enum DecoderFactory {
             return StripDecoder(content: content.first!, start: try fields.int(json["start"], path + ".start"),
                                 stop: try fields.int(json["stop"], path + ".stop"))
         case "Sequence":
-            let items = try fields.array(json["decoders"], path + ".decoders")
-            var stages: [any Decoder] = []
-            for (i, item) in items.enumerated() {
-                if let s = try make(item, path: "\(path).decoders[\(i)]", fields: fields) { stages.append(s) }
-            }
-            return SequenceDecoder(stages: stages)
+            return SequenceDecoder(stages: try fields.stages(json, "decoders", path) { item, itemPath throws(TokenizerError) in
+                try make(item, path: itemPath, fields: fields)
+            })
         default:
             throw .unsupportedType(file: fields.file, field: path + ".type", type: type)
         }

@@ -72,12 +72,9 @@ enum NormalizerFactory {
         case "Prepend":
             return PrependNormalizer(prefix: Array(try fields.string(json["prepend"], path + ".prepend").utf8))
         case "Sequence":
-            let items = try fields.array(json["normalizers"], path + ".normalizers")
-            var stages: [any Normalizer] = []
-            for (i, item) in items.enumerated() {
-                if let s = try make(item, path: "\(path).normalizers[\(i)]", fields: fields) { stages.append(s) }
-            }
-            return SequenceNormalizer(stages: stages)
+            return SequenceNormalizer(stages: try fields.stages(json, "normalizers", path) { item, itemPath throws(TokenizerError) in
+                try make(item, path: itemPath, fields: fields)
+            })
         default:
             throw .unsupportedType(file: fields.file, field: path + ".type", type: type)
         }

@@ -105,12 +105,9 @@ enum PreTokenizerFactory {
             }
             return SplitPreTokenizer(pattern: Array(pattern.utf8), behavior: behavior)
         case "Sequence":
-            let items = try fields.array(json["pretokenizers"], path + ".pretokenizers")
-            var stages: [any PreTokenizer] = []
-            for (i, item) in items.enumerated() {
-                if let s = try make(item, path: "\(path).pretokenizers[\(i)]", fields: fields) { stages.append(s) }
-            }
-            return SequencePreTokenizer(stages: stages)
+            return SequencePreTokenizer(stages: try fields.stages(json, "pretokenizers", path) { item, itemPath throws(TokenizerError) in
+                try make(item, path: itemPath, fields: fields)
+            })
         default:
             throw .unsupportedType(file: fields.file, field: path + ".type", type: type)
         }

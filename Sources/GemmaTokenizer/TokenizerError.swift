@@ -68,6 +68,17 @@ struct JSONFields {
         return b
     }
 
+    /// The stages of a `Sequence` variant: `make` applied to each element of the array `json[key]`,
+    /// absent stages dropped.
+    func stages<Stage>(_ json: JSON, _ key: String, _ path: String,
+                       make: (JSON?, String) throws(TokenizerError) -> Stage?) throws(TokenizerError) -> [Stage] {
+        var stages: [Stage] = []
+        for (i, item) in try array(json[key], "\(path).\(key)").enumerated() {
+            if let stage = try make(item, "\(path).\(key)[\(i)]") { stages.append(stage) }
+        }
+        return stages
+    }
+
     /// The `"pattern": {"String": s}` form; `{"Regex": ...}` patterns are not supported.
     func stringPattern(_ v: JSON?, _ path: String) throws(TokenizerError) -> String {
         let p = try require(v, path)

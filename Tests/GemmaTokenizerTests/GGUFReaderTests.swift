@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 import ModelFormats
 import GemmaTokenizer
@@ -41,8 +42,7 @@ final class GGUFReaderTests: XCTestCase {
     private var directory: URL!
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("gguf-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try temporaryDirectory("gguf")
     }
 
     override func tearDownWithError() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 import GemmaTokenizer
 
@@ -7,8 +8,7 @@ final class MalformedTokenizerTests: XCTestCase {
     private var directory: URL!
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tok-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try temporaryDirectory("tok")
     }
 
     override func tearDownWithError() throws {
