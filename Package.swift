@@ -1,6 +1,12 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// FAISS 1.7.3 from Debian is a static library; these are what it needs at link time.
+let faissLinker: [LinkerSetting] = [
+    .linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("lapack"),
+    .linkedLibrary("gomp"), .linkedLibrary("stdc++"), .linkedLibrary("m"),
+]
+
 let package = Package(
     name: "GemmaEncoder",
     platforms: [.macOS(.v14)],
@@ -28,8 +34,16 @@ let package = Package(
         .target(name: "GemmaModel", dependencies: ["ModelFormats", "EncoderKernels"]),
         // Public API: model directories, pooling, dense layers, prompts, model cache.
         .target(name: "GemmaEncoder", dependencies: ["GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels"]),
+        // C ABI over FAISS's C++ API (Debian ships the C-API headers without their implementation).
+        .target(name: "CFaissShim", cxxSettings: [.unsafeFlags(["-std=c++17"])], linkerSettings: faissLinker),
+        // System SQLite 3 (FTS5 enabled in Debian's build).
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // FAISS vector index and SQLite document store (FTS5 keyword search).
+        .target(name: "VectorSearch", dependencies: ["CFaissShim", "CSQLite"]),
+        // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
+        .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "VectorSearch"]),
         .executableTarget(name: "gemma-encoder", dependencies: [
-            "GemmaEncoder", "EncoderKernels",
+            "GemmaEncoder", "EncoderKernels", "DocumentIndex",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (fixture paths, a safetensors writer, cosine).
@@ -39,6 +53,8 @@ let package = Package(
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
+        .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch"]),
+        .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import GemmaEncoder
 
 /// One input row: a text or pre-tokenized ids, with the line it came from for error messages.
 enum InputRow {
@@ -12,27 +13,13 @@ struct InputError: Error, CustomStringConvertible {
 
 /// Reads `{"text": …}` / `{"ids": […]}` rows; a bad row is an error naming the file and line.
 func readRows(path: String, allowIds: Bool) throws -> [InputRow] {
-    let data: Data
-    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw InputError(description: "\(path): cannot read: \(error.localizedDescription)")
-    }
     var rows: [InputRow] = []
-    var lineNumber = 0
-    for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-        lineNumber += 1
-        let trimmed = line.last == UInt8(ascii: "\r") ? line.dropLast() : line
-        if trimmed.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-        let at = "\(path):\(lineNumber)"
-        guard String(validatingUTF8Bytes: trimmed) != nil else {
-            throw InputError(description: "\(at): invalid UTF-8")
-        }
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed), options: [.fragmentsAllowed])) as? [String: Any] else {
-            throw InputError(description: "\(at): not a JSON object")
-        }
-        if let text = object["text"] {
+    for row in try JSONLines.read(path: path) {
+        let at = "\(path):\(row.line)"
+        if let text = row.object["text"] {
             guard let text = text as? String else { throw InputError(description: "\(at): field \"text\" must be a string") }
             rows.append(.text(text))
-        } else if allowIds, let ids = object["ids"] {
+        } else if allowIds, let ids = row.object["ids"] {
             guard let numbers = ids as? [NSNumber],
                   numbers.allSatisfy({ Double($0.int32Value) == $0.doubleValue }) else {
                 throw InputError(description: "\(at): field \"ids\" must be an array of integers")
@@ -43,23 +30,6 @@ func readRows(path: String, allowIds: Bool) throws -> [InputRow] {
         }
     }
     return rows
-}
-
-extension String {
-    init?(validatingUTF8Bytes bytes: some Collection<UInt8>) {
-        var iterator = bytes.makeIterator()
-        var decoder = UTF8()
-        var ok = true
-        loop: while true {
-            switch decoder.decode(&iterator) {
-            case .scalarValue: continue
-            case .emptyInput: break loop
-            case .error: ok = false; break loop
-            }
-        }
-        guard ok else { return nil }
-        self.init(decoding: Array(bytes), as: UTF8.self)
-    }
 }
 
 /// Shortest round-trip text of a float, valid JSON.

@@ -1,7 +1,9 @@
 import Foundation
 
 /// A one-line progress report (items/s, ETA) on stderr, only when stderr is a terminal.
-final class Progress {
+/// Updates may come from worker threads, so drawing is serialized by a lock.
+final class Progress: @unchecked Sendable {
+    private let lock = NSLock()
     private let total: Int
     private let label: String
     private let start = Date()
@@ -15,6 +17,8 @@ final class Progress {
     }
 
     func update(_ done: Int) {
+        lock.lock()
+        defer { lock.unlock() }
         guard enabled, Date().timeIntervalSince(lastDraw) > 0.2 || done == total else { return }
         lastDraw = Date()
         let elapsed = max(Date().timeIntervalSince(start), 1e-6)

@@ -1,0 +1,110 @@
+// C ABI over the FAISS C++ API (libfaiss 1.7.x).
+//
+// Debian's libfaiss ships the C-API headers without their implementation, so
+// this small shim exposes exactly what VectorSearch needs. Conventions:
+// - Every function returning int32_t returns FAISS_SHIM_OK (0) on success and
+//   a FaissShimStatus otherwise; the message is then available from
+//   faiss_shim_last_error() on the same thread until the next failing call.
+// - No C++ exception ever crosses this boundary.
+// - Indices are opaque handles; one handle must not be mutated (train, add,
+//   remove, set_*) concurrently with any other call on it. Concurrent
+//   read-only calls (search, range_search, reconstruct, write) are safe.
+#ifndef FAISS_SHIM_H
+#define FAISS_SHIM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct FaissShimIndex FaissShimIndex;
+typedef struct FaissShimRangeResult FaissShimRangeResult;
+
+typedef enum {
+    FAISS_SHIM_OK = 0,
+    FAISS_SHIM_INVALID_ARGUMENT = 1, ///< rejected before reaching FAISS
+    FAISS_SHIM_FAISS_ERROR = 2,      ///< faiss::FaissException or other std::exception
+    FAISS_SHIM_UNKNOWN_ERROR = 3,    ///< non-std exception
+} FaissShimStatus;
+
+typedef enum {
+    FAISS_SHIM_METRIC_INNER_PRODUCT = 0,
+    FAISS_SHIM_METRIC_L2 = 1,
+} FaissShimMetric;
+
+/// Message of the last failing call on this thread ("" if none). Valid until
+/// the next shim call on this thread.
+const char* faiss_shim_last_error(void);
+
+// MARK: Lifecycle
+
+/// Builds an index from a factory string ("Flat", "HNSW32", "IVF256,PQ16", ...).
+/// Indexes are wrapped in IndexIDMap2 so 64-bit external ids are stable and
+/// reconstructible, except when the factory already starts with "IDMap" and for
+/// IVF indexes, which store ids natively (an IDMap over IVF breaks on
+/// remove_ids); those get a hashtable direct map so reconstruct works by id.
+/// PQ polysemous training (FAISS factory default) is switched off: it only
+/// serves Hamming-filtered search, which this API never enables.
+int32_t faiss_shim_create(int32_t dimension, const char* factory, int32_t metric,
+                          FaissShimIndex** out);
+/// Reads an index written by faiss_shim_write (or any FAISS index file).
+int32_t faiss_shim_read(const char* path, FaissShimIndex** out);
+/// Writes the index to `path` (not atomic; callers rename a temp file).
+int32_t faiss_shim_write(const FaissShimIndex* index, const char* path);
+void faiss_shim_free(FaissShimIndex* index);
+
+// MARK: Properties
+
+int64_t faiss_shim_ntotal(const FaissShimIndex* index);
+int32_t faiss_shim_dimension(const FaissShimIndex* index);
+int32_t faiss_shim_metric(const FaissShimIndex* index);
+int32_t faiss_shim_is_trained(const FaissShimIndex* index);
+
+// MARK: Mutation
+
+/// x: n * dimension floats.
+int32_t faiss_shim_train(FaissShimIndex* index, int64_t n, const float* x);
+/// x: n * dimension floats; ids: n ids, none negative, none already present.
+int32_t faiss_shim_add_with_ids(FaissShimIndex* index, int64_t n, const float* x,
+                                const int64_t* ids);
+/// Removes the given ids; `removed` receives how many were present. Refused
+/// (before FAISS) for an IDMap over a non-flat index such as HNSW or IVF,
+/// where FAISS would throw or corrupt the id map.
+int32_t faiss_shim_remove_ids(FaissShimIndex* index, int64_t n, const int64_t* ids,
+                              int64_t* removed);
+/// IVF only (through IDMap / pre-transform / refine wrappers); errors otherwise.
+int32_t faiss_shim_set_nprobe(FaissShimIndex* index, int64_t nprobe);
+/// HNSW, or IVF with an HNSW coarse quantizer; errors otherwise.
+int32_t faiss_shim_set_ef_search(FaissShimIndex* index, int32_t ef_search);
+
+// MARK: Queries
+
+/// x: n * dimension floats; distances and labels: n * k each. Missing results
+/// are padded with label -1.
+int32_t faiss_shim_search(const FaissShimIndex* index, int64_t n, const float* x,
+                          int64_t k, float* distances, int64_t* labels);
+/// One query. Inner product returns scores > radius, L2 distances < radius
+/// (FAISS's strict comparisons). Free the result with faiss_shim_range_result_free.
+int32_t faiss_shim_range_search(const FaissShimIndex* index, const float* x,
+                                float radius, FaissShimRangeResult** out);
+int64_t faiss_shim_range_result_count(const FaissShimRangeResult* result);
+/// Copies count() ids and distances (unsorted, as FAISS returns them).
+void faiss_shim_range_result_copy(const FaissShimRangeResult* result, int64_t* ids,
+                                  float* distances);
+void faiss_shim_range_result_free(FaissShimRangeResult* result);
+/// out: dimension floats.
+int32_t faiss_shim_reconstruct(const FaissShimIndex* index, int64_t id, float* out);
+
+// MARK: Process-wide tuning
+
+/// Sets faiss::distance_compute_blas_threshold (FAISS default 20): searches
+/// with at least this many queries compute exhaustive distances with BLAS
+/// instead of FAISS's own loop. Process-global; call before searching.
+int32_t faiss_shim_set_blas_threshold(int32_t queries);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif // FAISS_SHIM_H

@@ -1,0 +1,73 @@
+import Foundation
+
+/// `manifest.json` of an index directory: which model made the vectors (so that queries are embedded by the
+/// same one), how they are indexed, and how many there are.
+public struct IndexManifest: Codable, Sendable, Equatable {
+    public var formatVersion = 1
+    /// The model as the user named it (a cache name or a path).
+    public var model: String
+    /// `ModelFingerprint.digest` of the model's files.
+    public var modelDigest: String
+    public var dimension: Int
+    public var queryPrompt: String?
+    public var documentPrompt: String?
+    public var factory: String
+    public var metric = "inner_product"
+    public var count: Int
+    public var created: Date
+    public var updated: Date
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version", model, modelDigest = "model_digest", dimension
+        case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, metric, count, created, updated
+    }
+
+    static func load(_ url: URL) throws -> IndexManifest {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw IndexError.notAnIndex("\(url.deletingLastPathComponent().path): no manifest.json (not an index directory?)")
+        }
+        do { return try decoder.decode(IndexManifest.self, from: data) } catch {
+            throw IndexError.corrupt("\(url.path): \(error)")
+        }
+    }
+
+    /// Written to a temporary file and renamed over the old manifest, so a reader never sees half of one.
+    func write(to url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        try atomicWrite(try encoder.encode(self), to: url)
+    }
+
+    private static var decoder: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }
+}
+
+/// Writes `data` next to `url` under a temporary name, then renames it into place.
+func atomicWrite(_ data: Data, to url: URL) throws {
+    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+    try data.write(to: temporary)
+    guard rename(temporary.path, url.path) == 0 else {
+        let message = String(cString: strerror(errno))
+        try? FileManager.default.removeItem(at: temporary)
+        throw IndexError.io("\(url.path): cannot rename into place: \(message)")
+    }
+}
+
+public enum IndexError: Error, CustomStringConvertible, Equatable {
+    case notAnIndex(String)
+    case corrupt(String)
+    case modelMismatch(String)
+    case invalidCorpus(String)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case let .notAnIndex(m), let .corrupt(m), let .modelMismatch(m), let .invalidCorpus(m), let .io(m): return m
+        }
+    }
+}

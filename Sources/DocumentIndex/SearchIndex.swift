@@ -1,0 +1,170 @@
+import Foundation
+import GemmaEncoder
+import VectorSearch
+
+public enum SearchMode: String, Sendable, CaseIterable, Codable {
+    case vector, keyword, hybrid
+}
+
+public struct SearchResult: Sendable, Equatable {
+    public var id: String
+    public var score: Double
+    public var text: String
+    public var metadataJSON: String
+}
+
+/// Reports progress of a long build: documents done, total.
+public typealias IndexProgress = (_ done: Int, _ total: Int) throws -> Void
+
+/// An index directory: `index.faiss` (vectors by internal id), `documents.sqlite` (documents, their vectors,
+/// an FTS5 table) and `manifest.json`. Documents and their vectors are committed together in batches, and the
+/// FAISS file and manifest are replaced by rename only when complete, so a killed build leaves the previous
+/// index readable and a re-run embeds only what was not committed.
+public final class SearchIndex: @unchecked Sendable {
+    public let directory: URL
+    public private(set) var manifest: IndexManifest
+    let store: DocumentStore
+    var vectors: VectorIndex
+    let encoder: Encoder
+
+    static let faissName = "index.faiss", storeName = "documents.sqlite", manifestName = "manifest.json"
+
+    var manifestURL: URL { directory.appendingPathComponent(Self.manifestName) }
+    var faissURL: URL { directory.appendingPathComponent(Self.faissName) }
+
+    /// Opens an existing index; the encoder must be the model that built it.
+    public init(directory: URL, encoder: Encoder) throws {
+        self.directory = directory
+        self.encoder = encoder
+        manifest = try IndexManifest.load(directory.appendingPathComponent(Self.manifestName))
+        let digest = try ModelFingerprint.digest(of: encoder.location)
+        guard digest == manifest.modelDigest else {
+            throw IndexError.modelMismatch("\(directory.path) was built with model '\(manifest.model)' (digest \(manifest.modelDigest.prefix(12))…), not \(encoder.location.path) (digest \(digest.prefix(12))…); use --model \(manifest.model)")
+        }
+        store = try DocumentStore(url: directory.appendingPathComponent(Self.storeName))
+        vectors = FileManager.default.fileExists(atPath: directory.appendingPathComponent(Self.faissName).path)
+            ? try VectorIndex.read(from: directory.appendingPathComponent(Self.faissName))
+            : try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
+    }
+
+    /// Opens an index with the model its manifest names (a cache name or a path), or with `model` when given.
+    public static func open(directory: URL, model: String? = nil) throws -> SearchIndex {
+        let manifest = try IndexManifest.load(directory.appendingPathComponent(manifestName))
+        return try SearchIndex(directory: directory, encoder: Encoder(model: ModelStore().resolve(model ?? manifest.model).path))
+    }
+
+    /// Creates an empty index directory for `encoder` (or opens the one there, for resuming a build).
+    public static func create(directory: URL, encoder: Encoder, modelName: String, factory: String?,
+                              expectedCount: Int) throws -> SearchIndex {
+        let manifestURL = directory.appendingPathComponent(manifestName)
+        if FileManager.default.fileExists(atPath: manifestURL.path) {
+            return try SearchIndex(directory: directory, encoder: encoder)
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let now = Date()
+        let manifest = IndexManifest(
+            model: modelName, modelDigest: try ModelFingerprint.digest(of: encoder.location),
+            dimension: encoder.dimension(options: EmbeddingOptions()),
+            queryPrompt: encoder.prompts["query"], documentPrompt: encoder.prompts["document"],
+            factory: factory ?? VectorIndex.defaultFactory(count: expectedCount), count: 0, created: now, updated: now)
+        // Check the factory string before anything is written.
+        _ = try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
+        try manifest.write(to: manifestURL)
+        return try SearchIndex(directory: directory, encoder: encoder)
+    }
+
+    public var count: Int { manifest.count }
+
+    /// Embeds and stores the documents not yet in the index. With `resume`, documents already stored (from an
+    /// interrupted run) are skipped; without it, an id already in the index is an error.
+    @discardableResult
+    public func add(_ documents: [CorpusDocument], batch: Int = 256, resume: Bool,
+                    progress: IndexProgress? = nil) throws -> Int {
+        var pending: [CorpusDocument] = []
+        for doc in documents {
+            if try store.id(forExternalID: doc.id) != nil {
+                if resume { continue }
+                throw IndexError.invalidCorpus("id \"\(doc.id)\" is already in the index \(directory.path)")
+            }
+            pending.append(doc)
+        }
+        var nextID = (try store.maxID ?? 0) + 1
+        var done = documents.count - pending.count
+        try progress?(done, documents.count)
+        let options = EmbeddingOptions(prompt: manifest.documentPrompt)
+        for start in stride(from: 0, to: pending.count, by: max(batch, 1)) {
+            let chunk = Array(pending[start..<min(start + batch, pending.count)])
+            let embeddings = try encoder.embed(chunk.map(\.text), options: options)
+            let rows = chunk.map { doc -> Document in
+                defer { nextID += 1 }
+                return Document(id: nextID, externalID: doc.id, text: doc.text, metadataJSON: doc.metadataJSON)
+            }
+            try store.insert(rows, vectors: embeddings)
+            done += chunk.count
+            try progress?(done, documents.count)
+        }
+        try rebuildVectors()
+        return pending.count
+    }
+
+    /// Removes documents by external id; returns how many were found.
+    @discardableResult
+    public func delete(ids: [String]) throws -> Int {
+        let removed = try store.delete(externalIDs: ids)
+        if !removed.isEmpty { try rebuildVectors() }
+        return removed.count
+    }
+
+    /// Rebuilds the FAISS index from every stored vector, then publishes it and the manifest by rename.
+    func rebuildVectors() throws {
+        let (ids, flat) = try store.allVectors(dimension: manifest.dimension)
+        let index = try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
+        if !index.isTrained, !ids.isEmpty { try index.train(flat) }
+        if !ids.isEmpty { try index.add(flat, ids: ids) }
+        try Self.tuneSearch(index, factory: manifest.factory)
+        try index.write(to: faissURL)
+        vectors = index
+        manifest.count = ids.count
+        manifest.updated = Date()
+        try manifest.write(to: manifestURL)
+    }
+
+    /// Search-time parameters, which FAISS saves in the index file. IVF probes nlist/32 lists (at least 8, at
+    /// most all) instead of FAISS's default of one, the usual balance for clustered embeddings; HNSW explores
+    /// 128 candidates instead of 16 (recall@10 ≥ 0.95 against exact search in VectorIndexTests).
+    static func tuneSearch(_ index: VectorIndex, factory: String) throws {
+        if let match = factory.firstMatch(of: /IVF(\d+)/), let nlist = Int(match.1) {
+            try index.setNProbe(min(nlist, max(8, nlist / 32)))
+        } else if factory.contains("HNSW") {
+            try index.setEfSearch(128)
+        }
+    }
+
+    /// The k best documents for a query: vector (cosine on the query-prompted embedding), keyword (BM25) or
+    /// hybrid (reciprocal rank fusion of both, each taking max(k, 50) candidates).
+    public func search(_ query: String, k: Int = 10, mode: SearchMode = .vector) throws -> [SearchResult] {
+        guard k > 0 else { return [] }
+        let depth = mode == .hybrid ? max(k, 50) : k
+        var vectorHits: [(id: Int64, score: Double)] = []
+        var keywordHits: [(id: Int64, score: Double)] = []
+        if mode != .keyword, vectors.count > 0 {
+            let q = try encoder.embed([query], options: EmbeddingOptions(prompt: manifest.queryPrompt))[0]
+            vectorHits = try vectors.search(q, k: depth)[0].map { (id: $0.id, score: Double($0.score)) }
+        }
+        if mode != .vector {
+            keywordHits = try store.keywordSearch(query, limit: depth)
+        }
+        let ranked: [(id: Int64, score: Double)]
+        switch mode {
+        case .vector: ranked = vectorHits
+        case .keyword: ranked = keywordHits
+        case .hybrid: ranked = reciprocalRankFusion([vectorHits.map(\.id), keywordHits.map(\.id)])
+        }
+        let top = Array(ranked.prefix(k))
+        let documents = try store.documents(ids: top.map(\.id))
+        // A vector whose document was deleted by an interrupted run is skipped, never shown half-resolved.
+        return top.compactMap { hit in
+            documents[hit.id].map { SearchResult(id: $0.externalID, score: hit.score, text: $0.text, metadataJSON: $0.metadataJSON) }
+        }
+    }
+}

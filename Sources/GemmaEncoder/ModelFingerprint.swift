@@ -1,0 +1,41 @@
+import Foundation
+import ModelFormats
+
+/// A digest that identifies a model's weights without reading all of them: every JSON config, and for each
+/// weight file its name, size, header and 16 evenly spaced 64 KiB samples of its data. Changing a tensor's
+/// shape, dtype or (almost surely) its values changes the digest; reading ~1 MB per file keeps it instant.
+public enum ModelFingerprint {
+    public static func digest(of location: URL) throws -> String {
+        var hash = SHA256()
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: location.path, isDirectory: &isDirectory) else {
+            throw EncoderError.modelNotFound("\(location.path): no such file or directory")
+        }
+        let root = isDirectory.boolValue ? location : location.deletingLastPathComponent()
+        let files: [URL]
+        if isDirectory.boolValue {
+            let e = FileManager.default.enumerator(at: location, includingPropertiesForKeys: nil)
+            files = (e?.compactMap { $0 as? URL } ?? [])
+                .filter { ["json", "safetensors", "gguf"].contains($0.pathExtension) }
+                .sorted { $0.path < $1.path }
+        } else {
+            files = [location]
+        }
+        for file in files {
+            let name = String(file.path.dropFirst(root.path.count))
+            let mapped = try MappedFile(url: file)
+            hash.update("\(name)\0\(mapped.size)\0")
+            if file.pathExtension == "json" || mapped.size <= 1 << 20 {
+                hash.update(mapped.bytes(at: 0, count: mapped.size))
+                continue
+            }
+            let sample = 64 << 10
+            hash.update(mapped.bytes(at: 0, count: min(mapped.size, 1 << 16)))  // header
+            for i in 0..<16 {
+                let offset = (mapped.size - sample) / 15 * i
+                hash.update(mapped.bytes(at: offset, count: sample))
+            }
+        }
+        return hash.hexDigest()
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import DocumentIndex
+import Foundation
+import GemmaEncoder
+
+extension SearchMode: ExpressibleByArgument {}
+
+struct SearchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "Query an index: vector, keyword (BM25) or hybrid (reciprocal rank fusion).",
+        discussion: """
+        One query prints a ranked list (or with --json the object {"id", "results": [{"id", "score", "text", "metadata"}]}).
+        --input takes {"id", "text"} query rows and writes one such object per query.
+        """)
+
+    @Option(help: "The index directory.")
+    var index: String
+
+    @OptionGroup var model: IndexModelOption
+
+    @Option(name: [.short, .long], help: "Results per query.")
+    var k = 10
+
+    @Option(help: "vector, keyword or hybrid.")
+    var mode: SearchMode = .vector
+
+    @Flag(help: "JSON output for a single query.")
+    var json = false
+
+    @Option(help: "JSON Lines queries {\"id\", \"text\"}.")
+    var input: String?
+
+    @Option(help: "Output file for --input (default stdout).")
+    var output: String?
+
+    @Argument(help: "The query.")
+    var query: String?
+
+    func validate() throws {
+        guard (query == nil) != (input == nil) else { throw ValidationError("give a query or --input FILE.jsonl") }
+        if k <= 0 { throw ValidationError("-k must be positive") }
+    }
+
+    func run() throws {
+        do {
+            let searchIndex = try openIndex()
+            if let query {
+                let results = try searchIndex.search(query, k: k, mode: mode)
+                if json {
+                    print(resultObject(id: nil, results))
+                } else {
+                    for (rank, r) in results.enumerated() {
+                        let firstLine = r.text.split(separator: "\n").first.map(String.init) ?? ""
+                        print(String(format: "%2d  %.4f  %@  %@", rank + 1, r.score, r.id as NSString, firstLine as NSString))
+                    }
+                }
+                return
+            }
+            let out = try AtomicOutput(path: output)
+            let rows = try JSONLines.read(path: input!)
+            let progress = Progress(total: rows.count, label: "searching")
+            for (n, row) in rows.enumerated() {
+                guard let text = row.object["text"] as? String else {
+                    throw InputError(description: "\(input!):\(row.line): row has no \"text\" field")
+                }
+                out.write(resultObject(id: row.object["id"], try searchIndex.search(text, k: k, mode: mode)) + "\n")
+                progress.update(n + 1)
+            }
+            progress.finish()
+            try out.commit()
+        } catch {
+            fail("\(error)")
+        }
+    }
+
+    private func openIndex() throws -> SearchIndex {
+        try SearchIndex.open(directory: URL(fileURLWithPath: index), model: model.model)
+    }
+
+    private func resultObject(id: Any?, _ results: [SearchResult]) -> String {
+        let items = results.map { r -> [String: Any] in
+            let metadata = (try? JSONSerialization.jsonObject(with: Data(r.metadataJSON.utf8))) ?? [String: Any]()
+            return ["id": r.id, "score": r.score, "text": r.text, "metadata": metadata]
+        }
+        var object: [String: Any] = ["results": items]
+        object["id"] = id ?? NSNull()
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
