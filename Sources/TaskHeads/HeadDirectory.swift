@@ -1,0 +1,135 @@
+import Foundation
+import GemmaEncoder
+import ModelFormats
+
+/// `head.json`: what the head predicts, how it was built and trained, and the base model it needs.
+public struct HeadConfig: Codable, Sendable, Equatable {
+    public struct BaseModel: Codable, Sendable, Equatable {
+        /// As the user named it (a cache name or a path).
+        public var name: String
+        /// `ModelFingerprint.digest` of the model's files.
+        public var digest: String
+
+        public init(name: String, digest: String) {
+            self.name = name
+            self.digest = digest
+        }
+    }
+
+    public var formatVersion = 1
+    public var task: HeadTask
+    public var multiLabel = false
+    /// Class names in output order (classification).
+    public var labels: [String]?
+    /// Regression targets are trained standardized; outputs are mapped back with these.
+    public var targetMean: [Double]?
+    public var targetStd: [Double]?
+    public var architecture: HeadArchitecture
+    public var baseModel: BaseModel
+    public var attention: AttentionMode
+    public var prompt: String?
+    /// Rerank: the pair template with {query} and {document}.
+    public var pairTemplate: String?
+    public var training: TrainingSummary?
+
+    public init(task: HeadTask, architecture: HeadArchitecture, baseModel: BaseModel, attention: AttentionMode,
+                prompt: String?) {
+        self.task = task
+        self.architecture = architecture
+        self.baseModel = baseModel
+        self.attention = attention
+        self.prompt = prompt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version", task, multiLabel = "multi_label", labels, targetMean = "target_mean"
+        case targetStd = "target_std", architecture, baseModel = "base_model", attention, prompt
+        case pairTemplate = "pair_template", training
+    }
+}
+
+public struct TrainingSummary: Codable, Sendable, Equatable {
+    public var options: TrainingOptions
+    public var trainRows: Int
+    public var validRows: Int
+    public var bestEpoch: Int
+    public var epochs: [EpochReport]
+
+    public init(options: TrainingOptions, trainRows: Int, validRows: Int, bestEpoch: Int, epochs: [EpochReport]) {
+        self.options = options
+        self.trainRows = trainRows
+        self.validRows = validRows
+        self.bestEpoch = bestEpoch
+        self.epochs = epochs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case options, trainRows = "train_rows", validRows = "valid_rows", bestEpoch = "best_epoch", epochs
+    }
+}
+
+/// A head directory: `head.json` and `head.safetensors`.
+public struct HeadDirectory: Sendable {
+    public var config: HeadConfig
+    public var network: HeadNetwork
+
+    public init(config: HeadConfig, network: HeadNetwork) {
+        self.config = config
+        self.network = network
+    }
+
+    /// Writes both files into a temporary sibling directory and renames it over `url`, so a reader sees the
+    /// old head or the new one, never a mix.
+    public func write(to url: URL) throws {
+        let parent = url.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+        let temporary = parent.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        try? FileManager.default.removeItem(at: temporary)
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: false)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(config).write(to: temporary.appendingPathComponent("head.json"))
+        let tensors = network.layout.entries.map { e in (e.name, e.shape, Array(network.parameters[e.range])) }
+        try SafetensorsWriter.encode(tensors, metadata: ["format": "gemma-encoder-head"])
+            .write(to: temporary.appendingPathComponent("head.safetensors"))
+        // rename(2) cannot replace a non-empty directory: move the old one aside first.
+        let old = parent.appendingPathComponent(".\(url.lastPathComponent).old-\(getpid())")
+        let hadOld = FileManager.default.fileExists(atPath: url.path)
+        if hadOld { guard rename(url.path, old.path) == 0 else { throw HeadError.invalidHead("\(url.path): cannot replace") } }
+        guard rename(temporary.path, url.path) == 0 else {
+            if hadOld { rename(old.path, url.path) }
+            throw HeadError.invalidHead("\(url.path): cannot rename the new head into place")
+        }
+        if hadOld { try? FileManager.default.removeItem(at: old) }
+    }
+
+    public static func read(_ url: URL) throws -> HeadDirectory {
+        let configURL = url.appendingPathComponent("head.json")
+        guard let data = try? Data(contentsOf: configURL) else {
+            throw HeadError.invalidHead("\(url.path): not a head directory (no readable head.json)")
+        }
+        let config: HeadConfig
+        do { config = try JSONDecoder().decode(HeadConfig.self, from: data) } catch {
+            throw HeadError.invalidHead("\(configURL.path): \(error)")
+        }
+        let weights: SafetensorsFile
+        do { weights = try SafetensorsFile(url: url.appendingPathComponent("head.safetensors")) } catch {
+            throw HeadError.invalidHead("\(url.path)/head.safetensors: \(error)")
+        }
+        var tensors: [String: (shape: [Int], values: [Float])] = [:]
+        for (name, t) in weights.tensors { tensors[name] = (t.shape, t.floats().array) }
+        do {
+            return HeadDirectory(config: config, network: try HeadNetwork(architecture: config.architecture, tensors: tensors))
+        } catch {
+            throw HeadError.invalidHead("\(url.path)/head.safetensors: \(error)")
+        }
+    }
+
+    /// Refuses an encoder other than the one the head was trained on.
+    public func checkBaseModel(_ encoder: Encoder) throws {
+        let digest = try ModelFingerprint.digest(of: encoder.location)
+        guard digest == config.baseModel.digest else {
+            throw HeadError.baseModelMismatch("this head was trained on '\(config.baseModel.name)' (digest \(config.baseModel.digest.prefix(12))…), not \(encoder.location.path) (digest \(digest.prefix(12))…)")
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import GemmaEncoder
+
+/// A head's prediction for one text.
+public enum HeadPrediction: Sendable, Equatable {
+    /// The best class and every class's probability (softmax; sigmoid per label when multi-label, where
+    /// `labels` holds every class at or above 0.5).
+    case classes(label: String, labels: [String], scores: [String: Double])
+    case values([Double])
+}
+
+/// Encoder + head: texts in, predictions out.
+public struct HeadPredictor: Sendable {
+    public let head: HeadDirectory
+    public let encoder: Encoder
+
+    /// Loads the head and checks the encoder is the model it was trained on.
+    public init(head: HeadDirectory, encoder: Encoder) throws {
+        try head.checkBaseModel(encoder)
+        self.head = head
+        self.encoder = encoder
+    }
+
+    /// Token states for texts with the head's prompt and attention mode.
+    public func states(_ texts: [String], cache: TokenStateCache? = nil, modelDigest: String? = nil,
+                       progress: ((Int, Int) -> Void)? = nil) throws -> TokenStateSet {
+        let config = head.config
+        if let cache {
+            let request = TokenStateCache.Request(texts: texts, prompt: config.prompt, attention: config.attention,
+                                                  modelDigest: modelDigest ?? config.baseModel.digest)
+            return try cache.states(request, encoder: encoder, progress: progress).states
+        }
+        var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
+        for s in try encoder.tokenStates(encoder.tokenize(texts, prompt: config.prompt), attention: config.attention) {
+            set.append(s)
+        }
+        return set
+    }
+
+    public func predict(_ texts: [String]) throws -> [HeadPrediction] {
+        guard !texts.isEmpty else { return [] }
+        return interpret(head.network.predict(try states(texts)), count: texts.count)
+    }
+
+    /// Maps raw outputs to predictions.
+    public func interpret(_ logits: [Float], count: Int) -> [HeadPrediction] {
+        let config = head.config, c = config.architecture.outputs
+        return (0..<count).map { i in
+            let row = Array(logits[(i * c)..<((i + 1) * c)])
+            switch config.task {
+            case .classification:
+                let names = config.labels ?? (0..<c).map(String.init)
+                var p = row
+                if config.multiLabel {
+                    p = row.map { 1 / (1 + exp(-$0)) }
+                } else {
+                    p.withUnsafeMutableBufferPointer { softmax($0.baseAddress!, count: c) }
+                }
+                let best = argmax(p)
+                let chosen = config.multiLabel ? names.indices.filter { p[$0] >= 0.5 }.map { names[$0] } : [names[best]]
+                return .classes(label: names[best], labels: chosen,
+                                scores: Dictionary(uniqueKeysWithValues: zip(names, p.map(Double.init))))
+            case .regression:
+                return .values(row.enumerated().map { j, v in
+                    Double(v) * (config.targetStd?[j] ?? 1) + (config.targetMean?[j] ?? 0)
+                })
+            case .rerank:
+                return .values([Double(row[0])])
+            }
+        }
+    }
+}

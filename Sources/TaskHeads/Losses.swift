@@ -1,0 +1,62 @@
+import Foundation
+
+/// What a head is trained to predict, per example.
+public enum Targets: Sendable, Equatable {
+    /// Class index per example; `weights` per class (1 when not balancing).
+    case classes([Int], weights: [Float])
+    /// 0/1 per example and label (examples × labels), trained with a sigmoid per label.
+    case multiLabel([Float])
+    /// Standardized values (examples × outputs).
+    case values([Float])
+    /// Rerank groups: example rows come in groups of `size`, the first of each group the positive.
+    case groups(size: Int)
+}
+
+public enum Loss {
+    /// Mean loss over `items` and dL/dlogits for them (logits are items.count × outputs).
+    public static func evaluate(_ logits: [Float], outputs: Int, targets: Targets, items: [Int]) -> (loss: Double, grad: [Float]) {
+        var grad = [Float](repeating: 0, count: logits.count)
+        var loss = 0.0
+        switch targets {
+        case let .classes(labels, weights):
+            // Weighted mean of cross-entropy, as PyTorch's CrossEntropyLoss(weight:) reduces it.
+            let total = items.reduce(Float(0)) { $0 + weights[labels[$1]] }
+            for (row, i) in items.enumerated() {
+                let w = weights[labels[i]] / total
+                var p = Array(logits[(row * outputs)..<((row + 1) * outputs)])
+                p.withUnsafeMutableBufferPointer { softmax($0.baseAddress!, count: outputs) }
+                loss -= Double(w) * log(Double(max(p[labels[i]], .leastNormalMagnitude)))
+                for j in 0..<outputs { grad[row * outputs + j] = w * (p[j] - (j == labels[i] ? 1 : 0)) }
+            }
+        case let .multiLabel(y):
+            // Binary cross-entropy with logits, mean over examples and labels.
+            let n = Float(items.count * outputs)
+            for (row, i) in items.enumerated() {
+                for j in 0..<outputs {
+                    let z = logits[row * outputs + j], t = y[i * outputs + j]
+                    loss += Double(max(z, 0) - z * t + log1p(exp(-abs(z)))) / Double(n)
+                    grad[row * outputs + j] = (1 / (1 + exp(-z)) - t) / n
+                }
+            }
+        case let .values(y):
+            let n = Float(items.count * outputs)
+            for (row, i) in items.enumerated() {
+                for j in 0..<outputs {
+                    let e = logits[row * outputs + j] - y[i * outputs + j]
+                    loss += Double(e * e) / Double(n)
+                    grad[row * outputs + j] = 2 * e / n
+                }
+            }
+        case let .groups(size):
+            // Listwise: softmax over each group's scores, the positive (first) as the target.
+            let groups = items.count / size
+            for g in 0..<groups {
+                var p = (0..<size).map { logits[(g * size + $0) * outputs] }
+                p.withUnsafeMutableBufferPointer { softmax($0.baseAddress!, count: size) }
+                loss -= log(Double(max(p[0], .leastNormalMagnitude))) / Double(groups)
+                for j in 0..<size { grad[(g * size + j) * outputs] = (p[j] - (j == 0 ? 1 : 0)) / Float(groups) }
+            }
+        }
+        return (loss, grad)
+    }
+}

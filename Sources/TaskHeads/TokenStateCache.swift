@@ -1,0 +1,96 @@
+import Foundation
+import GemmaEncoder
+import ModelFormats
+
+/// Token states of a list of texts under one model, prompt and attention mode, computed once and kept on disk
+/// (`<cache>/states/<key>.bin`), so training epochs, other pooling modes and re-runs never re-run the
+/// encoder. The key hashes everything the states depend on.
+public struct TokenStateCache: Sendable {
+    public let directory: URL
+
+    public init(store: ModelStore = ModelStore()) {
+        directory = store.root.appendingPathComponent("states")
+    }
+
+    public init(directory: URL) { self.directory = directory }
+
+    public struct Request: Sendable {
+        public var texts: [String]
+        public var prompt: String?
+        public var attention: AttentionMode
+        public var modelDigest: String
+
+        public init(texts: [String], prompt: String?, attention: AttentionMode, modelDigest: String) {
+            self.texts = texts
+            self.prompt = prompt
+            self.attention = attention
+            self.modelDigest = modelDigest
+        }
+
+        var key: String {
+            var hash = SHA256()
+            hash.update("token-states-v1\0\(modelDigest)\0\(attention.rawValue)\0\(prompt ?? "\u{1}")\0\(texts.count)\0")
+            for text in texts { hash.update("\(text.utf8.count)\0\(text)") }
+            return hash.hexDigest()
+        }
+    }
+
+    /// The states, from disk when cached, else computed in chunks (progress: texts done, total) and saved.
+    /// `truncated` counts texts cut to the model's maximum length.
+    public func states(_ request: Request, encoder: Encoder, chunk: Int = 512,
+                       progress: ((Int, Int) -> Void)? = nil) throws -> (states: TokenStateSet, truncated: Int) {
+        let url = directory.appendingPathComponent(request.key + ".bin")
+        let inputs = encoder.tokenize(request.texts, prompt: request.prompt)
+        let truncated = inputs.filter(\.truncated).count
+        if let cached = try? Self.read(url) { return (cached, truncated) }
+        var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
+        progress?(0, inputs.count)
+        for start in stride(from: 0, to: inputs.count, by: chunk) {
+            let part = Array(inputs[start..<min(start + chunk, inputs.count)])
+            for states in try encoder.tokenStates(part, attention: request.attention) { set.append(states) }
+            progress?(set.count, inputs.count)
+        }
+        try Self.write(set, to: url)
+        return (set, truncated)
+    }
+
+    static let magic = Array("GETS0001".utf8)
+
+    /// Layout: magic, dimension and count (UInt64 LE), count+1 offsets (UInt64 LE), then the floats (F32 LE).
+    static func write(_ set: TokenStateSet, to url: URL) throws {
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        var data = Data(magic)
+        for v in [UInt64(set.dimension), UInt64(set.count)] + set.offsets.map(UInt64.init) {
+            withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) }
+        }
+        set.values.withUnsafeBytes { data.append(contentsOf: $0) }
+        let temporary = url.appendingPathExtension("tmp-\(getpid())")
+        try data.write(to: temporary)
+        guard rename(temporary.path, url.path) == 0 else {
+            try? FileManager.default.removeItem(at: temporary)
+            throw HeadError.invalidData("\(url.path): cannot rename into place")
+        }
+    }
+
+    static func read(_ url: URL) throws -> TokenStateSet {
+        let data = try Data(contentsOf: url, options: .alwaysMapped)
+        return try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> TokenStateSet in
+            func word(_ i: Int) -> Int { Int(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: magic.count + 8 * i, as: UInt64.self))) }
+            guard raw.count >= magic.count + 16, Array(raw.prefix(magic.count)) == magic else {
+                throw HeadError.invalidData("\(url.path): not a token-state cache file")
+            }
+            let dimension = word(0), count = word(1)
+            let header = magic.count + 8 * (count + 3)
+            guard raw.count >= header else { throw HeadError.invalidData("\(url.path): truncated") }
+            let offsets = (0...count).map { word(2 + $0) }
+            guard let total = offsets.last, raw.count == header + total * dimension * 4 else {
+                throw HeadError.invalidData("\(url.path): truncated")
+            }
+            let values = [Float](unsafeUninitializedCapacity: total * dimension) { buffer, n in
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[header...]))
+                n = total * dimension
+            }
+            return try TokenStateSet(dimension: dimension, values: values, offsets: offsets)
+        }
+    }
+}

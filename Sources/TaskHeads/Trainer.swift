@@ -1,0 +1,135 @@
+import Foundation
+
+public struct TrainingOptions: Codable, Sendable, Equatable {
+    public var epochs = 20
+    public var learningRate: Float = 1e-3
+    public var batchSize = 32
+    public var weightDecay: Float = 0.01
+    /// Fraction of all steps spent warming the learning rate up.
+    public var warmupFraction: Float = 0.1
+    /// Epochs without a better validation score before stopping.
+    public var patience = 3
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case epochs, learningRate = "learning_rate", batchSize = "batch_size", weightDecay = "weight_decay"
+        case warmupFraction = "warmup_fraction", patience, seed
+    }
+}
+
+public struct EpochReport: Codable, Sendable, Equatable {
+    public var epoch: Int
+    public var trainLoss: Double
+    public var validLoss: Double
+    /// Classification: validation accuracy; rerank: how often the positive ranks first.
+    public var validAccuracy: Double?
+    public var seconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, trainLoss = "train_loss", validLoss = "valid_loss", validAccuracy = "valid_accuracy", seconds
+    }
+}
+
+public struct TrainingResult: Sendable {
+    public var network: HeadNetwork
+    public var epochs: [EpochReport]
+    /// The epoch whose parameters were kept (best validation score).
+    public var bestEpoch: Int
+}
+
+/// Trains a head on cached token states: minibatch AdamW with warm-up and linear decay, dropout, early
+/// stopping on the validation split keeping the best epoch's parameters. Everything random comes from the
+/// seed, so a run is repeatable.
+public enum HeadTrainer {
+    public static func train(architecture: HeadArchitecture, train: TokenStateSet, trainTargets: Targets,
+                             valid: TokenStateSet, validTargets: Targets, options: TrainingOptions,
+                             onStep: ((_ done: Int, _ total: Int) -> Void)? = nil,
+                             onEpoch: ((EpochReport) -> Void)? = nil) throws -> TrainingResult {
+        guard train.count > 0, valid.count > 0 else { throw HeadError.invalidData("training and validation sets must not be empty") }
+        guard options.epochs > 0, options.batchSize > 0, options.learningRate > 0 else {
+            throw HeadError.invalidData("epochs, batch size and learning rate must be positive")
+        }
+        var network = try HeadNetwork(architecture: architecture, seed: options.seed)
+        var optimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
+        var rng: SeededGenerator? = SeededGenerator(seed: options.seed &+ 0x5EED)
+        // Rerank rows come in groups (a positive and its negatives) that must stay together in a batch.
+        let group = if case let .groups(size) = trainTargets { size } else { 1 }
+        let units = train.count / group
+        let unitsPerBatch = max(1, options.batchSize / group)
+        let stepsPerEpoch = (units + unitsPerBatch - 1) / unitsPerBatch
+        let schedule = LearningRateSchedule(peak: options.learningRate,
+                                            warmup: Int((Float(stepsPerEpoch * options.epochs) * options.warmupFraction).rounded()),
+                                            total: stepsPerEpoch * options.epochs)
+        var reports: [EpochReport] = []
+        var best: (score: Double, epoch: Int, parameters: [Float])?
+        var step = 0
+        for epoch in 1...options.epochs {
+            let start = Date()
+            var order = Array(0..<units)
+            order.shuffle(using: &rng!)
+            var lossSum = 0.0
+            for (b, first) in stride(from: 0, to: units, by: unitsPerBatch).enumerated() {
+                let items = order[first..<min(first + unitsPerBatch, units)].flatMap { u in (u * group)..<((u + 1) * group) }
+                let act = network.forward(train, items: items, rng: &rng)
+                let (loss, grad) = Loss.evaluate(act.logits, outputs: architecture.outputs, targets: trainTargets, items: items)
+                let grads = network.backward(train, items: items, activations: act, gradLogits: grad)
+                optimizer.update(&network.parameters, gradients: grads, learningRate: schedule.rate(at: step))
+                step += 1
+                lossSum += loss
+                onStep?(b + 1, stepsPerEpoch)
+            }
+            let (validLoss, validAccuracy) = evaluate(network, valid, validTargets)
+            let report = EpochReport(epoch: epoch, trainLoss: lossSum / Double(stepsPerEpoch), validLoss: validLoss,
+                                     validAccuracy: validAccuracy, seconds: Date().timeIntervalSince(start))
+            reports.append(report)
+            onEpoch?(report)
+            // Higher is better: accuracy first (loss breaks ties), else the negated loss.
+            let score = (validAccuracy ?? 0) * 1e6 - validLoss
+            if best == nil || score > best!.score { best = (score, epoch, network.parameters) }
+            if epoch - best!.epoch >= options.patience { break }
+        }
+        network.parameters = best!.parameters
+        return TrainingResult(network: network, epochs: reports, bestEpoch: best!.epoch)
+    }
+
+    /// Mean loss (dropout off) and, for classes and rerank groups, accuracy.
+    public static func evaluate(_ network: HeadNetwork, _ states: TokenStateSet, _ targets: Targets) -> (loss: Double, accuracy: Double?) {
+        let logits = network.predict(states)
+        let items = Array(0..<states.count)
+        let loss = Loss.evaluate(logits, outputs: network.architecture.outputs, targets: targets, items: items).loss
+        let c = network.architecture.outputs
+        switch targets {
+        case let .classes(labels, _):
+            let correct = items.filter { i in argmax(logits[(i * c)..<((i + 1) * c)]) == labels[i] }.count
+            return (loss, Double(correct) / Double(items.count))
+        case let .groups(size):
+            let groups = items.count / size
+            let correct = (0..<groups).filter { g in argmax((0..<size).map { logits[(g * size + $0) * c] }) == 0 }.count
+            return (loss, Double(correct) / Double(max(groups, 1)))
+        case .multiLabel, .values:
+            return (loss, nil)
+        }
+    }
+}
+
+extension HeadNetwork {
+    /// Logits (texts × outputs) with dropout off, in batches.
+    public func predict(_ states: TokenStateSet, batch: Int = 256) -> [Float] {
+        var logits: [Float] = []
+        logits.reserveCapacity(states.count * architecture.outputs)
+        var noDropout: SeededGenerator? = nil
+        for start in stride(from: 0, to: states.count, by: batch) {
+            logits += forward(states, items: Array(start..<min(start + batch, states.count)), rng: &noDropout).logits
+        }
+        return logits
+    }
+}
+
+/// Index of the largest value (the first on ties).
+func argmax(_ values: some Collection<Float>) -> Int {
+    var best = 0, bestValue = -Float.infinity
+    for (i, v) in values.enumerated() where v > bestValue { best = i; bestValue = v }
+    return best
+}
