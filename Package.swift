@@ -42,19 +42,22 @@ let package = Package(
         .target(name: "VectorSearch", dependencies: ["CFaissShim", "CSQLite"]),
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
         .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "VectorSearch"]),
+        // Task heads on a frozen encoder: pooling (incl. learned attention), dropout, MLP, training, metrics.
+        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "CBLAS"]),
         .executableTarget(name: "gemma-encoder", dependencies: [
-            "GemmaEncoder", "EncoderKernels", "DocumentIndex",
+            "GemmaEncoder", "EncoderKernels", "DocumentIndex", "VectorSearch", "TaskHeads",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (fixture paths, a safetensors writer, cosine).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"]),
-        .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels"]),
+        .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels", "CKernels"]),
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
         .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch"]),
         .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "TestSupport"]),
+        .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
     ]
 )

@@ -19,12 +19,18 @@
 #include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+// From libgomp (linked for FAISS); declared here because clang does not ship GCC's omp.h.
+extern "C" void omp_set_num_threads(int threads);
+extern "C" int omp_get_max_threads(void);
 
 struct FaissShimIndex {
     std::unique_ptr<faiss::Index> index;
@@ -53,11 +59,16 @@ int32_t fail(int32_t status, std::string message) {
     return status;
 }
 
+/// OpenMP threads for FAISS's parallel regions; 0 leaves OpenMP's default. omp_set_num_threads only
+/// reaches the calling thread, and FAISS is called from many threads, so every entry point applies it.
+std::atomic<int32_t> omp_threads{0};
+
 /// The single catch-all around every C++ call made by the shim. `operation`
 /// only labels unknown exceptions; callers know which function failed.
 template <typename Body>
 int32_t guarded(const char* operation, Body&& body) noexcept {
     try {
+        if (int32_t threads = omp_threads.load(std::memory_order_relaxed); threads > 0) omp_set_num_threads(threads);
         body();
         return FAISS_SHIM_OK;
     } catch (const InvalidArgument& e) {
@@ -288,6 +299,26 @@ int32_t faiss_shim_search(const FaissShimIndex* h, int64_t n, const float* x, in
     });
 }
 
+int32_t faiss_shim_time_searches(const FaissShimIndex* h, int64_t n, const float* x, int64_t k,
+                                 int32_t one_per_call, double* seconds) {
+    return guarded("time_searches", [&] {
+        require_vectors(h, n, x);
+        if (k <= 0) invalid("k must be positive, got " + std::to_string(k));
+        if (seconds == nullptr) invalid("output pointer is null");
+        if (!h->index->is_trained) invalid("index is not trained");
+        const int64_t d = h->index->d, rows = one_per_call ? 1 : n;
+        std::vector<float> distances(rows * k);
+        std::vector<faiss::Index::idx_t> labels(rows * k);
+        const auto start = std::chrono::steady_clock::now();
+        if (one_per_call) {
+            for (int64_t q = 0; q < n; q++) h->index->search(1, x + q * d, k, distances.data(), labels.data());
+        } else {
+            h->index->search(n, x, k, distances.data(), labels.data());
+        }
+        *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    });
+}
+
 int32_t faiss_shim_range_search(const FaissShimIndex* h, const float* x, float radius,
                                 FaissShimRangeResult** out) {
     return guarded("range_search", [&] {
@@ -337,3 +368,13 @@ int32_t faiss_shim_set_blas_threshold(int32_t queries) {
 }
 
 } // extern "C"
+
+int32_t faiss_shim_set_omp_threads(int32_t threads) {
+    return guarded("set_omp_threads", [&] {
+        if (threads <= 0) invalid("threads must be positive, got " + std::to_string(threads));
+        omp_threads.store(threads);
+        omp_set_num_threads(threads);
+    });
+}
+
+int32_t faiss_shim_omp_threads(void) { return omp_get_max_threads(); }

@@ -76,11 +76,12 @@ public final class Encoder: Sendable {
     public let maxSequenceLength: Int
     public let isSentenceTransformer: Bool
 
-    public init(directory: URL) throws {
+    /// `precision` chooses how the transformer's Linear weights are stored (f32 unless asked).
+    public init(directory: URL, precision: WeightPrecision = .f32) throws {
         location = directory
         let layout = try SentenceTransformersLayout.load(directory: directory)
         let modelDirectory = layout?.transformerDirectory ?? directory
-        transformer = try GemmaTransformer(directory: modelDirectory)
+        transformer = try GemmaTransformer(directory: modelDirectory, precision: precision)
         tokenizer = try GemmaTokenizer.load(from: modelDirectory)
         let hidden = transformer.config.hiddenSize
         pipeline = layout?.pipeline ?? EmbeddingPipeline(pooling: PoolingConfig(modes: [.mean], dimension: hidden), normalize: true)
@@ -95,12 +96,13 @@ public final class Encoder: Sendable {
     }
 
     /// Loads a model by cache name or path.
-    public convenience init(model nameOrPath: String, store: ModelStore = ModelStore()) throws {
+    public convenience init(model nameOrPath: String, store: ModelStore = ModelStore(),
+                            precision: WeightPrecision = .f32) throws {
         let url = try store.resolve(nameOrPath)
         guard url.pathExtension != "gguf" else {
             throw EncoderError.unsupported("\(url.path): embedding with GGUF models is not supported yet (tokenize works)")
         }
-        try self.init(directory: url)
+        try self.init(directory: url, precision: precision)
     }
 
     /// The prompt text registered under `name` in config_sentence_transformers.json.
@@ -182,23 +184,30 @@ public final class Encoder: Sendable {
         return results
     }
 
-    /// Final hidden states of every token (no pooling), in input order.
-    public func hiddenStates(_ inputs: [EncoderInput], attention: AttentionMode = .bidirectional,
-                             batchTokens: Int = 2048) throws -> [[[Float]]] {
-        let h = transformer.config.hiddenSize
+    /// Final hidden states of every token (no pooling), in input order: one array of tokens × hidden_size
+    /// floats per input. Batches run on every core, as in `embed`.
+    public func tokenStates(_ inputs: [EncoderInput], attention: AttentionMode = .bidirectional,
+                            batchTokens: Int = 2048) throws -> [[Float]] {
         let batches = Self.batches(inputs.map(\.ids.count), tokenBudget: batchTokens)
-        let states = try runBatches(batches, workers: 1) { batch in
+        let workers = ProcessInfo.processInfo.activeProcessorCount
+        let states = try runBatches(batches, workers: workers) { batch in
             let states = try transformer.forward(batch.map { inputs[$0].ids }, mode: attention)
-            return (0..<batch.count).map { row in
-                let s = states.sequence(row)
-                return (0..<states.length(row)).map { t in Array(s.dropFirst(t * h).prefix(h)) }
-            }
+            return (0..<batch.count).map { row in Array(states.sequence(row)) }
         }
-        var results = [[[Float]]](repeating: [], count: inputs.count)
+        var results = [[Float]](repeating: [], count: inputs.count)
         for (batch, rows) in zip(batches, states) {
             for (index, v) in zip(batch, rows) { results[index] = v }
         }
         return results
+    }
+
+    /// Final hidden states of every token as one vector per token, in input order.
+    public func hiddenStates(_ inputs: [EncoderInput], attention: AttentionMode = .bidirectional,
+                             batchTokens: Int = 2048) throws -> [[[Float]]] {
+        let h = transformer.config.hiddenSize
+        return try tokenStates(inputs, attention: attention, batchTokens: batchTokens).map { flat in
+            stride(from: 0, to: flat.count, by: h).map { Array(flat[$0..<($0 + h)]) }
+        }
     }
 
     /// Runs `work` on every batch, `workers` at a time (largest first, each worker taking the next batch when

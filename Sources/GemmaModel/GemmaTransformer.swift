@@ -43,8 +43,8 @@ struct GemmaLayer: Sendable {
     let postFeedforwardNorm: FloatBuffer?  // Gemma 2, 3
     let qNorm: FloatBuffer?                // Gemma 3
     let kNorm: FloatBuffer?                // Gemma 3
-    let q: FloatBuffer, k: FloatBuffer, v: FloatBuffer, o: FloatBuffer
-    let gate: FloatBuffer, up: FloatBuffer, down: FloatBuffer
+    let q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight
+    let gate: LinearWeight, up: LinearWeight, down: LinearWeight
 }
 
 /// A Gemma, Gemma 2 or Gemma 3 transformer stack run as an encoder: all tokens of a batch go through
@@ -52,16 +52,22 @@ struct GemmaLayer: Sendable {
 /// output does not depend on its batch-mates.
 public final class GemmaTransformer: Sendable {
     public let config: GemmaConfig
+    /// How the Linear weights are stored (norms and embeddings stay f32).
+    public let precision: WeightPrecision
     let embeddings: FloatBuffer
     let layers: [GemmaLayer]
     let finalNorm: FloatBuffer
     let ropeFull: RopeTable
     let ropeSliding: RopeTable
 
-    public init(config: GemmaConfig, weights: some WeightProvider) throws(FormatError) {
+    public init(config: GemmaConfig, weights: some WeightProvider, precision: WeightPrecision = .f32) throws(FormatError) {
         self.config = config
+        self.precision = precision
         let h = config.hiddenSize, hd = config.headDim, inter = config.intermediateSize
         let qDim = config.numHeads * hd, kvDim = config.numKVHeads * hd
+        func linear(_ name: String, _ shape: [Int]) throws(FormatError) -> LinearWeight {
+            try weights.linear(name, shape: shape, precision: precision)
+        }
         func norm(_ name: String, _ dim: Int) throws(FormatError) -> FloatBuffer {
             let w = try weights.floats(name, shape: [dim])
             return FloatBuffer(count: dim) { dst in for i in 0..<dim { dst[i] = 1 + w.pointer[i] } }
@@ -78,13 +84,13 @@ public final class GemmaTransformer: Sendable {
                 postFeedforwardNorm: hasSandwichNorms ? try norm(p + "post_feedforward_layernorm.weight", h) : nil,
                 qNorm: config.family == .gemma3 ? try norm(p + "self_attn.q_norm.weight", hd) : nil,
                 kNorm: config.family == .gemma3 ? try norm(p + "self_attn.k_norm.weight", hd) : nil,
-                q: try weights.floats(p + "self_attn.q_proj.weight", shape: [qDim, h]),
-                k: try weights.floats(p + "self_attn.k_proj.weight", shape: [kvDim, h]),
-                v: try weights.floats(p + "self_attn.v_proj.weight", shape: [kvDim, h]),
-                o: try weights.floats(p + "self_attn.o_proj.weight", shape: [h, qDim]),
-                gate: try weights.floats(p + "mlp.gate_proj.weight", shape: [inter, h]),
-                up: try weights.floats(p + "mlp.up_proj.weight", shape: [inter, h]),
-                down: try weights.floats(p + "mlp.down_proj.weight", shape: [h, inter])))
+                q: try linear(p + "self_attn.q_proj.weight", [qDim, h]),
+                k: try linear(p + "self_attn.k_proj.weight", [kvDim, h]),
+                v: try linear(p + "self_attn.v_proj.weight", [kvDim, h]),
+                o: try linear(p + "self_attn.o_proj.weight", [h, qDim]),
+                gate: try linear(p + "mlp.gate_proj.weight", [inter, h]),
+                up: try linear(p + "mlp.up_proj.weight", [inter, h]),
+                down: try linear(p + "mlp.down_proj.weight", [h, inter])))
         }
         self.layers = layers
         finalNorm = try norm("norm.weight", h)
@@ -96,9 +102,9 @@ public final class GemmaTransformer: Sendable {
     }
 
     /// Loads `config.json` and the safetensors weights of a Hugging Face model directory.
-    public convenience init(directory: URL) throws(FormatError) {
+    public convenience init(directory: URL, precision: WeightPrecision = .f32) throws(FormatError) {
         let config = try GemmaConfig.load(directory.appendingPathComponent("config.json"))
-        try self.init(config: config, weights: SafetensorsWeights(url: directory))
+        try self.init(config: config, weights: SafetensorsWeights(url: directory), precision: precision)
     }
 
     /// Runs a right-padded batch: `attentionMask[i]` is ones for real tokens, then zeros.
@@ -168,9 +174,9 @@ public final class GemmaTransformer: Sendable {
         for (l, layer) in layers.enumerated() {
             // Attention block.
             rmsNorm(x, rows: t, dim: h, scale: layer.inputNorm.pointer, eps: c.rmsNormEps, out: normed)
-            linear(m: t, n: qDim, k: h, a: normed, lda: h, w: layer.q.pointer, ldw: h, c: q, ldc: qDim)
-            linear(m: t, n: kvDim, k: h, a: normed, lda: h, w: layer.k.pointer, ldw: h, c: k, ldc: kvDim)
-            linear(m: t, n: kvDim, k: h, a: normed, lda: h, w: layer.v.pointer, ldw: h, c: v, ldc: kvDim)
+            linear(m: t, a: normed, lda: h, weight: layer.q, c: q, ldc: qDim)
+            linear(m: t, a: normed, lda: h, weight: layer.k, c: k, ldc: kvDim)
+            linear(m: t, a: normed, lda: h, weight: layer.v, c: v, ldc: kvDim)
             if let qn = layer.qNorm, let kn = layer.kNorm {
                 rmsNorm(q, rows: t * c.numHeads, dim: hd, scale: qn.pointer, eps: c.rmsNormEps, out: q)
                 rmsNorm(k, rows: t * c.numKVHeads, dim: hd, scale: kn.pointer, eps: c.rmsNormEps, out: k)
@@ -188,7 +194,7 @@ public final class GemmaTransformer: Sendable {
                           q: q + start * qDim, ldq: qDim, k: k + start * kvDim, v: v + start * kvDim, ldkv: kvDim,
                           out: attn + start * qDim, ldo: qDim, scores: scores)
             }
-            linear(m: t, n: h, k: qDim, a: attn, lda: qDim, w: layer.o.pointer, ldw: qDim, c: tmp, ldc: h)
+            linear(m: t, a: attn, lda: qDim, weight: layer.o, c: tmp, ldc: h)
             if let post = layer.preFeedforwardNorm {
                 // Gemma 2/3 sandwich: x += norm(attn); mlp input = pre_ff_norm(x).
                 rmsNorm(tmp, rows: t, dim: h, scale: layer.postAttentionNorm.pointer, eps: c.rmsNormEps, out: tmp)
@@ -201,13 +207,13 @@ public final class GemmaTransformer: Sendable {
             }
 
             // Gated MLP.
-            linear(m: t, n: inter, k: h, a: normed, lda: h, w: layer.gate.pointer, ldw: h, c: gate, ldc: inter)
-            linear(m: t, n: inter, k: h, a: normed, lda: h, w: layer.up.pointer, ldw: h, c: up, ldc: inter)
+            linear(m: t, a: normed, lda: h, weight: layer.gate, c: gate, ldc: inter)
+            linear(m: t, a: normed, lda: h, weight: layer.up, c: up, ldc: inter)
             switch c.hiddenActivation {
             case .geluTanh: geluTanhGate(gate, up, count: t * inter)
             case .gelu: geluErfGate(gate, up, count: t * inter)
             }
-            linear(m: t, n: h, k: inter, a: gate, lda: inter, w: layer.down.pointer, ldw: inter, c: tmp, ldc: h)
+            linear(m: t, a: gate, lda: inter, weight: layer.down, c: tmp, ldc: h)
             if let post = layer.postFeedforwardNorm {
                 rmsNorm(tmp, rows: t, dim: h, scale: post.pointer, eps: c.rmsNormEps, out: tmp)
             }

@@ -1,11 +1,32 @@
+import EncoderKernels
 import Foundation
 import ModelFormats
 
-/// Where the transformer's weights come from: a safetensors checkpoint now, GGUF later. Names are the
+/// How the transformer's Linear weights are stored at run time. Norms and embeddings stay f32; activations
+/// are always f32. Lower precision is an option, never the default.
+public enum WeightPrecision: String, Sendable, CaseIterable, Codable {
+    case f32
+    /// bfloat16: half the memory, f32 arithmetic on the converted values.
+    case bf16
+    /// 8-bit blocks of 32 values with an f16 scale (ggml's Q8_0): a quarter of the memory.
+    case int8
+
+    public var format: WeightFormat {
+        switch self {
+        case .f32: .f32
+        case .bf16: .bf16
+        case .int8: .q8_0
+        }
+    }
+}
+
+/// Where the transformer's weights come from: a safetensors checkpoint or a GGUF file. Names are the
 /// Hugging Face keys relative to the text model ("layers.3.self_attn.q_proj.weight").
 public protocol WeightProvider: Sendable {
     /// The tensor as Float, checked against `shape`; errors name the file and the tensor.
     func floats(_ name: String, shape: [Int]) throws(FormatError) -> FloatBuffer
+    /// A Linear weight of shape (out, in) stored as `precision` asks.
+    func linear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError) -> LinearWeight
     func contains(_ name: String) -> Bool
 }
 
@@ -32,6 +53,23 @@ public struct SafetensorsWeights: WeightProvider {
 
     public func floats(_ name: String, shape: [Int]) throws(FormatError) -> FloatBuffer {
         try checkpoint.tensor(prefix + name, shape: shape).floats()
+    }
+
+    /// F32 tensors are used in place; other precisions are converted once, and the f32 pages that conversion
+    /// read are handed back to the kernel so they do not count as resident memory.
+    public func linear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError) -> LinearWeight {
+        let tensor = try checkpoint.tensor(prefix + name, shape: shape)
+        let values = tensor.floats()
+        do {
+            if precision == .f32 {
+                return try LinearWeight(format: .f32, rows: shape[0], columns: shape[1], borrowing: values.pointer, owner: values)
+            }
+            let weight = try LinearWeight(quantizing: values.pointer, rows: shape[0], columns: shape[1], to: precision.format)
+            tensor.file.discard(offset: tensor.offset, count: tensor.byteCount)
+            return weight
+        } catch {
+            throw FormatError(file: tensor.file.url.path, item: prefix + name, message: "\(error)")
+        }
     }
 
     public func contains(_ name: String) -> Bool { checkpoint.contains(prefix + name) }

@@ -42,6 +42,15 @@ public final class MappedFile: @unchecked Sendable {
         }
     }
 
+    /// Drops the resident pages that lie wholly inside [offset, offset+count): data that was converted and
+    /// will not be read again. The mapping stays valid; a later read faults the pages back in from the file.
+    public func discard(offset: Int, count: Int) {
+        let page = Int(getpagesize())
+        let start = (offset + page - 1) / page * page, end = (offset + count) / page * page
+        guard size > 0, end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
     /// Bytes [offset, offset+count) as a buffer; the caller has checked the range.
     public func bytes(at offset: Int, count: Int) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: base + offset, count: count)

@@ -151,6 +151,18 @@ public final class VectorIndex: @unchecked Sendable {
         }
     }
 
+    /// Seconds FAISS itself takes for these searches, timed inside the shim with no Swift in the loop: the
+    /// baseline for this wrapper's overhead. One query per FAISS call when `onePerCall`, else one batch.
+    public func timeDirectSearches(_ queries: [Float], k: Int, onePerCall: Bool) throws -> Double {
+        let n = try rowCount(queries, "timeDirectSearches")
+        var seconds = 0.0
+        try lock.withReadLock {
+            try checkShim(faiss_shim_time_searches(handle, Int64(n), queries, Int64(k), onePerCall ? 1 : 0, &seconds),
+                          "timeDirectSearches")
+        }
+        return seconds
+    }
+
     /// All vectors within `radius` of one query, best first: inner product
     /// score >= radius, or squared L2 distance <= radius.
     public func rangeSearch(_ query: [Float], radius: Float) throws -> [SearchHit] {
@@ -195,6 +207,19 @@ public final class VectorIndex: @unchecked Sendable {
         }
         try checkShim(faiss_shim_set_blas_threshold(Int32(queries)), "setBLASThreshold")
     }
+
+    /// Threads FAISS's OpenMP regions may use, process-wide. One is what this project runs with: on few cores
+    /// OpenMP's idle workers spin and starve OpenBLAS's threads, which FAISS's exhaustive search calls
+    /// (measured on 2 cores, 20k × 768 Flat, one query per call: 23 queries/s with OpenMP's default, 168 with one
+    /// thread); our own callers parallelize across queries and requests instead.
+    public static func setOpenMPThreads(_ threads: Int) throws {
+        guard threads > 0, threads <= Int(Int32.max) else {
+            throw VectorSearchError.invalidArgument("setOpenMPThreads", "threads must be in 1...\(Int32.max), got \(threads)")
+        }
+        try checkShim(faiss_shim_set_omp_threads(Int32(threads)), "setOpenMPThreads")
+    }
+
+    public static var openMPThreads: Int { Int(faiss_shim_omp_threads()) }
 
     // MARK: Defaults
 

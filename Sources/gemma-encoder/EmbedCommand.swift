@@ -59,7 +59,7 @@ struct EmbedCommand: ParsableCommand {
     }
 
     private func embed() throws {
-        let encoder = try Encoder(model: try model.resolve().path)
+        let encoder = try model.load()
         let promptText = try prompt.map { try encoder.prompt(named: $0) } ?? self.promptText
         var options = EmbeddingOptions(prompt: promptText, attention: attention, pooling: pooling,
                                        normalize: noNormalize ? false : nil, dimension: dim)

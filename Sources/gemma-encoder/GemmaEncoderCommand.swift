@@ -1,10 +1,19 @@
 import ArgumentParser
 import GemmaEncoder
+import VectorSearch
 
 @main
 struct GemmaEncoderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemma-encoder",
         abstract: "Gemma-family language models as text encoders: embeddings on the CPU.",
-        subcommands: [EmbedCommand.self, TokenizeCommand.self, IndexCommand.self, SearchCommand.self, ModelsCommand.self, BenchCommand.self])
+        subcommands: [EmbedCommand.self, TokenizeCommand.self, IndexCommand.self, SearchCommand.self, ModelsCommand.self,
+                      BenchCommand.self, BenchIndexCommand.self])
+
+    static func main() {
+        // FAISS runs single-threaded under our own parallelism: OpenMP's spinning workers would starve the
+        // OpenBLAS threads that both the encoder and FAISS's exhaustive search use (see VectorIndex).
+        try? VectorIndex.setOpenMPThreads(1)
+        main(nil)
+    }
 }

@@ -48,7 +48,7 @@ struct IndexCommand: ParsableCommand {
         func run() throws {
             do {
                 let documents = try Corpus.load(path: corpus.corpus, idField: corpus.idField, textField: corpus.textField)
-                let encoder = try Encoder(model: model.resolve().path)
+                let encoder = try model.load()
                 let index = try SearchIndex.create(directory: location.url, encoder: encoder, modelName: model.model,
                                                    factory: factory, expectedCount: documents.count)
                 let added = try runWithProgress(total: documents.count) { progress in

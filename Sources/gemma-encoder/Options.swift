@@ -6,8 +6,15 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A cached model name (see `models list`) or a path to a model directory or .gguf file.")
     var model: String = KnownModel.defaultName
 
+    @Option(name: .long, help: "How Linear weights are stored: f32 (default, exact), bf16 or int8 (Q8_0 blocks).")
+    var precision: WeightPrecision = .f32
+
     func resolve() throws -> URL { try ModelStore().resolve(model) }
+
+    func load() throws -> Encoder { try Encoder(model: try resolve().path, precision: precision) }
 }
+
+extension WeightPrecision: ExpressibleByArgument {}
 
 struct InputOptions: ParsableArguments {
     @Option(name: .long, help: "JSON Lines input, one object per line.")

@@ -40,6 +40,22 @@ final class EmbeddingGemmaParityTests: XCTestCase {
         }
     }
 
+    /// The bar for --precision bf16 and int8: three nines of cosine against sentence-transformers' f32
+    /// embeddings, on every row (document and query prompts; the long row included).
+    func testLowerPrecisionsKeepThreeNines() throws {
+        let rows = try reference()
+        for precision in [WeightPrecision.bf16, .int8] {
+            let encoder = try Encoder(directory: try cachedModel(KnownModel.embeddingGemma300M.name), precision: precision)
+            XCTAssertEqual(encoder.transformer.precision, precision)
+            for (name, expected) in [("document", \ReferenceRow.document), ("query", \ReferenceRow.query)] {
+                let got = try encoder.embed(rows.map(\.text), options: EmbeddingOptions(prompt: try encoder.prompt(named: name)))
+                let cosines = zip(got, rows).map { cosine($0, $1[keyPath: expected]) }
+                for (i, c) in cosines.enumerated() { XCTAssertGreaterThanOrEqual(c, 0.999, "\(precision) \(name) row \(i)") }
+                print("embeddinggemma \(precision) \(name): min cosine \(cosines.min()!)")
+            }
+        }
+    }
+
     func testPromptsComeFromTheModelDirectory() throws {
         let encoder = try SharedEncoder.embeddingGemma()
         XCTAssertEqual(try encoder.prompt(named: "query"), "task: search result | query: ")

@@ -292,3 +292,37 @@ final class BLASThresholdTests: XCTestCase {
         XCTAssertThrowsError(try VectorIndex.setBLASThreshold(0))
     }
 }
+
+final class ThreadingAndTimingTests: XCTestCase {
+    func testOpenMPThreadsApplyToSearchesFromAnyThread() throws {
+        let before = VectorIndex.openMPThreads
+        defer { try? VectorIndex.setOpenMPThreads(max(before, 1)) }
+        try VectorIndex.setOpenMPThreads(1)
+        XCTAssertEqual(VectorIndex.openMPThreads, 1)
+        XCTAssertThrowsError(try VectorIndex.setOpenMPThreads(0))
+        // Results do not depend on the thread count, whichever thread searches.
+        let d = 16
+        let index = try VectorIndex(dimension: d, factory: "IVF8,Flat")
+        let base = TestVectors.unit(2000, dimension: d, seed: 30)
+        try index.train(base)
+        try index.add(base, ids: (0..<2000).map(Int64.init))
+        try index.setNProbe(8)
+        let queries = TestVectors.unit(50, dimension: d, seed: 31)
+        let single = try index.search(queries, k: 5)
+        try VectorIndex.setOpenMPThreads(2)
+        let results = try DispatchQueue.global().sync { try index.search(queries, k: 5) }
+        XCTAssertEqual(results, single)
+    }
+
+    func testDirectTimingRunsFAISSAndValidates() throws {
+        let d = 16
+        let index = try VectorIndex(dimension: d)
+        try index.add(TestVectors.unit(500, dimension: d, seed: 32), ids: (0..<500).map(Int64.init))
+        let queries = TestVectors.unit(20, dimension: d, seed: 33)
+        XCTAssertGreaterThan(try index.timeDirectSearches(queries, k: 10, onePerCall: true), 0)
+        XCTAssertGreaterThan(try index.timeDirectSearches(queries, k: 10, onePerCall: false), 0)
+        XCTAssertThrowsError(try index.timeDirectSearches(queries, k: 0, onePerCall: true))
+        XCTAssertThrowsError(try index.timeDirectSearches([1, 2, 3], k: 1, onePerCall: true))
+    }
+}
+

@@ -84,6 +84,11 @@ int32_t faiss_shim_set_ef_search(FaissShimIndex* index, int32_t ef_search);
 /// are padded with label -1.
 int32_t faiss_shim_search(const FaissShimIndex* index, int64_t n, const float* x,
                           int64_t k, float* distances, int64_t* labels);
+/// FAISS's own search over the n queries, timed in C++ with nothing of ours in the loop: the baseline
+/// that VectorIndex's overhead is measured against. One query per call when one_per_call is nonzero
+/// (as a server searches), else one batched call. Results are discarded; *seconds gets the wall time.
+int32_t faiss_shim_time_searches(const FaissShimIndex* index, int64_t n, const float* x, int64_t k,
+                                 int32_t one_per_call, double* seconds);
 /// One query. Inner product returns scores > radius, L2 distances < radius
 /// (FAISS's strict comparisons). Free the result with faiss_shim_range_result_free.
 int32_t faiss_shim_range_search(const FaissShimIndex* index, const float* x,
@@ -102,6 +107,10 @@ int32_t faiss_shim_reconstruct(const FaissShimIndex* index, int64_t id, float* o
 /// with at least this many queries compute exhaustive distances with BLAS
 /// instead of FAISS's own loop. Process-global; call before searching.
 int32_t faiss_shim_set_blas_threshold(int32_t queries);
+
+/// OpenMP threads FAISS may use in every later call, from any thread (process-global).
+int32_t faiss_shim_set_omp_threads(int32_t threads);
+int32_t faiss_shim_omp_threads(void);
 
 #ifdef __cplusplus
 }

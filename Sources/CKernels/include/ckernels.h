@@ -1,9 +1,10 @@
-// Vectorized CPU kernels that Swift cannot express as fast: loops with exp and reductions, compiled by
-// clang for AVX-512, AVX2 and baseline x86-64 and picked at load time (target_clones), so the binary
-// stays portable.
+// Vectorized CPU kernels that Swift cannot express as fast: loops with exp and reductions, skinny matrix
+// products, and the weight formats. Compiled by clang for AVX-512, AVX2+FMA and baseline x86-64 and picked
+// at load time, so the binary stays portable.
 #ifndef GEMMA_CKERNELS_H
 #define GEMMA_CKERNELS_H
 
+#include <stdint.h>
 
 // gate[i] = gelu_tanh(gate[i]) * up[i], gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 void ck_gelu_tanh_gate(float *gate, const float *up, long n);
@@ -15,5 +16,33 @@ void ck_rms_norm(const float *x, long rows, long dim, const float *scale, float 
 // reading each weight row once (the weights, not the activations, are what costs memory bandwidth).
 void ck_skinny_gemm_nt(long m, long n, long k, const float *a, long lda, const float *w, long ldw,
                        float *c, long ldc);
+
+// Weight formats, numbered as ggml's types so GGUF tensors need no translation. A row of k values is
+// k / block_size blocks of block_bytes bytes.
+enum {
+    CK_F32 = 0, CK_F16 = 1, CK_Q4_0 = 2, CK_Q4_1 = 3, CK_Q5_0 = 6, CK_Q5_1 = 7, CK_Q8_0 = 8,
+    CK_Q4_K = 12, CK_Q5_K = 13, CK_Q6_K = 14, CK_Q8_K = 15, CK_BF16 = 30
+};
+
+// Values per block and bytes per block of a format; 0 for a format these kernels do not know.
+long ck_block_size(int format);
+long ck_block_bytes(int format);
+
+// `count` values (a whole number of blocks) of `src` in `format` to float. Returns 0, or -1 when the format
+// is unknown or count is not a whole number of blocks.
+int ck_dequantize(int format, const void *src, long count, float *dst);
+
+// `count` floats to `format` (F32, F16, BF16 or Q8_0). Returns 0, or -1 for another format or a partial block.
+int ck_quantize(int format, const float *src, long count, void *dst);
+
+// The same as ck_skinny_gemm_nt with W stored in `format`, each of its n rows `row_bytes` bytes apart.
+// Returns 0, -1 when k is not a whole number of blocks, -2 when out of memory.
+int ck_skinny_linear(int format, long m, long n, long k, const float *a, long lda, const void *w, long row_bytes,
+                     float *c, long ldc);
+
+// IEEE half and bfloat16 conversions, rounding to nearest even.
+float ck_half_to_float(uint16_t h);
+uint16_t ck_float_to_half(float f);
+uint16_t ck_float_to_bf16(float f);
 
 #endif

@@ -1,0 +1,153 @@
+import CBLAS
+import CKernels
+import Foundation
+
+/// How a weight matrix is stored: F32, F16, BF16, or one of ggml's quantized block layouts (the raw values
+/// are ggml's type numbers, so a GGUF tensor's type maps straight onto this).
+public enum WeightFormat: Int32, Sendable, CaseIterable, CustomStringConvertible {
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8
+    case q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15, bf16 = 30
+
+    /// Values per block (1 for the float formats).
+    public var blockSize: Int { ck_block_size(rawValue) }
+    /// Bytes per block.
+    public var blockBytes: Int { ck_block_bytes(rawValue) }
+
+    /// Bytes of one row of `columns` values, or nil when the row is not a whole number of blocks.
+    public func rowBytes(columns: Int) -> Int? {
+        columns % blockSize == 0 ? columns / blockSize * blockBytes : nil
+    }
+
+    public var description: String {
+        switch self {
+        case .f32: "F32"
+        case .f16: "F16"
+        case .bf16: "BF16"
+        case .q4_0: "Q4_0"
+        case .q4_1: "Q4_1"
+        case .q5_0: "Q5_0"
+        case .q5_1: "Q5_1"
+        case .q8_0: "Q8_0"
+        case .q4_K: "Q4_K"
+        case .q5_K: "Q5_K"
+        case .q6_K: "Q6_K"
+        case .q8_K: "Q8_K"
+        }
+    }
+}
+
+public enum WeightError: Error, CustomStringConvertible, Equatable {
+    case notWholeBlocks(format: WeightFormat, columns: Int)
+    case cannotQuantize(WeightFormat)
+
+    public var description: String {
+        switch self {
+        case let .notWholeBlocks(format, columns):
+            return "\(format) stores rows in blocks of \(format.blockSize) values; \(columns) columns is not a whole number of blocks"
+        case let .cannotQuantize(format):
+            return "cannot quantize to \(format) (F32, F16, BF16 and Q8_0 can be produced)"
+        }
+    }
+}
+
+/// A Linear layer's weight, rows × columns in PyTorch's (out × in) layout, in any `WeightFormat`. The bytes
+/// stay in their format (borrowed from a memory mapping or owned); products dequantize tiles as they go.
+public final class LinearWeight: @unchecked Sendable {
+    public let format: WeightFormat
+    public let rows: Int
+    public let columns: Int
+    public let rowBytes: Int
+    public let bytes: UnsafeRawPointer
+    private let owned: UnsafeMutableRawPointer?
+    /// Keeps borrowed bytes (a mapping, a FloatBuffer) alive.
+    private let owner: AnyObject?
+
+    /// Borrows `rows` rows of `format` at `bytes`, kept valid by `owner`.
+    public init(format: WeightFormat, rows: Int, columns: Int, borrowing bytes: UnsafeRawPointer,
+                owner: AnyObject?) throws(WeightError) {
+        guard let rowBytes = format.rowBytes(columns: columns) else {
+            throw .notWholeBlocks(format: format, columns: columns)
+        }
+        self.format = format
+        self.rows = rows
+        self.columns = columns
+        self.rowBytes = rowBytes
+        self.bytes = bytes
+        self.owned = nil
+        self.owner = owner
+    }
+
+    /// Converts f32 values (rows × columns) to `format`, in an allocation of its own.
+    public init(quantizing values: UnsafePointer<Float>, rows: Int, columns: Int,
+                to format: WeightFormat) throws(WeightError) {
+        guard let rowBytes = format.rowBytes(columns: columns) else {
+            throw .notWholeBlocks(format: format, columns: columns)
+        }
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(rows * rowBytes, 1), alignment: 64)
+        guard ck_quantize(format.rawValue, values, rows * columns, storage) == 0 else {
+            storage.deallocate()
+            throw .cannotQuantize(format)
+        }
+        self.format = format
+        self.rows = rows
+        self.columns = columns
+        self.rowBytes = rowBytes
+        self.bytes = UnsafeRawPointer(storage)
+        self.owned = storage
+        self.owner = nil
+    }
+
+    deinit { owned?.deallocate() }
+
+    /// Bytes the weight occupies.
+    public var byteCount: Int { rows * rowBytes }
+
+    /// Rows `range` as f32 into `out` (range.count × columns).
+    public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        if format == .f32 {
+            out.update(from: (bytes + range.lowerBound * rowBytes).assumingMemoryBound(to: Float.self),
+                       count: range.count * columns)
+            return
+        }
+        let status = ck_dequantize(format.rawValue, bytes + range.lowerBound * rowBytes, range.count * columns, out)
+        precondition(status == 0, "rows are whole blocks by construction")
+    }
+
+    /// All values as f32, row-major.
+    public func dequantized() -> [Float] {
+        [Float](unsafeUninitializedCapacity: rows * columns) { buffer, count in
+            dequantize(rows: 0..<rows, into: buffer.baseAddress!)
+            count = rows * columns
+        }
+    }
+}
+
+/// A Linear layer, C (m×n) = A (m×k) · Wᵀ for a weight of any format. Few rows take the skinny kernel (which
+/// reads W once, dequantizing tiles in cache); batches take BLAS, on W itself for F32 and otherwise on
+/// dequantized column blocks, whose conversion costs n·k against the block's m·n·k multiply-adds.
+public func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeight,
+                   c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let n = weight.rows, k = weight.columns
+    guard m > 0, n > 0 else { return }
+    if weight.format == .f32 {
+        return linear(m: m, n: n, k: k, a: a, lda: lda, w: weight.bytes.assumingMemoryBound(to: Float.self),
+                      ldw: k, c: c, ldc: ldc)
+    }
+    guard m > skinnyGemmMaxRows else {
+        nonisolated(unsafe) let a = a, c = c
+        return splitColumns(n: n) { start, count in
+            let status = ck_skinny_linear(weight.format.rawValue, m, count, k, a, lda,
+                                          weight.bytes + start * weight.rowBytes, weight.rowBytes, c + start, ldc)
+            precondition(status == 0, "out of memory in the skinny kernel")
+        }
+    }
+    // Column blocks of about 4 MiB of f32: large enough that BLAS's per-call packing of A stays small.
+    let block = min(n, max(64, (1 << 20) / k))
+    let tile = UnsafeMutablePointer<Float>.allocate(capacity: block * k)
+    defer { tile.deallocate() }
+    for start in stride(from: 0, to: n, by: block) {
+        let count = min(block, n - start)
+        weight.dequantize(rows: start..<(start + count), into: tile)
+        gemmTransposedB(m: m, n: count, k: k, a: a, lda: lda, w: tile, ldw: k, c: c + start, ldc: ldc)
+    }
+}
