@@ -143,28 +143,43 @@ public final class SearchIndex: @unchecked Sendable {
     /// The k best documents for a query: vector (cosine on the query-prompted embedding), keyword (BM25) or
     /// hybrid (reciprocal rank fusion of both, each taking max(k, 50) candidates).
     public func search(_ query: String, k: Int = 10, mode: SearchMode = .vector) throws -> [SearchResult] {
-        guard k > 0 else { return [] }
+        try search([query], k: k, mode: mode)[0]
+    }
+
+    /// `search` for many queries, their embeddings computed in one batch.
+    public func search(_ queries: [String], k: Int, mode: SearchMode) throws -> [[SearchResult]] {
+        guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
         let depth = mode == .hybrid ? max(k, 50) : k
-        var vectorHits: [(id: Int64, score: Double)] = []
-        var keywordHits: [(id: Int64, score: Double)] = []
-        if mode != .keyword, vectors.count > 0 {
-            let q = try encoder.embed([query], options: EmbeddingOptions(prompt: manifest.queryPrompt))[0]
-            vectorHits = try vectors.search(q, k: depth)[0].map { (id: $0.id, score: Double($0.score)) }
+        let embeddings = mode != .keyword && vectors.count > 0
+            ? try encoder.embed(queries, options: EmbeddingOptions(prompt: manifest.queryPrompt)) : []
+        return try queries.indices.map { q in
+            var vectorHits: [(id: Int64, score: Double)] = []
+            var keywordHits: [(id: Int64, score: Double)] = []
+            if !embeddings.isEmpty {
+                vectorHits = try vectors.search(embeddings[q], k: depth)[0].map { (id: $0.id, score: Double($0.score)) }
+            }
+            if mode != .vector {
+                keywordHits = try store.keywordSearch(queries[q], limit: depth)
+            }
+            let ranked: [(id: Int64, score: Double)]
+            switch mode {
+            case .vector: ranked = vectorHits
+            case .keyword: ranked = keywordHits
+            case .hybrid: ranked = reciprocalRankFusion([vectorHits.map(\.id), keywordHits.map(\.id)])
+            }
+            let top = Array(ranked.prefix(k))
+            let documents = try store.documents(ids: top.map(\.id))
+            // A vector whose document was deleted by an interrupted run is skipped, never shown half-resolved.
+            return top.compactMap { hit in
+                documents[hit.id].map { SearchResult(id: $0.externalID, score: hit.score, text: $0.text, metadataJSON: $0.metadataJSON) }
+            }
         }
-        if mode != .vector {
-            keywordHits = try store.keywordSearch(query, limit: depth)
-        }
-        let ranked: [(id: Int64, score: Double)]
-        switch mode {
-        case .vector: ranked = vectorHits
-        case .keyword: ranked = keywordHits
-        case .hybrid: ranked = reciprocalRankFusion([vectorHits.map(\.id), keywordHits.map(\.id)])
-        }
-        let top = Array(ranked.prefix(k))
-        let documents = try store.documents(ids: top.map(\.id))
-        // A vector whose document was deleted by an interrupted run is skipped, never shown half-resolved.
-        return top.compactMap { hit in
-            documents[hit.id].map { SearchResult(id: $0.externalID, score: hit.score, text: $0.text, metadataJSON: $0.metadataJSON) }
-        }
+    }
+
+    /// The stored text of documents by external id (nil for an id not in the index).
+    public func documentText(ids: [String]) throws -> [String?] {
+        let internalIDs = try ids.map { try store.id(forExternalID: $0) }
+        let documents = try store.documents(ids: internalIDs.compactMap { $0 })
+        return internalIDs.map { $0.flatMap { documents[$0]?.text } }
     }
 }

@@ -6,6 +6,8 @@ import ModelFormats
 /// shape, dtype or (almost surely) its values changes the digest; reading ~1 MB per file keeps it instant.
 public enum ModelFingerprint {
     public static func digest(of location: URL) throws -> String {
+        // A symlinked model directory is common (a shared cache); the enumerator does not descend into a link.
+        let location = location.resolvingSymlinksInPath()
         var hash = SHA256()
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: location.path, isDirectory: &isDirectory) else {
@@ -20,6 +22,9 @@ public enum ModelFingerprint {
                 .sorted { $0.path < $1.path }
         } else {
             files = [location]
+        }
+        guard !files.isEmpty else {
+            throw EncoderError.modelNotFound("\(location.path): no model files (.json, .safetensors, .gguf) to identify")
         }
         for file in files {
             let name = String(file.path.dropFirst(root.path.count))

@@ -36,6 +36,12 @@ public struct LearningRateSchedule: Sendable, Equatable {
     public var warmup: Int
     public var total: Int
 
+    public init(peak: Float, warmup: Int, total: Int) {
+        self.peak = peak
+        self.warmup = warmup
+        self.total = total
+    }
+
     public func rate(at step: Int) -> Float {
         if step < warmup { return peak * Float(step + 1) / Float(warmup) }
         return peak * max(0, Float(total - step) / Float(max(total - warmup, 1)))

@@ -28,8 +28,10 @@ public struct HeadConfig: Codable, Sendable, Equatable {
     public var baseModel: BaseModel
     public var attention: AttentionMode
     public var prompt: String?
-    /// Rerank: the pair template with {query} and {document}.
+    /// Rerank: the pair template with {query} and {document}, the pair's maximum length in tokens and the loss.
     public var pairTemplate: String?
+    public var maxLength: Int?
+    public var rankingLoss: RankingLoss?
     public var training: TrainingSummary?
 
     public init(task: HeadTask, architecture: HeadArchitecture, baseModel: BaseModel, attention: AttentionMode,
@@ -44,7 +46,7 @@ public struct HeadConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", task, multiLabel = "multi_label", labels, targetMean = "target_mean"
         case targetStd = "target_std", architecture, baseModel = "base_model", attention, prompt
-        case pairTemplate = "pair_template", training
+        case pairTemplate = "pair_template", maxLength = "max_length", rankingLoss = "ranking_loss", training
     }
 }
 

@@ -21,25 +21,20 @@ public struct HeadPredictor: Sendable {
         self.encoder = encoder
     }
 
-    /// Token states for texts with the head's prompt and attention mode.
-    public func states(_ texts: [String], cache: TokenStateCache? = nil, modelDigest: String? = nil,
+    /// Token states for texts with the head's prompt and attention mode, through `cache` when given.
+    public func states(_ texts: [String], cache: TokenStateCache? = nil,
                        progress: ((Int, Int) -> Void)? = nil) throws -> TokenStateSet {
         let config = head.config
-        if let cache {
-            let request = TokenStateCache.Request(texts: texts, prompt: config.prompt, attention: config.attention,
-                                                  modelDigest: modelDigest ?? config.baseModel.digest)
-            return try cache.states(request, encoder: encoder, progress: progress).states
-        }
-        var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
-        for s in try encoder.tokenStates(encoder.tokenize(texts, prompt: config.prompt), attention: config.attention) {
-            set.append(s)
-        }
-        return set
+        let request = TokenStateCache.Request(texts: texts, prompt: config.prompt, attention: config.attention,
+                                              modelDigest: config.baseModel.digest)
+        if let cache { return try cache.states(request, encoder: encoder, progress: progress).states }
+        return try TokenStateCache.compute(request, encoder: encoder, progress: progress)
     }
 
-    public func predict(_ texts: [String]) throws -> [HeadPrediction] {
+    public func predict(_ texts: [String], cache: TokenStateCache? = nil,
+                        progress: ((Int, Int) -> Void)? = nil) throws -> [HeadPrediction] {
         guard !texts.isEmpty else { return [] }
-        return interpret(head.network.predict(try states(texts)), count: texts.count)
+        return interpret(head.network.predict(try states(texts, cache: cache, progress: progress)), count: texts.count)
     }
 
     /// Maps raw outputs to predictions.

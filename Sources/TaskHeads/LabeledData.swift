@@ -68,6 +68,31 @@ public struct LabeledData: Sendable {
     /// JSONSerialization gives true/false as NSNumbers of ObjC type "c" (char).
     static func isBoolean(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
 
+    /// The rows at `indices`, in that order.
+    public func subset(_ indices: [Int]) -> LabeledData {
+        var copy = self
+        copy.texts = indices.map { texts[$0] }
+        copy.lines = indices.map { lines[$0] }
+        switch labels {
+        case let .single(l): copy.labels = .single(indices.map { l[$0] })
+        case let .multi(l): copy.labels = .multi(indices.map { l[$0] })
+        case let .values(v): copy.labels = .values(indices.map { v[$0] })
+        }
+        return copy
+    }
+
+    /// Regression targets' per-output mean and standard deviation (1 where a target is constant).
+    public var targetStatistics: (mean: [Double], std: [Double])? {
+        guard case let .values(v) = labels, let width = v.first?.count else { return nil }
+        let n = Double(v.count)
+        let mean = (0..<width).map { j in v.reduce(0) { $0 + $1[j] } / n }
+        let std = (0..<width).map { j -> Double in
+            let s = (v.reduce(0) { $0 + ($1[j] - mean[j]) * ($1[j] - mean[j]) } / n).squareRoot()
+            return s > 0 ? s : 1
+        }
+        return (mean, std)
+    }
+
     /// The distinct classes, sorted.
     public var classNames: [String] {
         switch labels {
@@ -104,5 +129,14 @@ public struct LabeledData: Sendable {
         case let .values(v):
             return .values(v.flatMap { $0.map(Float.init) })
         }
+    }
+
+    /// Regression targets standardized with the given statistics (those of the training split).
+    public func standardizedTargets(mean: [Double], std: [Double]) throws -> Targets {
+        guard case let .values(v) = labels else { throw HeadError.invalidData("\(path): not regression data") }
+        for (row, values) in v.enumerated() where values.count != mean.count {
+            throw HeadError.invalidData("\(path):\(lines[row]): \(values.count) targets, the head predicts \(mean.count)")
+        }
+        return .values(v.flatMap { row in row.enumerated().map { Float(($1 - mean[$0]) / std[$0]) } })
     }
 }

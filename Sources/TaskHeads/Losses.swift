@@ -8,8 +8,19 @@ public enum Targets: Sendable, Equatable {
     case multiLabel([Float])
     /// Standardized values (examples × outputs).
     case values([Float])
-    /// Rerank groups: example rows come in groups of `size`, the first of each group the positive.
+    /// Rerank groups: example rows come in groups of `size`, the first of each group the positive; listwise
+    /// loss (softmax over the group).
     case groups(size: Int)
+    /// The same groups under the pairwise (RankNet) loss: log(1 + exp(s_negative − s_positive)) per negative.
+    case pairs(size: Int)
+
+    /// Rows per unit that must stay together in a batch (1 outside rerank groups).
+    public var groupSize: Int {
+        switch self {
+        case let .groups(size), let .pairs(size): size
+        default: 1
+        }
+    }
 }
 
 public enum Loss {
@@ -55,6 +66,18 @@ public enum Loss {
                 p.withUnsafeMutableBufferPointer { softmax($0.baseAddress!, count: size) }
                 loss -= log(Double(max(p[0], .leastNormalMagnitude))) / Double(groups)
                 for j in 0..<size { grad[(g * size + j) * outputs] = (p[j] - (j == 0 ? 1 : 0)) / Float(groups) }
+            }
+        case let .pairs(size):
+            let groups = items.count / size, n = Double(groups * (size - 1))
+            for g in 0..<groups {
+                let positive = logits[g * size * outputs]
+                for j in 1..<size {
+                    let d = logits[(g * size + j) * outputs] - positive
+                    loss += Double(max(d, 0) + log1p(exp(-abs(d)))) / n   // softplus(d), stably
+                    let sigma = Float(1 / (1 + exp(-Double(d))) / n)
+                    grad[(g * size + j) * outputs] += sigma
+                    grad[g * size * outputs] -= sigma
+                }
             }
         }
         return (loss, grad)

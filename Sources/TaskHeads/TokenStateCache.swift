@@ -4,7 +4,7 @@ import ModelFormats
 
 /// Token states of a list of texts under one model, prompt and attention mode, computed once and kept on disk
 /// (`<cache>/states/<key>.bin`), so training epochs, other pooling modes and re-runs never re-run the
-/// encoder. The key hashes everything the states depend on.
+/// encoder. The key hashes everything the states depend on (model, weight precision, attention, prompt, texts).
 public struct TokenStateCache: Sendable {
     public let directory: URL
 
@@ -14,9 +14,12 @@ public struct TokenStateCache: Sendable {
 
     public init(directory: URL) { self.directory = directory }
 
+    /// Texts (tokenized with the prompt and the model's truncation), or inputs tokenized by the caller
+    /// (reranker pairs, whose document is cut first).
     public struct Request: Sendable {
         public var texts: [String]
         public var prompt: String?
+        public var tokenized: [EncoderInput]?
         public var attention: AttentionMode
         public var modelDigest: String
 
@@ -27,10 +30,21 @@ public struct TokenStateCache: Sendable {
             self.modelDigest = modelDigest
         }
 
-        var key: String {
+        public init(tokenized: [EncoderInput], attention: AttentionMode, modelDigest: String) {
+            self.init(texts: [], prompt: nil, attention: attention, modelDigest: modelDigest)
+            self.tokenized = tokenized
+        }
+
+        func inputs(_ encoder: Encoder) -> [EncoderInput] { tokenized ?? encoder.tokenize(texts, prompt: prompt) }
+
+        func key(precision: WeightPrecision) -> String {
             var hash = SHA256()
-            hash.update("token-states-v1\0\(modelDigest)\0\(attention.rawValue)\0\(prompt ?? "\u{1}")\0\(texts.count)\0")
+            hash.update("token-states-v1\0\(modelDigest)\0\(precision.rawValue)\0\(attention.rawValue)\0\(prompt ?? "\u{1}")\0\(texts.count)\0")
             for text in texts { hash.update("\(text.utf8.count)\0\(text)") }
+            if let tokenized {
+                hash.update("ids\0\(tokenized.count)\0")
+                for input in tokenized { hash.update(input.ids.map(String.init).joined(separator: ",") + ";") }
+            }
             return hash.hexDigest()
         }
     }
@@ -39,17 +53,10 @@ public struct TokenStateCache: Sendable {
     /// `truncated` counts texts cut to the model's maximum length.
     public func states(_ request: Request, encoder: Encoder, chunk: Int = 512,
                        progress: ((Int, Int) -> Void)? = nil) throws -> (states: TokenStateSet, truncated: Int) {
-        let url = directory.appendingPathComponent(request.key + ".bin")
-        let inputs = encoder.tokenize(request.texts, prompt: request.prompt)
-        let truncated = inputs.filter(\.truncated).count
+        let url = directory.appendingPathComponent(request.key(precision: encoder.transformer.precision) + ".bin")
+        let truncated = request.inputs(encoder).filter(\.truncated).count
         if let cached = try? Self.read(url) { return (cached, truncated) }
-        var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
-        progress?(0, inputs.count)
-        for start in stride(from: 0, to: inputs.count, by: chunk) {
-            let part = Array(inputs[start..<min(start + chunk, inputs.count)])
-            for states in try encoder.tokenStates(part, attention: request.attention) { set.append(states) }
-            progress?(set.count, inputs.count)
-        }
+        let set = try Self.compute(request, encoder: encoder, chunk: chunk, progress: progress)
         try Self.write(set, to: url)
         return (set, truncated)
     }

@@ -55,7 +55,7 @@ public enum HeadTrainer {
         var optimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
         var rng: SeededGenerator? = SeededGenerator(seed: options.seed &+ 0x5EED)
         // Rerank rows come in groups (a positive and its negatives) that must stay together in a batch.
-        let group = if case let .groups(size) = trainTargets { size } else { 1 }
+        let group = trainTargets.groupSize
         let units = train.count / group
         let unitsPerBatch = max(1, options.batchSize / group)
         let stepsPerEpoch = (units + unitsPerBatch - 1) / unitsPerBatch
@@ -104,7 +104,7 @@ public enum HeadTrainer {
         case let .classes(labels, _):
             let correct = items.filter { i in argmax(logits[(i * c)..<((i + 1) * c)]) == labels[i] }.count
             return (loss, Double(correct) / Double(items.count))
-        case let .groups(size):
+        case let .groups(size), let .pairs(size):
             let groups = items.count / size
             let correct = (0..<groups).filter { g in argmax((0..<size).map { logits[(g * size + $0) * c] }) == 0 }.count
             return (loss, Double(correct) / Double(max(groups, 1)))

@@ -8,7 +8,7 @@ struct GemmaEncoderCommand: ParsableCommand {
         commandName: "gemma-encoder",
         abstract: "Gemma-family language models as text encoders: embeddings on the CPU.",
         subcommands: [EmbedCommand.self, TokenizeCommand.self, IndexCommand.self, SearchCommand.self, ModelsCommand.self,
-                      BenchCommand.self, BenchIndexCommand.self])
+                      TrainCommand.self, ClassifyCommand.self, EvalCommand.self, RerankCommand.self, MineNegativesCommand.self, EvalRetrievalCommand.self, BenchCommand.self, BenchIndexCommand.self])
 
     static func main() {
         // FAISS runs single-threaded under our own parallelism: OpenMP's spinning workers would starve the

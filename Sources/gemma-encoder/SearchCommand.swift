@@ -2,6 +2,7 @@ import ArgumentParser
 import DocumentIndex
 import Foundation
 import GemmaEncoder
+import TaskHeads
 
 extension SearchMode: ExpressibleByArgument {}
 
@@ -11,7 +12,8 @@ struct SearchCommand: ParsableCommand {
         abstract: "Query an index: vector, keyword (BM25) or hybrid (reciprocal rank fusion).",
         discussion: """
         One query prints a ranked list (or with --json the object {"id", "results": [{"id", "score", "text", "metadata"}]}).
-        --input takes {"id", "text"} query rows and writes one such object per query.
+        --input takes {"id", "text"} query rows and writes one such object per query. With --rerank the first \
+        --candidates results are re-scored by a cross-encoder reranker (scores are then the reranker's).
         """)
 
     @Option(help: "The index directory.")
@@ -34,19 +36,30 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Output file for --input (default stdout).")
     var output: String?
 
+    @Option(help: "A reranker directory: re-score the first --candidates results with it.")
+    var rerank: String?
+
+    @Option(help: "First-stage results re-scored by --rerank.")
+    var candidates = 50
+
     @Argument(help: "The query.")
     var query: String?
 
     func validate() throws {
         guard (query == nil) != (input == nil) else { throw ValidationError("give a query or --input FILE.jsonl") }
-        if k <= 0 { throw ValidationError("-k must be positive") }
+        if k <= 0 || candidates <= 0 { throw ValidationError("-k and --candidates must be positive") }
     }
 
     func run() throws {
         do {
             let searchIndex = try openIndex()
+            let reranker = try rerank.map { try RerankerOptions(reranker: $0).load() }
+            func search(_ text: String) throws -> [SearchResult] {
+                guard let reranker else { return try searchIndex.search(text, k: k, mode: mode) }
+                return try searchIndex.search(text, k: k, mode: mode, reranker: reranker, candidates: candidates)
+            }
             if let query {
-                let results = try searchIndex.search(query, k: k, mode: mode)
+                let results = try search(query)
                 if json {
                     print(resultObject(id: nil, results))
                 } else {
@@ -64,7 +77,7 @@ struct SearchCommand: ParsableCommand {
                 guard let text = row.object["text"] as? String else {
                     throw InputError(description: "\(input!):\(row.line): row has no \"text\" field")
                 }
-                out.write(resultObject(id: row.object["id"], try searchIndex.search(text, k: k, mode: mode)) + "\n")
+                out.write(resultObject(id: row.object["id"], try search(text)) + "\n")
                 progress.update(n + 1)
             }
             progress.finish()

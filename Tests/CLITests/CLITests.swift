@@ -313,4 +313,100 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.stderr.contains("unknown model 'gpt-5'"), unknown.stderr)
     }
+
+    func testTrainClassifyEvalOnTheTinyModel() throws {
+        let model = try tinyEncoderDirectory(in: dir).path
+        let texts = ["the cat sat", "a dog ran", "hello there", "tiny words", "more text"]
+        let rows = (0..<36).map { #"{"text": "\#(texts[$0 % 5]) \#($0)", "label": "\#(["x", "y", "z"][$0 % 3])"}"# }
+        let train = try write("train.jsonl", rows.prefix(30).joined(separator: "\n"))
+        let test = try write("test.jsonl", rows.suffix(6).joined(separator: "\n"))
+        let head = dir.appendingPathComponent("head").path
+
+        let t = try Tool.run(["train", "--task", "classification", "--data", train, "--model", model, "--pooling", "attention",
+                              "--hidden", "16", "--epochs", "2", "--no-cache", "--out", head])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stderr.contains("epoch 1/2  train loss"), t.stderr)
+        XCTAssertTrue(t.stderr.contains("wrote \(head): classification, 3 labels, attention pooling"), t.stderr)
+
+        let c = try Tool.run(["classify", "--head", head, "--model", model, "--text", "the cat", "--text", "a dog"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let predictions = c.stdout.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(predictions.count, 2)
+        for p in predictions {
+            XCTAssertTrue(["x", "y", "z"].contains(p?["label"] as? String ?? ""), c.stdout)
+            XCTAssertEqual((p?["scores"] as? [String: Double])?.count, 3, c.stdout)
+        }
+        let out = dir.appendingPathComponent("predictions.jsonl").path
+        let f = try Tool.run(["classify", "--head", head, "--model", model, "--input", test, "--output", out])
+        XCTAssertEqual(f.status, 0, f.stderr)
+        XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").count, 6)
+
+        let e = try Tool.run(["eval", "--head", head, "--model", model, "--data", test])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertTrue(e.stdout.contains("rows 6  accuracy"), e.stdout)
+        XCTAssertTrue(e.stdout.contains("confusion matrix"), e.stdout)
+        let j = try Tool.run(["eval", "--head", head, "--model", model, "--data", test, "--json"])
+        let report = try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual((report?["confusion"] as? [[Int]])?.joined().reduce(0, +), 6, j.stdout)
+
+        // Bad input: the line is named, nothing is written.
+        let bad = try write("bad.jsonl", rows.prefix(5).joined(separator: "\n") + "\n{\"text\": \"no label\"}")
+        let b = try Tool.run(["train", "--task", "classification", "--data", bad, "--model", model, "--no-cache",
+                              "--out", dir.appendingPathComponent("never").path])
+        XCTAssertNotEqual(b.status, 0)
+        XCTAssertTrue(b.stderr.contains("\(bad):6: missing field \"label\""), b.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("never").path))
+        let missing = try Tool.run(["classify", "--head", dir.path, "--text", "x"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("not a head directory"), missing.stderr)
+    }
+
+    /// Retrieve-then-rerank end to end on the tiny model: index, mine negatives, train a reranker, rerank
+    /// candidates, search with it, evaluate every mode.
+    func testRerankerPipelineOnTheTinyModel() throws {
+        let model = try tinyEncoderDirectory(in: dir).path
+        let corpusLines = try String(contentsOf: fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("corpora/debian.jsonl"), encoding: .utf8).split(separator: "\n").prefix(30)
+        let corpus = try write("corpus.jsonl", corpusLines.joined(separator: "\n"))
+        let queries = try write("queries.jsonl", corpusLines.prefix(16).map { line -> String in
+            let row = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let title = (row["metadata"] as! [String: Any])["title"] as! String
+            let object: [String: Any] = ["id": row["id"]!, "text": title, "relevant": [row["id"]!]]
+            return String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        }.joined(separator: "\n"))
+        let index = dir.appendingPathComponent("index").path
+        XCTAssertEqual(try Tool.run(["index", "build", "--index", index, "--corpus", corpus, "--model", model]).status, 0)
+
+        let pairs = dir.appendingPathComponent("pairs.jsonl").path
+        let m = try Tool.run(["mine-negatives", "--index", index, "--queries", queries, "--output", pairs, "--negatives", "3"])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        XCTAssertEqual(try String(contentsOfFile: pairs, encoding: .utf8).split(separator: "\n").count, 16)
+
+        let reranker = dir.appendingPathComponent("reranker").path
+        let t = try Tool.run(["train", "--task", "rerank", "--data", pairs, "--model", model, "--negatives", "2", "--epochs", "2",
+                              "--max-length", "96", "--no-cache", "--out", reranker])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stderr.contains("positive ranked first"), t.stderr)
+
+        let candidates = try write("candidates.jsonl", #"{"id": "a", "text": "a text editor"}"# + "\n" + #"{"id": "b", "text": "a game"}"#)
+        let r = try Tool.run(["rerank", "--reranker", reranker, "--query", "edit text", "--input", candidates, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(Set(rows.compactMap { $0["id"] as? String }), ["a", "b"])
+        let scores = rows.compactMap { $0["score"] as? Double }
+        XCTAssertEqual(scores, scores.sorted(by: >))
+
+        let s = try Tool.run(["search", "--index", index, "--rerank", reranker, "--candidates", "10", "-k", "3", "--json", "text editor"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let results = (try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [String: Any])?["results"] as? [[String: Any]]
+        XCTAssertEqual(results?.count, 3)
+
+        let e = try Tool.run(["eval-retrieval", "--index", index, "--queries", queries, "--rerank", reranker, "--candidates", "10", "--json"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let metrics = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: [String: Double]]
+        XCTAssertEqual(Set(metrics?.keys ?? [:].keys), ["vector", "keyword", "hybrid", "reranked"])
+        XCTAssertNotNil(metrics?["reranked"]?["ndcg@10"])
+        let wrong = try Tool.run(["rerank", "--reranker", dir.path, "--query", "q", "--input", candidates])
+        XCTAssertNotEqual(wrong.status, 0)
+    }
 }

@@ -52,3 +52,57 @@ public func maxAbsDiff<A: Collection<Float>, B: Collection<Float>>(_ a: A, _ b: 
     precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
     return zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }
+
+/// The tiny random Gemma 3 checkpoint (vocabulary 320) as a plain Hugging Face directory with a tokenizer of
+/// its own: Gemma's tokenizer.json layout (▁ for spaces, BPE with byte fallback, <bos>/<eos> added) over a
+/// 320-token vocabulary, so any text encodes to ids the checkpoint has. For tests that need text in and
+/// vectors out in milliseconds; its outputs mean nothing.
+public func tinyEncoderDirectory(in parent: URL) throws -> URL {
+    let model = parent.appendingPathComponent("tiny-gemma3")
+    try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
+    for name in ["config.json", "model.safetensors"] {
+        try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("tiny/gemma3/\(name)"),
+                                         to: model.appendingPathComponent(name))
+    }
+    var vocab: [String: Int] = ["<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3]
+    for b in 0..<256 { vocab[String(format: "<0x%02X>", b)] = 4 + b }
+    let letters = "abcdefghijklmnopqrstuvwxyz".map(String.init)
+    vocab["▁"] = 260
+    for (i, l) in letters.enumerated() {
+        vocab[l] = 261 + i
+        vocab["▁" + l] = 287 + i
+    }
+    let extra = [("t", "h"), ("h", "e"), ("i", "n"), ("e", "r"), ("a", "n"), ("▁t", "h"), ("e", "n")]
+    for (i, pair) in extra.enumerated() { vocab[pair.0 + pair.1] = 313 + i }
+    let merges = letters.map { ["▁", $0] } + extra.map { [$0.0, $0.1] }
+    let special = ["<pad>", "<eos>", "<bos>", "<unk>"].enumerated().map { id, content in
+        ["id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
+         "normalized": false, "special": true] as [String: Any]
+    }
+    let tokenizer: [String: Any] = [
+        "version": "1.0",
+        "added_tokens": special,
+        "normalizer": ["type": "Replace", "pattern": ["String": " "], "content": "▁"],
+        "pre_tokenizer": ["type": "Split", "pattern": ["String": " "], "behavior": "MergedWithPrevious", "invert": false],
+        "post_processor": [
+            "type": "TemplateProcessing",
+            "single": [["SpecialToken": ["id": "<bos>", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]],
+                       ["SpecialToken": ["id": "<eos>", "type_id": 0]]],
+            "pair": [["SpecialToken": ["id": "<bos>", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]],
+                     ["SpecialToken": ["id": "<eos>", "type_id": 0]], ["Sequence": ["id": "B", "type_id": 1]],
+                     ["SpecialToken": ["id": "<eos>", "type_id": 1]]],
+            "special_tokens": [
+                "<bos>": ["id": "<bos>", "ids": [2], "tokens": ["<bos>"]],
+                "<eos>": ["id": "<eos>", "ids": [1], "tokens": ["<eos>"]],
+            ],
+        ],
+        "decoder": ["type": "Sequence", "decoders": [
+            ["type": "Replace", "pattern": ["String": "▁"], "content": " "], ["type": "ByteFallback"], ["type": "Fuse"],
+        ]],
+        "model": ["type": "BPE", "unk_token": "<unk>", "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges],
+    ]
+    try JSONSerialization.data(withJSONObject: tokenizer, options: .sortedKeys)
+        .write(to: model.appendingPathComponent("tokenizer.json"))
+    return model
+}

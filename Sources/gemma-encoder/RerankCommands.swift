@@ -1,0 +1,192 @@
+import ArgumentParser
+import DocumentIndex
+import Foundation
+import GemmaEncoder
+import TaskHeads
+
+extension Reranker: PairScorer {}
+extension RankingLoss: ExpressibleByArgument {}
+
+/// A reranker directory and its base model.
+struct RerankerOptions: ParsableArguments {
+    @Option(help: "The reranker directory (from `train --task rerank`).")
+    var reranker: String
+
+    func load(model: String? = nil) throws -> Reranker {
+        let head = try HeadDirectory.read(URL(fileURLWithPath: reranker))
+        return try Reranker(head: head, encoder: try Encoder(model: model ?? head.config.baseModel.name))
+    }
+}
+
+struct RerankCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rerank",
+        abstract: "Order candidate documents for a query with a cross-encoder reranker.",
+        discussion: """
+        Candidates: JSON Lines rows with a text (and any other fields, e.g. an id, kept in the output). Prints the \
+        candidates best first with their scores, or with --json each row with a "score" field added.
+        Example: gemma-encoder rerank --reranker rerankers/debian --query "edit text in a terminal" --input candidates.jsonl --top 5
+        """)
+
+    @OptionGroup var reranker: RerankerOptions
+
+    @Option(help: "The base model (default: the one recorded in head.json).")
+    var model: String?
+
+    @Option(help: "The query.")
+    var query: String
+
+    @Option(help: "JSON Lines candidates.")
+    var input: String
+
+    @Option(name: .customLong("text-field"), help: "Field holding a candidate's text.")
+    var textField = "text"
+
+    @Option(help: "Print only the best N.")
+    var top: Int?
+
+    @Flag(help: "JSON Lines output: each candidate row with its score.")
+    var json = false
+
+    func validate() throws {
+        if let top, top <= 0 { throw ValidationError("--top must be positive") }
+    }
+
+    func run() throws {
+        do {
+            let rows = try JSONLines.read(path: input)
+            let texts = try rows.map { row in
+                guard let t = row.object[textField] as? String else {
+                    throw InputError(description: "\(input):\(row.line): row has no string field \"\(textField)\"")
+                }
+                return t
+            }
+            let ranked = try reranker.load(model: model).rank(query: query, documents: texts).prefix(top ?? texts.count)
+            for (rank, item) in ranked.enumerated() {
+                if json {
+                    var object = rows[item.index].object
+                    object["score"] = Double(item.score)
+                    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                    print(String(decoding: data, as: UTF8.self))
+                } else {
+                    let id = rows[item.index].object["id"].map { "\($0)  " } ?? ""
+                    let line = texts[item.index].split(separator: "\n").first.map(String.init) ?? ""
+                    print(String(format: "%2d  %8.4f  ", rank + 1, item.score) + id + line)
+                }
+            }
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+struct MineNegativesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mine-negatives",
+        abstract: "Build reranker training rows from an index's top results (hard negatives).",
+        discussion: """
+        Queries: {"id", "text", "relevant": [document ids]} rows. Output: {"id", "query", "positive", "negatives": […]} \
+        rows, the positive being the first relevant document's text, the negatives the best-ranked documents that are \
+        not relevant.
+        """)
+
+    @Option(help: "The index directory.")
+    var index: String
+
+    @OptionGroup var model: IndexModelOption
+
+    @Option(help: "JSON Lines queries.")
+    var queries: String
+
+    @Option(help: "Output JSON Lines file.")
+    var output: String
+
+    @Option(help: "Hard negatives per query.")
+    var negatives = 7
+
+    @Option(help: "Skip this many top non-relevant results first (near-duplicates of the positive).")
+    var skip = 0
+
+    @Option(help: "Which search finds the negatives: vector, keyword or hybrid.")
+    var mode: SearchMode = .vector
+
+    func run() throws {
+        do {
+            let searchIndex = try SearchIndex.open(directory: URL(fileURLWithPath: index), model: model.model)
+            let rows = try NegativeMining.mine(searchIndex, queries: try RetrievalQuery.read(path: queries),
+                                               negatives: negatives, mode: mode, skip: skip)
+            let out = try AtomicOutput(path: output)
+            for row in rows {
+                let object: [String: Any] = ["id": row.queryID, "query": row.query, "positive": row.positive, "negatives": row.negatives]
+                out.write(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n")
+            }
+            try out.commit()
+            note("\(output): \(rows.count) rows, \(rows.map(\.negatives.count).min() ?? 0)–\(rows.map(\.negatives.count).max() ?? 0) negatives each")
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+struct EvalRetrievalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval-retrieval",
+        abstract: "nDCG@10, MRR@10 and Recall@100 of vector, keyword, hybrid and reranked search over labelled queries.",
+        discussion: """
+        Queries: {"id", "text", "relevant": [document ids]} rows. "reranked" re-scores the first --candidates vector \
+        results with --rerank and keeps the rest of the top 100 after them.
+        """)
+
+    @Option(help: "The index directory.")
+    var index: String
+
+    @OptionGroup var model: IndexModelOption
+
+    @Option(help: "JSON Lines queries.")
+    var queries: String
+
+    @Option(help: "A reranker directory to evaluate as well.")
+    var rerank: String?
+
+    @Option(help: "First-stage results the reranker re-scores.")
+    var candidates = 50
+
+    @Flag(help: "Print one JSON object {mode: {\"ndcg@10\", \"mrr@10\", \"recall@100\"}}.")
+    var json = false
+
+    func validate() throws {
+        if candidates <= 0 { throw ValidationError("--candidates must be positive") }
+    }
+
+    func run() throws {
+        do {
+            let searchIndex = try SearchIndex.open(directory: URL(fileURLWithPath: index), model: model.model)
+            let reranker = try rerank.map { try RerankerOptions(reranker: $0).load() }
+            let rows = try RetrievalQuery.read(path: queries)
+            let progress = Progress(total: reranker == nil ? 0 : rows.count, label: "reranking")
+            let metrics = try RetrievalEvaluation.evaluate(searchIndex, queries: rows, reranker: reranker, candidates: candidates,
+                                                           progress: { done, _ in progress.update(done) })
+            progress.finish()
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(metrics), as: UTF8.self))
+            } else {
+                print("\(rows.count) queries\nmode        nDCG@10   MRR@10  Recall@100")
+                for mode in ["vector", "keyword", "hybrid", "reranked"] {
+                    guard let m = metrics[mode] else { continue }
+                    print(mode.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: " %8.4f %8.4f %10.4f", m.ndcg10, m.mrr10, m.recall100))
+                }
+            }
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+extension RerankerOptions {
+    init(reranker: String) {
+        self.init()
+        self.reranker = reranker
+    }
+}

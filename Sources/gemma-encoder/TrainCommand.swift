@@ -1,0 +1,260 @@
+import ArgumentParser
+import Foundation
+import GemmaEncoder
+import TaskHeads
+
+extension HeadTask: ExpressibleByArgument {}
+extension HeadPooling: ExpressibleByArgument {}
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a classification or regression head on a frozen encoder (the Gemma Encoder recipe).",
+        discussion: """
+        Classification and regression rows: {"text": …, "label": …}. A string (or integer) label is a class, an \
+        array of strings a set of classes (multi-label), a number or array of numbers a regression target. \
+        Rerank rows: {"query", "positive", "negatives": […]} (see mine-negatives); each query and document make \
+        one pair text (--template), trained with a listwise or pairwise loss over the positive and --negatives \
+        sampled negatives. Token states are computed once and cached under the model cache (states/), so more \
+        epochs, other poolings and re-runs cost no encoding. Without --valid, --valid-fraction of the rows \
+        (seeded) is held out for early stopping.
+        Example: gemma-encoder train --task classification --data corpora/debian-sections-train.jsonl \
+        --valid corpora/debian-sections-valid.jsonl --pooling attention --out heads/sections
+        """)
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var fields: LabeledFieldOptions
+
+    @Option(help: "classification, regression or rerank.")
+    var task: HeadTask
+
+    @Option(help: "Training rows (JSON Lines).")
+    var data: String
+
+    @Option(help: "Validation rows for early stopping (default: hold out --valid-fraction of --data).")
+    var valid: String?
+
+    @Option(name: .customLong("valid-fraction"), help: "Share of --data held out when --valid is not given.")
+    var validFraction = 0.1
+
+    @Option(help: "Pooling: mean, first, last, max or attention (learned, multi-head).")
+    var pooling: HeadPooling = .mean
+
+    @Option(name: .customLong("attention-heads"), help: "Heads of attention pooling.")
+    var attentionHeads = 4
+
+    @Option(help: "Width of a GELU hidden layer (an MLP head); omit for a linear head.")
+    var hidden: Int?
+
+    @Option(help: "Dropout on the pooled vector during training.")
+    var dropout: Float = 0.1
+
+    @Option(name: .customLong("hidden-dropout"), help: "Dropout on the hidden layer (default: --dropout).")
+    var hiddenDropout: Float?
+
+    @Option(help: "Maximum epochs (early stopping may end sooner).")
+    var epochs = 20
+
+    @Option(help: "Peak learning rate (AdamW, linear warm-up then linear decay).")
+    var lr: Float = 1e-3
+
+    @Option(name: .customLong("batch-size"), help: "Examples per optimizer step.")
+    var batchSize = 32
+
+    @Option(name: .customLong("weight-decay"), help: "AdamW weight decay.")
+    var weightDecay: Float = 0.01
+
+    @Option(help: "Share of all steps spent warming the learning rate up.")
+    var warmup: Float = 0.1
+
+    @Option(help: "Epochs without a better validation score before stopping.")
+    var patience = 3
+
+    @Option(help: "Seed for initialization, shuffling, dropout and the held-out split.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Weight classes by n / (classes × count) against imbalance.")
+    var balanced = false
+
+    @OptionGroup var prompt: PromptOptions
+
+    @Option(help: "Attention: bidirectional (encoder) or causal (decoder).")
+    var attention: AttentionMode = .bidirectional
+
+    @Option(help: "Rerank: negatives per positive in a training group.")
+    var negatives = 3
+
+    @Option(help: "Rerank: listwise (softmax over the group) or pairwise (RankNet).")
+    var loss: RankingLoss = .listwise
+
+    @Option(help: "Rerank: the pair template, with {query} and {document}.")
+    var template = PairTemplate.embeddingGemma.text
+
+    @Option(name: .customLong("max-length"), help: "Rerank: tokens per pair (the document is cut first).")
+    var maxLength = 512
+
+    @Flag(name: .customLong("no-cache"), help: "Do not read or write the token-state cache.")
+    var noCache = false
+
+    @Option(help: "The head directory to write (replaced atomically).")
+    var out: String
+
+    func validate() throws {
+        if negatives <= 0 || maxLength <= 8 { throw ValidationError("--negatives must be positive and --max-length above 8") }
+        if !(validFraction > 0 && validFraction < 1) { throw ValidationError("--valid-fraction must be between 0 and 1") }
+        if epochs <= 0 || batchSize <= 0 || patience <= 0 { throw ValidationError("--epochs, --batch-size and --patience must be positive") }
+        if !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if let hidden, hidden <= 0 { throw ValidationError("--hidden must be positive") }
+        for p in [dropout, hiddenDropout ?? 0] where !(0..<1).contains(p) { throw ValidationError("dropout must be in [0, 1)") }
+    }
+
+    func run() throws {
+        if task == .rerank { return try trainReranker() }
+        do {
+            let train = try LabeledData(path: data, task: task, textField: fields.textField, labelField: fields.labelField)
+            let validation = try valid.map { try LabeledData(path: $0, task: task, textField: fields.textField, labelField: fields.labelField) }
+            let encoder = try model.load()
+            var plan = HeadTrainingPlan(task: task, pooling: pooling)
+            plan.attentionHeads = attentionHeads
+            plan.hiddenSize = hidden
+            plan.dropout = dropout
+            plan.hiddenDropout = hiddenDropout ?? dropout
+            plan.balanced = balanced
+            plan.validFraction = validFraction
+            plan.attention = attention
+            plan.prompt = try prompt.resolve(encoder, default: task == .classification ? "Classification" : nil)
+            plan.options = trainingOptions
+
+            let stages = StageProgress()
+            let head = try HeadBuilder.train(
+                encoder: encoder, modelName: model.model, train: train, valid: validation, plan: plan,
+                cache: noCache ? nil : TokenStateCache(), progress: stages.update,
+                onEpoch: { report in
+                    stages.finish()
+                    var line = String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f", report.epoch, epochs,
+                                      report.trainLoss, report.validLoss)
+                    if let accuracy = report.validAccuracy { line += String(format: "  valid accuracy %.4f", accuracy) }
+                    note(line + String(format: "  (%.1f s)", report.seconds))
+                })
+            stages.finish()
+            try head.write(to: URL(fileURLWithPath: out))
+            let summary = head.config.training!
+            let best = summary.epochs[summary.bestEpoch - 1]
+            note("wrote \(out): \(task.rawValue), \(head.config.labels.map { "\($0.count) labels" } ?? "\(head.config.architecture.outputs) output(s)"), "
+                 + "\(pooling.rawValue) pooling, best epoch \(summary.bestEpoch) (valid loss \(String(format: "%.4f", best.validLoss))"
+                 + (best.validAccuracy.map { String(format: ", accuracy %.4f", $0) } ?? "") + ")")
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+extension TrainCommand {
+    private func trainReranker() throws {
+        do {
+            let examples = try RerankExample.read(path: data)
+            let validation = try valid.map(RerankExample.read)
+            let encoder = try model.load()
+            var plan = RerankerTrainingPlan()
+            plan.pooling = pooling
+            plan.attentionHeads = attentionHeads
+            plan.hiddenSize = hidden
+            plan.dropout = dropout
+            plan.hiddenDropout = hiddenDropout ?? dropout
+            plan.loss = loss
+            plan.negatives = negatives
+            plan.template = try PairTemplate(template)
+            plan.maxLength = maxLength
+            plan.validFraction = validFraction
+            plan.attention = attention
+            plan.options = trainingOptions
+            let stages = StageProgress()
+            let head = try RerankerBuilder.train(
+                encoder: encoder, modelName: model.model, examples: examples, valid: validation, plan: plan,
+                cache: noCache ? nil : TokenStateCache(), progress: stages.update,
+                onEpoch: { report in
+                    stages.finish()
+                    note(String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f  positive ranked first %.4f  (%.1f s)",
+                                report.epoch, epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds))
+                })
+            stages.finish()
+            try head.write(to: URL(fileURLWithPath: out))
+            let summary = head.config.training!
+            note("wrote \(out): reranker, \(pooling.rawValue) pooling, \(loss.rawValue) loss, best epoch \(summary.bestEpoch) of \(summary.epochs.count)")
+        } catch {
+            fail("\(error)")
+        }
+    }
+
+    var trainingOptions: TrainingOptions {
+        var options = TrainingOptions()
+        options.epochs = epochs
+        options.learningRate = lr
+        options.batchSize = batchSize
+        options.weightDecay = weightDecay
+        options.warmupFraction = warmup
+        options.patience = patience
+        options.seed = seed
+        return options
+    }
+}
+
+/// Field names of labelled rows.
+struct LabeledFieldOptions: ParsableArguments {
+    @Option(name: .customLong("text-field"), help: "Field holding the text.")
+    var textField = "text"
+
+    @Option(name: .customLong("label-field"), help: "Field holding the label.")
+    var labelField = "label"
+}
+
+/// --prompt NAME / --prompt-text "…" / --no-prompt, resolved against a model's named prompts.
+struct PromptOptions: ParsableArguments {
+    @Option(help: "A prompt by name from the model's config_sentence_transformers.json (e.g. Classification).")
+    var prompt: String?
+
+    @Option(name: .customLong("prompt-text"), help: "A literal prompt prepended to every text.")
+    var promptText: String?
+
+    @Flag(name: .customLong("no-prompt"), help: "No prompt, even where the task has a default one.")
+    var noPrompt = false
+
+    func validate() throws {
+        if [prompt != nil, promptText != nil, noPrompt].filter({ $0 }).count > 1 {
+            throw ValidationError("give one of --prompt, --prompt-text and --no-prompt")
+        }
+    }
+
+    /// The prompt text: the one asked for, else the model's prompt named `defaultName` when it has one.
+    func resolve(_ encoder: Encoder, default defaultName: String?) throws -> String? {
+        if noPrompt { return nil }
+        if let promptText { return promptText }
+        if let prompt { return try encoder.prompt(named: prompt) }
+        return defaultName.flatMap { encoder.prompts[$0] }
+    }
+}
+
+/// A progress line per stage ("encoding …", "training"), on a terminal only.
+final class StageProgress: @unchecked Sendable {
+    private var current: (stage: String, progress: Progress)?
+    private let lock = NSLock()
+
+    func update(_ stage: String, _ done: Int, _ total: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        if current?.stage != stage {
+            current?.progress.finish()
+            current = (stage, Progress(total: total, label: stage))
+        }
+        current?.progress.update(done)
+    }
+
+    func finish() {
+        lock.lock()
+        defer { lock.unlock() }
+        current?.progress.finish()
+        current = nil
+    }
+}

@@ -1,0 +1,96 @@
+import DocumentIndex
+import Foundation
+import GemmaEncoder
+import TestSupport
+import XCTest
+
+/// Scores a document 1 when it is the one the test knows to be relevant to the query: a perfect reranker, so
+/// the reranking plumbing's effect is exactly predictable.
+struct KnownAnswerScorer: PairScorer {
+    let answers: [String: String]   // query → relevant document text
+    func scores(query: String, documents: [String]) throws -> [Float] { documents.map { $0 == answers[query] ? 1 : 0 } }
+}
+
+final class RetrievalTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try temporaryDirectory("retrieval") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testMetricsAgainstHandValues() {
+        let m = RetrievalMetrics(ranking: ["a", "x", "b"], relevant: ["a", "b"])
+        // DCG 1/log2(2) + 1/log2(4) = 1.5; ideal 1 + 1/log2(3).
+        XCTAssertEqual(m.ndcg10, 1.5 / (1 + 1 / log2(3.0)), accuracy: 1e-12)
+        XCTAssertEqual(m.mrr10, 1)
+        XCTAssertEqual(m.recall100, 1)
+        let late = RetrievalMetrics(ranking: (0..<10).map { "n\($0)" } + ["a"], relevant: ["a"])
+        XCTAssertEqual(late.ndcg10, 0)
+        XCTAssertEqual(late.mrr10, 0)
+        XCTAssertEqual(late.recall100, 1)
+        let third = RetrievalMetrics(ranking: ["x", "y", "a"], relevant: ["a", "zz"])
+        XCTAssertEqual(third.mrr10, 1.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(third.recall100, 0.5)
+        XCTAssertEqual(RetrievalMetrics.mean([m, late]).mrr10, 0.5)
+    }
+
+    func testQueryRowsErrorsNameTheLine() throws {
+        let url = dir.appendingPathComponent("q.jsonl")
+        try #"{"id": "a", "text": "t", "relevant": ["x"]}"# .appending("\n{\"id\": \"b\", \"text\": \"t\"}").write(to: url, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try RetrievalQuery.read(path: url.path)) {
+            XCTAssertTrue("\($0)".contains("q.jsonl:2: field \"relevant\" must be a non-empty array"), "\($0)")
+        }
+    }
+
+    /// An index over 40 Debian documents with the tiny model (fast; its rankings are arbitrary), the documents'
+    /// short descriptions as queries.
+    func tinyIndex() throws -> (SearchIndex, [RetrievalQuery], [CorpusDocument]) {
+        let encoder = try Encoder(directory: try tinyEncoderDirectory(in: dir))
+        let docs = try debianSample(40)
+        let index = try SearchIndex.create(directory: dir.appendingPathComponent("index"), encoder: encoder,
+                                           modelName: encoder.location.path, factory: "Flat", expectedCount: docs.count)
+        try index.add(docs, batch: 16, resume: true)
+        let queries = docs.prefix(20).map { doc -> RetrievalQuery in
+            let title = (try? JSONSerialization.jsonObject(with: Data(doc.metadataJSON.utf8)) as? [String: Any])?["title"] as? String
+            return RetrievalQuery(id: doc.id, text: title ?? doc.id, relevant: [doc.id])
+        }
+        return (index, queries, docs)
+    }
+
+    func testEvaluationAndRerankingPlumbing() throws {
+        let (index, queries, docs) = try tinyIndex()
+        let text = Dictionary(uniqueKeysWithValues: docs.map { ($0.id, $0.text) })
+        let scorer = KnownAnswerScorer(answers: Dictionary(uniqueKeysWithValues: queries.map { ($0.text, text[$0.id]!) }))
+        let candidates = 10
+        let metrics = try RetrievalEvaluation.evaluate(index, queries: queries, reranker: scorer, candidates: candidates)
+        XCTAssertEqual(Set(metrics.keys), ["vector", "keyword", "hybrid", "reranked"])
+        for m in metrics.values {
+            for v in [m.ndcg10, m.mrr10, m.recall100] { XCTAssertTrue((0...1).contains(v)) }
+        }
+        // The perfect scorer puts the answer first whenever vector search found it in the candidates.
+        let found = try index.search(queries.map(\.text), k: candidates, mode: .vector)
+            .enumerated().filter { i, results in results.contains { $0.id == queries[i].id } }.count
+        XCTAssertEqual(metrics["reranked"]!.mrr10, Double(found) / Double(queries.count), accuracy: 1e-12)
+        XCTAssertEqual(metrics["reranked"]!.recall100, metrics["vector"]!.recall100, accuracy: 1e-12)
+        XCTAssertGreaterThanOrEqual(metrics["reranked"]!.ndcg10, metrics["vector"]!.ndcg10)
+
+        let reranked = try index.search(queries[0].text, k: 3, mode: .vector, reranker: scorer, candidates: 40)
+        XCTAssertEqual(reranked.first?.id, queries[0].id)
+        XCTAssertEqual(reranked.first?.score, 1)
+        XCTAssertEqual(reranked.count, 3)
+    }
+
+    func testMinedNegativesExcludeTheRelevantDocument() throws {
+        let (index, queries, docs) = try tinyIndex()
+        let rows = try NegativeMining.mine(index, queries: queries, negatives: 4, mode: .hybrid)
+        XCTAssertEqual(rows.count, queries.count)
+        let text = Dictionary(uniqueKeysWithValues: docs.map { ($0.id, $0.text) })
+        for (row, query) in zip(rows, queries) {
+            XCTAssertEqual(row.positive, text[query.id])
+            XCTAssertEqual(row.negatives.count, 4)
+            XCTAssertFalse(row.negatives.contains(row.positive))
+        }
+        let missing = [RetrievalQuery(id: "q", text: "t", relevant: ["no-such-package"])]
+        XCTAssertThrowsError(try NegativeMining.mine(index, queries: missing, negatives: 2, mode: .vector)) {
+            XCTAssertTrue("\($0)".contains("relevant document no-such-package is not in the index"), "\($0)")
+        }
+    }
+}
