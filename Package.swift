@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"]),
         .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels", "CKernels"]),
-        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "TestSupport"]),
+        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "EncoderKernels", "CKernels", "TestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
         .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch"]),

@@ -16,6 +16,16 @@ public struct DenseLayer: Sendable {
     let weight: FloatBuffer
     let bias: FloatBuffer?
 
+    public init(weight: FloatBuffer, bias: FloatBuffer?, inputDimension: Int, outputDimension: Int,
+                activation: ActivationFunction) {
+        precondition(weight.count == inputDimension * outputDimension && (bias?.count ?? outputDimension) == outputDimension)
+        self.weight = weight
+        self.bias = bias
+        self.inputDimension = inputDimension
+        self.outputDimension = outputDimension
+        self.activation = activation
+    }
+
     public init(directory: URL) throws {
         let configURL = directory.appendingPathComponent("config.json")
         let config = try readJSONObject(configURL)

@@ -95,14 +95,42 @@ public final class Encoder: Sendable {
         isSentenceTransformer = layout != nil
     }
 
-    /// Loads a model by cache name or path.
+    /// A GGUF file: config, weights (kept in their quantized formats) and tokenizer from the file. Decoder
+    /// checkpoints get mean pooling and normalization; EmbeddingGemma converted by llama.cpp
+    /// (`gemma-embedding`) gets its Dense layers when the file carries them (`dense_2`, `dense_3`).
+    public init(gguf url: URL, precision: WeightPrecision = .f32) throws {
+        location = url
+        let gguf = try GGUFFile(url: url)
+        transformer = try GemmaTransformer(gguf: gguf, precision: precision)
+        tokenizer = try GemmaTokenizer.load(gguf: gguf)
+        let hidden = transformer.config.hiddenSize
+        var dense: [DenseLayer] = []
+        for name in ["dense_2.weight", "dense_3.weight"] {
+            guard let info = gguf.tensor(named: name) else { break }
+            guard info.dimensions.count == 2, info.dimensions[0] == (dense.last?.outputDimension ?? hidden) else {
+                throw EncoderError.invalidConfig(file: url.path, field: name, "dimensions \(info.dimensions) do not follow the layer before")
+            }
+            let weights = GGUFWeights(gguf, family: transformer.config.family)
+            let weight = try weights.floats(name, shape: [info.dimensions[1], info.dimensions[0]])
+            dense.append(DenseLayer(weight: weight, bias: nil, inputDimension: info.dimensions[0],
+                                    outputDimension: info.dimensions[1], activation: .identity))
+        }
+        pipeline = EmbeddingPipeline(pooling: PoolingConfig(modes: [.mean], dimension: hidden), dense: dense, normalize: true)
+        prompts = [:]
+        defaultPromptName = nil
+        maxSequenceLength = transformer.config.maxPositionEmbeddings
+        isSentenceTransformer = false
+    }
+
+    /// Loads a model by cache name or path (a model directory or a .gguf file).
     public convenience init(model nameOrPath: String, store: ModelStore = ModelStore(),
                             precision: WeightPrecision = .f32) throws {
         let url = try store.resolve(nameOrPath)
-        guard url.pathExtension != "gguf" else {
-            throw EncoderError.unsupported("\(url.path): embedding with GGUF models is not supported yet (tokenize works)")
+        if url.pathExtension == "gguf" {
+            try self.init(gguf: url, precision: precision)
+        } else {
+            try self.init(directory: url, precision: precision)
         }
-        try self.init(directory: url, precision: precision)
     }
 
     /// The prompt text registered under `name` in config_sentence_transformers.json.

@@ -54,7 +54,8 @@ public final class GemmaTransformer: Sendable {
     public let config: GemmaConfig
     /// How the Linear weights are stored (norms and embeddings stay f32).
     public let precision: WeightPrecision
-    let embeddings: FloatBuffer
+    /// vocabulary × hidden, any format (a GGUF's is quantized): rows are dequantized as tokens look them up.
+    let embeddings: LinearWeight
     let layers: [GemmaLayer]
     let finalNorm: FloatBuffer
     let ropeFull: RopeTable
@@ -69,10 +70,9 @@ public final class GemmaTransformer: Sendable {
             try weights.linear(name, shape: shape, precision: precision)
         }
         func norm(_ name: String, _ dim: Int) throws(FormatError) -> FloatBuffer {
-            let w = try weights.floats(name, shape: [dim])
-            return FloatBuffer(count: dim) { dst in for i in 0..<dim { dst[i] = 1 + w.pointer[i] } }
+            try weights.normScale(name, dimension: dim)
         }
-        embeddings = try weights.floats("embed_tokens.weight", shape: [config.vocabSize, h])
+        embeddings = try weights.embedding("embed_tokens.weight", shape: [config.vocabSize, h])
         var layers: [GemmaLayer] = []
         let hasSandwichNorms = config.family != .gemma
         for l in 0..<config.numLayers {
@@ -99,6 +99,22 @@ public final class GemmaTransformer: Sendable {
                              linearFactor: config.ropeFull.linearFactor, positions: positions)
         ropeSliding = RopeTable(headDim: hd, theta: config.ropeSliding.theta,
                                 linearFactor: config.ropeSliding.linearFactor, positions: positions)
+    }
+
+    /// Bytes of the Linear weights per storage format (quantized GGUF weights stay quantized; embeddings
+    /// included under their own format).
+    public var weightBytes: [WeightFormat: Int] {
+        var bytes: [WeightFormat: Int] = [embeddings.format: embeddings.byteCount]
+        for layer in layers {
+            for w in [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down] { bytes[w.format, default: 0] += w.byteCount }
+        }
+        return bytes
+    }
+
+    /// Loads a GGUF file: config from its metadata, weights kept in their (quantized) formats.
+    public convenience init(gguf: GGUFFile, precision: WeightPrecision = .f32) throws(FormatError) {
+        let config = try GemmaConfig(gguf: gguf)
+        try self.init(config: config, weights: GGUFWeights(gguf, family: config.family), precision: precision)
     }
 
     /// Loads `config.json` and the safetensors weights of a Hugging Face model directory.
@@ -161,9 +177,9 @@ public final class GemmaTransformer: Sendable {
         var row = 0
         for ids in sequences {
             for id in ids {
-                let src = embeddings.pointer + Int(id) * h
                 let dst = x + row * h
-                for i in 0..<h { dst[i] = src[i] * normalizer }
+                embeddings.dequantize(rows: Int(id)..<(Int(id) + 1), into: dst)
+                for i in 0..<h { dst[i] *= normalizer }
                 row += 1
             }
         }

@@ -27,7 +27,23 @@ public protocol WeightProvider: Sendable {
     func floats(_ name: String, shape: [Int]) throws(FormatError) -> FloatBuffer
     /// A Linear weight of shape (out, in) stored as `precision` asks.
     func linear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError) -> LinearWeight
+    /// An RMSNorm's multiplier (1 + w), as transformers computes it in float32.
+    func normScale(_ name: String, dimension: Int) throws(FormatError) -> FloatBuffer
+    /// The token embedding table as stored (rows are read one token at a time, so it is never converted).
+    func embedding(_ name: String, shape: [Int]) throws(FormatError) -> LinearWeight
     func contains(_ name: String) -> Bool
+}
+
+extension WeightProvider {
+    public func embedding(_ name: String, shape: [Int]) throws(FormatError) -> LinearWeight {
+        try linear(name, shape: shape, precision: .f32)
+    }
+
+    /// Checkpoints store w; the norm multiplies by 1 + w.
+    public func normScale(_ name: String, dimension: Int) throws(FormatError) -> FloatBuffer {
+        let w = try floats(name, shape: [dimension])
+        return FloatBuffer(count: dimension) { dst in for i in 0..<dimension { dst[i] = 1 + w.pointer[i] } }
+    }
 }
 
 /// Safetensors weights of a Gemma text model, whatever prefix its architecture class saved them under

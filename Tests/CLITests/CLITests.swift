@@ -409,4 +409,23 @@ final class CLITests: XCTestCase {
         let wrong = try Tool.run(["rerank", "--reranker", dir.path, "--query", "q", "--input", candidates])
         XCTAssertNotEqual(wrong.status, 0)
     }
+
+    /// A GGUF file works wherever a model does: embed, tokenize, bench.
+    func testGGUFModelThroughEveryCommand() throws {
+        let gguf = try cachedModelPath("gemma3-270m-q4_k_m").appendingPathComponent("gemma-3-270m-q4_k_m.gguf").path
+        let e = try Tool.run(["embed", "--model", gguf, "--text", "hello world"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let vector = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [Double]
+        XCTAssertEqual(vector?.count, 640)
+        XCTAssertEqual(vector.map { $0.reduce(0) { $0 + $1 * $1 } } ?? 0, 1, accuracy: 1e-4)
+        let t = try Tool.run(["tokenize", "--model", gguf, "--text", "hello world"])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stdout.contains("[2,23391,1902]") || t.stdout.contains("[2, 23391, 1902]"), t.stdout)
+        let input = try write("bench.jsonl", #"{"text": "a tool to compress files"}"# + "\n" + #"{"text": "a web browser"}"#)
+        let b = try Tool.run(["bench", "--model", gguf, "--input", input, "--queries", "3", "--scaling-lengths", "16", "--json"])
+        XCTAssertEqual(b.status, 0, b.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [String: Any]
+        XCTAssertNotNil(report?["tokens_per_s"], b.stdout)
+        XCTAssertLessThan(report?["peak_rss_mib"] as? Double ?? .infinity, 1024, "the Q4_K_M model stays quantized in memory")
+    }
 }

@@ -106,3 +106,54 @@ public func tinyEncoderDirectory(in parent: URL) throws -> URL {
         .write(to: model.appendingPathComponent("tokenizer.json"))
     return model
 }
+
+/// A GGUF metadata value for `writeGGUF`.
+public enum GGUFTestValue {
+    case string(String), uint32(UInt32), int32(Int32), float32(Float), bool(Bool)
+    case strings([String]), floats([Float]), int32s([Int32])
+}
+
+/// Writes a GGUF (version 3) file: metadata in the given order, then tensors (dimensions fastest first, as
+/// GGUF lists them; `type` a ggml type number), each aligned to 32 bytes.
+public func writeGGUF(_ url: URL, metadata: [(String, GGUFTestValue)], tensors: [(name: String, dimensions: [Int], type: UInt32, bytes: [UInt8])]) throws {
+    var out: [UInt8] = Array("GGUF".utf8)
+    func u32(_ v: UInt32) { out += withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    func u64(_ v: UInt64) { out += withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    func string(_ s: String) { u64(UInt64(s.utf8.count)); out += Array(s.utf8) }
+    u32(3)
+    u64(UInt64(tensors.count))
+    u64(UInt64(metadata.count))
+    for (key, value) in metadata {
+        string(key)
+        switch value {
+        case let .string(s): u32(8); string(s)
+        case let .uint32(v): u32(4); u32(v)
+        case let .int32(v): u32(5); u32(UInt32(bitPattern: v))
+        case let .float32(v): u32(6); u32(v.bitPattern)
+        case let .bool(v): u32(7); out.append(v ? 1 : 0)
+        case let .strings(list): u32(9); u32(8); u64(UInt64(list.count)); list.forEach(string)
+        case let .floats(list): u32(9); u32(6); u64(UInt64(list.count)); list.forEach { u32($0.bitPattern) }
+        case let .int32s(list): u32(9); u32(5); u64(UInt64(list.count)); list.forEach { u32(UInt32(bitPattern: $0)) }
+        }
+    }
+    var offset = 0
+    var offsets: [Int] = []
+    for t in tensors {
+        offsets.append(offset)
+        offset = (offset + t.bytes.count + 31) / 32 * 32
+    }
+    for (t, o) in zip(tensors, offsets) {
+        string(t.name)
+        u32(UInt32(t.dimensions.count))
+        t.dimensions.forEach { u64(UInt64($0)) }
+        u32(t.type)
+        u64(UInt64(o))
+    }
+    while out.count % 32 != 0 { out.append(0) }
+    let dataStart = out.count
+    for (t, o) in zip(tensors, offsets) {
+        while out.count < dataStart + o { out.append(0) }
+        out += t.bytes
+    }
+    try Data(out).write(to: url)
+}

@@ -1,0 +1,150 @@
+import CKernels
+import EncoderKernels
+import Foundation
+import GemmaModel
+import ModelFormats
+import TestSupport
+import XCTest
+
+/// The tiny transformers checkpoints converted to GGUF the way llama.cpp's converter does (its tensor names,
+/// dimensions fastest first, norm weights stored as 1 + w, hyperparameters as metadata), then run from the
+/// GGUF and compared with transformers' reference outputs: the whole GGUF path, for all three families.
+final class GGUFModelTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try temporaryDirectory("gguf-model") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// Writes `family`'s tiny checkpoint as GGUF; Linear weights in `linearType` (0 F32, 1 F16, 8 Q8_0, 30 BF16).
+    func convert(_ family: String, architecture: String, linearType: UInt32 = 0, extraMetadata: [(String, GGUFTestValue)] = []) throws -> URL {
+        let source = fixturesDirectory.appendingPathComponent("tiny/\(family)")
+        let config = try GemmaConfig.load(source.appendingPathComponent("config.json"))
+        let checkpoint = try SafetensorsCheckpoint(url: source)
+        let names = GGUFWeights(try GGUFFile(url: try emptyGGUF()), family: config.family)
+        var metadata: [(String, GGUFTestValue)] = [
+            ("general.architecture", .string(architecture)),
+            ("\(architecture).context_length", .uint32(UInt32(config.maxPositionEmbeddings))),
+            ("\(architecture).embedding_length", .uint32(UInt32(config.hiddenSize))),
+            ("\(architecture).block_count", .uint32(UInt32(config.numLayers))),
+            ("\(architecture).feed_forward_length", .uint32(UInt32(config.intermediateSize))),
+            ("\(architecture).attention.head_count", .uint32(UInt32(config.numHeads))),
+            ("\(architecture).attention.head_count_kv", .uint32(UInt32(config.numKVHeads))),
+            ("\(architecture).attention.key_length", .uint32(UInt32(config.headDim))),
+            ("\(architecture).attention.value_length", .uint32(UInt32(config.headDim))),
+            ("\(architecture).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEps)),
+            ("\(architecture).rope.freq_base", .float32(Float(config.ropeFull.theta))),
+        ]
+        if let w = config.slidingWindow { metadata.append(("\(architecture).attention.sliding_window", .uint32(UInt32(w)))) }
+        if let cap = config.attnLogitSoftcapping { metadata.append(("\(architecture).attn_logit_softcapping", .float32(Float(cap)))) }
+        metadata += extraMetadata
+
+        var tensors: [(name: String, dimensions: [Int], type: UInt32, bytes: [UInt8])] = []
+        for name in checkpoint.tensorNames.sorted() {
+            let tensor = try checkpoint.tensor(name)
+            var values = tensor.floats().array
+            let isNorm = name.hasSuffix("norm.weight")
+            if isNorm { values = values.map { 1 + $0 } }   // llama.cpp stores Gemma's norms as 1 + w
+            let linear = !isNorm && tensor.shape.count == 2 && name != "embed_tokens.weight"
+            let type = linear ? linearType : 0
+            var bytes = [UInt8](repeating: 0, count: type == 0 ? values.count * 4 : WeightFormat(rawValue: Int32(type))!.rowBytes(columns: tensor.shape[1])! * tensor.shape[0])
+            XCTAssertEqual(bytes.withUnsafeMutableBytes { ck_quantize(Int32(type), values, values.count, $0.baseAddress!) }, 0)
+            tensors.append((names.ggufName(name), Array(tensor.shape.reversed()), type, bytes))
+        }
+        let url = dir.appendingPathComponent("\(family)-\(linearType).gguf")
+        try writeGGUF(url, metadata: metadata, tensors: tensors)
+        return url
+    }
+
+    func emptyGGUF() throws -> URL {
+        let url = dir.appendingPathComponent("empty.gguf")
+        try writeGGUF(url, metadata: [], tensors: [])
+        return url
+    }
+
+    func run(_ url: URL, _ family: String, _ mode: AttentionMode) throws -> (HiddenStates, [[[Float]]]) {
+        let model = try GemmaTransformer(gguf: try GGUFFile(url: url))
+        let ref = try JSONDecoder().decode(TinyReference.self, from: Data(contentsOf: fixturesDirectory.appendingPathComponent("tiny/\(family)/reference.json")))
+        return (try model.forward(ref.input_ids, mode: mode), ref.expected(mode))
+    }
+
+    func testF32GGUFMatchesTransformersForEveryFamily() throws {
+        // gemma3's tiny checkpoint is bidirectional with its last of 4 layers full: as EmbeddingGemma's
+        // architecture with an explicit pattern.
+        let cases: [(String, String, [(String, GGUFTestValue)])] = [
+            ("gemma", "gemma", []), ("gemma2", "gemma2", []),
+            ("gemma3", "gemma-embedding", [("gemma-embedding.attention.sliding_window_pattern", .uint32(4))]),
+        ]
+        for (family, architecture, extra) in cases {
+            let url = try convert(family, architecture: architecture, extraMetadata: extra)
+            for mode in AttentionMode.allCases {
+                let (out, expected) = try run(url, family, mode)
+                for (s, sequence) in expected.enumerated() {
+                    for (p, token) in sequence.enumerated() {
+                        let row = out.sequence(s).dropFirst(p * out.hiddenSize).prefix(out.hiddenSize)
+                        XCTAssertLessThanOrEqual(maxAbsDiff(row, token), 1e-4, "\(family) \(mode) sequence \(s) token \(p)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testQuantizedGGUFStaysQuantizedAndClose() throws {
+        for type: UInt32 in [8, 30, 1] {   // Q8_0, BF16, F16
+            let url = try convert("gemma3", architecture: "gemma-embedding", linearType: type,
+                                  extraMetadata: [("gemma-embedding.attention.sliding_window_pattern", .uint32(4))])
+            let (out, expected) = try run(url, "gemma3", .bidirectional)
+            var worst = 1.0
+            for (s, sequence) in expected.enumerated() {
+                for (p, token) in sequence.enumerated() {
+                    worst = min(worst, cosine(Array(out.sequence(s).dropFirst(p * out.hiddenSize).prefix(out.hiddenSize)), token))
+                }
+            }
+            XCTAssertGreaterThan(worst, 0.999, "type \(type)")
+        }
+    }
+
+    func testConfigFromMetadata() throws {
+        let url = try convert("gemma2", architecture: "gemma2")
+        let config = try GemmaConfig(gguf: try GGUFFile(url: url))
+        let expected = try GemmaConfig.load(fixturesDirectory.appendingPathComponent("tiny/gemma2/config.json"))
+        XCTAssertEqual(config.family, .gemma2)
+        XCTAssertEqual(config.layerTypes, expected.layerTypes)
+        XCTAssertEqual(config.attnLogitSoftcapping, 2)
+        XCTAssertEqual(config.slidingWindow, 4)
+        XCTAssertEqual(config.queryPreAttnScalar, 16)
+        XCTAssertEqual(config.vocabSize, 320)
+        // Gemma 3 without a pattern key follows llama.cpp: every sixth layer full, local RoPE base 10,000.
+        let g3 = try GemmaConfig(gguf: try GGUFFile(url: try convert("gemma3", architecture: "gemma3")))
+        XCTAssertEqual(g3.layerTypes, [.sliding, .sliding, .sliding, .sliding])
+        XCTAssertEqual(g3.ropeSliding.theta, 10_000)
+        XCTAssertEqual(g3.ropeFull.theta, 1_000_000)
+    }
+
+    func testBrokenFilesAreErrorsNamingTheTensorOrKey() throws {
+        let good = try convert("gemma", architecture: "gemma")
+        var bytes = try Data(contentsOf: good)
+        let truncated = dir.appendingPathComponent("truncated.gguf")
+        try bytes.prefix(bytes.count - 5000).write(to: truncated)
+        XCTAssertThrowsError(try GemmaTransformer(gguf: try GGUFFile(url: truncated))) { error in
+            XCTAssertTrue("\(error)".contains("truncated"), "\(error)")
+            XCTAssertTrue("\(error)".contains("blk.") || "\(error)".contains("output_norm"), "\(error)")
+        }
+        let llama = dir.appendingPathComponent("llama.gguf")
+        try writeGGUF(llama, metadata: [("general.architecture", .string("llama"))], tensors: [])
+        XCTAssertThrowsError(try GemmaConfig(gguf: try GGUFFile(url: llama))) {
+            XCTAssertTrue("\($0)".contains("unsupported architecture 'llama'"), "\($0)")
+        }
+        // A tensor type we do not know (ggml's IQ2_XXS, 16) on a Linear weight.
+        let header = Data("blk.0.attn_q.weight".utf8)
+        if let range = bytes.range(of: header) {
+            let typeOffset = range.upperBound + 4 + 2 * 8   // n_dims, two dimensions
+            bytes[typeOffset] = 16
+            let unknown = dir.appendingPathComponent("unknown.gguf")
+            try bytes.write(to: unknown)
+            XCTAssertThrowsError(try GemmaTransformer(gguf: try GGUFFile(url: unknown))) {
+                XCTAssertTrue("\($0)".contains("blk.0.attn_q.weight: unsupported tensor type 16"), "\($0)")
+            }
+        } else {
+            XCTFail("tensor name not found in the file")
+        }
+    }
+}
