@@ -16,6 +16,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // HTTP service; its optional swift-configuration support is not needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Already in Hummingbird's graph; named here because the service imports them directly.
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.14.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
     ],
     targets: [
         // System BLAS: OpenBLAS's CBLAS header and library.
@@ -44,8 +52,19 @@ let package = Package(
         .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "VectorSearch"]),
         // Task heads on a frozen encoder: pooling (incl. learned attention), dropout, MLP, training, metrics.
         .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "CBLAS"]),
+        // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
+        .target(name: "EncoderService", dependencies: [
+            "GemmaEncoder", "DocumentIndex", "TaskHeads",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        ]),
         .executableTarget(name: "gemma-encoder", dependencies: [
-            "GemmaEncoder", "EncoderKernels", "DocumentIndex", "VectorSearch", "TaskHeads",
+            "GemmaEncoder", "EncoderKernels", "DocumentIndex", "VectorSearch", "TaskHeads", "EncoderService",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (fixture paths, a safetensors writer, cosine).
@@ -59,5 +78,9 @@ let package = Package(
         .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "TestSupport"]),
         .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "EncoderServiceTests", dependencies: [
+            "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "TestSupport",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
     ]
 )

@@ -22,7 +22,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, metric, count, created, updated
     }
 
-    static func load(_ url: URL) throws -> IndexManifest {
+    public static func load(_ url: URL) throws -> IndexManifest {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw IndexError.notAnIndex("\(url.deletingLastPathComponent().path): no manifest.json (not an index directory?)")

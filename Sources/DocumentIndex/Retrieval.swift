@@ -16,8 +16,14 @@ extension SearchIndex {
 
     /// Re-scores the first `candidates` of `results`; those below stay after them in their first-stage order.
     func rerank(_ query: String, _ results: [SearchResult], reranker: PairScorer, candidates: Int, k: Int) throws -> [SearchResult] {
-        let head = Array(results.prefix(candidates))
-        let scores = try reranker.scores(query: query, documents: head.map(\.text))
+        let scores = try reranker.scores(query: query, documents: results.prefix(candidates).map(\.text))
+        return Self.reorder(results, scores: scores, k: k)
+    }
+
+    /// The first `scores.count` results ordered by `scores` (which become their scores), the rest after them
+    /// in their first-stage order; the best k.
+    public static func reorder(_ results: [SearchResult], scores: [Float], k: Int) -> [SearchResult] {
+        let head = Array(results.prefix(scores.count))
         var reranked = zip(head, scores).enumerated()
             .sorted { $0.element.1 != $1.element.1 ? $0.element.1 > $1.element.1 : $0.offset < $1.offset }
             .map { item -> SearchResult in
@@ -25,7 +31,7 @@ extension SearchIndex {
                 r.score = Double(item.element.1)
                 return r
             }
-        reranked += results.dropFirst(candidates)
+        reranked += results.dropFirst(scores.count)
         return Array(reranked.prefix(k))
     }
 }

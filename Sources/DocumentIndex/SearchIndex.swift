@@ -148,10 +148,20 @@ public final class SearchIndex: @unchecked Sendable {
 
     /// `search` for many queries, their embeddings computed in one batch.
     public func search(_ queries: [String], k: Int, mode: SearchMode) throws -> [[SearchResult]] {
-        guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
-        let depth = mode == .hybrid ? max(k, 50) : k
         let embeddings = mode != .keyword && vectors.count > 0
             ? try encoder.embed(queries, options: EmbeddingOptions(prompt: manifest.queryPrompt)) : []
+        return try search(queries, embeddings: embeddings, k: k, mode: mode)
+    }
+
+    /// How a query must be embedded for this index (its model's query prompt), for callers that embed it
+    /// themselves and pass `embeddings` to `search(_:embeddings:k:mode:)`.
+    public var queryEmbeddingOptions: EmbeddingOptions { EmbeddingOptions(prompt: manifest.queryPrompt) }
+    public var model: Encoder { encoder }
+
+    /// `search` with the queries' embeddings given (empty for keyword search or an empty index).
+    public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode) throws -> [[SearchResult]] {
+        guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
+        let depth = mode == .hybrid ? max(k, 50) : k
         return try queries.indices.map { q in
             var vectorHits: [(id: Int64, score: Double)] = []
             var keywordHits: [(id: Int64, score: Double)] = []

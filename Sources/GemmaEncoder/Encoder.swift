@@ -177,6 +177,34 @@ public final class Encoder: Sendable {
 
     /// Embeds pre-tokenized inputs, in input order.
     public func embed(_ inputs: [EncoderInput], options: EmbeddingOptions = EmbeddingOptions()) throws -> [[Float]] {
+        let pipeline = try pipeline(checking: options)
+        let batches = Self.batches(inputs.map(\.ids.count), tokenBudget: options.batchTokens)
+        let vectors = try runBatches(batches, workers: options.workers) { batch in
+            let states = try transformer.forward(batch.map { inputs[$0].ids }, mode: options.attention)
+            let rows = batch.enumerated().map { row, index in
+                (states: states.sequence(row), length: states.length(row), promptTokens: inputs[index].promptTokens)
+            }
+            return finish(rows, pipeline: pipeline, options: options)
+        }
+        var results = [[Float]](repeating: [], count: inputs.count)
+        for (batch, rows) in zip(batches, vectors) {
+            for (index, v) in zip(batch, rows) { results[index] = v }
+        }
+        return results
+    }
+
+    /// Embeddings from token states computed earlier (`tokenStates`, e.g. by a server that batches requests
+    /// of different kinds together): the same pooling, Dense layers, normalization and Matryoshka as `embed`.
+    public func embed(states: [[Float]], inputs: [EncoderInput], options: EmbeddingOptions = EmbeddingOptions()) throws -> [[Float]] {
+        precondition(states.count == inputs.count, "one state array per input")
+        let pipeline = try pipeline(checking: options)
+        let h = transformer.config.hiddenSize
+        return finish(zip(states, inputs).map { (states: $0[...], length: $0.count / h, promptTokens: $1.promptTokens) },
+                      pipeline: pipeline, options: options)
+    }
+
+    /// The pipeline for these options, or an error for options it cannot honour.
+    private func pipeline(checking options: EmbeddingOptions) throws -> EmbeddingPipeline {
         guard options.pooling != PoolingChoice.none else {
             throw EncoderError.invalidInput("pooling 'none' gives token states: use hiddenStates(_:)")
         }
@@ -184,32 +212,29 @@ public final class Encoder: Sendable {
         if let d = options.dimension, d <= 0 || d > pipeline.outputDimension {
             throw EncoderError.invalidInput("--dim \(d) must be between 1 and the model's \(pipeline.outputDimension)")
         }
-        let batches = Self.batches(inputs.map(\.ids.count), tokenBudget: options.batchTokens)
-        let vectors = try runBatches(batches, workers: options.workers) { batch in
-            let states = try transformer.forward(batch.map { inputs[$0].ids }, mode: options.attention)
-            var pooled: [Float] = []
-            pooled.reserveCapacity(batch.count * pipeline.pooling.outputDimension)
-            for (row, index) in batch.enumerated() {
-                pooled += pipeline.pooling.pool(states.sequence(row), length: states.length(row),
-                                                firstToken: inputs[index].promptTokens)
-            }
-            for layer in pipeline.dense { pooled = layer.apply(pooled, rows: batch.count) }
-            let width = pipeline.outputDimension
-            return (0..<batch.count).map { row -> [Float] in
-                var v = Array(pooled[(row * width)..<((row + 1) * width)])
-                if pipeline.normalize { v.withUnsafeMutableBufferPointer { l2NormalizeInPlace($0.baseAddress!, count: width) } }
-                if let d = options.dimension, d < width {
-                    v = Array(v.prefix(d))
-                    v.withUnsafeMutableBufferPointer { l2NormalizeInPlace($0.baseAddress!, count: d) }
-                }
-                return v
-            }
+        return pipeline
+    }
+
+    /// Pools each sequence's states, applies the Dense layers to all of them at once, then normalizes and
+    /// truncates (Matryoshka).
+    private func finish(_ rows: [(states: ArraySlice<Float>, length: Int, promptTokens: Int)], pipeline: EmbeddingPipeline,
+                        options: EmbeddingOptions) -> [[Float]] {
+        var pooled: [Float] = []
+        pooled.reserveCapacity(rows.count * pipeline.pooling.outputDimension)
+        for row in rows {
+            pooled += pipeline.pooling.pool(row.states, length: row.length, firstToken: row.promptTokens)
         }
-        var results = [[Float]](repeating: [], count: inputs.count)
-        for (batch, rows) in zip(batches, vectors) {
-            for (index, v) in zip(batch, rows) { results[index] = v }
+        for layer in pipeline.dense { pooled = layer.apply(pooled, rows: rows.count) }
+        let width = pipeline.outputDimension
+        return (0..<rows.count).map { row -> [Float] in
+            var v = Array(pooled[(row * width)..<((row + 1) * width)])
+            if pipeline.normalize { v.withUnsafeMutableBufferPointer { l2NormalizeInPlace($0.baseAddress!, count: width) } }
+            if let d = options.dimension, d < width {
+                v = Array(v.prefix(d))
+                v.withUnsafeMutableBufferPointer { l2NormalizeInPlace($0.baseAddress!, count: d) }
+            }
+            return v
         }
-        return results
     }
 
     /// Final hidden states of every token (no pooling), in input order: one array of tokens × hidden_size

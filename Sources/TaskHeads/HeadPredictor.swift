@@ -37,6 +37,17 @@ public struct HeadPredictor: Sendable {
         return interpret(head.network.predict(try states(texts, cache: cache, progress: progress)), count: texts.count)
     }
 
+    /// The tokenized texts (the head's prompt, the model's truncation), for a caller that runs the encoder
+    /// itself (the server batches them with others).
+    public func inputs(_ texts: [String]) -> [EncoderInput] { encoder.tokenize(texts, prompt: head.config.prompt) }
+
+    /// Predictions from the texts' token states (encoded with `head.config.attention`).
+    public func predictions(states: [[Float]]) -> [HeadPrediction] {
+        var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
+        for s in states { set.append(s) }
+        return interpret(head.network.predict(set), count: states.count)
+    }
+
     /// Maps raw outputs to predictions.
     public func interpret(_ logits: [Float], count: Int) -> [HeadPrediction] {
         let config = head.config, c = config.architecture.outputs

@@ -193,10 +193,20 @@ public struct Reranker: Sendable {
     /// A relevance score per document (higher is more relevant), in input order.
     public func scores(query: String, documents: [String]) throws -> [Float] {
         guard !documents.isEmpty else { return [] }
-        let inputs = documents.map { encoder.tokenizePair(query: query, document: $0, template: template, maxLength: maxLength) }
-        var states = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
-        for s in try encoder.tokenStates(inputs, attention: head.config.attention) { states.append(s) }
-        return head.network.predict(states)
+        let inputs = inputs(query: query, documents: documents)
+        return scores(states: try encoder.tokenStates(inputs, attention: head.config.attention))
+    }
+
+    /// The tokenized pairs, for a caller that runs the encoder itself (the server batches them with others).
+    public func inputs(query: String, documents: [String]) -> [EncoderInput] {
+        documents.map { encoder.tokenizePair(query: query, document: $0, template: template, maxLength: maxLength) }
+    }
+
+    /// Scores from the pairs' token states (encoded with `head.config.attention`).
+    public func scores(states: [[Float]]) -> [Float] {
+        var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
+        for s in states { set.append(s) }
+        return head.network.predict(set)
     }
 
     /// Document indices, best first, with their scores.

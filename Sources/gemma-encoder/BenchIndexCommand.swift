@@ -6,7 +6,7 @@ import VectorSearch
 struct BenchIndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-index",
-        abstract: "Measure vector search (queries/s, latency, recall@k) per FAISS index kind on synthetic clustered vectors.",
+        abstract: "Measure vector search (queries/s, latency, recall@k) per FAISS index kind on synthetic vectors.",
         discussion: """
         Each kind is searched through VectorIndex (what `search` and the server use) and by FAISS alone, timed \
         inside the C++ shim with nothing of ours in the loop, alternating three times and keeping the best of each: \
@@ -158,24 +158,29 @@ struct BenchIndexCommand: ParsableCommand {
         }
     }
 
-    /// `count` unit vectors with the cluster structure real embeddings have (uniformly random vectors are
-    /// the worst case for any approximate index): each is a random one of 1,024 random unit centres plus an
-    /// equally long random direction, normalized (cosine ≈ 0.5 to its centre). Fixed by the seed.
+    /// `count` unit vectors with the low intrinsic dimension real embeddings have (uniformly random vectors
+    /// are the worst case for every approximate index): random points of a 32-dimensional space, mapped
+    /// into `dimension` by a fixed random projection, plus 10% noise, normalized. Fixed by the seed; the
+    /// projection is the same for every seed, so queries and documents share the space.
     static func clusteredVectors(count: Int, dimension: Int, seed: UInt64) -> [Float] {
+        let latent = 32
+        var projectionRNG = SeededGenerator(seed: 0xC0FFEE)
+        let projection = (0..<(latent * dimension)).map { _ in 2 * projectionRNG.unit() - 1 }
         var rng = SeededGenerator(seed: seed)
-        let centres = (0..<1024).map { _ in unit((0..<dimension).map { _ in 2 * rng.unit() - 1 }) }
-        var out: [Float] = []
-        out.reserveCapacity(count * dimension)
-        for _ in 0..<count {
-            let centre = centres[Int(rng.next() % UInt64(centres.count))]
-            let noise = unit((0..<dimension).map { _ in 2 * rng.unit() - 1 })
-            out += unit(zip(centre, noise).map { $0 + $1 })
+        var out = [Float](repeating: 0, count: count * dimension)
+        var z = [Float](repeating: 0, count: latent)
+        for r in 0..<count {
+            for i in 0..<latent { z[i] = 2 * rng.unit() - 1 }
+            let row = r * dimension
+            for c in 0..<dimension { out[row + c] = 0.1 * (2 * rng.unit() - 1) }
+            for i in 0..<latent {
+                for c in 0..<dimension { out[row + c] += z[i] * projection[i * dimension + c] }
+            }
+            var norm: Float = 0
+            for c in 0..<dimension { norm += out[row + c] * out[row + c] }
+            let inv = 1 / norm.squareRoot()
+            for c in 0..<dimension { out[row + c] *= inv }
         }
         return out
-    }
-
-    static func unit(_ v: [Float]) -> [Float] {
-        let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        return v.map { $0 / norm }
     }
 }

@@ -3,17 +3,18 @@ import GemmaEncoder
 import VectorSearch
 
 @main
-struct GemmaEncoderCommand: ParsableCommand {
+struct GemmaEncoderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemma-encoder",
-        abstract: "Gemma-family language models as text encoders: embeddings on the CPU.",
+        abstract: "Gemma-family language models as text encoders: embeddings, heads, search and reranking on the CPU.",
         subcommands: [EmbedCommand.self, TokenizeCommand.self, IndexCommand.self, SearchCommand.self, ModelsCommand.self,
-                      TrainCommand.self, ClassifyCommand.self, EvalCommand.self, RerankCommand.self, MineNegativesCommand.self, EvalRetrievalCommand.self, BenchCommand.self, BenchIndexCommand.self])
+                      TrainCommand.self, ClassifyCommand.self, EvalCommand.self, RerankCommand.self, MineNegativesCommand.self, EvalRetrievalCommand.self,
+                      ServeCommand.self, BenchCommand.self, BenchIndexCommand.self, BenchServeCommand.self])
 
-    static func main() {
+    static func main() async {
         // FAISS runs single-threaded under our own parallelism: OpenMP's spinning workers would starve the
         // OpenBLAS threads that both the encoder and FAISS's exhaustive search use (see VectorIndex).
         try? VectorIndex.setOpenMPThreads(1)
-        main(nil)
+        await main(nil)
     }
 }

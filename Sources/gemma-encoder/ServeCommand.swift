@@ -1,0 +1,150 @@
+import ArgumentParser
+import DocumentIndex
+import EncoderService
+import Foundation
+import GemmaEncoder
+import Logging
+import TaskHeads
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve embeddings, reranking, heads and search over HTTP (OpenAI and TEI routes).",
+        discussion: """
+        Routes: POST /v1/embeddings (OpenAI), /embed, /rerank, /predict, /tokenize (TEI), /search; GET /health, \
+        /info, /metrics (Prometheus). Concurrent requests are batched into shared forward passes. SIGTERM or \
+        Ctrl-C stops taking connections and lets in-flight requests finish.
+        Example: gemma-encoder serve --model embeddinggemma-300m --index debian=indexes/debian --port 8080
+        """)
+
+    @Option(help: "A model to serve, as NAME=PATH or a cached name or path; repeat to serve several (a request picks one with \"model\"; the first is the default).")
+    var model: [String] = []
+
+    @Option(help: "How Linear weights are stored: f32, bf16 or int8.")
+    var precision: WeightPrecision = .f32
+
+    @Option(help: "A search index, as NAME=DIR; repeatable.")
+    var index: [String] = []
+
+    @Option(help: "A classification or regression head, as NAME=DIR; repeatable.")
+    var head: [String] = []
+
+    @Option(help: "A reranker directory (from `train --task rerank`) for /rerank and search with rerank.")
+    var reranker: String?
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0: any free port, printed at start).")
+    var port = 8080
+
+    @Option(help: "Tokens per forward pass, shared by concurrent requests.")
+    var maxBatchTokens = 16_384
+
+    @Option(help: "Inputs per request.")
+    var maxClientBatchSize = 32
+
+    @Option(help: "Tokens per input (default: the model's maximum); longer inputs get 413 unless the request sets truncate.")
+    var maxInputLength: Int?
+
+    @Option(help: "Tokens waiting per model before requests are refused with 429 (default: 8 × --max-batch-tokens).")
+    var maxQueuedTokens: Int?
+
+    @Option(help: "Largest request body, in bytes.")
+    var maxBodyBytes = 2_000_000
+
+    @Flag(help: "Truncate over-long inputs when a request does not say (TEI's --auto-truncate).")
+    var autoTruncate = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard maxBatchTokens > 0, maxClientBatchSize > 0, maxBodyBytes > 0 else {
+            throw ValidationError("--max-batch-tokens, --max-client-batch-size and --max-body-bytes must be positive")
+        }
+        if let q = maxQueuedTokens, q < maxBatchTokens { throw ValidationError("--max-queued-tokens must be at least --max-batch-tokens") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "gemma-encoder")
+        logger.logLevel = Logger.Level(rawValue: logLevel)!
+        let service: EncoderService
+        do {
+            service = try makeService(logger: logger)
+        } catch {
+            fail("\(error)")
+        }
+        service.start()
+        let server = try await RunningServer.start(service, host: host, port: port, logger: logger, stopOnSignals: true)
+        logger.notice("listening", metadata: ["address": "http://\(host):\(server.port)",
+                                              "models": "\(service.models.map(\.name).joined(separator: ","))"])
+        // A line a script can wait for, whatever the log level.
+        FileHandle.standardOutput.write(Data("listening on http://\(host):\(server.port)\n".utf8))
+        try await server.wait()
+        logger.notice("stopped")
+    }
+
+    func makeService(logger: Logger) throws -> EncoderService {
+        var limits = ServiceLimits()
+        limits.maxBatchTokens = maxBatchTokens
+        limits.maxClientBatchSize = maxClientBatchSize
+        limits.maxInputLength = maxInputLength
+        limits.maxQueuedTokens = maxQueuedTokens
+        limits.maxBodyBytes = maxBodyBytes
+        limits.autoTruncate = autoTruncate
+
+        // One encoder per model file, shared by the models, heads, indexes and reranker that name it.
+        let store = ModelStore()
+        var encoders: [String: Encoder] = [:]
+        func encoder(_ reference: String) throws -> Encoder {
+            let path = try store.resolve(reference).resolvingSymlinksInPath().path
+            if let e = encoders[path] { return e }
+            logger.info("loading model", metadata: ["path": "\(path)", "precision": "\(precision.rawValue)"])
+            let e = try Encoder(model: path, precision: precision)
+            encoders[path] = e
+            return e
+        }
+
+        var models: [(name: String, encoder: Encoder)] = []
+        for spec in model.isEmpty ? [KnownModel.defaultName] : model {
+            let (name, reference) = try Self.split(spec, option: "--model", nameOptional: true)
+            guard !models.contains(where: { $0.name == name }) else { throw ValidationError("--model \(name) is given twice") }
+            models.append((name, try encoder(reference)))
+        }
+        var heads: [String: HeadPredictor] = [:]
+        for spec in head {
+            let (name, path) = try Self.split(spec, option: "--head", nameOptional: false)
+            let directory = try HeadDirectory.read(URL(fileURLWithPath: path))
+            heads[name] = try HeadPredictor(head: directory, encoder: encoder(directory.config.baseModel.name))
+        }
+        var indexes: [String: SearchIndex] = [:]
+        for spec in index {
+            let (name, path) = try Self.split(spec, option: "--index", nameOptional: false)
+            let url = URL(fileURLWithPath: path)
+            let manifest = try IndexManifest.load(url.appendingPathComponent("manifest.json"))
+            indexes[name] = try SearchIndex(directory: url, encoder: encoder(manifest.model))
+        }
+        var loadedReranker: Reranker?
+        if let reranker {
+            let directory = try HeadDirectory.read(URL(fileURLWithPath: reranker))
+            loadedReranker = try Reranker(head: directory, encoder: encoder(directory.config.baseModel.name))
+        }
+        return EncoderService(models: models, heads: heads, reranker: loadedReranker,
+                              rerankerName: reranker.map { URL(fileURLWithPath: $0).lastPathComponent },
+                              indexes: indexes, limits: limits)
+    }
+
+    /// "NAME=VALUE"; for models a bare value is allowed and named after its last path component.
+    static func split(_ spec: String, option: String, nameOptional: Bool) throws -> (String, String) {
+        if let eq = spec.firstIndex(of: "="), eq != spec.startIndex {
+            let name = String(spec[..<eq]), value = String(spec[spec.index(after: eq)...])
+            guard !value.isEmpty else { throw ValidationError("\(option) \(spec): nothing after '='") }
+            return (name, value)
+        }
+        guard nameOptional else { throw ValidationError("\(option) wants NAME=DIR, got '\(spec)'") }
+        let name = URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent
+        return (name, spec)
+    }
+}
