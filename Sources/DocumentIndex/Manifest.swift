@@ -1,4 +1,5 @@
 import Foundation
+import GemmaEncoder
 
 /// `manifest.json` of an index directory: which model made the vectors (so that queries are embedded by the
 /// same one), how they are indexed, and how many there are.
@@ -12,6 +13,10 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     public var queryPrompt: String?
     public var documentPrompt: String?
     public var factory: String
+    /// How documents and queries are embedded when not the model's own pipeline (a decoder adapted as an
+    /// encoder): attention mode and pooling. Absent: bidirectional, the model's pooling.
+    public var attention: AttentionMode?
+    public var pooling: String?
     public var metric = "inner_product"
     public var count: Int
     public var created: Date
@@ -19,7 +24,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", model, modelDigest = "model_digest", dimension
-        case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, metric, count, created, updated
+        case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, attention, pooling, metric, count, created, updated
     }
 
     public static func load(_ url: URL) throws -> IndexManifest {

@@ -54,19 +54,24 @@ public final class SearchIndex: @unchecked Sendable {
     }
 
     /// Creates an empty index directory for `encoder` (or opens the one there, for resuming a build).
+    /// `attention` and `pooling` override the model's own (for a decoder adapted as an encoder).
     public static func create(directory: URL, encoder: Encoder, modelName: String, factory: String?,
-                              expectedCount: Int) throws -> SearchIndex {
+                              expectedCount: Int, attention: AttentionMode? = nil,
+                              pooling: PoolingChoice? = nil) throws -> SearchIndex {
         let manifestURL = directory.appendingPathComponent(manifestName)
         if FileManager.default.fileExists(atPath: manifestURL.path) {
             return try SearchIndex(directory: directory, encoder: encoder)
         }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if pooling == PoolingChoice.none { throw IndexError.invalidCorpus("an index needs one vector per document: pooling none is not allowed") }
         let now = Date()
-        let manifest = IndexManifest(
+        var manifest = IndexManifest(
             model: modelName, modelDigest: try ModelFingerprint.digest(of: encoder.location),
-            dimension: encoder.dimension(options: EmbeddingOptions()),
+            dimension: encoder.dimension(options: EmbeddingOptions(attention: attention ?? .bidirectional, pooling: pooling)),
             queryPrompt: encoder.prompts["query"], documentPrompt: encoder.prompts["document"],
             factory: factory ?? VectorIndex.defaultFactory(count: expectedCount), count: 0, created: now, updated: now)
+        manifest.attention = attention
+        manifest.pooling = pooling?.rawValue
         // Check the factory string before anything is written.
         _ = try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
         try manifest.write(to: manifestURL)
@@ -91,7 +96,7 @@ public final class SearchIndex: @unchecked Sendable {
         var nextID = (try store.maxID ?? 0) + 1
         var done = documents.count - pending.count
         try progress?(done, documents.count)
-        let options = EmbeddingOptions(prompt: manifest.documentPrompt)
+        let options = embeddingOptions(prompt: manifest.documentPrompt)
         for start in stride(from: 0, to: pending.count, by: max(batch, 1)) {
             let chunk = Array(pending[start..<min(start + batch, pending.count)])
             let embeddings = try encoder.embed(chunk.map(\.text), options: options)
@@ -149,13 +154,18 @@ public final class SearchIndex: @unchecked Sendable {
     /// `search` for many queries, their embeddings computed in one batch.
     public func search(_ queries: [String], k: Int, mode: SearchMode) throws -> [[SearchResult]] {
         let embeddings = mode != .keyword && vectors.count > 0
-            ? try encoder.embed(queries, options: EmbeddingOptions(prompt: manifest.queryPrompt)) : []
+            ? try encoder.embed(queries, options: queryEmbeddingOptions) : []
         return try search(queries, embeddings: embeddings, k: k, mode: mode)
     }
 
-    /// How a query must be embedded for this index (its model's query prompt), for callers that embed it
-    /// themselves and pass `embeddings` to `search(_:embeddings:k:mode:)`.
-    public var queryEmbeddingOptions: EmbeddingOptions { EmbeddingOptions(prompt: manifest.queryPrompt) }
+    /// How a query must be embedded for this index (its model's query prompt, the index's attention and
+    /// pooling), for callers that embed it themselves and pass `embeddings` to `search(_:embeddings:k:mode:)`.
+    public var queryEmbeddingOptions: EmbeddingOptions { embeddingOptions(prompt: manifest.queryPrompt) }
+
+    private func embeddingOptions(prompt: String?) -> EmbeddingOptions {
+        EmbeddingOptions(prompt: prompt, attention: manifest.attention ?? .bidirectional,
+                         pooling: manifest.pooling.flatMap(PoolingChoice.init(rawValue:)))
+    }
     public var model: Encoder { encoder }
 
     /// `search` with the queries' embeddings given (empty for keyword search or an empty index).

@@ -265,7 +265,7 @@ public final class EncoderService: Sendable {
         if mode != .keyword, index.count > 0 {
             let options = index.queryEmbeddingOptions
             let (inputs, _) = try tokenize(InputBatch(texts: [query]), encoder: index.model, prompt: options.prompt, truncate: true)
-            let states = try await states(inputs, encoder: index.model, attention: .bidirectional)
+            let states = try await states(inputs, encoder: index.model, attention: options.attention)
             do { embeddings = try index.model.embed(states: states, inputs: inputs, options: options) } catch { throw .backend("\(error)") }
         }
         var results: [SearchResult]

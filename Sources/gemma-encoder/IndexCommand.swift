@@ -45,12 +45,19 @@ struct IndexCommand: ParsableCommand {
         @Option(help: "FAISS factory string (Flat, HNSW32, IVF256,Flat, IVF256,PQ32, SQ8). Default: by corpus size.")
         var factory: String?
 
+        @Option(help: "Attention for documents and queries: bidirectional or causal (a decoder adapted as an encoder). Recorded in the manifest.")
+        var attention: AttentionMode?
+
+        @Option(help: "Pooling instead of the model's own: mean, first, last or max. Recorded in the manifest.")
+        var pooling: PoolingChoice?
+
         func run() throws {
             do {
                 let documents = try Corpus.load(path: corpus.corpus, idField: corpus.idField, textField: corpus.textField)
                 let encoder = try model.load()
                 let index = try SearchIndex.create(directory: location.url, encoder: encoder, modelName: model.model,
-                                                   factory: factory, expectedCount: documents.count)
+                                                   factory: factory, expectedCount: documents.count,
+                                                   attention: attention, pooling: pooling)
                 let added = try runWithProgress(total: documents.count) { progress in
                     try index.add(documents, batch: corpus.batch, resume: true, progress: progress)
                 }
