@@ -37,8 +37,10 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("valid-fraction"), help: "Share of --data held out when --valid is not given.")
     var validFraction = 0.1
 
-    @Option(help: "Pooling: mean, first, last, max or attention (learned, multi-head).")
-    var pooling: HeadPooling = .mean
+    @Option(name: .customLong("pooling"), help: "Pooling: mean, first, last, max or attention (learned, multi-head). Default: mean, attention for rerank (the best of each in the README's experiments).")
+    var poolingOption: HeadPooling?
+
+    var pooling: HeadPooling { poolingOption ?? (task == .rerank ? .attention : .mean) }
 
     @Option(name: .customLong("attention-heads"), help: "Heads of attention pooling.")
     var attentionHeads = 4
