@@ -165,8 +165,15 @@ struct BenchCommand: ParsableCommand {
     }
 }
 
-/// Peak resident set size of this process so far.
+/// Peak resident set size of this process so far: VmHWM, the high-water mark of this program's own memory.
+/// Not getrusage's ru_maxrss: Linux carries that across exec, so a process spawned by a large parent (a test
+/// runner) would report the parent's size.
 func peakResidentMiB() -> Double {
+    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+       let kib = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") {
+        return kib / 1024
+    }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Double(usage.ru_maxrss) / 1024  // Linux reports KiB
