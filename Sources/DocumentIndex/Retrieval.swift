@@ -4,6 +4,14 @@ import GemmaEncoder
 /// Scores (query, document) pairs jointly: a cross-encoder reranker. Higher is more relevant.
 public protocol PairScorer: Sendable {
     func scores(query: String, documents: [String]) throws -> [Float]
+    /// Named score lists from one pass, "reranked" (what `scores` gives) among them; evaluation reports each.
+    func scoreVariants(query: String, documents: [String]) throws -> [String: [Float]]
+}
+
+extension PairScorer {
+    public func scoreVariants(query: String, documents: [String]) throws -> [String: [Float]] {
+        ["reranked": try scores(query: query, documents: documents)]
+    }
 }
 
 extension SearchIndex {
@@ -99,7 +107,8 @@ public struct RetrievalMetrics: Codable, Sendable, Equatable {
 
 public enum RetrievalEvaluation {
     /// Metrics per mode ("vector", "keyword", "hybrid", and "reranked" when a reranker is given: the first
-    /// `candidates` vector results re-scored, the rest of the top 100 after them).
+    /// `candidates` vector results re-scored, the rest of the top 100 after them; a fused reranker adds
+    /// "reranked_cross_only", its head alone).
     public static func evaluate(_ index: SearchIndex, queries: [RetrievalQuery], reranker: PairScorer? = nil,
                                 candidates: Int = 50, progress: ((Int, Int) -> Void)? = nil) throws -> [String: RetrievalMetrics] {
         var results: [String: [RetrievalMetrics]] = [:]
@@ -111,13 +120,14 @@ public enum RetrievalEvaluation {
             results[mode.rawValue] = zip(rankings, queries).map { RetrievalMetrics(ranking: $0.map(\.id), relevant: Set($1.relevant)) }
         }
         if let reranker {
-            var reranked: [RetrievalMetrics] = []
             for (n, (query, first)) in zip(queries, vectorRankings).enumerated() {
-                let ranking = try index.rerank(query.text, first, reranker: reranker, candidates: candidates, k: 100)
-                reranked.append(RetrievalMetrics(ranking: ranking.map(\.id), relevant: Set(query.relevant)))
+                let head = Array(first.prefix(candidates))
+                for (name, scores) in try reranker.scoreVariants(query: query.text, documents: head.map(\.text)) {
+                    let ranking = SearchIndex.reorder(first, scores: scores, k: 100)
+                    results[name, default: []].append(RetrievalMetrics(ranking: ranking.map(\.id), relevant: Set(query.relevant)))
+                }
                 progress?(n + 1, queries.count)
             }
-            results["reranked"] = reranked
         }
         return results.mapValues(RetrievalMetrics.mean)
     }

@@ -220,10 +220,28 @@ public final class EncoderService: Sendable {
         }
         let tokens = inputs.reduce(0) { $0 + $1.ids.count }
         metrics.recordInputs(tokens: tokens, truncated: truncated)
-        let scores = reranker.scores(states: try await states(inputs, encoder: reranker.encoder, attention: reranker.head.config.attention))
+        let scores = try await rerankScores(reranker, query: query, documents: documents, pairs: inputs)
         let ranked = scores.enumerated().map { Ranked(index: $0, score: $1) }
             .sorted { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
         return (Array(ranked.prefix(topN ?? ranked.count)), tokens, truncated)
+    }
+
+    /// The reranker's scores, its pairs (and, when it fuses the bi-encoder cosine, the query and documents
+    /// embedded apart) encoded through the scheduler with everything else.
+    func rerankScores(_ reranker: Reranker, query: String, documents: [String],
+                      pairs: [EncoderInput]) async throws(ServiceError) -> [Float] {
+        let attention = reranker.head.config.attention
+        let pairStates = try await states(pairs, encoder: reranker.encoder, attention: attention)
+        var embeddings: [[Float]]?
+        if let inputs = reranker.similarityInputs(query: query, documents: documents) {
+            let states = try await states(inputs, encoder: reranker.encoder, attention: attention)
+            do {
+                embeddings = try reranker.encoder.embed(states: states, inputs: inputs, options: reranker.similarityOptions)
+            } catch {
+                throw .backend("\(error)")
+            }
+        }
+        return reranker.scores(states: pairStates, similarityEmbeddings: embeddings)
     }
 
     // MARK: Predict
@@ -276,8 +294,9 @@ public final class EncoderService: Sendable {
         }
         if rerank, let reranker, !results.isEmpty {
             let head = Array(results.prefix(candidates))
-            let inputs = reranker.inputs(query: query, documents: head.map(\.text))
-            let scores = reranker.scores(states: try await states(inputs, encoder: reranker.encoder, attention: reranker.head.config.attention))
+            let documents = head.map(\.text)
+            let scores = try await rerankScores(reranker, query: query, documents: documents,
+                                                pairs: reranker.inputs(query: query, documents: documents))
             results = SearchIndex.reorder(results, scores: scores, k: k)
         }
         return (indexName, Array(results.prefix(k)))

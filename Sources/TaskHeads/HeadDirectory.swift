@@ -32,6 +32,8 @@ public struct HeadConfig: Codable, Sendable, Equatable {
     public var pairTemplate: String?
     public var maxLength: Int?
     public var rankingLoss: RankingLoss?
+    /// Rerank: the cross score fused with the bi-encoder cosine (absent: the cross score alone).
+    public var fusion: ScoreFusion?
     public var training: TrainingSummary?
 
     public init(task: HeadTask, architecture: HeadArchitecture, baseModel: BaseModel, attention: AttentionMode,
@@ -46,7 +48,8 @@ public struct HeadConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", task, multiLabel = "multi_label", labels, targetMean = "target_mean"
         case targetStd = "target_std", architecture, baseModel = "base_model", attention, prompt
-        case pairTemplate = "pair_template", maxLength = "max_length", rankingLoss = "ranking_loss", training
+        case pairTemplate = "pair_template", maxLength = "max_length", rankingLoss = "ranking_loss", fusion = "score_fusion"
+        case training
     }
 }
 

@@ -105,6 +105,10 @@ public struct RerankerTrainingPlan: Sendable {
     public var validFraction = 0.1
     public var options = TrainingOptions()
     public var attention: AttentionMode = .bidirectional
+    /// Fuse the cross score with the bi-encoder cosine, weights fitted on the validation groups (ScoreFusion).
+    /// Off by default: it doubles the encoder work per reranked document, and on the README's task it only
+    /// ties vector search.
+    public var fuseSimilarity = false
 
     public init() {}
 }
@@ -131,20 +135,24 @@ public enum RerankerBuilder {
             throw HeadError.invalidData("line \(row.line): \(row.negatives.count) negatives, --negatives asks for \(plan.negatives)")
         }
         let digest = try ModelFingerprint.digest(of: encoder.location)
-        func groups(_ rows: [RerankExample], label: String) throws -> TokenStateSet {
+        func groups(_ rows: [RerankExample], label: String) throws -> (states: TokenStateSet, documents: [[String]]) {
             // One group per row: the positive first, then sampled negatives.
             var inputs: [EncoderInput] = []
+            var documents: [[String]] = []
             for row in rows {
                 let negatives = Array(row.negatives.shuffled(using: &rng).prefix(plan.negatives))
-                for document in [row.positive] + negatives {
+                documents.append([row.positive] + negatives)
+                for document in documents[documents.count - 1] {
                     inputs.append(encoder.tokenizePair(query: row.query, document: document, template: plan.template,
                                                        maxLength: plan.maxLength))
                 }
             }
-            return try pairStates(inputs, encoder: encoder, digest: digest, attention: plan.attention, cache: cache,
-                                  progress: progress.map { p in { p("encoding \(label) pairs", $0, $1) } })
+            let states = try pairStates(inputs, encoder: encoder, digest: digest, attention: plan.attention, cache: cache,
+                                        progress: progress.map { p in { p("encoding \(label) pairs", $0, $1) } })
+            return (states, documents)
         }
-        let trainStates = try groups(trainRows, label: "training"), validStates = try groups(validRows, label: "validation")
+        let trainStates = try groups(trainRows, label: "training").states
+        let (validStates, validDocuments) = try groups(validRows, label: "validation")
         let size = plan.negatives + 1
         let architecture = HeadArchitecture(inputDimension: encoder.transformer.config.hiddenSize, outputs: 1, pooling: plan.pooling,
                                             attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
@@ -158,6 +166,17 @@ public enum RerankerBuilder {
         config.pairTemplate = plan.template.text
         config.maxLength = plan.maxLength
         config.rankingLoss = plan.loss
+        if plan.fuseSimilarity {
+            let queryPrompt = encoder.prompts["query"], documentPrompt = encoder.prompts["document"]
+            var similarity: [Float] = []
+            for (n, (row, documents)) in zip(validRows, validDocuments).enumerated() {
+                similarity += try encoder.similarities(query: row.query, documents: documents, queryPrompt: queryPrompt,
+                                                       documentPrompt: documentPrompt, attention: plan.attention)
+                progress?("fitting the fusion with bi-encoder similarity", n + 1, validRows.count)
+            }
+            config.fusion = ScoreFusion.fit(cross: result.network.predict(validStates), similarity: similarity, groupSize: size,
+                                            queryPrompt: queryPrompt, documentPrompt: documentPrompt)
+        }
         config.training = TrainingSummary(options: plan.options, trainRows: trainRows.count, validRows: validRows.count,
                                           bestEpoch: result.bestEpoch, epochs: result.epochs)
         return HeadDirectory(config: config, network: result.network)
@@ -192,9 +211,19 @@ public struct Reranker: Sendable {
 
     /// A relevance score per document (higher is more relevant), in input order.
     public func scores(query: String, documents: [String]) throws -> [Float] {
-        guard !documents.isEmpty else { return [] }
-        let inputs = inputs(query: query, documents: documents)
-        return scores(states: try encoder.tokenStates(inputs, attention: head.config.attention))
+        try scoreVariants(query: query, documents: documents)["reranked"]!
+    }
+
+    /// "reranked" (the final scores) and, for a fused reranker, "reranked_cross_only" (the head alone), from
+    /// one pass over the pairs.
+    public func scoreVariants(query: String, documents: [String]) throws -> [String: [Float]] {
+        guard !documents.isEmpty else { return ["reranked": []] }
+        let pairs = inputs(query: query, documents: documents)
+        let cross = crossScores(states: try encoder.tokenStates(pairs, attention: head.config.attention))
+        guard let fusion = head.config.fusion else { return ["reranked": cross] }
+        let similarity = try encoder.similarities(query: query, documents: documents, queryPrompt: fusion.queryPrompt,
+                                                  documentPrompt: fusion.documentPrompt, attention: head.config.attention)
+        return ["reranked": fusion.combine(cross: cross, similarity: similarity), "reranked_cross_only": cross]
     }
 
     /// The tokenized pairs, for a caller that runs the encoder itself (the server batches them with others).
@@ -202,8 +231,29 @@ public struct Reranker: Sendable {
         documents.map { encoder.tokenizePair(query: query, document: $0, template: template, maxLength: maxLength) }
     }
 
-    /// Scores from the pairs' token states (encoded with `head.config.attention`).
-    public func scores(states: [[Float]]) -> [Float] {
+    /// For a fused reranker, the query then each document tokenized with their prompts, to embed for the
+    /// cosine (nil when the reranker does not fuse).
+    public func similarityInputs(query: String, documents: [String]) -> [EncoderInput]? {
+        head.config.fusion.map { f in encoder.tokenize([query], prompt: f.queryPrompt) + encoder.tokenize(documents, prompt: f.documentPrompt) }
+    }
+
+    /// The options those inputs are embedded with.
+    public var similarityOptions: EmbeddingOptions {
+        var options = EmbeddingOptions()
+        options.attention = head.config.attention
+        options.normalize = true
+        return options
+    }
+
+    /// Final scores from the pairs' token states (encoded with `head.config.attention`) and, for a fused
+    /// reranker, the embeddings of `similarityInputs` (query first).
+    public func scores(states: [[Float]], similarityEmbeddings: [[Float]]?) -> [Float] {
+        let cross = crossScores(states: states)
+        guard let fusion = head.config.fusion, let similarityEmbeddings else { return cross }
+        return fusion.combine(cross: cross, similarity: GemmaEncoder.Encoder.cosines(similarityEmbeddings))
+    }
+
+    func crossScores(states: [[Float]]) -> [Float] {
         var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
         for s in states { set.append(s) }
         return head.network.predict(set)

@@ -172,10 +172,10 @@ struct EvalRetrievalCommand: ParsableCommand {
                 encoder.outputFormatting = [.sortedKeys]
                 print(String(decoding: try encoder.encode(metrics), as: UTF8.self))
             } else {
-                print("\(rows.count) queries\nmode        nDCG@10   MRR@10  Recall@100")
-                for mode in ["vector", "keyword", "hybrid", "reranked"] {
+                print("\(rows.count) queries\n" + "mode".padding(toLength: 19, withPad: " ", startingAt: 0) + "  nDCG@10   MRR@10  Recall@100")
+                for mode in ["vector", "keyword", "hybrid", "reranked", "reranked_cross_only"] {
                     guard let m = metrics[mode] else { continue }
-                    print(mode.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: " %8.4f %8.4f %10.4f", m.ndcg10, m.mrr10, m.recall100))
+                    print(mode.padding(toLength: 19, withPad: " ", startingAt: 0) + String(format: " %8.4f %8.4f %10.4f", m.ndcg10, m.mrr10, m.recall100))
                 }
             }
         } catch {

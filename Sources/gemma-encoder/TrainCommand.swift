@@ -95,6 +95,9 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("max-length"), help: "Rerank: tokens per pair (the document is cut first).")
     var maxLength = 512
 
+    @Flag(name: .customLong("fuse-similarity"), help: "Rerank: fuse the head's score with the bi-encoder cosine of query and document (embedded apart), weights fitted on the validation groups.")
+    var fuseSimilarity = false
+
     @Flag(name: .customLong("no-cache"), help: "Do not read or write the token-state cache.")
     var noCache = false
 
@@ -171,6 +174,7 @@ extension TrainCommand {
             plan.maxLength = maxLength
             plan.validFraction = validFraction
             plan.attention = attention
+            plan.fuseSimilarity = fuseSimilarity
             plan.options = trainingOptions
             let stages = StageProgress()
             let head = try RerankerBuilder.train(
@@ -185,6 +189,10 @@ extension TrainCommand {
             try head.write(to: URL(fileURLWithPath: out))
             let summary = head.config.training!
             note("wrote \(out): reranker, \(pooling.rawValue) pooling, \(loss.rawValue) loss, best epoch \(summary.bestEpoch) of \(summary.epochs.count)")
+            if let f = head.config.fusion {
+                note(String(format: "score = %.4g × head + %.4g × cosine; positive first on %d validation groups: head %.3f, cosine %.3f, fused %.3f",
+                            f.crossWeight, f.similarityWeight, f.validGroups, f.validTop1.cross, f.validTop1.similarity, f.validTop1.fused))
+            }
         } catch {
             fail("\(error)")
         }

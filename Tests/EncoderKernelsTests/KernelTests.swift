@@ -11,7 +11,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testLinearMatchesReferenceOnBothPaths() {
-        for m in [1, 2, 3, 14, 32, 33, 100] {
+        for m in [1, 2, 3, 5, 10, 14, 32, 33, 100] {
             for n in [1, 7, 8, 9, 130] {
                 for k in [5, 16, 771] {
                     let a = values(m * k, seed: m), w = values(n * k, seed: n + 7)

@@ -59,6 +59,7 @@ final class ServerFixture: @unchecked Sendable {
         rerankPlan.options.epochs = 2
         rerankPlan.hiddenSize = 8
         rerankPlan.maxLength = 120
+        rerankPlan.fuseSimilarity = true  // the service's fused path: pairs and embeddings through the scheduler
         let rerankHead = try RerankerBuilder.train(encoder: tiny, modelName: "tiny", examples: try RerankExample.read(path: file("pairs.jsonl", pairs)),
                                                    valid: nil, plan: rerankPlan, cache: nil)
         reranker = try Reranker(head: rerankHead, encoder: tiny)

@@ -52,6 +52,7 @@ final class RerankerTests: XCTestCase {
         plan.negatives = 2
         plan.options.epochs = 2
         plan.hiddenSize = 8
+        plan.fuseSimilarity = true
         for loss in RankingLoss.allCases {
             plan.loss = loss
             let head = try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
@@ -69,7 +70,73 @@ final class RerankerTests: XCTestCase {
             XCTAssertEqual(ranked.map(\.score), scores.sorted(by: >))
             // The same pair scores the same alone and among others.
             XCTAssertEqual(try reranker.scores(query: "the cat", documents: [documents[1]])[0], scores[1], accuracy: 1e-5)
+
+            // Fused (the default): head score and bi-encoder cosine, recomputed here from their definitions.
+            let fusion = try XCTUnwrap(head.config.fusion)
+            XCTAssertEqual(fusion.validGroups, 1)
+            let variants = try reranker.scoreVariants(query: "the cat", documents: documents)
+            for (x, y) in zip(try XCTUnwrap(variants["reranked"]), scores) { XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(y))) }
+            let cross = try XCTUnwrap(variants["reranked_cross_only"])
+            var pairs = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
+            for pair in documents.map({ encoder.tokenizePair(query: "the cat", document: $0, template: .embeddingGemma, maxLength: 512) }) {
+                pairs.append(try encoder.tokenStates([pair])[0])
+            }
+            for (x, y) in zip(cross, head.network.predict(pairs)) { XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(y))) }
+            var options = EmbeddingOptions()
+            options.normalize = true
+            let q = try encoder.embed(["the cat"], options: options)[0], d = try encoder.embed(documents, options: options)
+            for i in documents.indices {
+                let cosine = zip(q, d[i]).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+                XCTAssertEqual(Double(scores[i]), fusion.crossWeight * Double(cross[i]) + fusion.similarityWeight * Double(cosine),
+                               accuracy: 1e-4 * max(1, abs(Double(scores[i]))))
+            }
         }
+        plan.fuseSimilarity = false
+        let plain = try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
+                                              valid: nil, plan: plan, cache: nil)
+        XCTAssertNil(plain.config.fusion)
+        XCTAssertEqual(try Reranker(head: plain, encoder: encoder).scoreVariants(query: "the cat", documents: ["a cat sat"]).keys.sorted(),
+                       ["reranked"])
+    }
+
+    /// The fitted weights minimize the regularized listwise loss: no point of a fine grid around them is lower,
+    /// and a feature that carries the ranking gets the weight while pure noise gets little.
+    func testScoreFusionFitIsTheOptimum() {
+        var rng = SeededGenerator(seed: 7)
+        let groups = 200, size = 4
+        var cross: [Float] = [], similarity: [Float] = []
+        for _ in 0..<groups {
+            for k in 0..<size {
+                let relevant: Float = k == 0 ? 1 : 0
+                // Neither separates the groups alone (so the optimum is finite and the small ridge barely moves it).
+                cross.append(1 * relevant + Float.random(in: -4...4, using: &rng))      // weak, large scale
+                similarity.append(0.1 * relevant + Float.random(in: -0.15...0.15, using: &rng))  // stronger, small scale
+            }
+        }
+        let fit = ScoreFusion.fit(cross: cross, similarity: similarity, groupSize: size, queryPrompt: "q: ", documentPrompt: nil)
+        func loss(_ a: Double, _ b: Double) -> Double {
+            // The same objective in the original units (the ridge acts on standardized weights, so compare
+            // with ridge 0 on both sides: the fit's λ = 1e-3 moves the optimum by far less than the grid step).
+            (0..<groups).reduce(0.0) { total, g in
+                let z = (0..<size).map { a * Double(cross[g * size + $0]) + b * Double(similarity[g * size + $0]) }
+                let top = z.max()!
+                return total + (top + log(z.reduce(0) { $0 + exp($1 - top) }) - z[0]) / Double(groups)
+            }
+        }
+        let best = loss(fit.crossWeight, fit.similarityWeight)
+        for da in stride(from: -0.2, through: 0.2, by: 0.05) {
+            for db in stride(from: -0.2, through: 0.2, by: 0.05) {
+                XCTAssertGreaterThanOrEqual(loss(fit.crossWeight * (1 + da), fit.similarityWeight * (1 + db)), best - 1e-3,
+                                            "grid point (\(da), \(db)) beats the fit")
+            }
+        }
+        XCTAssertGreaterThan(fit.similarityWeight * 0.1, fit.crossWeight * 1, "the strong feature weighs more")
+        XCTAssertGreaterThan(fit.crossWeight, 0)
+        XCTAssertGreaterThan(fit.validTop1.similarity, fit.validTop1.cross)
+        XCTAssertEqual(fit.validGroups, groups)
+        XCTAssertEqual(fit.combine(cross: [2], similarity: [0.5]), [Float(fit.crossWeight * 2 + fit.similarityWeight * 0.5)])
+        // Round trip through head.json's encoding.
+        XCTAssertEqual(try JSONDecoder().decode(ScoreFusion.self, from: try JSONEncoder().encode(fit)), fit)
     }
 
     func testBadRowsAndWrongHeadsAreErrors() throws {

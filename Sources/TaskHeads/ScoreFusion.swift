@@ -1,0 +1,128 @@
+import Foundation
+import GemmaEncoder
+
+/// A reranker's final score as a weighted sum of its cross-encoder score and the bi-encoder cosine of the
+/// query and document embedded apart (the first-stage signal): `crossWeight · head + similarityWeight · cos`.
+/// A head over frozen encoder states ranks worse than the encoder's own embeddings (README, reranking
+/// experiment); fused, the two disagree on different pairs. The two weights are fitted on the validation
+/// groups, never on test data, by minimizing the listwise loss — convex in the weights, so the fit is exact.
+public struct ScoreFusion: Codable, Sendable, Equatable {
+    public var crossWeight: Double
+    public var similarityWeight: Double
+    /// Prompts for the two embeddings (the model's `query` and `document` prompts when it has them).
+    public var queryPrompt: String?
+    public var documentPrompt: String?
+    /// Validation groups it was fitted on, and how often the positive ranked first there with the cross score
+    /// alone, the cosine alone, and fused.
+    public var validGroups: Int
+    public var validTop1: Top1
+
+    public struct Top1: Codable, Sendable, Equatable {
+        public var cross: Double
+        public var similarity: Double
+        public var fused: Double
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case crossWeight = "cross_weight", similarityWeight = "similarity_weight", queryPrompt = "query_prompt"
+        case documentPrompt = "document_prompt", validGroups = "valid_groups", validTop1 = "valid_top1"
+    }
+
+    public func combine(cross: [Float], similarity: [Float]) -> [Float] {
+        zip(cross, similarity).map { Float(crossWeight * Double($0) + similarityWeight * Double($1)) }
+    }
+
+    /// Weights (a, b) minimizing the mean over groups of −log softmax(a·cross + b·similarity)[positive] + λ(a² + b²),
+    /// by Newton's method (the objective is convex; λ keeps it strictly so when the groups are separable).
+    /// Rows come in groups of `groupSize`, the positive first in each.
+    public static func fit(cross: [Float], similarity: [Float], groupSize: Int,
+                           queryPrompt: String?, documentPrompt: String?, ridge: Double = 1e-3) -> ScoreFusion {
+        precondition(cross.count == similarity.count && groupSize > 1 && cross.count % groupSize == 0)
+        let groups = cross.count / groupSize
+        // Standardize both features (spread within groups), so the ridge treats them alike and Newton's steps
+        // are well conditioned; the weights are mapped back at the end.
+        func spread(_ x: [Float]) -> Double {
+            var s = 0.0
+            for g in 0..<groups {
+                let row = x[(g * groupSize)..<((g + 1) * groupSize)].map(Double.init)
+                let mean = row.reduce(0, +) / Double(groupSize)
+                s += row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+            }
+            return max((s / Double(cross.count)).squareRoot(), 1e-12)
+        }
+        let sx = spread(cross), sy = spread(similarity)
+        let x = cross.map { Double($0) / sx }, y = similarity.map { Double($0) / sy }
+        func loss(_ w: (Double, Double)) -> Double {
+            var total = ridge * (w.0 * w.0 + w.1 * w.1)
+            for group in 0..<groups {
+                let rows = (group * groupSize)..<((group + 1) * groupSize)
+                let z = rows.map { w.0 * x[$0] + w.1 * y[$0] }
+                let top = z.max()!
+                total += (top + log(z.reduce(0) { $0 + exp($1 - top) }) - z[0]) / Double(groups)
+            }
+            return total
+        }
+        var w = (1.0, 1.0)
+        for _ in 0..<50 {
+            var g = (2 * ridge * w.0, 2 * ridge * w.1)
+            var h = (2 * ridge, 0.0, 2 * ridge)  // (aa, ab, bb)
+            for group in 0..<groups {
+                let rows = (group * groupSize)..<((group + 1) * groupSize)
+                let z = rows.map { w.0 * x[$0] + w.1 * y[$0] }
+                let top = z.max()!
+                let e = z.map { exp($0 - top) }, total = e.reduce(0, +)
+                let p = e.map { $0 / total }
+                var mx = 0.0, my = 0.0
+                for (k, r) in rows.enumerated() { mx += p[k] * x[r]; my += p[k] * y[r] }
+                let n = Double(groups)
+                g.0 += (mx - x[rows.lowerBound]) / n
+                g.1 += (my - y[rows.lowerBound]) / n
+                for (k, r) in rows.enumerated() {
+                    let dx = x[r] - mx, dy = y[r] - my
+                    h.0 += p[k] * dx * dx / n
+                    h.1 += p[k] * dx * dy / n
+                    h.2 += p[k] * dy * dy / n
+                }
+            }
+            let det = h.0 * h.2 - h.1 * h.1
+            guard det > 0 else { break }
+            var step = ((h.2 * g.0 - h.1 * g.1) / det, (h.0 * g.1 - h.1 * g.0) / det)
+            // Backtracking: a full Newton step can overshoot far from the optimum.
+            let current = loss(w)
+            while loss((w.0 - step.0, w.1 - step.1)) > current, abs(step.0) + abs(step.1) > 1e-12 {
+                step = (step.0 / 2, step.1 / 2)
+            }
+            w = (w.0 - step.0, w.1 - step.1)
+            if abs(step.0) + abs(step.1) < 1e-10 { break }
+        }
+        func top1(_ score: (Int) -> Double) -> Double {
+            let wins = (0..<groups).filter { group in
+                let first = group * groupSize
+                return (first + 1..<first + groupSize).allSatisfy { score(first) > score($0) }
+            }.count
+            return Double(wins) / Double(groups)
+        }
+        return ScoreFusion(crossWeight: w.0 / sx, similarityWeight: w.1 / sy, queryPrompt: queryPrompt,
+                           documentPrompt: documentPrompt, validGroups: groups,
+                           validTop1: Top1(cross: top1 { x[$0] }, similarity: top1 { y[$0] },
+                                           fused: top1 { w.0 * x[$0] + w.1 * y[$0] }))
+    }
+}
+
+extension GemmaEncoder.Encoder {
+    /// Cosine of each document's embedding with the query's (embedded apart, with the given prompts).
+    func similarities(query: String, documents: [String], queryPrompt: String?, documentPrompt: String?,
+                      attention: AttentionMode) throws -> [Float] {
+        var options = EmbeddingOptions()
+        options.attention = attention
+        options.normalize = true
+        let inputs = tokenize([query], prompt: queryPrompt) + tokenize(documents, prompt: documentPrompt)
+        return Self.cosines(try embed(inputs, options: options))
+    }
+
+    /// Dot products of the first (normalized) vector with each of the others.
+    static func cosines(_ vectors: [[Float]]) -> [Float] {
+        let q = vectors[0]
+        return vectors.dropFirst().map { d in zip(q, d).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
+    }
+}
