@@ -74,6 +74,11 @@ CLONES_NO_AVX512 static void skinny_f32_avx2(long m, long n, long k, const float
         // the first), so that memory stays busy while the later passes compute from L1.
         const char *pf = (const char *)(w + MIN(j + 3, n) * ldw), *pf_end = (const char *)(w + MIN(j + 6, n) * ldw);
         long passes = (m + 3) / 4, pf_step = ((pf_end - pf) / (passes * (k8 / 8 + 1)) + 64) & ~63L;
+#define PREFETCH_NEXT_LINE()            \
+    if (pf < pf_end) {                  \
+        __builtin_prefetch(pf);         \
+        pf += pf_step;                  \
+    }
         for (long i = 0; i < m; i += 4) {
             long mi = MIN(m - i, 4);
             const float *a0 = a + i * lda, *a1 = a0 + (mi > 1) * lda, *a2 = a0 + 2 * (mi > 2) * lda,
@@ -84,20 +89,14 @@ CLONES_NO_AVX512 static void skinny_f32_avx2(long m, long n, long k, const float
             // them cost a sixth of a short query's arithmetic, which is what bounds its latency.
             if (mi <= 2) {
                 for (long p = 0; p < k8; p += 8) {
-                    if (pf < pf_end) {
-                        __builtin_prefetch(pf);
-                        pf += pf_step;
-                    }
+                    PREFETCH_NEXT_LINE();
                     v8 y0 = LOAD8(w0 + p), y1 = LOAD8(w1 + p), y2 = LOAD8(w2 + p);
                     v8 x0 = LOAD8(a0 + p), x1 = LOAD8(a1 + p);
                     s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2;
                     s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2;
                 }
             } else for (long p = 0; p < k8; p += 8) {
-                if (pf < pf_end) {
-                    __builtin_prefetch(pf);
-                    pf += pf_step;
-                }
+                PREFETCH_NEXT_LINE();
                 v8 y0 = LOAD8(w0 + p), y1 = LOAD8(w1 + p), y2 = LOAD8(w2 + p);
                 v8 x = LOAD8(a0 + p);
                 s00 += x * y0; s01 += x * y1; s02 += x * y2;
@@ -122,6 +121,8 @@ CLONES_NO_AVX512 static void skinny_f32_avx2(long m, long n, long k, const float
         }
     }
 }
+
+#undef PREFETCH_NEXT_LINE
 
 static void skinny_f32(long m, long n, long k, const float *a, long lda, const float *w, long ldw, float *c,
                        long ldc, int accumulate) {

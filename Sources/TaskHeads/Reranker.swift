@@ -234,16 +234,13 @@ public struct Reranker: Sendable {
     /// For a fused reranker, the query then each document tokenized with their prompts, to embed for the
     /// cosine (nil when the reranker does not fuse).
     public func similarityInputs(query: String, documents: [String]) -> [EncoderInput]? {
-        head.config.fusion.map { f in encoder.tokenize([query], prompt: f.queryPrompt) + encoder.tokenize(documents, prompt: f.documentPrompt) }
+        head.config.fusion.map { f in
+            encoder.similarityInputs(query: query, documents: documents, queryPrompt: f.queryPrompt, documentPrompt: f.documentPrompt)
+        }
     }
 
     /// The options those inputs are embedded with.
-    public var similarityOptions: EmbeddingOptions {
-        var options = EmbeddingOptions()
-        options.attention = head.config.attention
-        options.normalize = true
-        return options
-    }
+    public var similarityOptions: EmbeddingOptions { GemmaEncoder.Encoder.similarityOptions(attention: head.config.attention) }
 
     /// Final scores from the pairs' token states (encoded with `head.config.attention`) and, for a fused
     /// reranker, the embeddings of `similarityInputs` (query first).

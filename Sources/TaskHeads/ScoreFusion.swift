@@ -52,11 +52,12 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
         }
         let sx = spread(cross), sy = spread(similarity)
         let x = cross.map { Double($0) / sx }, y = similarity.map { Double($0) / sy }
+        func rows(_ group: Int) -> Range<Int> { (group * groupSize)..<((group + 1) * groupSize) }
+        func logits(_ group: Int, _ w: (Double, Double)) -> [Double] { rows(group).map { w.0 * x[$0] + w.1 * y[$0] } }
         func loss(_ w: (Double, Double)) -> Double {
             var total = ridge * (w.0 * w.0 + w.1 * w.1)
             for group in 0..<groups {
-                let rows = (group * groupSize)..<((group + 1) * groupSize)
-                let z = rows.map { w.0 * x[$0] + w.1 * y[$0] }
+                let z = logits(group, w)
                 let top = z.max()!
                 total += (top + log(z.reduce(0) { $0 + exp($1 - top) }) - z[0]) / Double(groups)
             }
@@ -67,8 +68,7 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
             var g = (2 * ridge * w.0, 2 * ridge * w.1)
             var h = (2 * ridge, 0.0, 2 * ridge)  // (aa, ab, bb)
             for group in 0..<groups {
-                let rows = (group * groupSize)..<((group + 1) * groupSize)
-                let z = rows.map { w.0 * x[$0] + w.1 * y[$0] }
+                let rows = rows(group), z = logits(group, w)
                 let top = z.max()!
                 let e = z.map { exp($0 - top) }, total = e.reduce(0, +)
                 let p = e.map { $0 / total }
@@ -113,11 +113,21 @@ extension GemmaEncoder.Encoder {
     /// Cosine of each document's embedding with the query's (embedded apart, with the given prompts).
     func similarities(query: String, documents: [String], queryPrompt: String?, documentPrompt: String?,
                       attention: AttentionMode) throws -> [Float] {
+        let inputs = similarityInputs(query: query, documents: documents, queryPrompt: queryPrompt, documentPrompt: documentPrompt)
+        return Self.cosines(try embed(inputs, options: Self.similarityOptions(attention: attention)))
+    }
+
+    /// The query, then each document, tokenized with their prompts: what `similarities` embeds.
+    func similarityInputs(query: String, documents: [String], queryPrompt: String?, documentPrompt: String?) -> [EncoderInput] {
+        tokenize([query], prompt: queryPrompt) + tokenize(documents, prompt: documentPrompt)
+    }
+
+    /// The options `similarities` embeds with: normalized, so a dot product is the cosine.
+    static func similarityOptions(attention: AttentionMode) -> EmbeddingOptions {
         var options = EmbeddingOptions()
         options.attention = attention
         options.normalize = true
-        let inputs = tokenize([query], prompt: queryPrompt) + tokenize(documents, prompt: documentPrompt)
-        return Self.cosines(try embed(inputs, options: options))
+        return options
     }
 
     /// Dot products of the first (normalized) vector with each of the others.
