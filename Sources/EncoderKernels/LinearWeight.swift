@@ -83,9 +83,11 @@ public final class LinearWeight: @unchecked Sendable {
         guard let rowBytes = format.rowBytes(columns: columns) else {
             throw .notWholeBlocks(format: format, columns: columns)
         }
-        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(rows * rowBytes, 1), alignment: 64)
+        guard let storage = ck_alloc_weights(max(rows * rowBytes, 1)) else {
+            fatalError("out of memory for a \(rows)×\(columns) weight")
+        }
         guard ck_quantize(format.rawValue, values, rows * columns, storage) == 0 else {
-            storage.deallocate()
+            ck_free_weights(storage, max(rows * rowBytes, 1))
             throw .cannotQuantize(format)
         }
         self.format = format
@@ -97,7 +99,23 @@ public final class LinearWeight: @unchecked Sendable {
         self.owner = nil
     }
 
-    deinit { owned?.deallocate() }
+    /// A copy of `source` in memory of its own on huge pages: weights read on every forward pass stream
+    /// faster from there than from a file mapping's 4 KiB pages.
+    public init(copying source: LinearWeight) {
+        guard let storage = ck_alloc_weights(max(source.byteCount, 1)) else {
+            fatalError("out of memory for a \(source.rows)×\(source.columns) weight")
+        }
+        storage.copyMemory(from: source.bytes, byteCount: source.byteCount)
+        format = source.format
+        rows = source.rows
+        columns = source.columns
+        rowBytes = source.rowBytes
+        bytes = UnsafeRawPointer(storage)
+        owned = storage
+        owner = nil
+    }
+
+    deinit { if let owned { ck_free_weights(owned, max(byteCount, 1)) } }
 
     /// Bytes the weight occupies.
     public var byteCount: Int { rows * rowBytes }

@@ -69,10 +69,15 @@ public struct GGUFWeights: WeightProvider {
         return FloatBuffer(count: w.rows * w.columns) { w.dequantize(rows: 0..<w.rows, into: $0.baseAddress!) }
     }
 
-    /// Quantized tensors are used as they are (the point of the file); float tensors follow `precision`.
+    /// Quantized tensors keep their format (the point of the file); float tensors follow `precision`. Either
+    /// way the layer weight moves out of the mapping onto huge pages, as SafetensorsWeights explains.
     public func linear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError) -> LinearWeight {
         let w = try weight(name, shape: shape)
-        guard [.f32, .f16, .bf16].contains(w.format), w.format != precision.format else { return w }
+        guard [.f32, .f16, .bf16].contains(w.format), w.format != precision.format else {
+            let copy = LinearWeight(copying: w)
+            gguf.file.discard(offset: w.bytes - gguf.file.base, count: w.byteCount)
+            return copy
+        }
         let values = try floats(name, shape: shape)
         do {
             return try LinearWeight(quantizing: values.pointer, rows: w.rows, columns: w.columns, to: precision.format)

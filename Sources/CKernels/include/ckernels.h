@@ -40,6 +40,12 @@ int ck_quantize(int format, const float *src, long count, void *dst);
 int ck_skinny_linear(int format, long m, long n, long k, const float *a, long lda, const void *w, long row_bytes,
                      float *c, long ldc);
 
+// `bytes` of memory for weights that are streamed on every forward pass, 2 MiB-aligned and backed by
+// transparent huge pages where the kernel allows it (fewer TLB misses, and the hardware prefetchers stop at
+// page boundaries). NULL when out of memory; release with ck_free_weights and the same byte count.
+void *ck_alloc_weights(long bytes);
+void ck_free_weights(void *p, long bytes);
+
 // IEEE half and bfloat16 conversions, rounding to nearest even.
 float ck_half_to_float(uint16_t h);
 uint16_t ck_float_to_half(float f);
