@@ -115,6 +115,29 @@ public final class LinearWeight: @unchecked Sendable {
         owner = nil
     }
 
+    /// The rows of `parts` stacked into one weight (one product then computes them all), or nil when their
+    /// formats or column counts differ.
+    public init?(stacking parts: [LinearWeight]) {
+        guard let first = parts.first,
+              parts.allSatisfy({ $0.format == first.format && $0.columns == first.columns }) else { return nil }
+        let rows = parts.reduce(0) { $0 + $1.rows }
+        guard let storage = ck_alloc_weights(max(rows * first.rowBytes, 1)) else {
+            fatalError("out of memory for a \(rows)×\(first.columns) weight")
+        }
+        var offset = 0
+        for part in parts {
+            (storage + offset).copyMemory(from: part.bytes, byteCount: part.byteCount)
+            offset += part.byteCount
+        }
+        format = first.format
+        self.rows = rows
+        columns = first.columns
+        rowBytes = first.rowBytes
+        bytes = UnsafeRawPointer(storage)
+        owned = storage
+        owner = nil
+    }
+
     deinit { if let owned { ck_free_weights(owned, max(byteCount, 1)) } }
 
     /// Bytes the weight occupies.
@@ -167,5 +190,35 @@ public func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeig
         let count = min(block, n - start)
         weight.dequantize(rows: start..<(start + count), into: tile)
         gemmTransposedB(m: m, n: count, k: k, a: a, lda: lda, w: tile, ldw: k, c: c + start, ldc: ldc)
+    }
+}
+
+/// Several Linear layers on the same input whose outputs sit side by side in one row (Q|K|V, gate|up):
+/// stacked into one weight when their formats agree, so the input is read once and a batch makes one GEMM.
+public struct StackedLinear: Sendable {
+    /// Output columns of each part, in order.
+    public let widths: [Int]
+    private let stacked: LinearWeight?
+    private let parts: [LinearWeight]
+
+    public init(_ parts: [LinearWeight]) {
+        widths = parts.map(\.rows)
+        stacked = LinearWeight(stacking: parts)
+        self.parts = stacked == nil ? parts : []
+    }
+
+    /// All output columns.
+    public var width: Int { widths.reduce(0, +) }
+    /// The weights as stored (one stacked weight, or the parts).
+    public var weights: [LinearWeight] { stacked.map { [$0] } ?? parts }
+
+    /// c (m × width, row stride ldc) = a · [W₁; W₂; …]ᵀ.
+    public func apply(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if let stacked { return linear(m: m, a: a, lda: lda, weight: stacked, c: c, ldc: ldc) }
+        var column = 0
+        for part in parts {
+            linear(m: m, a: a, lda: lda, weight: part, c: c + column, ldc: ldc)
+            column += part.rows
+        }
     }
 }

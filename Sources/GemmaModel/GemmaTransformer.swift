@@ -43,8 +43,11 @@ struct GemmaLayer: Sendable {
     let postFeedforwardNorm: FloatBuffer?  // Gemma 2, 3
     let qNorm: FloatBuffer?                // Gemma 3
     let kNorm: FloatBuffer?                // Gemma 3
-    let q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight
-    let gate: LinearWeight, up: LinearWeight, down: LinearWeight
+    /// Q | K | V and gate | up, each one product over the same normed input.
+    let qkv: StackedLinear
+    let o: LinearWeight
+    let gateUp: StackedLinear
+    let down: LinearWeight
 }
 
 /// A Gemma, Gemma 2 or Gemma 3 transformer stack run as an encoder: all tokens of a batch go through
@@ -84,12 +87,12 @@ public final class GemmaTransformer: Sendable {
                 postFeedforwardNorm: hasSandwichNorms ? try norm(p + "post_feedforward_layernorm.weight", h) : nil,
                 qNorm: config.family == .gemma3 ? try norm(p + "self_attn.q_norm.weight", hd) : nil,
                 kNorm: config.family == .gemma3 ? try norm(p + "self_attn.k_norm.weight", hd) : nil,
-                q: try linear(p + "self_attn.q_proj.weight", [qDim, h]),
-                k: try linear(p + "self_attn.k_proj.weight", [kvDim, h]),
-                v: try linear(p + "self_attn.v_proj.weight", [kvDim, h]),
+                qkv: StackedLinear([try linear(p + "self_attn.q_proj.weight", [qDim, h]),
+                                    try linear(p + "self_attn.k_proj.weight", [kvDim, h]),
+                                    try linear(p + "self_attn.v_proj.weight", [kvDim, h])]),
                 o: try linear(p + "self_attn.o_proj.weight", [h, qDim]),
-                gate: try linear(p + "mlp.gate_proj.weight", [inter, h]),
-                up: try linear(p + "mlp.up_proj.weight", [inter, h]),
+                gateUp: StackedLinear([try linear(p + "mlp.gate_proj.weight", [inter, h]),
+                                       try linear(p + "mlp.up_proj.weight", [inter, h])]),
                 down: try linear(p + "mlp.down_proj.weight", [h, inter])))
         }
         self.layers = layers
@@ -106,7 +109,7 @@ public final class GemmaTransformer: Sendable {
     public var weightBytes: [WeightFormat: Int] {
         var bytes: [WeightFormat: Int] = [embeddings.format: embeddings.byteCount]
         for layer in layers {
-            for w in [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down] { bytes[w.format, default: 0] += w.byteCount }
+            for w in layer.qkv.weights + [layer.o] + layer.gateUp.weights + [layer.down] { bytes[w.format, default: 0] += w.byteCount }
         }
         return bytes
     }
@@ -159,18 +162,18 @@ public final class GemmaTransformer: Sendable {
     private func run(_ sequences: [[Int32]], offsets: [Int], mode: AttentionMode, output: UnsafeMutablePointer<Float>) {
         let c = config
         let t = offsets.last!, h = c.hiddenSize, hd = c.headDim, inter = c.intermediateSize
-        let qDim = c.numHeads * hd, kvDim = c.numKVHeads * hd
+        let qDim = c.numHeads * hd, kvDim = c.numKVHeads * hd, qkvDim = qDim + 2 * kvDim
         let maxLength = zip(offsets.dropFirst(), offsets).map { $0 - $1 }.max() ?? 0
         var ropeFull = self.ropeFull, ropeSliding = self.ropeSliding
         ropeFull.grow(to: maxLength)
         ropeSliding.grow(to: maxLength)
 
         // Activations, allocated once per call: (T, C) row-major.
-        let ws = Workspace(sizes: [t * h, t * h, t * h, t * qDim, t * kvDim, t * kvDim, t * qDim,
-                                   t * inter, t * inter, maxLength * maxLength])
+        // Q, K, V share rows of qkvDim, gate and up rows of 2·inter, as their stacked products write them.
+        let ws = Workspace(sizes: [t * h, t * h, t * h, t * qkvDim, t * qDim, t * 2 * inter, maxLength * maxLength])
         defer { ws.release() }
-        let x = ws[0], normed = ws[1], tmp = ws[2], q = ws[3], k = ws[4], v = ws[5], attn = ws[6]
-        let gate = ws[7], up = ws[8], scores = ws[9]
+        let x = ws[0], normed = ws[1], tmp = ws[2], attn = ws[4], gateUp = ws[5], scores = ws[6]
+        let q = ws[3], k = ws[3] + qDim, v = ws[3] + qDim + kvDim
 
         // Embeddings × √hidden, the normalizer rounded to float32 as transformers does.
         let normalizer = Float(Double(h).squareRoot())
@@ -190,12 +193,12 @@ public final class GemmaTransformer: Sendable {
         for (l, layer) in layers.enumerated() {
             // Attention block.
             rmsNorm(x, rows: t, dim: h, scale: layer.inputNorm.pointer, eps: c.rmsNormEps, out: normed)
-            linear(m: t, a: normed, lda: h, weight: layer.q, c: q, ldc: qDim)
-            linear(m: t, a: normed, lda: h, weight: layer.k, c: k, ldc: kvDim)
-            linear(m: t, a: normed, lda: h, weight: layer.v, c: v, ldc: kvDim)
+            layer.qkv.apply(m: t, a: normed, lda: h, c: q, ldc: qkvDim)
             if let qn = layer.qNorm, let kn = layer.kNorm {
-                rmsNorm(q, rows: t * c.numHeads, dim: hd, scale: qn.pointer, eps: c.rmsNormEps, out: q)
-                rmsNorm(k, rows: t * c.numKVHeads, dim: hd, scale: kn.pointer, eps: c.rmsNormEps, out: k)
+                for i in 0..<t {
+                    rmsNorm(q + i * qkvDim, rows: c.numHeads, dim: hd, scale: qn.pointer, eps: c.rmsNormEps, out: q + i * qkvDim)
+                    rmsNorm(k + i * qkvDim, rows: c.numKVHeads, dim: hd, scale: kn.pointer, eps: c.rmsNormEps, out: k + i * qkvDim)
+                }
             }
             let rope = c.layerTypes[l] == .sliding ? ropeSliding : ropeFull
             let span = c.attentionSpan(layer: l, mode: mode)
@@ -203,11 +206,11 @@ public final class GemmaTransformer: Sendable {
                 let start = offsets[s], length = offsets[s + 1] - start
                 guard length > 0 else { continue }
                 for p in 0..<length {
-                    rope.apply(q + (start + p) * qDim, heads: c.numHeads, position: p)
-                    rope.apply(k + (start + p) * kvDim, heads: c.numKVHeads, position: p)
+                    rope.apply(q + (start + p) * qkvDim, heads: c.numHeads, position: p)
+                    rope.apply(k + (start + p) * qkvDim, heads: c.numKVHeads, position: p)
                 }
                 attention(shape: shape, span: span, length: length,
-                          q: q + start * qDim, ldq: qDim, k: k + start * kvDim, v: v + start * kvDim, ldkv: kvDim,
+                          q: q + start * qkvDim, ldq: qkvDim, k: k + start * qkvDim, v: v + start * qkvDim, ldkv: qkvDim,
                           out: attn + start * qDim, ldo: qDim, scores: scores)
             }
             linear(m: t, a: attn, lda: qDim, weight: layer.o, c: tmp, ldc: h)
@@ -223,13 +226,15 @@ public final class GemmaTransformer: Sendable {
             }
 
             // Gated MLP.
-            linear(m: t, a: normed, lda: h, weight: layer.gate, c: gate, ldc: inter)
-            linear(m: t, a: normed, lda: h, weight: layer.up, c: up, ldc: inter)
-            switch c.hiddenActivation {
-            case .geluTanh: geluTanhGate(gate, up, count: t * inter)
-            case .gelu: geluErfGate(gate, up, count: t * inter)
+            layer.gateUp.apply(m: t, a: normed, lda: h, c: gateUp, ldc: 2 * inter)
+            for i in 0..<t {
+                let gate = gateUp + i * 2 * inter, up = gate + inter
+                switch c.hiddenActivation {
+                case .geluTanh: geluTanhGate(gate, up, count: inter)
+                case .gelu: geluErfGate(gate, up, count: inter)
+                }
             }
-            linear(m: t, a: gate, lda: inter, weight: layer.down, c: tmp, ldc: h)
+            linear(m: t, a: gateUp, lda: 2 * inter, weight: layer.down, c: tmp, ldc: h)
             if let post = layer.postFeedforwardNorm {
                 rmsNorm(tmp, rows: t, dim: h, scale: post.pointer, eps: c.rmsNormEps, out: tmp)
             }
