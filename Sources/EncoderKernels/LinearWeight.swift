@@ -140,6 +140,9 @@ public final class LinearWeight: @unchecked Sendable {
 
     deinit { if let owned { ck_free_weights(owned, max(byteCount, 1)) } }
 
+    /// Whether the bytes are borrowed (from a mapping) rather than owned.
+    public var isBorrowed: Bool { owned == nil }
+
     /// Bytes the weight occupies.
     public var byteCount: Int { rows * rowBytes }
 
@@ -201,10 +204,12 @@ public struct StackedLinear: Sendable {
     private let stacked: LinearWeight?
     private let parts: [LinearWeight]
 
+    /// Stacks `parts` (a copy of their bytes) or, when their formats differ, keeps resident copies of those
+    /// that are borrowed.
     public init(_ parts: [LinearWeight]) {
         widths = parts.map(\.rows)
         stacked = LinearWeight(stacking: parts)
-        self.parts = stacked == nil ? parts : []
+        self.parts = stacked == nil ? parts.map { $0.isBorrowed ? LinearWeight(copying: $0) : $0 } : []
     }
 
     /// All output columns.

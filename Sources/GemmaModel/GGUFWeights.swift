@@ -69,18 +69,17 @@ public struct GGUFWeights: WeightProvider {
         return FloatBuffer(count: w.rows * w.columns) { w.dequantize(rows: 0..<w.rows, into: $0.baseAddress!) }
     }
 
-    /// Quantized tensors keep their format (the point of the file); float tensors follow `precision`. Either
-    /// way the layer weight moves out of the mapping onto huge pages, as SafetensorsWeights explains.
-    public func linear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError) -> LinearWeight {
+    /// Quantized tensors keep their format (the point of the file) and are borrowed from the mapping; float
+    /// tensors follow `precision`.
+    public func storedLinear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError)
+        -> (weight: LinearWeight, release: () -> Void) {
         let w = try weight(name, shape: shape)
-        guard [.f32, .f16, .bf16].contains(w.format), w.format != precision.format else {
-            let copy = LinearWeight(copying: w)
-            gguf.file.discard(offset: w.bytes - gguf.file.base, count: w.byteCount)
-            return copy
-        }
+        let file = gguf.file, offset = w.bytes - gguf.file.base, count = w.byteCount
+        let release = { file.discard(offset: offset, count: count) }
+        guard [.f32, .f16, .bf16].contains(w.format), w.format != precision.format else { return (w, release) }
         let values = try floats(name, shape: shape)
         do {
-            return try LinearWeight(quantizing: values.pointer, rows: w.rows, columns: w.columns, to: precision.format)
+            return (try LinearWeight(quantizing: values.pointer, rows: w.rows, columns: w.columns, to: precision.format), release)
         } catch {
             throw FormatError(file: gguf.url.path, item: ggufName(name), message: "\(error)")
         }

@@ -87,12 +87,12 @@ public final class GemmaTransformer: Sendable {
                 postFeedforwardNorm: hasSandwichNorms ? try norm(p + "post_feedforward_layernorm.weight", h) : nil,
                 qNorm: config.family == .gemma3 ? try norm(p + "self_attn.q_norm.weight", hd) : nil,
                 kNorm: config.family == .gemma3 ? try norm(p + "self_attn.k_norm.weight", hd) : nil,
-                qkv: StackedLinear([try linear(p + "self_attn.q_proj.weight", [qDim, h]),
-                                    try linear(p + "self_attn.k_proj.weight", [kvDim, h]),
-                                    try linear(p + "self_attn.v_proj.weight", [kvDim, h])]),
+                qkv: try weights.stackedLinear([(p + "self_attn.q_proj.weight", [qDim, h]),
+                                                (p + "self_attn.k_proj.weight", [kvDim, h]),
+                                                (p + "self_attn.v_proj.weight", [kvDim, h])], precision: precision),
                 o: try linear(p + "self_attn.o_proj.weight", [h, qDim]),
-                gateUp: StackedLinear([try linear(p + "mlp.gate_proj.weight", [inter, h]),
-                                       try linear(p + "mlp.up_proj.weight", [inter, h])]),
+                gateUp: try weights.stackedLinear([(p + "mlp.gate_proj.weight", [inter, h]),
+                                                   (p + "mlp.up_proj.weight", [inter, h])], precision: precision),
                 down: try linear(p + "mlp.down_proj.weight", [h, inter])))
         }
         self.layers = layers

@@ -25,8 +25,11 @@ public enum WeightPrecision: String, Sendable, CaseIterable, Codable {
 public protocol WeightProvider: Sendable {
     /// The tensor as Float, checked against `shape`; errors name the file and the tensor.
     func floats(_ name: String, shape: [Int]) throws(FormatError) -> FloatBuffer
-    /// A Linear weight of shape (out, in) stored as `precision` asks.
-    func linear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError) -> LinearWeight
+    /// A Linear weight of shape (out, in) in `precision` (a GGUF's quantized formats stay as they are),
+    /// borrowed from the file's mapping where the format allows; `release` hands the file pages it was read
+    /// from back to the kernel once the caller has copied what it keeps.
+    func storedLinear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError)
+        -> (weight: LinearWeight, release: () -> Void)
     /// An RMSNorm's multiplier (1 + w), as transformers computes it in float32.
     func normScale(_ name: String, dimension: Int) throws(FormatError) -> FloatBuffer
     /// The token embedding table as stored (rows are read one token at a time, so it is never converted).
@@ -34,7 +37,24 @@ public protocol WeightProvider: Sendable {
     func contains(_ name: String) -> Bool
 }
 
+/// Layer weights are read whole on every forward pass, so they are copied once out of the mapping into
+/// memory on huge pages, which streams faster than the mapping's 4 KiB pages, and the file pages are dropped.
 extension WeightProvider {
+    /// One Linear weight, resident.
+    public func linear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError) -> LinearWeight {
+        let stored = try storedLinear(name, shape: shape, precision: precision)
+        defer { stored.release() }
+        return stored.weight.isBorrowed ? LinearWeight(copying: stored.weight) : stored.weight
+    }
+
+    /// Linear weights over the same input, stacked into one resident weight (each part copied once).
+    public func stackedLinear(_ parts: [(name: String, shape: [Int])], precision: WeightPrecision) throws(FormatError) -> StackedLinear {
+        var stored: [(weight: LinearWeight, release: () -> Void)] = []
+        defer { for part in stored { part.release() } }
+        for part in parts { stored.append(try storedLinear(part.name, shape: part.shape, precision: precision)) }
+        return StackedLinear(stored.map(\.weight))
+    }
+
     /// Checkpoints store w; the norm multiplies by 1 + w.
     public func normScale(_ name: String, dimension: Int) throws(FormatError) -> FloatBuffer {
         let w = try floats(name, shape: [dimension])
@@ -67,19 +87,16 @@ public struct SafetensorsWeights: WeightProvider {
         try checkpoint.tensor(prefix + name, shape: shape).floats()
     }
 
-    /// Layer weights are read whole on every forward pass, so they are copied (or converted to `precision`)
-    /// once into memory on huge pages, which streams faster than the mapping's 4 KiB pages (a 10-token query
-    /// takes about 10% less time), and the file pages that the copy read are handed back to the kernel.
-    public func linear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError) -> LinearWeight {
+    /// F32 tensors are borrowed from the mapping; other precisions are converted.
+    public func storedLinear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError)
+        -> (weight: LinearWeight, release: () -> Void) {
         let tensor = try checkpoint.tensor(prefix + name, shape: shape)
         let values = tensor.floats()
         do {
             let weight = precision == .f32
-                ? LinearWeight(copying: try LinearWeight(format: .f32, rows: shape[0], columns: shape[1],
-                                                         borrowing: values.pointer, owner: values))
+                ? try LinearWeight(format: .f32, rows: shape[0], columns: shape[1], borrowing: values.pointer, owner: values)
                 : try LinearWeight(quantizing: values.pointer, rows: shape[0], columns: shape[1], to: precision.format)
-            tensor.file.discard(offset: tensor.offset, count: tensor.byteCount)
-            return weight
+            return (weight, { tensor.file.discard(offset: tensor.offset, count: tensor.byteCount) })
         } catch {
             throw FormatError(file: tensor.file.url.path, item: prefix + name, message: "\(error)")
         }
