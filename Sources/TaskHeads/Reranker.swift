@@ -109,6 +109,9 @@ public struct RerankerTrainingPlan: Sendable {
     /// Off by default: it doubles the encoder work per reranked document, and on the README's task it only
     /// ties vector search.
     public var fuseSimilarity = false
+    /// With `fuseSimilarity`: train the head on top of the cosine (its weight first fitted on the training
+    /// groups alone), so the head learns what the cosine gets wrong instead of repeating what it gets right.
+    public var residual = false
 
     public init() {}
 }
@@ -151,15 +154,30 @@ public enum RerankerBuilder {
                                         progress: progress.map { p in { p("encoding \(label) pairs", $0, $1) } })
             return (states, documents)
         }
-        let trainStates = try groups(trainRows, label: "training").states
+        let (trainStates, trainDocuments) = try groups(trainRows, label: "training")
         let (validStates, validDocuments) = try groups(validRows, label: "validation")
         let size = plan.negatives + 1
+        let queryPrompt = encoder.prompts["query"], documentPrompt = encoder.prompts["document"]
+        func similarities(_ rows: [RerankExample], _ documents: [[String]], label: String) throws -> [Float] {
+            try encoder.similarities(groups: zip(rows, documents).map { ($0.query, $1) }, queryPrompt: queryPrompt,
+                                     documentPrompt: documentPrompt, attention: plan.attention,
+                                     progress: progress.map { p in { p("embedding \(label) groups apart", $0, $1) } })
+        }
+        let validSimilarity = plan.fuseSimilarity ? try similarities(validRows, validDocuments, label: "validation") : []
+        var offsets: (train: [Float], valid: [Float])?
+        if plan.fuseSimilarity && plan.residual {
+            let trainSimilarity = try similarities(trainRows, trainDocuments, label: "training")
+            let weight = Float(ScoreFusion.fit(cross: [Float](repeating: 0, count: trainSimilarity.count), similarity: trainSimilarity,
+                                               groupSize: size, queryPrompt: nil, documentPrompt: nil).similarityWeight)
+            offsets = (trainSimilarity.map { weight * $0 }, validSimilarity.map { weight * $0 })
+        }
         let architecture = HeadArchitecture(inputDimension: encoder.transformer.config.hiddenSize, outputs: 1, pooling: plan.pooling,
                                             attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
                                             dropout: plan.dropout, hiddenDropout: plan.hiddenDropout)
         let targets: Targets = plan.loss == .listwise ? .groups(size: size) : .pairs(size: size)
         let result = try HeadTrainer.train(architecture: architecture, train: trainStates, trainTargets: targets,
                                            valid: validStates, validTargets: targets, options: plan.options,
+                                           trainOffsets: offsets?.train, validOffsets: offsets?.valid,
                                            onStep: progress.map { p in { p("training", $0, $1) } }, onEpoch: onEpoch)
         var config = HeadConfig(task: .rerank, architecture: architecture, baseModel: .init(name: modelName, digest: digest),
                                 attention: plan.attention, prompt: nil)
@@ -167,15 +185,9 @@ public enum RerankerBuilder {
         config.maxLength = plan.maxLength
         config.rankingLoss = plan.loss
         if plan.fuseSimilarity {
-            let queryPrompt = encoder.prompts["query"], documentPrompt = encoder.prompts["document"]
-            var similarity: [Float] = []
-            for (n, (row, documents)) in zip(validRows, validDocuments).enumerated() {
-                similarity += try encoder.similarities(query: row.query, documents: documents, queryPrompt: queryPrompt,
-                                                       documentPrompt: documentPrompt, attention: plan.attention)
-                progress?("fitting the fusion with bi-encoder similarity", n + 1, validRows.count)
-            }
-            config.fusion = ScoreFusion.fit(cross: result.network.predict(validStates), similarity: similarity, groupSize: size,
+            config.fusion = ScoreFusion.fit(cross: result.network.predict(validStates), similarity: validSimilarity, groupSize: size,
                                             queryPrompt: queryPrompt, documentPrompt: documentPrompt)
+            config.fusion?.residual = plan.residual
         }
         config.training = TrainingSummary(options: plan.options, trainRows: trainRows.count, validRows: validRows.count,
                                           bestEpoch: result.bestEpoch, epochs: result.epochs)

@@ -16,6 +16,8 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
     /// alone, the cosine alone, and fused.
     public var validGroups: Int
     public var validTop1: Top1
+    /// Whether the head was trained on top of the cosine (RerankerTrainingPlan.residual).
+    public var residual: Bool?
 
     public struct Top1: Codable, Sendable, Equatable {
         public var cross: Double
@@ -25,7 +27,7 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case crossWeight = "cross_weight", similarityWeight = "similarity_weight", queryPrompt = "query_prompt"
-        case documentPrompt = "document_prompt", validGroups = "valid_groups", validTop1 = "valid_top1"
+        case documentPrompt = "document_prompt", validGroups = "valid_groups", validTop1 = "valid_top1", residual
     }
 
     public func combine(cross: [Float], similarity: [Float]) -> [Float] {
@@ -115,6 +117,26 @@ extension GemmaEncoder.Encoder {
                       attention: AttentionMode) throws -> [Float] {
         let inputs = similarityInputs(query: query, documents: documents, queryPrompt: queryPrompt, documentPrompt: documentPrompt)
         return Self.cosines(try embed(inputs, options: Self.similarityOptions(attention: attention)))
+    }
+
+    /// `similarities` for many groups at once (one batched embedding pass), concatenated in group order.
+    func similarities(groups: [(query: String, documents: [String])], queryPrompt: String?, documentPrompt: String?,
+                      attention: AttentionMode, progress: ((Int, Int) -> Void)?) throws -> [Float] {
+        var result: [Float] = []
+        let chunk = 64
+        for start in stride(from: 0, to: groups.count, by: chunk) {
+            let part = groups[start..<min(start + chunk, groups.count)]
+            let inputs = part.flatMap { similarityInputs(query: $0.query, documents: $0.documents, queryPrompt: queryPrompt,
+                                                         documentPrompt: documentPrompt) }
+            let vectors = try embed(inputs, options: Self.similarityOptions(attention: attention))
+            var first = 0
+            for group in part {
+                result += Self.cosines(Array(vectors[first...(first + group.documents.count)]))
+                first += group.documents.count + 1
+            }
+            progress?(start + part.count, groups.count)
+        }
+        return result
     }
 
     /// The query, then each document, tokenized with their prompts: what `similarities` embeds.

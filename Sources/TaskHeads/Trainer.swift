@@ -43,14 +43,18 @@ public struct TrainingResult: Sendable {
 /// stopping on the validation split keeping the best epoch's parameters. Everything random comes from the
 /// seed, so a run is repeatable.
 public enum HeadTrainer {
+    /// `trainOffsets` / `validOffsets` (one per example) are added to the first logit before the loss: a
+    /// fixed score the head is trained on top of, so it learns what that score gets wrong.
     public static func train(architecture: HeadArchitecture, train: TokenStateSet, trainTargets: Targets,
                              valid: TokenStateSet, validTargets: Targets, options: TrainingOptions,
+                             trainOffsets: [Float]? = nil, validOffsets: [Float]? = nil,
                              onStep: ((_ done: Int, _ total: Int) -> Void)? = nil,
                              onEpoch: ((EpochReport) -> Void)? = nil) throws -> TrainingResult {
         guard train.count > 0, valid.count > 0 else { throw HeadError.invalidData("training and validation sets must not be empty") }
         guard options.epochs > 0, options.batchSize > 0, options.learningRate > 0 else {
             throw HeadError.invalidData("epochs, batch size and learning rate must be positive")
         }
+        precondition(trainOffsets.map { $0.count == train.count } ?? true && validOffsets.map { $0.count == valid.count } ?? true)
         var network = try HeadNetwork(architecture: architecture, seed: options.seed)
         var optimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
         var rng: SeededGenerator? = SeededGenerator(seed: options.seed &+ 0x5EED)
@@ -73,14 +77,15 @@ public enum HeadTrainer {
             for (b, first) in stride(from: 0, to: units, by: unitsPerBatch).enumerated() {
                 let items = order[first..<min(first + unitsPerBatch, units)].flatMap { u in (u * group)..<((u + 1) * group) }
                 let act = network.forward(train, items: items, rng: &rng)
-                let (loss, grad) = Loss.evaluate(act.logits, outputs: architecture.outputs, targets: trainTargets, items: items)
+                let logits = offsetLogits(act.logits, outputs: architecture.outputs, offsets: trainOffsets, items: items)
+                let (loss, grad) = Loss.evaluate(logits, outputs: architecture.outputs, targets: trainTargets, items: items)
                 let grads = network.backward(train, items: items, activations: act, gradLogits: grad)
                 optimizer.update(&network.parameters, gradients: grads, learningRate: schedule.rate(at: step))
                 step += 1
                 lossSum += loss
                 onStep?(b + 1, stepsPerEpoch)
             }
-            let (validLoss, validAccuracy) = evaluate(network, valid, validTargets)
+            let (validLoss, validAccuracy) = evaluate(network, valid, validTargets, offsets: validOffsets)
             let report = EpochReport(epoch: epoch, trainLoss: lossSum / Double(stepsPerEpoch), validLoss: validLoss,
                                      validAccuracy: validAccuracy, seconds: Date().timeIntervalSince(start))
             reports.append(report)
@@ -94,10 +99,19 @@ public enum HeadTrainer {
         return TrainingResult(network: network, epochs: reports, bestEpoch: best!.epoch)
     }
 
+    /// Logits with `offsets[item]` added to each row's first output (the logits unchanged without offsets).
+    static func offsetLogits(_ logits: [Float], outputs: Int, offsets: [Float]?, items: [Int]) -> [Float] {
+        guard let offsets else { return logits }
+        var shifted = logits
+        for (row, i) in items.enumerated() { shifted[row * outputs] += offsets[i] }
+        return shifted
+    }
+
     /// Mean loss (dropout off) and, for classes and rerank groups, accuracy.
-    public static func evaluate(_ network: HeadNetwork, _ states: TokenStateSet, _ targets: Targets) -> (loss: Double, accuracy: Double?) {
-        let logits = network.predict(states)
+    public static func evaluate(_ network: HeadNetwork, _ states: TokenStateSet, _ targets: Targets,
+                                offsets: [Float]? = nil) -> (loss: Double, accuracy: Double?) {
         let items = Array(0..<states.count)
+        let logits = offsetLogits(network.predict(states), outputs: network.architecture.outputs, offsets: offsets, items: items)
         let loss = Loss.evaluate(logits, outputs: network.architecture.outputs, targets: targets, items: items).loss
         let c = network.architecture.outputs
         switch targets {

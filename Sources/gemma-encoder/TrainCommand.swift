@@ -98,6 +98,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .customLong("fuse-similarity"), help: "Rerank: fuse the head's score with the bi-encoder cosine of query and document (embedded apart), weights fitted on the validation groups.")
     var fuseSimilarity = false
 
+    @Flag(help: "Rerank with --fuse-similarity: train the head on top of the cosine, so it learns what the cosine gets wrong.")
+    var residual = false
+
     @Flag(name: .customLong("no-cache"), help: "Do not read or write the token-state cache.")
     var noCache = false
 
@@ -159,6 +162,7 @@ struct TrainCommand: ParsableCommand {
 extension TrainCommand {
     private func trainReranker() throws {
         do {
+            guard !residual || fuseSimilarity else { fail("--residual trains the head on top of the cosine: it needs --fuse-similarity") }
             let examples = try RerankExample.read(path: data)
             let validation = try valid.map(RerankExample.read)
             let encoder = try model.load()
@@ -175,6 +179,7 @@ extension TrainCommand {
             plan.validFraction = validFraction
             plan.attention = attention
             plan.fuseSimilarity = fuseSimilarity
+            plan.residual = residual
             plan.options = trainingOptions
             let stages = StageProgress()
             let head = try RerankerBuilder.train(

@@ -198,6 +198,40 @@ final class WeightFormatTests: XCTestCase {
         }
     }
 
+    /// Stacked Q|K|V-like groups equal the parts multiplied one by one, bit for bit: a stack of one format (its
+    /// copy is 3.4 MiB, so it crosses the huge-page allocation and its small-page tail) and a group mixing
+    /// formats, which stays as resident copies of its parts. Few rows (skinny kernel) and many (BLAS).
+    func testStackedLinearEqualsItsParts() throws {
+        let k = 768
+        func weight(_ format: WeightFormat, rows: Int) throws -> LinearWeight {
+            let values = (0..<(rows * k)).map { _ in Float.random(in: -1...1) }
+            return try LinearWeight(quantizing: values, rows: rows, columns: k, to: format)
+        }
+        let groups = [[try weight(.f32, rows: 768), try weight(.f32, rows: 256), try weight(.f32, rows: 128)],
+                      [try weight(.q8_0, rows: 96), try weight(.f32, rows: 64), try weight(.bf16, rows: 32)]]
+        for parts in groups {
+            let stacked = StackedLinear(parts)
+            XCTAssertEqual(stacked.widths, parts.map(\.rows))
+            XCTAssertEqual(stacked.weights.count, Set(parts.map(\.format)).count == 1 ? 1 : parts.count)
+            let width = stacked.width
+            for m in [5, 40] {
+                let a = (0..<(m * k)).map { _ in Float.random(in: -1...1) }
+                var together = [Float](repeating: .nan, count: m * width), apart = together
+                a.withUnsafeBufferPointer { ab in
+                    together.withUnsafeMutableBufferPointer { stacked.apply(m: m, a: ab.baseAddress!, lda: k, c: $0.baseAddress!, ldc: width) }
+                    apart.withUnsafeMutableBufferPointer { cb in
+                        var column = 0
+                        for part in parts {
+                            linear(m: m, a: ab.baseAddress!, lda: k, weight: part, c: cb.baseAddress! + column, ldc: width)
+                            column += part.rows
+                        }
+                    }
+                }
+                XCTAssertEqual(together, apart, "\(parts.map(\.format)), \(m) rows")
+            }
+        }
+    }
+
     /// Random bytes make random f16 scales, some of them infinities or NaN: give every scale a sane value.
     func sanitizeScales(_ bytes: inout [UInt8], format: WeightFormat, rowBytes: Int) {
         let scaleOffsets: [Int]

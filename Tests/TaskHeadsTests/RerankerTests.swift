@@ -53,8 +53,10 @@ final class RerankerTests: XCTestCase {
         plan.options.epochs = 2
         plan.hiddenSize = 8
         plan.fuseSimilarity = true
-        for loss in RankingLoss.allCases {
+        // Both losses, and the listwise head trained on top of the cosine (residual).
+        for (loss, residual) in RankingLoss.allCases.map({ ($0, false) }) + [(.listwise, true)] {
             plan.loss = loss
+            plan.residual = residual
             let head = try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
                                                  valid: nil, plan: plan, cache: nil)
             XCTAssertEqual(head.config.task, .rerank)
@@ -74,6 +76,7 @@ final class RerankerTests: XCTestCase {
             // Fused (the default): head score and bi-encoder cosine, recomputed here from their definitions.
             let fusion = try XCTUnwrap(head.config.fusion)
             XCTAssertEqual(fusion.validGroups, 1)
+            XCTAssertEqual(fusion.residual, residual)
             let variants = try reranker.scoreVariants(query: "the cat", documents: documents)
             for (x, y) in zip(try XCTUnwrap(variants["reranked"]), scores) { XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(y))) }
             let cross = try XCTUnwrap(variants["reranked_cross_only"])
@@ -92,6 +95,7 @@ final class RerankerTests: XCTestCase {
             }
         }
         plan.fuseSimilarity = false
+        plan.residual = false
         let plain = try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
                                               valid: nil, plan: plan, cache: nil)
         XCTAssertNil(plain.config.fusion)

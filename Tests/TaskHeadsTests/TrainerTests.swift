@@ -66,6 +66,33 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(kept.loss, result.epochs[result.bestEpoch - 1].validLoss, accuracy: 1e-9)
     }
 
+    /// Offsets (a fixed score the head is trained on top of) enter the loss as an added logit: the evaluation
+    /// equals the loss of the shifted logits worked out here, and a head trained on top of offsets that
+    /// already rank every positive first is left with little to learn (lower loss from the first epoch).
+    func testOffsetsAreAddedToTheLogits() throws {
+        let (states, _) = problem(48, seed: 5)  // 16 groups of 3, the positive first
+        let targets = Targets.groups(size: 3)
+        let helpful = (0..<48).map { Float($0 % 3 == 0 ? 4 : 0) }
+        var options = TrainingOptions()
+        options.epochs = 2
+        let architecture = HeadArchitecture(inputDimension: 12, outputs: 1, pooling: .mean, hiddenSize: 8)
+        let plain = try HeadTrainer.train(architecture: architecture, train: states, trainTargets: targets,
+                                          valid: states, validTargets: targets, options: options)
+        let shifted = try HeadTrainer.train(architecture: architecture, train: states, trainTargets: targets,
+                                            valid: states, validTargets: targets, options: options,
+                                            trainOffsets: helpful, validOffsets: helpful)
+        XCTAssertLessThan(shifted.epochs[0].trainLoss, plain.epochs[0].trainLoss / 5)
+        XCTAssertEqual(shifted.epochs.last!.validAccuracy, 1)
+
+        let logits = shifted.network.predict(states)
+        var expected = 0.0
+        for g in 0..<16 {
+            let z = (0..<3).map { Double(logits[3 * g + $0] + helpful[3 * g + $0]) }
+            expected += (log(z.map(exp).reduce(0, +)) - z[0]) / 16
+        }
+        XCTAssertEqual(HeadTrainer.evaluate(shifted.network, states, targets, offsets: helpful).loss, expected, accuracy: 1e-5)
+    }
+
     func testLearningRateScheduleWarmsUpThenDecays() {
         let schedule = LearningRateSchedule(peak: 1, warmup: 4, total: 12)
         XCTAssertEqual(schedule.rate(at: 0), 0.25)
