@@ -198,7 +198,7 @@ final class WeightFormatTests: XCTestCase {
         }
     }
 
-    /// Stacked Q|K|V-like groups equal the parts multiplied one by one, bit for bit: a stack of one format (its
+    /// Stacked Q|K|V-like groups equal the parts multiplied one by one: a stack of one format (its
     /// copy is 3.4 MiB, so it crosses the huge-page allocation and its small-page tail) and a group mixing
     /// formats, which stays as resident copies of its parts. Few rows (skinny kernel) and many (BLAS).
     func testStackedLinearEqualsItsParts() throws {
@@ -227,7 +227,9 @@ final class WeightFormatTests: XCTestCase {
                         }
                     }
                 }
-                XCTAssertEqual(together, apart, "\(parts.map(\.format)), \(m) rows")
+                // Same products; BLAS may block a wider n differently, so allow float32 rounding (|c| ≲ 30).
+                let worst = zip(together, apart).map { abs($0 - $1) }.max() ?? .nan
+                XCTAssertLessThanOrEqual(worst, 1e-4, "\(parts.map(\.format)), \(m) rows")
             }
         }
     }
