@@ -5,7 +5,6 @@
 #include <sys/mman.h>
 
 #define HUGE_PAGE (2L << 20)
-
 #define PAGE 4096L
 
 static long mapped_bytes(long bytes) { return (bytes + PAGE - 1) / PAGE * PAGE; }
@@ -18,7 +17,7 @@ void *ck_alloc_weights(long bytes) {
     if (raw == MAP_FAILED) return NULL;
     char *p = (char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
     if (p > raw) munmap(raw, (size_t)(p - raw));
-    if (raw + HUGE_PAGE > p) munmap(p + size, (size_t)(raw + HUGE_PAGE - p));
+    munmap(p + size, (size_t)(raw + HUGE_PAGE - p));  // never empty: p < raw + HUGE_PAGE
     // Before the first touch, so the pages fault in huge; an error (no THP) only costs speed. The tail past
     // the last whole huge page stays on small pages: a huge one there would be mostly unused memory.
     (void)madvise(p, (size_t)(bytes / HUGE_PAGE * HUGE_PAGE), MADV_HUGEPAGE);

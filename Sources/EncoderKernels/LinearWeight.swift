@@ -101,18 +101,8 @@ public final class LinearWeight: @unchecked Sendable {
 
     /// A copy of `source` in memory of its own on huge pages: weights read on every forward pass stream
     /// faster from there than from a file mapping's 4 KiB pages.
-    public init(copying source: LinearWeight) {
-        guard let storage = ck_alloc_weights(max(source.byteCount, 1)) else {
-            fatalError("out of memory for a \(source.rows)×\(source.columns) weight")
-        }
-        storage.copyMemory(from: source.bytes, byteCount: source.byteCount)
-        format = source.format
-        rows = source.rows
-        columns = source.columns
-        rowBytes = source.rowBytes
-        bytes = UnsafeRawPointer(storage)
-        owned = storage
-        owner = nil
+    public convenience init(copying source: LinearWeight) {
+        self.init(stacking: [source])!
     }
 
     /// The rows of `parts` stacked into one weight (one product then computes them all), or nil when their

@@ -104,13 +104,7 @@ public struct SafetensorsWeights: WeightProvider {
 
     /// The embedding table stays in the mapping: a forward pass reads only the rows of its tokens.
     public func embedding(_ name: String, shape: [Int]) throws(FormatError) -> LinearWeight {
-        let tensor = try checkpoint.tensor(prefix + name, shape: shape)
-        let values = tensor.floats()
-        do {
-            return try LinearWeight(format: .f32, rows: shape[0], columns: shape[1], borrowing: values.pointer, owner: values)
-        } catch {
-            throw FormatError(file: tensor.file.url.path, item: prefix + name, message: "\(error)")
-        }
+        try storedLinear(name, shape: shape, precision: .f32).weight
     }
 
     public func contains(_ name: String) -> Bool { checkpoint.contains(prefix + name) }

@@ -115,8 +115,8 @@ extension GemmaEncoder.Encoder {
     /// Cosine of each document's embedding with the query's (embedded apart, with the given prompts).
     func similarities(query: String, documents: [String], queryPrompt: String?, documentPrompt: String?,
                       attention: AttentionMode) throws -> [Float] {
-        let inputs = similarityInputs(query: query, documents: documents, queryPrompt: queryPrompt, documentPrompt: documentPrompt)
-        return Self.cosines(try embed(inputs, options: Self.similarityOptions(attention: attention)))
+        try similarities(groups: [(query, documents)], queryPrompt: queryPrompt, documentPrompt: documentPrompt,
+                         attention: attention, progress: nil)
     }
 
     /// `similarities` for many groups at once (one batched embedding pass), concatenated in group order.
