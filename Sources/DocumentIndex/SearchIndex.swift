@@ -25,7 +25,7 @@ public final class SearchIndex: @unchecked Sendable {
     public private(set) var manifest: IndexManifest
     let store: DocumentStore
     var vectors: VectorIndex
-    let encoder: Encoder
+    let encoder: TextEncoder
 
     static let faissName = "index.faiss", storeName = "documents.sqlite", manifestName = "manifest.json"
 
@@ -33,7 +33,7 @@ public final class SearchIndex: @unchecked Sendable {
     var faissURL: URL { directory.appendingPathComponent(Self.faissName) }
 
     /// Opens an existing index; the encoder must be the model that built it.
-    public init(directory: URL, encoder: Encoder) throws {
+    public init(directory: URL, encoder: TextEncoder) throws {
         self.directory = directory
         self.encoder = encoder
         manifest = try IndexManifest.load(directory.appendingPathComponent(Self.manifestName))
@@ -50,12 +50,12 @@ public final class SearchIndex: @unchecked Sendable {
     /// Opens an index with the model its manifest names (a cache name or a path), or with `model` when given.
     public static func open(directory: URL, model: String? = nil) throws -> SearchIndex {
         let manifest = try IndexManifest.load(directory.appendingPathComponent(manifestName))
-        return try SearchIndex(directory: directory, encoder: Encoder(model: ModelStore().resolve(model ?? manifest.model).path))
+        return try SearchIndex(directory: directory, encoder: TextEncoder(model: ModelStore().resolve(model ?? manifest.model).path))
     }
 
     /// Creates an empty index directory for `encoder` (or opens the one there, for resuming a build).
     /// `attention` and `pooling` override the model's own (for a decoder adapted as an encoder).
-    public static func create(directory: URL, encoder: Encoder, modelName: String, factory: String?,
+    public static func create(directory: URL, encoder: TextEncoder, modelName: String, factory: String?,
                               expectedCount: Int, attention: AttentionMode? = nil,
                               pooling: PoolingChoice? = nil) throws -> SearchIndex {
         let manifestURL = directory.appendingPathComponent(manifestName)
@@ -166,7 +166,7 @@ public final class SearchIndex: @unchecked Sendable {
         EmbeddingOptions(prompt: prompt, attention: manifest.attention ?? .bidirectional,
                          pooling: manifest.pooling.flatMap(PoolingChoice.init(rawValue:)))
     }
-    public var model: Encoder { encoder }
+    public var model: TextEncoder { encoder }
 
     /// `search` with the queries' embeddings given (empty for keyword search or an empty index).
     public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode) throws -> [[SearchResult]] {

@@ -15,7 +15,7 @@ public enum SchedulerError: Error, Equatable {
 /// time on a thread of its own. A request larger than one pass is split across passes; a full queue
 /// (`maxQueuedTokens`) refuses new work at once instead of letting latency grow without bound.
 public final class ForwardScheduler: @unchecked Sendable {
-    public let encoder: Encoder
+    public let encoder: TextEncoder
     public let maxBatchTokens: Int
     public let maxQueuedTokens: Int
 
@@ -38,7 +38,7 @@ public final class ForwardScheduler: @unchecked Sendable {
     private var stopping = false
     private var thread: Thread?
 
-    public init(encoder: Encoder, maxBatchTokens: Int, maxQueuedTokens: Int) {
+    public init(encoder: TextEncoder, maxBatchTokens: Int, maxQueuedTokens: Int) {
         precondition(maxBatchTokens > 0 && maxQueuedTokens >= maxBatchTokens)
         self.encoder = encoder
         self.maxBatchTokens = maxBatchTokens

@@ -46,7 +46,7 @@ public struct ServiceLimits: Sendable {
 /// One model the service embeds with, and the scheduler that batches its work.
 public struct ServedModel: Sendable {
     public var name: String
-    public var encoder: Encoder
+    public var encoder: TextEncoder
     public var scheduler: ForwardScheduler
 }
 
@@ -64,13 +64,13 @@ public final class EncoderService: Sendable {
     /// One scheduler per distinct encoder (heads, reranker and indexes share their model's when it is the same).
     private let schedulers: [ObjectIdentifier: ForwardScheduler]
 
-    public init(models: [(name: String, encoder: Encoder)], heads: [String: HeadPredictor] = [:], reranker: Reranker? = nil,
+    public init(models: [(name: String, encoder: TextEncoder)], heads: [String: HeadPredictor] = [:], reranker: Reranker? = nil,
                 rerankerName: String? = nil, indexes: [String: SearchIndex] = [:], limits: ServiceLimits = ServiceLimits(), metrics: ServiceMetrics = ServiceMetrics()) {
         precondition(!models.isEmpty, "serve at least one model")
         self.limits = limits
         self.metrics = metrics
         var schedulers: [ObjectIdentifier: ForwardScheduler] = [:]
-        func scheduler(_ encoder: Encoder) -> ForwardScheduler {
+        func scheduler(_ encoder: TextEncoder) -> ForwardScheduler {
             if let s = schedulers[ObjectIdentifier(encoder)] { return s }
             let s = ForwardScheduler(encoder: encoder, maxBatchTokens: limits.maxBatchTokens,
                                      maxQueuedTokens: limits.maxQueuedTokens ?? 8 * limits.maxBatchTokens)
@@ -93,7 +93,7 @@ public final class EncoderService: Sendable {
     public func start() { schedulers.values.forEach { $0.start() } }
     public func stop() { schedulers.values.forEach { $0.stop() } }
 
-    func scheduler(for encoder: Encoder) -> ForwardScheduler { schedulers[ObjectIdentifier(encoder)]! }
+    func scheduler(for encoder: TextEncoder) -> ForwardScheduler { schedulers[ObjectIdentifier(encoder)]! }
 
     public func model(named name: String?) throws(ServiceError) -> ServedModel {
         guard let name else { return models[0] }
@@ -107,7 +107,7 @@ public final class EncoderService: Sendable {
 
     /// Checks the batch size and tokenizes (the prompt prepended); inputs over the length limit are an error
     /// unless `truncate`, which cuts them as sentence-transformers does and counts them.
-    func tokenize(_ batch: InputBatch, encoder: Encoder, prompt: String?, truncate: Bool) throws(ServiceError) -> (inputs: [EncoderInput], truncated: Int) {
+    func tokenize(_ batch: InputBatch, encoder: TextEncoder, prompt: String?, truncate: Bool) throws(ServiceError) -> (inputs: [EncoderInput], truncated: Int) {
         guard batch.count > 0 else { throw .validation("`inputs` must not be empty") }
         guard batch.count <= limits.maxClientBatchSize else {
             throw .validation("batch size \(batch.count) > maximum allowed batch size \(limits.maxClientBatchSize)")
@@ -143,7 +143,7 @@ public final class EncoderService: Sendable {
     }
 
     /// Token states through the model's scheduler; a full queue is 429, an encoder failure 424.
-    func states(_ inputs: [EncoderInput], encoder: Encoder, attention: AttentionMode) async throws(ServiceError) -> [[Float]] {
+    func states(_ inputs: [EncoderInput], encoder: TextEncoder, attention: AttentionMode) async throws(ServiceError) -> [[Float]] {
         do {
             return try await scheduler(for: encoder).tokenStates(inputs, attention: attention)
         } catch let error as SchedulerError {
@@ -158,7 +158,7 @@ public final class EncoderService: Sendable {
         }
     }
 
-    func resolvePrompt(_ name: String?, encoder: Encoder) throws(ServiceError) -> String? {
+    func resolvePrompt(_ name: String?, encoder: TextEncoder) throws(ServiceError) -> String? {
         guard let name else { return encoder.defaultPromptName.flatMap { encoder.prompts[$0] } }
         guard let text = encoder.prompts[name] else {
             throw .validation("unknown prompt_name '\(name)' (the model has: \(encoder.prompts.keys.sorted().joined(separator: ", ")))")

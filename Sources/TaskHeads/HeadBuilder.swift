@@ -31,7 +31,7 @@ public enum HeadBuilder {
     /// Progress of the stage named by the first argument: ("encoding", done, total) or ("training", …).
     public typealias ProgressHandler = (String, Int, Int) -> Void
 
-    public static func train(encoder: Encoder, modelName: String, train: LabeledData, valid: LabeledData?,
+    public static func train(encoder: TextEncoder, modelName: String, train: LabeledData, valid: LabeledData?,
                              plan: HeadTrainingPlan, cache: TokenStateCache?,
                              progress: ProgressHandler? = nil,
                              onEpoch: ((EpochReport) -> Void)? = nil) throws -> HeadDirectory {
@@ -112,7 +112,7 @@ public enum HeadBuilder {
 
 extension TokenStateCache {
     /// The states without a cache (still in chunks, with progress).
-    public static func compute(_ request: Request, encoder: Encoder, chunk: Int = 512,
+    public static func compute(_ request: Request, encoder: TextEncoder, chunk: Int = 512,
                                progress: ((Int, Int) -> Void)? = nil) throws -> TokenStateSet {
         let inputs = request.inputs(encoder)
         var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)

@@ -131,7 +131,7 @@ public struct HeadDirectory: Sendable {
     }
 
     /// Refuses an encoder other than the one the head was trained on.
-    public func checkBaseModel(_ encoder: Encoder) throws {
+    public func checkBaseModel(_ encoder: TextEncoder) throws {
         let digest = try ModelFingerprint.digest(of: encoder.location)
         guard digest == config.baseModel.digest else {
             throw HeadError.baseModelMismatch("this head was trained on '\(config.baseModel.name)' (digest \(config.baseModel.digest.prefix(12))…), not \(encoder.location.path) (digest \(digest.prefix(12))…)")

@@ -12,10 +12,10 @@ public enum HeadPrediction: Sendable, Equatable {
 /// Encoder + head: texts in, predictions out.
 public struct HeadPredictor: Sendable {
     public let head: HeadDirectory
-    public let encoder: Encoder
+    public let encoder: TextEncoder
 
     /// Loads the head and checks the encoder is the model it was trained on.
-    public init(head: HeadDirectory, encoder: Encoder) throws {
+    public init(head: HeadDirectory, encoder: TextEncoder) throws {
         try head.checkBaseModel(encoder)
         self.head = head
         self.encoder = encoder

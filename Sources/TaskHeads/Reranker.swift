@@ -23,7 +23,7 @@ public struct PairTemplate: Codable, Sendable, Equatable {
             + parts[1].replacingOccurrences(of: "{query}", with: query)
     }
 
-    public init(from decoder: Swift.Decoder) throws {
+    public init(from decoder: Decoder) throws {
         try self.init(try decoder.singleValueContainer().decode(String.self))
     }
 
@@ -33,7 +33,7 @@ public struct PairTemplate: Codable, Sendable, Equatable {
     }
 }
 
-extension GemmaEncoder.Encoder {
+extension TextEncoder {
     /// A pair tokenized for the cross-encoder. When it exceeds `maxLength` tokens the document is cut first
     /// (at a token boundary of the document alone, then re-tokenized in place); only a query that does not fit
     /// by itself loses its end as well.
@@ -118,7 +118,7 @@ public struct RerankerTrainingPlan: Sendable {
 
 /// Trains and applies cross-encoder rerankers: encoder + pooling + a one-score head.
 public enum RerankerBuilder {
-    public static func train(encoder: Encoder, modelName: String, examples: [RerankExample], valid: [RerankExample]?,
+    public static func train(encoder: TextEncoder, modelName: String, examples: [RerankExample], valid: [RerankExample]?,
                              plan: RerankerTrainingPlan, cache: TokenStateCache?,
                              progress: HeadBuilder.ProgressHandler? = nil,
                              onEpoch: ((EpochReport) -> Void)? = nil) throws -> HeadDirectory {
@@ -195,7 +195,7 @@ public enum RerankerBuilder {
     }
 
     /// Token states of tokenized pairs, through the cache when given (keyed by the exact token ids).
-    static func pairStates(_ inputs: [EncoderInput], encoder: Encoder, digest: String, attention: AttentionMode,
+    static func pairStates(_ inputs: [EncoderInput], encoder: TextEncoder, digest: String, attention: AttentionMode,
                            cache: TokenStateCache?, progress: ((Int, Int) -> Void)?) throws -> TokenStateSet {
         let request = TokenStateCache.Request(tokenized: inputs, attention: attention, modelDigest: digest)
         if let cache { return try cache.states(request, encoder: encoder, progress: progress).states }
@@ -206,11 +206,11 @@ public enum RerankerBuilder {
 /// A trained reranker ready to score: its head and the encoder it was trained on.
 public struct Reranker: Sendable {
     public let head: HeadDirectory
-    public let encoder: Encoder
+    public let encoder: TextEncoder
     public let template: PairTemplate
     public let maxLength: Int
 
-    public init(head: HeadDirectory, encoder: Encoder) throws {
+    public init(head: HeadDirectory, encoder: TextEncoder) throws {
         guard head.config.task == .rerank else {
             throw HeadError.invalidHead("this is a \(head.config.task.rawValue) head, not a reranker (train one with --task rerank)")
         }
@@ -252,14 +252,14 @@ public struct Reranker: Sendable {
     }
 
     /// The options those inputs are embedded with.
-    public var similarityOptions: EmbeddingOptions { GemmaEncoder.Encoder.similarityOptions(attention: head.config.attention) }
+    public var similarityOptions: EmbeddingOptions { TextEncoder.similarityOptions(attention: head.config.attention) }
 
     /// Final scores from the pairs' token states (encoded with `head.config.attention`) and, for a fused
     /// reranker, the embeddings of `similarityInputs` (query first).
     public func scores(states: [[Float]], similarityEmbeddings: [[Float]]?) -> [Float] {
         let cross = crossScores(states: states)
         guard let fusion = head.config.fusion, let similarityEmbeddings else { return cross }
-        return fusion.combine(cross: cross, similarity: GemmaEncoder.Encoder.cosines(similarityEmbeddings))
+        return fusion.combine(cross: cross, similarity: TextEncoder.cosines(similarityEmbeddings))
     }
 
     func crossScores(states: [[Float]]) -> [Float] {

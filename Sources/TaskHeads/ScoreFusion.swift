@@ -111,7 +111,7 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
     }
 }
 
-extension GemmaEncoder.Encoder {
+extension TextEncoder {
     /// Cosine of each document's embedding with the query's (embedded apart, with the given prompts).
     func similarities(query: String, documents: [String], queryPrompt: String?, documentPrompt: String?,
                       attention: AttentionMode) throws -> [Float] {

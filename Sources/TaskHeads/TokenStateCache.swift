@@ -35,7 +35,7 @@ public struct TokenStateCache: Sendable {
             self.tokenized = tokenized
         }
 
-        func inputs(_ encoder: Encoder) -> [EncoderInput] { tokenized ?? encoder.tokenize(texts, prompt: prompt) }
+        func inputs(_ encoder: TextEncoder) -> [EncoderInput] { tokenized ?? encoder.tokenize(texts, prompt: prompt) }
 
         func key(precision: WeightPrecision) -> String {
             var hash = SHA256()
@@ -51,7 +51,7 @@ public struct TokenStateCache: Sendable {
 
     /// The states, from disk when cached, else computed in chunks (progress: texts done, total) and saved.
     /// `truncated` counts texts cut to the model's maximum length.
-    public func states(_ request: Request, encoder: Encoder, chunk: Int = 512,
+    public func states(_ request: Request, encoder: TextEncoder, chunk: Int = 512,
                        progress: ((Int, Int) -> Void)? = nil) throws -> (states: TokenStateSet, truncated: Int) {
         let url = directory.appendingPathComponent(request.key(precision: encoder.transformer.precision) + ".bin")
         let truncated = request.inputs(encoder).filter(\.truncated).count

@@ -74,7 +74,7 @@ struct BenchCommand: ParsableCommand {
         // machine a single measurement can land in a slow moment and flatter the ratio.
         let peakBefore = measureGemmPeak()
 
-        var encoder: Encoder!
+        var encoder: TextEncoder!
         let loadSeconds = try seconds { encoder = try model.load() }
         add("model_load_s", String(format: "%.3f", loadSeconds))
         let config = encoder.transformer.config
@@ -140,7 +140,7 @@ struct BenchCommand: ParsableCommand {
         if model.precision != .f32 {
             // The same texts through the f32 weights: how far this precision moves the embeddings (after
             // peak_rss_mib, which this second model would inflate).
-            let reference = try Encoder(model: try model.resolve().path, precision: .f32)
+            let reference = try TextEncoder(model: try model.resolve().path, precision: .f32)
             let sample = Array(inputs.prefix(64))
             let ours = try encoder.embed(sample, options: options), theirs = try reference.embed(sample, options: options)
             let cosines = zip(ours, theirs).map { a, b in zip(a, b).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
@@ -151,7 +151,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// "best text editor for programmers" with the query prompt, cut or repeated to `queryTokens` tokens.
-    private func latencyQuery(_ encoder: Encoder) -> EncoderInput {
+    private func latencyQuery(_ encoder: TextEncoder) -> EncoderInput {
         let ids = encoder.tokenize(["best text editor for programmers"], prompt: encoder.prompts["query"])[0].ids
         let body = Array(ids.dropFirst().dropLast())
         let length = max(queryTokens, 2) - 2

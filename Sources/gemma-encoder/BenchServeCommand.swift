@@ -112,7 +112,7 @@ struct BenchServeCommand: AsyncParsableCommand {
     }
 
     /// Texts per second embedding `texts` directly in one call (the encoder's own batching, both cores).
-    private func offlineThroughput(_ encoder: Encoder, texts: [String]) throws -> Double {
+    private func offlineThroughput(_ encoder: TextEncoder, texts: [String]) throws -> Double {
         let options = EmbeddingOptions(prompt: encoder.defaultPromptName.flatMap { encoder.prompts[$0] })
         _ = try encoder.embed(Array(texts.prefix(16)), options: options)  // warm up
         let start = DispatchTime.now().uptimeNanoseconds

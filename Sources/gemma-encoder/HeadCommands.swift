@@ -16,7 +16,7 @@ struct HeadOptions: ParsableArguments {
 
     func load() throws -> HeadPredictor {
         let directory = try HeadDirectory.read(URL(fileURLWithPath: head))
-        let encoder = try Encoder(model: model ?? directory.config.baseModel.name, precision: precision)
+        let encoder = try TextEncoder(model: model ?? directory.config.baseModel.name, precision: precision)
         return try HeadPredictor(head: directory, encoder: encoder)
     }
 }

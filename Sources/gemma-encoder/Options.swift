@@ -11,7 +11,7 @@ struct ModelOptions: ParsableArguments {
 
     func resolve() throws -> URL { try ModelStore().resolve(model) }
 
-    func load() throws -> Encoder { try Encoder(model: try resolve().path, precision: precision) }
+    func load() throws -> TextEncoder { try TextEncoder(model: try resolve().path, precision: precision) }
 }
 
 extension WeightPrecision: ExpressibleByArgument {}

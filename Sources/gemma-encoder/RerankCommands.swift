@@ -14,7 +14,7 @@ struct RerankerOptions: ParsableArguments {
 
     func load(model: String? = nil) throws -> Reranker {
         let head = try HeadDirectory.read(URL(fileURLWithPath: reranker))
-        return try Reranker(head: head, encoder: try Encoder(model: model ?? head.config.baseModel.name))
+        return try Reranker(head: head, encoder: try TextEncoder(model: model ?? head.config.baseModel.name))
     }
 }
 

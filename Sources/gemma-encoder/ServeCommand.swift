@@ -97,17 +97,17 @@ struct ServeCommand: AsyncParsableCommand {
 
         // One encoder per model file, shared by the models, heads, indexes and reranker that name it.
         let store = ModelStore()
-        var encoders: [String: Encoder] = [:]
-        func encoder(_ reference: String) throws -> Encoder {
+        var encoders: [String: TextEncoder] = [:]
+        func encoder(_ reference: String) throws -> TextEncoder {
             let path = try store.resolve(reference).resolvingSymlinksInPath().path
             if let e = encoders[path] { return e }
             logger.info("loading model", metadata: ["path": "\(path)", "precision": "\(precision.rawValue)"])
-            let e = try Encoder(model: path, precision: precision)
+            let e = try TextEncoder(model: path, precision: precision)
             encoders[path] = e
             return e
         }
 
-        var models: [(name: String, encoder: Encoder)] = []
+        var models: [(name: String, encoder: TextEncoder)] = []
         for spec in model.isEmpty ? [KnownModel.defaultName] : model {
             let (name, reference) = try Self.split(spec, option: "--model", nameOptional: true)
             guard !models.contains(where: { $0.name == name }) else { throw ValidationError("--model \(name) is given twice") }

@@ -243,7 +243,7 @@ struct PromptOptions: ParsableArguments {
     }
 
     /// The prompt text: the one asked for, else the model's prompt named `defaultName` when it has one.
-    func resolve(_ encoder: Encoder, default defaultName: String?) throws -> String? {
+    func resolve(_ encoder: TextEncoder, default defaultName: String?) throws -> String? {
         if noPrompt { return nil }
         if let promptText { return promptText }
         if let prompt { return try encoder.prompt(named: prompt) }

@@ -6,15 +6,15 @@ import XCTest
 
 /// One EmbeddingGemma per process (loading maps 1.2 GB and parses the tokenizer).
 enum Model {
-    nonisolated(unsafe) private static var cached: Encoder?
+    nonisolated(unsafe) private static var cached: TextEncoder?
 
-    static func encoder() throws -> Encoder {
+    static func encoder() throws -> TextEncoder {
         if let cached { return cached }
         guard let url = ModelStore().cachedPath(for: KnownModel.defaultName) else {
             XCTFail("run `gemma-encoder models fetch \(KnownModel.defaultName)` (scripts/test does)")
             throw XCTSkip("model missing")
         }
-        let encoder = try Encoder(directory: url)
+        let encoder = try TextEncoder(directory: url)
         cached = encoder
         return encoder
     }

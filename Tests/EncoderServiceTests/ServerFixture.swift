@@ -14,8 +14,8 @@ final class ServerFixture: @unchecked Sendable {
     static let shared: ServerFixture = try! ServerFixture()
 
     let directory: URL
-    let tiny: Encoder
-    let second: Encoder
+    let tiny: TextEncoder
+    let second: TextEncoder
     let head: HeadPredictor
     let reranker: Reranker
     let index: SearchIndex
@@ -24,7 +24,7 @@ final class ServerFixture: @unchecked Sendable {
     private init() throws {
         directory = try temporaryDirectory("service")
         let tinyDirectory = try tinyEncoderDirectory(in: directory)
-        tiny = try Encoder(directory: tinyDirectory)
+        tiny = try TextEncoder(directory: tinyDirectory)
         // A second model: the tiny Gemma 2 checkpoint with the same tokenizer.
         let secondDirectory = directory.appendingPathComponent("tiny-gemma2")
         try FileManager.default.createDirectory(at: secondDirectory, withIntermediateDirectories: true)
@@ -34,7 +34,7 @@ final class ServerFixture: @unchecked Sendable {
         }
         try FileManager.default.copyItem(at: tinyDirectory.appendingPathComponent("tokenizer.json"),
                                          to: secondDirectory.appendingPathComponent("tokenizer.json"))
-        second = try Encoder(directory: secondDirectory)
+        second = try TextEncoder(directory: secondDirectory)
 
         let root = directory
         func file(_ name: String, _ lines: [String]) throws -> String {

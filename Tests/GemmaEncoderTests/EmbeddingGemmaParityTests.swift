@@ -45,7 +45,7 @@ final class EmbeddingGemmaParityTests: XCTestCase {
     func testLowerPrecisionsKeepThreeNines() throws {
         let rows = try reference()
         for precision in [WeightPrecision.bf16, .int8] {
-            let encoder = try Encoder(directory: try cachedModel(KnownModel.embeddingGemma300M.name), precision: precision)
+            let encoder = try TextEncoder(directory: try cachedModel(KnownModel.embeddingGemma300M.name), precision: precision)
             XCTAssertEqual(encoder.transformer.precision, precision)
             for (name, expected) in [("document", \ReferenceRow.document), ("query", \ReferenceRow.query)] {
                 let got = try encoder.embed(rows.map(\.text), options: EmbeddingOptions(prompt: try encoder.prompt(named: name)))

@@ -38,8 +38,8 @@ final class GGUFEncoderTests: XCTestCase {
     /// NumPy's (0.9971–0.9978; NumPy and ours agree to ≥ 0.99999 there): its rounding, not ours.
     static let llamaCppRoundingRows: Set<Int> = [22, 23, 24, 27]
 
-    func encoder() throws -> Encoder {
-        try Encoder(gguf: try cachedModel(KnownModel.gemma3_270mQ4KM.name))
+    func encoder() throws -> TextEncoder {
+        try TextEncoder(gguf: try cachedModel(KnownModel.gemma3_270mQ4KM.name))
     }
 
     func testEmbeddingsMatchLlamaCpp() throws {

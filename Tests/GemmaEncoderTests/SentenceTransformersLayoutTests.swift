@@ -70,7 +70,7 @@ final class SentenceTransformersLayoutTests: XCTestCase {
     }
 
     func testPipelineMatchesStepByStep() throws {
-        let encoder = try Encoder(directory: dir)
+        let encoder = try TextEncoder(directory: dir)
         XCTAssertTrue(encoder.isSentenceTransformer)
         XCTAssertEqual(encoder.maxSequenceLength, 6)
         XCTAssertEqual(encoder.pipeline.outputDimension, 8)
@@ -86,7 +86,7 @@ final class SentenceTransformersLayoutTests: XCTestCase {
     }
 
     func testPoolingOverrideAndNoNormalize() throws {
-        let encoder = try Encoder(directory: dir)
+        let encoder = try TextEncoder(directory: dir)
         let ids: [Int32] = [2, 17, 45, 99, 1]
         let states = try encoder.transformer.forward([ids], mode: .causal)
         let last = Array(states.sequence(0).suffix(64))
@@ -98,7 +98,7 @@ final class SentenceTransformersLayoutTests: XCTestCase {
     func testDenseInputMismatchIsAnError() throws {
         try #"{"in_features": 32, "out_features": 8, "bias": true}"#
             .write(to: dir.appendingPathComponent("2_Dense/config.json"), atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try Encoder(directory: dir)) { error in
+        XCTAssertThrowsError(try TextEncoder(directory: dir)) { error in
             XCTAssertTrue("\(error)".contains("linear.weight") || "\(error)".contains("Dense"), "\(error)")
         }
     }
@@ -107,7 +107,7 @@ final class SentenceTransformersLayoutTests: XCTestCase {
         for name in ["modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"] {
             try FileManager.default.removeItem(at: dir.appendingPathComponent(name))
         }
-        let encoder = try Encoder(directory: dir)
+        let encoder = try TextEncoder(directory: dir)
         XCTAssertFalse(encoder.isSentenceTransformer)
         XCTAssertEqual(encoder.pipeline.outputDimension, 64)
         let ids: [Int32] = [2, 11, 12, 13, 1]

@@ -16,11 +16,11 @@ func cachedModel(_ name: String, file: StaticString = #filePath, line: UInt = #l
 
 /// One encoder per process: loading maps 1.2 GB and parses a 33 MB tokenizer.json.
 enum SharedEncoder {
-    nonisolated(unsafe) private static var cached: Encoder?
+    nonisolated(unsafe) private static var cached: TextEncoder?
 
-    static func embeddingGemma() throws -> Encoder {
+    static func embeddingGemma() throws -> TextEncoder {
         if let cached { return cached }
-        let encoder = try Encoder(directory: try cachedModel(KnownModel.embeddingGemma300M.name))
+        let encoder = try TextEncoder(directory: try cachedModel(KnownModel.embeddingGemma300M.name))
         cached = encoder
         return encoder
     }

@@ -9,11 +9,11 @@ import XCTest
 /// plumbing is what is tested here (quality is measured on EmbeddingGemma, see the README).
 final class HeadDirectoryTests: XCTestCase {
     var dir: URL!
-    var encoder: Encoder!
+    var encoder: TextEncoder!
 
     override func setUpWithError() throws {
         dir = try temporaryDirectory("heads")
-        encoder = try Encoder(directory: try tinyEncoderDirectory(in: dir))
+        encoder = try TextEncoder(directory: try tinyEncoderDirectory(in: dir))
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
@@ -101,7 +101,7 @@ final class HeadDirectoryTests: XCTestCase {
         let config = other.appendingPathComponent("config.json")
         try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "\"rms_norm_eps\": 1e-06", with: "\"rms_norm_eps\": 2e-06")
             .write(to: config, atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try HeadPredictor(head: head, encoder: try Encoder(directory: other))) { error in
+        XCTAssertThrowsError(try HeadPredictor(head: head, encoder: try TextEncoder(directory: other))) { error in
             XCTAssertTrue("\(error)".contains("this head was trained on 'tiny'"), "\(error)")
         }
     }

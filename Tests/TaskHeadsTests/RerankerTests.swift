@@ -6,11 +6,11 @@ import XCTest
 
 final class RerankerTests: XCTestCase {
     var dir: URL!
-    var encoder: Encoder!
+    var encoder: TextEncoder!
 
     override func setUpWithError() throws {
         dir = try temporaryDirectory("rerank")
-        encoder = try Encoder(directory: try tinyEncoderDirectory(in: dir))
+        encoder = try TextEncoder(directory: try tinyEncoderDirectory(in: dir))
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }

@@ -25,7 +25,7 @@ public enum PoolingChoice: String, Sendable, CaseIterable {
 
 /// Per-call choices; nil means "what the model directory says".
 public struct EmbeddingOptions: Sendable {
-    /// Literal prompt text prepended to every input (resolve names with `Encoder.prompt(named:)`).
+    /// Literal prompt text prepended to every input (resolve names with `TextEncoder.prompt(named:)`).
     public var prompt: String?
     public var attention: AttentionMode = .bidirectional
     public var pooling: PoolingChoice?
@@ -64,7 +64,7 @@ public struct EncoderInput: Sendable {
 
 /// A Gemma-family model used as a text encoder: tokenizer, transformer and the embedding pipeline of its
 /// directory (sentence-transformers layout), or a chosen pooling for a plain Hugging Face directory.
-public final class Encoder: Sendable {
+public final class TextEncoder: Sendable {
     public let location: URL
     public let transformer: GemmaTransformer
     public let tokenizer: GemmaTokenizer
