@@ -31,16 +31,16 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         // Vectorized C kernels (exp/tanh loops, reductions, skinny GEMM), clang target_clones per ISA.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast", "-mprefer-vector-width=512"])]),
-        // File formats: memory-mapped files, safetensors, GGUF, config.json styles.
+        // Containers: memory-mapped files, safetensors, GGUF, JSON config decoding, SHA-256.
         .target(name: "ModelFormats"),
         // Numeric kernels over Float buffers: GEMM, norms, activations, RoPE, attention.
         .target(name: "EncoderKernels", dependencies: ["CBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // Tokenizer: tokenizer.json and GGUF vocabularies, BPE with byte fallback.
         .target(name: "GemmaTokenizer", dependencies: ["ModelFormats"]),
-        // Gemma, Gemma 2, Gemma 3 transformer stacks run as encoders.
+        // Models: the encoder-model interface and registry; Gemma, Gemma 2, Gemma 3 (config, blocks, weights).
         .target(name: "GemmaModel", dependencies: ["ModelFormats", "EncoderKernels"]),
-        // Public API: model directories, pooling, dense layers, prompts, model cache.
+        // Public API: model sources and cache, TextEncoder, pooling, sentence-transformers layout, Dense.
         .target(name: "GemmaEncoder", dependencies: ["GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels"]),
         // C ABI over FAISS's C++ API (Debian ships the C-API headers without their implementation).
         .target(name: "CFaissShim", cxxSettings: [.unsafeFlags(["-std=c++17"])], linkerSettings: faissLinker),
@@ -51,7 +51,7 @@ let package = Package(
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
         .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "VectorSearch"]),
         // Task heads on a frozen encoder: pooling (incl. learned attention), dropout, MLP, training, metrics.
-        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "CBLAS"]),
+        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "EncoderKernels"]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
             "GemmaEncoder", "DocumentIndex", "TaskHeads",

@@ -57,13 +57,13 @@ public final class SearchIndex: @unchecked Sendable {
     /// `attention` and `pooling` override the model's own (for a decoder adapted as an encoder).
     public static func create(directory: URL, encoder: TextEncoder, modelName: String, factory: String?,
                               expectedCount: Int, attention: AttentionMode? = nil,
-                              pooling: PoolingChoice? = nil) throws -> SearchIndex {
+                              pooling: Pooling? = nil) throws -> SearchIndex {
         let manifestURL = directory.appendingPathComponent(manifestName)
         if FileManager.default.fileExists(atPath: manifestURL.path) {
             return try SearchIndex(directory: directory, encoder: encoder)
         }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        if pooling == PoolingChoice.none { throw IndexError.invalidCorpus("an index needs one vector per document: pooling none is not allowed") }
+        if let pooling, pooling.isLearned { throw IndexError.invalidCorpus("\(pooling.rawValue) pooling has learned parameters: an index needs a parameter-free pooling") }
         let now = Date()
         var manifest = IndexManifest(
             model: modelName, modelDigest: try ModelFingerprint.digest(of: encoder.location),
@@ -164,7 +164,7 @@ public final class SearchIndex: @unchecked Sendable {
 
     private func embeddingOptions(prompt: String?) -> EmbeddingOptions {
         EmbeddingOptions(prompt: prompt, attention: manifest.attention ?? .bidirectional,
-                         pooling: manifest.pooling.flatMap(PoolingChoice.init(rawValue:)))
+                         pooling: manifest.pooling.flatMap(Pooling.init(rawValue:)))
     }
     public var model: TextEncoder { encoder }
 

@@ -44,15 +44,36 @@ public struct AttentionShape: Sendable {
 
 /// Scaled dot-product attention over one sequence of `length` tokens, all heads, grouped-query.
 /// q: length × (numHeads·headDim) with row stride ldq; k, v: length × (numKVHeads·headDim) with row stride ldkv;
-/// out: length × (numHeads·headDim) with row stride ldo. `scores` is scratch of at least length² floats.
+/// out: length × (numHeads·headDim) with row stride ldo. `scores` is scratch of at least threads · length²
+/// floats. With `threads` > 1 the heads of a long sequence are split across that many cores.
 public func attention(shape: AttentionShape, span: AttentionSpan, length: Int,
                       q: UnsafePointer<Float>, ldq: Int,
                       k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
                       out: UnsafeMutablePointer<Float>, ldo: Int,
-                      scores: UnsafeMutablePointer<Float>) {
+                      scores: UnsafeMutablePointer<Float>, threads: Int = 1) {
+    // Below this length a head's products take microseconds: dispatching them would cost more than it saves.
+    let parts = length >= 64 ? max(1, min(threads, shape.numHeads)) : 1
+    guard parts > 1 else {
+        return attentionHeads(0..<shape.numHeads, shape: shape, span: span, length: length, q: q, ldq: ldq,
+                              k: k, v: v, ldkv: ldkv, out: out, ldo: ldo, scores: scores)
+    }
+    // Each part owns a range of heads (disjoint columns of out) and its own length² of scratch.
+    nonisolated(unsafe) let q = q, k = k, v = v, out = out, scores = scores
+    let chunk = (shape.numHeads + parts - 1) / parts
+    DispatchQueue.concurrentPerform(iterations: parts) { p in
+        let heads = (p * chunk)..<min(shape.numHeads, (p + 1) * chunk)
+        attentionHeads(heads, shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, v: v, ldkv: ldkv,
+                       out: out, ldo: ldo, scores: scores + p * length * length)
+    }
+}
+
+private func attentionHeads(_ heads: Range<Int>, shape: AttentionShape, span: AttentionSpan, length: Int,
+                            q: UnsafePointer<Float>, ldq: Int,
+                            k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
+                            out: UnsafeMutablePointer<Float>, ldo: Int, scores: UnsafeMutablePointer<Float>) {
     let hd = shape.headDim
     let group = shape.numHeads / shape.numKVHeads
-    for h in 0..<shape.numHeads {
+    for h in heads {
         let g = h / group
         // scores (length × length) = scale · Q_h · K_gᵀ
         gemmTransposedB(m: length, n: length, k: hd, alpha: shape.scale,

@@ -27,10 +27,7 @@ public func geluTanhGate(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointe
 }
 
 public func geluErfGate(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count {
-        let x = gate[i]
-        gate[i] = 0.5 * x * (1 + erff(x * 0.7071067811865476)) * up[i]
-    }
+    for i in 0..<count { gate[i] = geluErf(gate[i]) * up[i] }
 }
 
 /// Softmax of `row[0..<count]` in place; entries at −∞ become 0. Returns false for an all-masked row.
@@ -59,4 +56,16 @@ public func l2NormalizeInPlace(_ v: UnsafeMutablePointer<Float>, count: Int) {
     for i in 0..<count { sum += v[i] * v[i] }
     let norm = max(sum.squareRoot(), 1e-12)
     for i in 0..<count { v[i] /= norm }
+}
+
+/// GELU with the exact normal CDF (PyTorch's nn.GELU default).
+@inline(__always)
+public func geluErf(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.7071067811865476)) }
+
+/// d/dx of `geluErf`: Φ(x) + x·φ(x).
+@inline(__always)
+public func geluErfDerivative(_ x: Float) -> Float {
+    let cdf = 0.5 * (1 + erff(x * 0.7071067811865476))
+    let pdf = expf(-0.5 * x * x) * 0.3989422804014327
+    return cdf + x * pdf
 }

@@ -25,37 +25,69 @@ public func gemm(m: Int, n: Int, k: Int, alpha: Float = 1,
                 alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
-/// Threads OpenBLAS may use for one GEMM.
-public enum BLASThreads {
-    public static var count: Int { Int(openblas_get_num_threads()) }
-    public static func set(_ n: Int) { openblas_set_num_threads(Int32(n)) }
-}
-
 /// Rows at or below which a Linear layer skips BLAS: OpenBLAS packs the whole weight matrix on every call,
 /// which for a 10-token query costs more than the arithmetic. The skinny kernel streams each weight row once.
 public let skinnyGemmMaxRows = 32
 
-/// A Linear layer, C (m×n) = A (m×k) · Wᵀ with W (n×k): BLAS for batches, the skinny kernel for a few rows
-/// (split over the BLAS thread count, so it never oversubscribes the cores that BLAS would use).
+/// A Linear layer, C (m×n) = A (m×k) · Wᵀ with W (n×k): BLAS for batches, the skinny kernel for a few rows.
+/// With `threads` > 1 the output columns (weight rows) are split into that many ranges computed at once, so
+/// each core streams its own part of W; BLAS itself always runs single-threaded (`ComputeThreads`).
 public func linear(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, w: UnsafePointer<Float>, ldw: Int,
-                   c: UnsafeMutablePointer<Float>, ldc: Int) {
-    guard m > skinnyGemmMaxRows else {
-        // The threads write disjoint column ranges of c.
-        nonisolated(unsafe) let a = a, w = w, c = c
-        return splitColumns(n: n) { start, count in
+                   c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1) {
+    // The ranges write disjoint columns of c.
+    nonisolated(unsafe) let a = a, w = w, c = c
+    splitColumns(n: n, parts: threads) { start, count in
+        if m <= skinnyGemmMaxRows {
             ck_skinny_gemm_nt(m, count, k, a, lda, w + start * ldw, ldw, c + start, ldc)
+        } else {
+            gemmTransposedB(m: m, n: count, k: k, a: a, lda: lda, w: w + start * ldw, ldw: ldw, c: c + start, ldc: ldc)
         }
     }
-    gemmTransposedB(m: m, n: n, k: k, a: a, lda: lda, w: w, ldw: ldw, c: c, ldc: ldc)
 }
 
-/// Runs `body` over [0, n) in as many contiguous column ranges as BLAS has threads.
-func splitColumns(n: Int, _ body: @Sendable (Int, Int) -> Void) {
-    let parts = max(1, min(BLASThreads.count, n / 64))
+/// Runs `body` over [0, n) in up to `parts` contiguous column ranges at once (at least 64 columns each).
+func splitColumns(n: Int, parts: Int, _ body: @Sendable (Int, Int) -> Void) {
+    let parts = max(1, min(parts, n / 64))
     guard parts > 1 else { return body(0, n) }
     let chunk = (n + parts - 1) / parts
     DispatchQueue.concurrentPerform(iterations: parts) { p in
         let start = p * chunk
         if start < n { body(start, min(chunk, n - start)) }
     }
+}
+
+/// y (m) = alpha · A (m×n, row stride lda) · x + beta · y, or Aᵀ · x (y of length n) when `transposed`.
+@inline(__always)
+public func gemv(transposed: Bool = false, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                 x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>) {
+    cblas_sgemv(CblasRowMajor, transposed ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
+                x, 1, beta, y, 1)
+}
+
+/// A (m×n, row stride lda) += alpha · x yᵀ: the rank-one update of a weight gradient.
+@inline(__always)
+public func ger(m: Int, n: Int, alpha: Float = 1, x: UnsafePointer<Float>, y: UnsafePointer<Float>,
+                a: UnsafeMutablePointer<Float>, lda: Int) {
+    cblas_sger(CblasRowMajor, Int32(m), Int32(n), alpha, x, 1, y, 1, a, Int32(lda))
+}
+
+/// C (m×n) = alpha · Aᵀ · B + beta · C with A (k×m) and B (k×n): the weight gradient dYᵀ X of a Linear layer.
+@inline(__always)
+public func gemmTransposedA(m: Int, n: Int, k: Int, alpha: Float = 1,
+                            a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0, n > 0 else { return }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// OpenBLAS's thread count is one setting for the whole process. The encoder parallelizes on its own (batches
+/// on separate cores, a lone batch's weight rows and attention heads split across them), so BLAS runs
+/// single-threaded: set once, the first time a model is loaded, and never changed per call.
+public enum ComputeThreads {
+    private static let singleThreadedBLAS: Void = { openblas_set_num_threads(1) }()
+
+    /// Idempotent and thread-safe (Swift runs a static initializer once).
+    public static func configure() { _ = singleThreadedBLAS }
 }

@@ -158,31 +158,40 @@ public final class LinearWeight: @unchecked Sendable {
 
 /// A Linear layer, C (m×n) = A (m×k) · Wᵀ for a weight of any format. Few rows take the skinny kernel (which
 /// reads W once, dequantizing tiles in cache); batches take BLAS, on W itself for F32 and otherwise on
-/// dequantized column blocks, whose conversion costs n·k against the block's m·n·k multiply-adds.
+/// dequantized column blocks, whose conversion costs n·k against the block's m·n·k multiply-adds. With
+/// `threads` > 1 the weight's rows are split into ranges computed at once.
 public func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeight,
-                   c: UnsafeMutablePointer<Float>, ldc: Int) {
+                   c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1) {
     let n = weight.rows, k = weight.columns
     guard m > 0, n > 0 else { return }
     if weight.format == .f32 {
         return linear(m: m, n: n, k: k, a: a, lda: lda, w: weight.bytes.assumingMemoryBound(to: Float.self),
-                      ldw: k, c: c, ldc: ldc)
+                      ldw: k, c: c, ldc: ldc, threads: threads)
     }
-    guard m > skinnyGemmMaxRows else {
-        nonisolated(unsafe) let a = a, c = c
-        return splitColumns(n: n) { start, count in
+    nonisolated(unsafe) let a = a, c = c
+    splitColumns(n: n, parts: threads) { start, count in
+        if m <= skinnyGemmMaxRows {
             let status = ck_skinny_linear(weight.format.rawValue, m, count, k, a, lda,
                                           weight.bytes + start * weight.rowBytes, weight.rowBytes, c + start, ldc)
             precondition(status == 0, "out of memory in the skinny kernel")
+        } else {
+            dequantizedProduct(m: m, a: a, lda: lda, weight: weight, rows: start..<(start + count), c: c + start, ldc: ldc)
         }
     }
-    // Column blocks of about 4 MiB of f32: large enough that BLAS's per-call packing of A stays small.
-    let block = min(n, max(64, (1 << 20) / k))
+}
+
+/// C (m × rows.count) = A · W[rows]ᵀ through dequantized column blocks of about 4 MiB of f32: large enough that
+/// BLAS's per-call packing of A stays small.
+private func dequantizedProduct(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeight, rows: Range<Int>,
+                                c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let k = weight.columns
+    let block = min(rows.count, max(64, (1 << 20) / k))
     let tile = UnsafeMutablePointer<Float>.allocate(capacity: block * k)
     defer { tile.deallocate() }
-    for start in stride(from: 0, to: n, by: block) {
-        let count = min(block, n - start)
+    for start in stride(from: rows.lowerBound, to: rows.upperBound, by: block) {
+        let count = min(block, rows.upperBound - start)
         weight.dequantize(rows: start..<(start + count), into: tile)
-        gemmTransposedB(m: m, n: count, k: k, a: a, lda: lda, w: tile, ldw: k, c: c + start, ldc: ldc)
+        gemmTransposedB(m: m, n: count, k: k, a: a, lda: lda, w: tile, ldw: k, c: c + (start - rows.lowerBound), ldc: ldc)
     }
 }
 
@@ -208,11 +217,11 @@ public struct StackedLinear: Sendable {
     public var weights: [LinearWeight] { stacked.map { [$0] } ?? parts }
 
     /// c (m × width, row stride ldc) = a · [W₁; W₂; …]ᵀ.
-    public func apply(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        if let stacked { return linear(m: m, a: a, lda: lda, weight: stacked, c: c, ldc: ldc) }
+    public func apply(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1) {
+        if let stacked { return linear(m: m, a: a, lda: lda, weight: stacked, c: c, ldc: ldc, threads: threads) }
         var column = 0
         for part in parts {
-            linear(m: m, a: a, lda: lda, weight: part, c: c + column, ldc: ldc)
+            linear(m: m, a: a, lda: lda, weight: part, c: c + column, ldc: ldc, threads: threads)
             column += part.rows
         }
     }

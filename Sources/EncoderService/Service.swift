@@ -124,7 +124,7 @@ public final class EncoderService: Sendable {
                 inputs[i] = encoder.tokenize([texts[i]], prompt: prompt, maxLength: limit)[0]
             }
         case let .tokens(lists):
-            let vocabulary = encoder.transformer.config.vocabSize
+            let vocabulary = encoder.model.vocabularySize
             inputs = []
             for (i, ids) in lists.enumerated() {
                 guard !ids.isEmpty else { throw .validation("input \(i) has no tokens") }

@@ -26,28 +26,29 @@ public struct DenseLayer: Sendable {
         self.activation = activation
     }
 
-    public init(directory: URL) throws {
+    /// `config.json` (`in_features`, `out_features`, `bias`, `activation_function`) and `model.safetensors` of a
+    /// Dense module directory.
+    public init(directory: URL) throws(EncoderError) {
         let configURL = directory.appendingPathComponent("config.json")
-        let config = try readJSONObject(configURL)
-        guard let inDim = config["in_features"] as? Int else {
-            throw EncoderError.invalidConfig(file: configURL.path, field: "in_features", "missing field")
-        }
-        guard let outDim = config["out_features"] as? Int else {
-            throw EncoderError.invalidConfig(file: configURL.path, field: "out_features", "missing field")
-        }
-        let name = (config["activation_function"] as? String) ?? ActivationFunction.identity.rawValue
+        let config: DenseConfigFile
+        do throws(FormatError) { config = try JSONFile.decode(DenseConfigFile.self, from: configURL) } catch { throw EncoderError(error) }
+        let name = config.activation_function ?? ActivationFunction.identity.rawValue
         guard let activation = ActivationFunction(rawValue: name) else {
-            throw EncoderError.invalidConfig(file: configURL.path, field: "activation_function",
-                                             "unsupported '\(name)' (Identity and Tanh are supported)")
+            throw .invalidConfig(file: configURL.path, field: "activation_function", "unsupported '\(name)' (Identity and Tanh are supported)")
         }
         let weightsURL = directory.appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-            throw EncoderError.unsupported("\(directory.path): Dense weights must be in model.safetensors (pytorch_model.bin is not read)")
+            throw .unsupported("\(directory.path): Dense weights must be in model.safetensors (pytorch_model.bin is not read)")
         }
-        let checkpoint = try SafetensorsCheckpoint(url: weightsURL)
-        weight = try checkpoint.tensor("linear.weight", shape: [outDim, inDim]).floats()
-        let hasBias = (config["bias"] as? Bool) ?? checkpoint.contains("linear.bias")
-        bias = hasBias ? try checkpoint.tensor("linear.bias", shape: [outDim]).floats() : nil
+        let (inDim, outDim) = (config.in_features, config.out_features)
+        do throws(FormatError) {
+            let checkpoint = try SafetensorsCheckpoint(url: weightsURL)
+            weight = try checkpoint.tensor("linear.weight", shape: [outDim, inDim]).floats()
+            let hasBias = config.bias ?? checkpoint.contains("linear.bias")
+            bias = hasBias ? try checkpoint.tensor("linear.bias", shape: [outDim]).floats() : nil
+        } catch {
+            throw EncoderError(error)
+        }
         inputDimension = inDim
         outputDimension = outDim
         self.activation = activation
@@ -68,4 +69,12 @@ public struct DenseLayer: Sendable {
         if activation == .tanh { for i in y.indices { y[i] = tanhf(y[i]) } }
         return y
     }
+}
+
+/// A Dense module's `config.json`.
+private struct DenseConfigFile: Decodable {
+    var in_features: Int
+    var out_features: Int
+    var bias: Bool?
+    var activation_function: String?
 }

@@ -9,21 +9,15 @@ public enum EncoderError: Error, CustomStringConvertible, Equatable {
     case fetchFailed(String)
     case invalidInput(String)
 
+    /// A container or config file error, in the encoder's terms (file, field, message).
+    public init(_ error: FormatError) {
+        self = .invalidConfig(file: error.file, field: error.item ?? "(file)", error.message)
+    }
+
     public var description: String {
         switch self {
         case let .invalidConfig(file, field, message): return "\(file): \(field): \(message)"
         case let .unsupported(m), let .modelNotFound(m), let .fetchFailed(m), let .invalidInput(m): return m
         }
     }
-}
-
-func readJSONObject(_ url: URL) throws(EncoderError) -> [String: Any] {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw .invalidConfig(file: url.path, field: "(file)", "cannot read: \(error.localizedDescription)")
-    }
-    guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-        throw .invalidConfig(file: url.path, field: "(file)", "not a JSON object")
-    }
-    return object
 }

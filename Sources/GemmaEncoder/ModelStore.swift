@@ -81,18 +81,14 @@ public struct ModelStore: Sendable {
     public var modelsDirectory: URL { root.appendingPathComponent("models") }
     public func directory(for name: String) -> URL { modelsDirectory.appendingPathComponent(name) }
 
-    /// The model file or directory for a cached name (a known single-file model resolves to the file).
+    /// The model file or directory for a cached name (a known single-file model resolves to the file; any other
+    /// cached directory is returned as it is, and `ModelSource` finds a lone GGUF file inside it).
     public func cachedPath(for name: String) -> URL? {
         let dir = directory(for: name)
         guard FileManager.default.fileExists(atPath: dir.path) else { return nil }
         if let model = known.first(where: { $0.name == name }), case let .file(fileName) = model.layout {
             let file = dir.appendingPathComponent(fileName)
             return FileManager.default.fileExists(atPath: file.path) ? file : nil
-        }
-        // A cached GGUF that we did not fetch ourselves: the single .gguf inside.
-        if let ggufs = try? FileManager.default.contentsOfDirectory(atPath: dir.path).filter({ $0.hasSuffix(".gguf") }),
-           ggufs.count == 1, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("config.json").path) {
-            return dir.appendingPathComponent(ggufs[0])
         }
         return dir
     }
@@ -107,6 +103,11 @@ public struct ModelStore: Sendable {
         }
         let names = known.map(\.name).joined(separator: ", ")
         throw .modelNotFound("'\(nameOrPath)' is neither a path nor a cached model (known models: \(names))")
+    }
+
+    /// `--model` opened: what kind of model the path or cached name holds (`ModelSource`).
+    public func source(_ nameOrPath: String) throws(EncoderError) -> ModelSource {
+        try ModelSource(at: try resolve(nameOrPath))
     }
 
     public struct CachedModel: Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 
 /// What happens after the transformer: pooling, optional Dense layers, optional L2 normalization.
 public struct EmbeddingPipeline: Sendable {
@@ -17,6 +18,7 @@ public struct EmbeddingPipeline: Sendable {
 
 /// A sentence-transformers model directory read from `modules.json`: where the transformer lives, its
 /// max_seq_length, the pipeline after it, and the named prompts of `config_sentence_transformers.json`.
+/// Every file is decoded with `Codable`; errors name the file and the coding path.
 public struct SentenceTransformersLayout: Sendable {
     public var transformerDirectory: URL
     public var maxSequenceLength: Int?
@@ -24,69 +26,67 @@ public struct SentenceTransformersLayout: Sendable {
     public var prompts: [String: String]
     public var defaultPromptName: String?
 
-    /// nil when `directory` has no modules.json (a plain Hugging Face model directory).
-    public static func load(directory: URL) throws -> SentenceTransformersLayout? {
+    /// Reads the layout of `directory`, which must hold `modules.json`.
+    public static func load(directory: URL) throws(EncoderError) -> SentenceTransformersLayout {
         let modulesURL = directory.appendingPathComponent("modules.json")
-        guard FileManager.default.fileExists(atPath: modulesURL.path) else { return nil }
-        let data = try Data(contentsOf: modulesURL)
-        guard let modules = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
-            throw EncoderError.invalidConfig(file: modulesURL.path, field: "(file)", "expected a JSON array of modules")
-        }
+        let modules = try decode([ModuleEntry].self, modulesURL)
         var transformerDirectory: URL?
         var pooling: PoolingConfig?
         var dense: [DenseLayer] = []
         var normalize = false
         for (i, module) in modules.enumerated() {
-            guard let type = module["type"] as? String else {
-                throw EncoderError.invalidConfig(file: modulesURL.path, field: "[\(i)].type", "missing field")
-            }
-            let path = (module["path"] as? String) ?? ""
+            let path = module.path ?? ""
             let moduleDirectory = path.isEmpty ? directory : directory.appendingPathComponent(path)
-            switch type.split(separator: ".").last.map(String.init) ?? type {
-            case "Transformer":
-                transformerDirectory = moduleDirectory
-            case "Pooling":
-                pooling = try PoolingConfig.load(moduleDirectory.appendingPathComponent("config.json"))
-            case "Dense":
-                dense.append(try DenseLayer(directory: moduleDirectory))
-            case "Normalize":
-                normalize = true
+            switch module.type.split(separator: ".").last.map(String.init) ?? module.type {
+            case "Transformer": transformerDirectory = moduleDirectory
+            case "Pooling": pooling = try PoolingConfig.load(moduleDirectory.appendingPathComponent("config.json"))
+            case "Dense": dense.append(try DenseLayer(directory: moduleDirectory))
+            case "Normalize": normalize = true
             default:
-                throw EncoderError.invalidConfig(file: modulesURL.path, field: "[\(i)].type",
-                                                 "unsupported module '\(type)' (Transformer, Pooling, Dense, Normalize)")
+                throw .invalidConfig(file: modulesURL.path, field: "[\(i)].type",
+                                     "unsupported module '\(module.type)' (Transformer, Pooling, Dense, Normalize)")
             }
         }
-        guard let transformerDirectory else {
-            throw EncoderError.invalidConfig(file: modulesURL.path, field: "type", "no Transformer module")
-        }
-        guard let pooling else {
-            throw EncoderError.invalidConfig(file: modulesURL.path, field: "type", "no Pooling module")
-        }
+        guard let transformerDirectory else { throw .invalidConfig(file: modulesURL.path, field: "type", "no Transformer module") }
+        guard let pooling else { throw .invalidConfig(file: modulesURL.path, field: "type", "no Pooling module") }
         var inputDimension = pooling.outputDimension
         for layer in dense {
             guard layer.inputDimension == inputDimension else {
-                throw EncoderError.invalidConfig(file: modulesURL.path, field: "Dense",
-                                                 "a Dense layer takes \(layer.inputDimension) inputs but receives \(inputDimension)")
+                throw .invalidConfig(file: modulesURL.path, field: "Dense",
+                                     "a Dense layer takes \(layer.inputDimension) inputs but receives \(inputDimension)")
             }
             inputDimension = layer.outputDimension
         }
-
-        var maxSequenceLength: Int?
-        let bertConfig = transformerDirectory.appendingPathComponent("sentence_bert_config.json")
-        if FileManager.default.fileExists(atPath: bertConfig.path) {
-            maxSequenceLength = try readJSONObject(bertConfig)["max_seq_length"] as? Int
-        }
-        var prompts: [String: String] = [:]
-        var defaultPromptName: String?
-        let stConfig = directory.appendingPathComponent("config_sentence_transformers.json")
-        if FileManager.default.fileExists(atPath: stConfig.path) {
-            let object = try readJSONObject(stConfig)
-            prompts = (object["prompts"] as? [String: String]) ?? [:]
-            defaultPromptName = object["default_prompt_name"] as? String
-        }
+        let bert = try decodeIfPresent(SentenceBertConfig.self, transformerDirectory.appendingPathComponent("sentence_bert_config.json"))
+        let st = try decodeIfPresent(SentenceTransformersConfig.self, directory.appendingPathComponent("config_sentence_transformers.json"))
         return SentenceTransformersLayout(
-            transformerDirectory: transformerDirectory, maxSequenceLength: maxSequenceLength,
+            transformerDirectory: transformerDirectory, maxSequenceLength: bert?.max_seq_length,
             pipeline: EmbeddingPipeline(pooling: pooling, dense: dense, normalize: normalize),
-            prompts: prompts, defaultPromptName: defaultPromptName)
+            prompts: st?.prompts ?? [:], defaultPromptName: st?.default_prompt_name)
     }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ url: URL) throws(EncoderError) -> T {
+        do throws(FormatError) { return try JSONFile.decode(type, from: url) } catch { throw EncoderError(error) }
+    }
+
+    private static func decodeIfPresent<T: Decodable>(_ type: T.Type, _ url: URL) throws(EncoderError) -> T? {
+        FileManager.default.fileExists(atPath: url.path) ? try decode(type, url) : nil
+    }
+}
+
+/// One entry of `modules.json`.
+private struct ModuleEntry: Decodable {
+    var path: String?
+    var type: String
+}
+
+/// `sentence_bert_config.json` (the Transformer module's settings).
+private struct SentenceBertConfig: Decodable {
+    var max_seq_length: Int?
+}
+
+/// `config_sentence_transformers.json`.
+private struct SentenceTransformersConfig: Decodable {
+    var prompts: [String: String]?
+    var default_prompt_name: String?
 }

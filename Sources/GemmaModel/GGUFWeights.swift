@@ -10,7 +10,10 @@ public struct GGUFWeights: WeightProvider {
     public let family: GemmaFamily
     private let infos: [String: GGUFTensorInfo]
 
-    public init(_ gguf: GGUFFile, family: GemmaFamily) {
+    /// `family` decides only how layer names map (Gemma 1's MLP input norm is llama.cpp's ffn_norm); by default
+    /// it is the one the file's `general.architecture` names.
+    public init(_ gguf: GGUFFile, family: GemmaFamily? = nil) {
+        let family = family ?? gguf["general.architecture"]?.stringValue.flatMap(GGUFGemmaArchitecture.init(rawValue:))?.family ?? .gemma3
         self.gguf = gguf
         self.family = family
         infos = Dictionary(gguf.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })

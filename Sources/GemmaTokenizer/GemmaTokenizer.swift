@@ -33,16 +33,10 @@ public final class GemmaTokenizer: Sendable {
         GemmaTokenizer(pipeline: try GGUFVocabularyLoader.load(gguf))
     }
 
-    /// Loads tokenizer.json from a model directory, or the vocabulary of a .gguf file.
-    public static func load(from url: URL) throws -> GemmaTokenizer {
-        if url.pathExtension.lowercased() == "gguf" {
-            return try load(gguf: try GGUFFile(url: url))
-        }
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
-            return try load(tokenizerJSON: url.appendingPathComponent("tokenizer.json"))
-        }
-        return try load(tokenizerJSON: url)
+    /// Loads `tokenizer.json` from a model directory (which kind of model a path holds is decided by the
+    /// encoder's `ModelSource`, not here).
+    public static func load(directory: URL) throws -> GemmaTokenizer {
+        try load(tokenizerJSON: directory.appendingPathComponent("tokenizer.json"))
     }
 
     public var bosTokenId: Int32? { pipeline.bos }

@@ -165,6 +165,13 @@ public final class GGUFFile: Sendable {
 
     public var url: URL { file.url }
 
+    /// Whether the file at `url` starts with the GGUF magic (a cheap check that reads four bytes).
+    public static func hasMagic(_ url: URL) -> Bool {
+        guard let handle = try? FileHandle(forReadingFrom: url) else { return false }
+        defer { try? handle.close() }
+        return (try? handle.read(upToCount: 4)) == Data("GGUF".utf8)
+    }
+
     public convenience init(url: URL) throws(FormatError) {
         try self.init(file: try MappedFile(url: url))
     }

@@ -1,13 +1,5 @@
 import Foundation
-
-/// How a text's token states become one vector. Padding never enters a pool: each text's states are stored
-/// without it.
-public enum HeadPooling: String, Codable, Sendable, CaseIterable {
-    case mean, first, last, max
-    /// A learned query per head attends over the token states: softmax(q Kᵀ/√d_head) V, K and V learned
-    /// projections of the states.
-    case attention
-}
+import GemmaEncoder
 
 public enum HeadTask: String, Codable, Sendable, CaseIterable {
     case classification, regression, rerank
@@ -18,7 +10,7 @@ public enum HeadTask: String, Codable, Sendable, CaseIterable {
 public struct HeadArchitecture: Codable, Sendable, Equatable {
     public var inputDimension: Int
     public var outputs: Int
-    public var pooling: HeadPooling
+    public var pooling: Pooling
     /// Heads of attention pooling (the input dimension must divide by it).
     public var attentionHeads: Int
     /// Width of the GELU hidden layer; nil for a linear head.
@@ -27,7 +19,7 @@ public struct HeadArchitecture: Codable, Sendable, Equatable {
     public var dropout: Float
     public var hiddenDropout: Float
 
-    public init(inputDimension: Int, outputs: Int, pooling: HeadPooling, attentionHeads: Int = 4,
+    public init(inputDimension: Int, outputs: Int, pooling: Pooling, attentionHeads: Int = 4,
                 hiddenSize: Int? = nil, dropout: Float = 0.1, hiddenDropout: Float = 0.1) {
         self.inputDimension = inputDimension
         self.outputs = outputs

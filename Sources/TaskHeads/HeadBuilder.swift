@@ -4,7 +4,7 @@ import GemmaEncoder
 /// What to train besides the data: the head's shape, the optimizer's settings and how texts meet the encoder.
 public struct HeadTrainingPlan: Sendable {
     public var task: HeadTask
-    public var pooling: HeadPooling
+    public var pooling: Pooling
     public var attentionHeads = 4
     /// Width of a GELU hidden layer; nil for a linear head.
     public var hiddenSize: Int?
@@ -19,7 +19,7 @@ public struct HeadTrainingPlan: Sendable {
     public var prompt: String?
     public var attention: AttentionMode = .bidirectional
 
-    public init(task: HeadTask, pooling: HeadPooling) {
+    public init(task: HeadTask, pooling: Pooling) {
         self.task = task
         self.pooling = pooling
     }
@@ -41,7 +41,7 @@ public enum HeadBuilder {
         let digest = try ModelFingerprint.digest(of: encoder.location)
 
         // Labels are checked before any encoding, so a bad validation row fails in seconds.
-        let dimension = encoder.transformer.config.hiddenSize
+        let dimension = encoder.hiddenSize
         var config: HeadConfig
         let trainTargets: Targets, validTargets: Targets, outputs: Int
         switch plan.task {
@@ -115,7 +115,7 @@ extension TokenStateCache {
     public static func compute(_ request: Request, encoder: TextEncoder, chunk: Int = 512,
                                progress: ((Int, Int) -> Void)? = nil) throws -> TokenStateSet {
         let inputs = request.inputs(encoder)
-        var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
+        var set = TokenStateSet(dimension: encoder.hiddenSize)
         progress?(0, inputs.count)
         for start in stride(from: 0, to: inputs.count, by: chunk) {
             let part = Array(inputs[start..<min(start + chunk, inputs.count)])

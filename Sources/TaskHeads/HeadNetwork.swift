@@ -1,4 +1,4 @@
-import CBLAS
+import EncoderKernels
 import Foundation
 
 /// Pooling → dropout → [Linear → GELU → dropout] → Linear, with all parameters in one flat vector.
@@ -82,7 +82,7 @@ public struct HeadNetwork: Sendable, Equatable {
         var last = act.dropped, width = d
         if let h = architecture.hiddenSize {
             act.preActivation = linear(last, rows: b, input: d, output: h, weight: "hidden.weight", bias: "hidden.bias")
-            (act.hidden, act.hiddenMask) = Self.dropout(act.preActivation.map(gelu), rate: architecture.hiddenDropout, rng: &rng)
+            (act.hidden, act.hiddenMask) = Self.dropout(act.preActivation.map(geluErf), rate: architecture.hiddenDropout, rng: &rng)
             last = act.hidden
             width = h
         }
@@ -103,7 +103,7 @@ public struct HeadNetwork: Sendable, Equatable {
                                           weight: "out.weight", bias: "out.bias", grads: g)
             if let h = architecture.hiddenSize {
                 if !act.hiddenMask.isEmpty { for i in gradLast.indices { gradLast[i] *= act.hiddenMask[i] } }
-                for i in gradLast.indices { gradLast[i] *= geluDerivative(act.preActivation[i]) }
+                for i in gradLast.indices { gradLast[i] *= geluErfDerivative(act.preActivation[i]) }
                 gradLast = linearBackward(gradLast, input: act.dropped, rows: b, inputWidth: d, output: h,
                                           weight: "hidden.weight", bias: "hidden.bias", grads: g)
             }
@@ -130,8 +130,8 @@ public struct HeadNetwork: Sendable, Equatable {
         let bRange = layout[bias]
         for r in 0..<rows { for j in 0..<output { y[r * output + j] = parameters[bRange.lowerBound + j] } }
         parameters.withUnsafeBufferPointer { p in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(output), Int32(input), 1,
-                        x, Int32(input), p.baseAddress! + layout[weight].lowerBound, Int32(input), 1, &y, Int32(output))
+            gemmTransposedB(m: rows, n: output, k: input, a: x, lda: input, w: p.baseAddress! + layout[weight].lowerBound,
+                            ldw: input, beta: 1, c: &y, ldc: output)
         }
         return y
     }
@@ -139,14 +139,14 @@ public struct HeadNetwork: Sendable, Equatable {
     /// Accumulates dW and db into `grads`; returns dX.
     private func linearBackward(_ dy: [Float], input x: [Float], rows: Int, inputWidth: Int, output: Int,
                                 weight: String, bias: String, grads: UnsafeMutablePointer<Float>) -> [Float] {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(output), Int32(inputWidth), Int32(rows), 1,
-                    dy, Int32(output), x, Int32(inputWidth), 1, grads + layout[weight].lowerBound, Int32(inputWidth))
+        gemmTransposedA(m: output, n: inputWidth, k: rows, a: dy, lda: output, b: x, ldb: inputWidth,
+                        beta: 1, c: grads + layout[weight].lowerBound, ldc: inputWidth)
         let gb = grads + layout[bias].lowerBound
         for r in 0..<rows { for j in 0..<output { gb[j] += dy[r * output + j] } }
         var dx = [Float](repeating: 0, count: rows * inputWidth)
         parameters.withUnsafeBufferPointer { p in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(inputWidth), Int32(output), 1,
-                        dy, Int32(output), p.baseAddress! + layout[weight].lowerBound, Int32(inputWidth), 0, &dx, Int32(inputWidth))
+            gemm(m: rows, n: inputWidth, k: output, a: dy, lda: output, b: p.baseAddress! + layout[weight].lowerBound,
+                 ldb: inputWidth, c: &dx, ldc: inputWidth)
         }
         return dx
     }
@@ -159,13 +159,4 @@ public struct HeadNetwork: Sendable, Equatable {
         let mask = x.indices.map { _ in rng!.unit() < rate ? Float(0) : keep }
         return (zip(x, mask).map(*), mask)
     }
-}
-
-/// GELU with the exact normal CDF (PyTorch's nn.GELU default).
-func gelu(_ x: Float) -> Float { 0.5 * x * (1 + erf(x / Float(2).squareRoot())) }
-
-func geluDerivative(_ x: Float) -> Float {
-    let cdf = 0.5 * (1 + erf(x / Float(2).squareRoot()))
-    let pdf = exp(-0.5 * x * x) / Float(2 * Float.pi).squareRoot()
-    return cdf + x * pdf
 }

@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import GemmaEncoder
 
@@ -43,7 +44,7 @@ public struct HeadPredictor: Sendable {
 
     /// Predictions from the texts' token states (encoded with `head.config.attention`).
     public func predictions(states: [[Float]]) -> [HeadPrediction] {
-        var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
+        var set = TokenStateSet(dimension: encoder.hiddenSize)
         for s in states { set.append(s) }
         return interpret(head.network.predict(set), count: states.count)
     }
@@ -60,7 +61,7 @@ public struct HeadPredictor: Sendable {
                 if config.multiLabel {
                     p = row.map { 1 / (1 + exp(-$0)) }
                 } else {
-                    p.withUnsafeMutableBufferPointer { softmax($0.baseAddress!, count: c) }
+                    p.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: c) }
                 }
                 let best = argmax(p)
                 let chosen = config.multiLabel ? names.indices.filter { p[$0] >= 0.5 }.map { names[$0] } : [names[best]]

@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 
 /// What a head is trained to predict, per example.
@@ -35,7 +36,7 @@ public enum Loss {
             for (row, i) in items.enumerated() {
                 let w = weights[labels[i]] / total
                 var p = Array(logits[(row * outputs)..<((row + 1) * outputs)])
-                p.withUnsafeMutableBufferPointer { softmax($0.baseAddress!, count: outputs) }
+                p.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: outputs) }
                 loss -= Double(w) * log(Double(max(p[labels[i]], .leastNormalMagnitude)))
                 for j in 0..<outputs { grad[row * outputs + j] = w * (p[j] - (j == labels[i] ? 1 : 0)) }
             }
@@ -63,7 +64,7 @@ public enum Loss {
             let groups = items.count / size
             for g in 0..<groups {
                 var p = (0..<size).map { logits[(g * size + $0) * outputs] }
-                p.withUnsafeMutableBufferPointer { softmax($0.baseAddress!, count: size) }
+                p.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: size) }
                 loss -= log(Double(max(p[0], .leastNormalMagnitude))) / Double(groups)
                 for j in 0..<size { grad[(g * size + j) * outputs] = (p[j] - (j == 0 ? 1 : 0)) / Float(groups) }
             }

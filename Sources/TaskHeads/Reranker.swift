@@ -92,7 +92,7 @@ public enum RankingLoss: String, Codable, Sendable, CaseIterable {
 }
 
 public struct RerankerTrainingPlan: Sendable {
-    public var pooling: HeadPooling = .attention
+    public var pooling: Pooling = .attention
     public var attentionHeads = 4
     public var hiddenSize: Int? = 256
     public var dropout: Float = 0.1
@@ -171,7 +171,7 @@ public enum RerankerBuilder {
                                                groupSize: size, queryPrompt: nil, documentPrompt: nil).similarityWeight)
             offsets = (trainSimilarity.map { weight * $0 }, validSimilarity.map { weight * $0 })
         }
-        let architecture = HeadArchitecture(inputDimension: encoder.transformer.config.hiddenSize, outputs: 1, pooling: plan.pooling,
+        let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 1, pooling: plan.pooling,
                                             attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
                                             dropout: plan.dropout, hiddenDropout: plan.hiddenDropout)
         let targets: Targets = plan.loss == .listwise ? .groups(size: size) : .pairs(size: size)
@@ -263,7 +263,7 @@ public struct Reranker: Sendable {
     }
 
     func crossScores(states: [[Float]]) -> [Float] {
-        var set = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
+        var set = TokenStateSet(dimension: encoder.hiddenSize)
         for s in states { set.append(s) }
         return head.network.predict(set)
     }

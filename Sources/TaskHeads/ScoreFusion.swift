@@ -3,8 +3,8 @@ import GemmaEncoder
 
 /// A reranker's final score as a weighted sum of its cross-encoder score and the bi-encoder cosine of the
 /// query and document embedded apart (the first-stage signal): `crossWeight · head + similarityWeight · cos`.
-/// A head over frozen encoder states ranks worse than the encoder's own embeddings (README, reranking
-/// experiment); fused, the two disagree on different pairs. The two weights are fitted on the validation
+/// A head over frozen encoder states can rank worse than the encoder's own embeddings, and the two tend to
+/// err on different pairs, so their sum can beat either. The two weights are fitted on the validation
 /// groups, never on test data, by minimizing the listwise loss — convex in the weights, so the fit is exact.
 public struct ScoreFusion: Codable, Sendable, Equatable {
     public var crossWeight: Double

@@ -53,7 +53,7 @@ public struct TokenStateCache: Sendable {
     /// `truncated` counts texts cut to the model's maximum length.
     public func states(_ request: Request, encoder: TextEncoder, chunk: Int = 512,
                        progress: ((Int, Int) -> Void)? = nil) throws -> (states: TokenStateSet, truncated: Int) {
-        let url = directory.appendingPathComponent(request.key(precision: encoder.transformer.precision) + ".bin")
+        let url = directory.appendingPathComponent(request.key(precision: encoder.model.precision) + ".bin")
         let truncated = request.inputs(encoder).filter(\.truncated).count
         if let cached = try? Self.read(url) { return (cached, truncated) }
         let set = try Self.compute(request, encoder: encoder, chunk: chunk, progress: progress)

@@ -197,10 +197,9 @@ public final class VectorIndex: @unchecked Sendable {
 
     /// Minimum number of queries in one exhaustive (Flat) search call for FAISS
     /// to use BLAS instead of its own distance loop; FAISS defaults to 20.
-    /// Debian's libfaiss is a generic SSE build, so OpenBLAS is faster even for
-    /// one query: 1 made single-query Flat search ~2.5x faster (20k x 768-d:
-    /// 13 ms -> 5 ms, memory-bound). Process-global: set once at startup,
-    /// before any search runs.
+    /// Debian's libfaiss is a generic SSE build, so OpenBLAS's product is faster
+    /// than FAISS's own loop even for one query (`bench-index` measures it).
+    /// Process-global: set once at startup, before any search runs.
     public static func setBLASThreshold(_ queries: Int) throws {
         guard queries > 0, queries <= Int(Int32.max) else {
             throw VectorSearchError.invalidArgument("setBLASThreshold", "threshold must be in 1...\(Int32.max), got \(queries)")
@@ -209,9 +208,8 @@ public final class VectorIndex: @unchecked Sendable {
     }
 
     /// Threads FAISS's OpenMP regions may use, process-wide. One is what this project runs with: on few cores
-    /// OpenMP's idle workers spin and starve OpenBLAS's threads, which FAISS's exhaustive search calls
-    /// (measured on 2 cores, 20k × 768 Flat, one query per call: 23 queries/s with OpenMP's default, 168 with one
-    /// thread); our own callers parallelize across queries and requests instead.
+    /// OpenMP's idle workers spin and starve OpenBLAS, which FAISS's exhaustive search calls (`bench-index
+    /// --omp-threads` shows the difference); our own callers parallelize across queries and requests instead.
     public static func setOpenMPThreads(_ threads: Int) throws {
         guard threads > 0, threads <= Int(Int32.max) else {
             throw VectorSearchError.invalidArgument("setOpenMPThreads", "threads must be in 1...\(Int32.max), got \(threads)")

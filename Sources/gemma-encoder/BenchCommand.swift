@@ -46,29 +46,13 @@ struct BenchCommand: ParsableCommand {
     }
 
     private func bench() throws {
-        var report: [(String, String)] = []
-        func add(_ key: String, _ value: String) {
-            report.append((key, value))
-            if !json { print(key.padding(toLength: 34, withPad: " ", startingAt: 0) + value) }
-        }
+        let report = BenchReport(json: json)
         let texts = try readRows(path: input, allowIds: false).compactMap { row -> String? in
             if case .text(let t) = row { return t } else { return nil }
         }
         if tokenizerOnly {
-            var tokenizer: GemmaTokenizer!
-            let load = try seconds { tokenizer = try GemmaTokenizer.load(from: try model.resolve()) }
-            add("tokenizer_load_s", String(format: "%.3f", load))
-            var best = Double.infinity, tokens = 0
-            for _ in 0..<3 {
-                var n = 0
-                best = min(best, seconds { for t in texts { n += tokenizer.encode(t).count } })
-                tokens = n
-            }
-            add("tokens", "\(tokens)")
-            add("tokenizer_tokens_per_s", String(format: "%.0f", Double(tokens) / best))
-            add("tokenizer_texts_per_s", String(format: "%.0f", Double(texts.count) / best))
-            if json { printJSON(report) }
-            return
+            try tokenizerThroughput(texts, report)
+            return report.finish()
         }
         // The ceiling is measured before and after the workload and the higher figure kept: on a shared
         // machine a single measurement can land in a slow moment and flatter the ratio.
@@ -76,9 +60,7 @@ struct BenchCommand: ParsableCommand {
 
         var encoder: TextEncoder!
         let loadSeconds = try seconds { encoder = try model.load() }
-        add("model_load_s", String(format: "%.3f", loadSeconds))
-        let config = encoder.transformer.config
-
+        report.add("model_load_s", String(format: "%.3f", loadSeconds))
         let promptText = try prompt.map { try encoder.prompt(named: $0) }
 
         // Tokenizer alone, single-threaded, best of three.
@@ -88,27 +70,60 @@ struct BenchCommand: ParsableCommand {
             tokenizeBest = min(tokenizeBest, seconds { inputs = encoder.tokenize(texts, prompt: promptText) })
         }
         let tokens = inputs.reduce(0) { $0 + $1.ids.count }
-        add("texts", "\(texts.count)")
-        add("tokens", "\(tokens)")
-        add("tokenizer_tokens_per_s", String(format: "%.0f", Double(tokens) / tokenizeBest))
+        report.add("texts", "\(texts.count)")
+        report.add("tokens", "\(tokens)")
+        report.add("tokenizer_tokens_per_s", String(format: "%.0f", Double(tokens) / tokenizeBest))
 
-        // Throughput: the whole workload once warm (a short warm-up batch first).
         var options = EmbeddingOptions(prompt: promptText)
         options.batchTokens = batchTokens
+        try throughput(encoder, inputs, options, peakBefore: peakBefore, report)
+        try latency(encoder, report)
+        try scaling(encoder, inputs, options, report)
+        report.add("peak_rss_mib", String(format: "%.0f", peakResidentMiB()))
+        report.add("precision", model.precision.rawValue)
+        if model.precision != .f32 {
+            // After peak_rss_mib, which this second model would inflate.
+            try precisionDrift(encoder, inputs, options, report)
+        }
+        report.finish()
+    }
+
+    /// Tokenizer load time and single-threaded tokens/s, best of three.
+    private func tokenizerThroughput(_ texts: [String], _ report: BenchReport) throws {
+        var tokenizer: GemmaTokenizer!
+        let load = try seconds { tokenizer = try model.source().loadTokenizer() }
+        report.add("tokenizer_load_s", String(format: "%.3f", load))
+        var best = Double.infinity, tokens = 0
+        for _ in 0..<3 {
+            var n = 0
+            best = min(best, seconds { for t in texts { n += tokenizer.encode(t).count } })
+            tokens = n
+        }
+        report.add("tokens", "\(tokens)")
+        report.add("tokenizer_tokens_per_s", String(format: "%.0f", Double(tokens) / best))
+        report.add("tokenizer_texts_per_s", String(format: "%.0f", Double(texts.count) / best))
+    }
+
+    /// The whole workload once warm (a short warm-up batch first), against the GEMM ceiling.
+    private func throughput(_ encoder: TextEncoder, _ inputs: [EncoderInput], _ options: EmbeddingOptions,
+                            peakBefore: Double, _ report: BenchReport) throws {
         _ = try encoder.embed(Array(inputs.prefix(8)), options: options)
         let embedSeconds = try seconds { _ = try encoder.embed(inputs, options: options) }
-        let flops = inputs.reduce(0.0) { $0 + config.flops(length: $1.ids.count) }
+        let tokens = inputs.reduce(0) { $0 + $1.ids.count }
+        let flops = inputs.reduce(0.0) { $0 + encoder.model.flops(length: $1.ids.count, mode: .bidirectional) }
         let gflops = flops / embedSeconds / 1e9
-        add("tokens_per_s", String(format: "%.1f", Double(tokens) / embedSeconds))
-        add("texts_per_s", String(format: "%.2f", Double(texts.count) / embedSeconds))
-        add("achieved_gflops", String(format: "%.1f", gflops))
+        report.add("tokens_per_s", String(format: "%.1f", Double(tokens) / embedSeconds))
+        report.add("texts_per_s", String(format: "%.2f", Double(inputs.count) / embedSeconds))
+        report.add("achieved_gflops", String(format: "%.1f", gflops))
         let peakAfter = measureGemmPeak()
         let peak = max(peakBefore, peakAfter)
-        add("gemm_ceiling_gflops", String(format: "%.1f", peak))
-        add("gemm_ceiling_before_after", String(format: "%.1f / %.1f", peakBefore, peakAfter))
-        add("ratio_to_gemm_ceiling", String(format: "%.3f", gflops / peak))
+        report.add("gemm_ceiling_gflops", String(format: "%.1f", peak))
+        report.add("gemm_ceiling_before_after", String(format: "%.1f / %.1f", peakBefore, peakAfter))
+        report.add("ratio_to_gemm_ceiling", String(format: "%.3f", gflops / peak))
+    }
 
-        // Latency: one short query per call, warm, exactly --query-tokens long (<bos> … <eos>).
+    /// One short query per call, warm, exactly --query-tokens long (<bos> … <eos>).
+    private func latency(_ encoder: TextEncoder, _ report: BenchReport) throws {
         let query = latencyQuery(encoder)
         var latencies: [Double] = []
         _ = try encoder.embed([query])
@@ -117,12 +132,15 @@ struct BenchCommand: ParsableCommand {
         }
         latencies.sort()
         func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
-        add("query_tokens", "\(query.ids.count)")
-        add("query_latency_ms_p50", String(format: "%.2f", percentile(0.5)))
-        add("query_latency_ms_p90", String(format: "%.2f", percentile(0.9)))
-        add("query_latency_ms_p99", String(format: "%.2f", percentile(0.99)))
+        report.add("query_tokens", "\(query.ids.count)")
+        report.add("query_latency_ms_p50", String(format: "%.2f", percentile(0.5)))
+        report.add("query_latency_ms_p90", String(format: "%.2f", percentile(0.9)))
+        report.add("query_latency_ms_p99", String(format: "%.2f", percentile(0.99)))
+    }
 
-        // Scaling: tokens/s at fixed sequence lengths built from the workload's own tokens.
+    /// Tokens/s at fixed sequence lengths built from the workload's own tokens.
+    private func scaling(_ encoder: TextEncoder, _ inputs: [EncoderInput], _ options: EmbeddingOptions,
+                         _ report: BenchReport) throws {
         let pool = inputs.flatMap { $0.ids.dropFirst().dropLast() }
         for length in scalingLengths.split(separator: ",").compactMap({ Int($0) }) where length > 2 && !pool.isEmpty {
             let count = max(1, min(64, 16_384 / length))
@@ -133,21 +151,19 @@ struct BenchCommand: ParsableCommand {
             var o = options
             o.batchTokens = max(batchTokens, length)
             let t = try seconds { _ = try encoder.embed(batch, options: o) }
-            add("tokens_per_s_at_length_\(length)", String(format: "%.1f", Double(length * count) / t))
+            report.add("tokens_per_s_at_length_\(length)", String(format: "%.1f", Double(length * count) / t))
         }
-        add("peak_rss_mib", String(format: "%.0f", peakResidentMiB()))
-        add("precision", model.precision.rawValue)
-        if model.precision != .f32 {
-            // The same texts through the f32 weights: how far this precision moves the embeddings (after
-            // peak_rss_mib, which this second model would inflate).
-            let reference = try TextEncoder(model: try model.resolve().path, precision: .f32)
-            let sample = Array(inputs.prefix(64))
-            let ours = try encoder.embed(sample, options: options), theirs = try reference.embed(sample, options: options)
-            let cosines = zip(ours, theirs).map { a, b in zip(a, b).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
-            add("cosine_to_f32_min", String(format: "%.6f", cosines.min() ?? 0))
-            add("cosine_to_f32_mean", String(format: "%.6f", cosines.reduce(0, +) / Float(max(cosines.count, 1))))
-        }
-        if json { printJSON(report) }
+    }
+
+    /// The same texts through the f32 weights: how far this precision moves the embeddings.
+    private func precisionDrift(_ encoder: TextEncoder, _ inputs: [EncoderInput], _ options: EmbeddingOptions,
+                                _ report: BenchReport) throws {
+        let reference = try TextEncoder(source: try model.source(), precision: .f32)
+        let sample = Array(inputs.prefix(64))
+        let ours = try encoder.embed(sample, options: options), theirs = try reference.embed(sample, options: options)
+        let cosines = zip(ours, theirs).map { a, b in zip(a, b).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
+        report.add("cosine_to_f32_min", String(format: "%.6f", cosines.min() ?? 0))
+        report.add("cosine_to_f32_mean", String(format: "%.6f", cosines.reduce(0, +) / Float(max(cosines.count, 1))))
     }
 
     /// "best text editor for programmers" with the query prompt, cut or repeated to `queryTokens` tokens.
@@ -158,9 +174,23 @@ struct BenchCommand: ParsableCommand {
         let middle = (0..<length).map { body[$0 % body.count] }
         return EncoderInput(ids: [ids.first!] + middle + [ids.last!])
     }
+}
 
-    private func printJSON(_ report: [(String, String)]) {
-        let body = report.map { "\"\($0.0)\": \(Double($0.1) != nil ? $0.1 : "\"\($0.1)\"")" }.joined(separator: ", ")
+/// Figures in the order measured: a table as they come, or one JSON object at the end.
+final class BenchReport {
+    private var rows: [(String, String)] = []
+    private let json: Bool
+
+    init(json: Bool) { self.json = json }
+
+    func add(_ key: String, _ value: String) {
+        rows.append((key, value))
+        if !json { print(key.padding(toLength: 34, withPad: " ", startingAt: 0) + value) }
+    }
+
+    func finish() {
+        guard json else { return }
+        let body = rows.map { "\"\($0.0)\": \(Double($0.1) != nil ? $0.1 : "\"\($0.1)\"")" }.joined(separator: ", ")
         print("{\(body)}")
     }
 }

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import GemmaEncoder
 
-extension PoolingChoice: ExpressibleByArgument {}
 extension AttentionMode: ExpressibleByArgument {}
 
 struct EmbedCommand: ParsableCommand {
@@ -17,8 +16,13 @@ struct EmbedCommand: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var io: InputOptions
 
-    @Option(help: "Pooling: \(PoolingChoice.allCases.map(\.rawValue).joined(separator: "|")). Default: the model's (sentence-transformers), else mean.")
-    var pooling: PoolingChoice?
+    @Option(name: .customLong("pooling"),
+            help: "Pooling: mean|first|last|max|mean_sqrt_len_tokens|weightedmean, or none for every token's state. Default: the model's (sentence-transformers), else mean.")
+    var poolingName: String?
+
+    /// true for `--pooling none`: token states instead of one vector.
+    var tokenStates: Bool { poolingName == "none" }
+    var pooling: Pooling? { poolingName.flatMap(Pooling.init(rawValue:)) }
 
     @Option(help: "Attention: bidirectional (encoder) or causal (decoder).")
     var attention: AttentionMode = .bidirectional
@@ -42,8 +46,11 @@ struct EmbedCommand: ParsableCommand {
         if prompt != nil, promptText != nil { throw ValidationError("give --prompt or --prompt-text, not both") }
         if let dim, dim <= 0 { throw ValidationError("--dim must be positive") }
         if batchTokens <= 0 { throw ValidationError("--batch-tokens must be positive") }
-        if pooling == PoolingChoice.none, dim != nil { throw ValidationError("--dim needs pooled vectors, not --pooling none") }
-        if pooling == PoolingChoice.none, io.output?.hasSuffix(".npy") == true {
+        if let name = poolingName, !tokenStates, pooling == nil || pooling!.isLearned {
+            throw ValidationError("--pooling \(name): expected mean, first, last, max, mean_sqrt_len_tokens, weightedmean or none")
+        }
+        if tokenStates, dim != nil { throw ValidationError("--dim needs pooled vectors, not --pooling none") }
+        if tokenStates, io.output?.hasSuffix(".npy") == true {
             throw ValidationError(".npy output needs pooled vectors; use .jsonl with --pooling none")
         }
     }
@@ -84,7 +91,7 @@ struct EmbedCommand: ParsableCommand {
         let chunk = 256
         for start in stride(from: 0, to: inputs.count, by: chunk) {
             let part = Array(inputs[start..<min(start + chunk, inputs.count)])
-            if pooling == PoolingChoice.none {
+            if tokenStates {
                 for states in try encoder.hiddenStates(part, attention: attention, batchTokens: batchTokens) {
                     let rows = states.map { jsonArray($0) }.joined(separator: ",")
                     out.write(io.text != nil ? "[\(rows)]\n" : "{\"hidden_states\":[\(rows)]}\n")

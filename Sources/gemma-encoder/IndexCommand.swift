@@ -49,7 +49,7 @@ struct IndexCommand: ParsableCommand {
         var attention: AttentionMode?
 
         @Option(help: "Pooling instead of the model's own: mean, first, last or max. Recorded in the manifest.")
-        var pooling: PoolingChoice?
+        var pooling: Pooling?
 
         func run() throws {
             do {

@@ -9,9 +9,9 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "How Linear weights are stored: f32 (default, exact), bf16 or int8 (Q8_0 blocks).")
     var precision: WeightPrecision = .f32
 
-    func resolve() throws -> URL { try ModelStore().resolve(model) }
+    func source() throws -> ModelSource { try ModelStore().source(model) }
 
-    func load() throws -> TextEncoder { try TextEncoder(model: try resolve().path, precision: precision) }
+    func load() throws -> TextEncoder { try TextEncoder(source: try source(), precision: precision) }
 }
 
 extension WeightPrecision: ExpressibleByArgument {}

@@ -19,8 +19,7 @@ struct TokenizeCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let url = try model.resolve()
-            let tokenizer = try GemmaTokenizer.load(from: url)
+            let tokenizer = try model.source().loadTokenizer()
             let texts: [String] = try io.text.map { [$0] } ?? readRows(path: io.input!, allowIds: false).map {
                 guard case .text(let t) = $0 else { preconditionFailure("ids rows are not read here") }
                 return t

@@ -4,7 +4,7 @@ import GemmaEncoder
 import TaskHeads
 
 extension HeadTask: ExpressibleByArgument {}
-extension HeadPooling: ExpressibleByArgument {}
+extension Pooling: ExpressibleByArgument {}
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,9 +38,9 @@ struct TrainCommand: ParsableCommand {
     var validFraction = 0.1
 
     @Option(name: .customLong("pooling"), help: "Pooling: mean, first, last, max or attention (learned, multi-head). Default: mean, attention for rerank (the best of each in the README's experiments).")
-    var poolingOption: HeadPooling?
+    var poolingOption: Pooling?
 
-    var pooling: HeadPooling { poolingOption ?? (task == .rerank ? .attention : .mean) }
+    var pooling: Pooling { poolingOption ?? (task == .rerank ? .attention : .mean) }
 
     @Option(name: .customLong("attention-heads"), help: "Heads of attention pooling.")
     var attentionHeads = 4

@@ -41,6 +41,6 @@ final class AdaptedIndexTests: XCTestCase {
         XCTAssertEqual(hit.score, 1, accuracy: 1e-5)
 
         XCTAssertThrowsError(try SearchIndex.create(directory: dir.appendingPathComponent("none"), encoder: encoder, modelName: "tiny",
-                                                    factory: "Flat", expectedCount: 1, pooling: PoolingChoice.none))
+                                                    factory: "Flat", expectedCount: 1, pooling: Pooling.attention))
     }
 }

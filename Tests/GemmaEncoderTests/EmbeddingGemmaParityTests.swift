@@ -46,7 +46,7 @@ final class EmbeddingGemmaParityTests: XCTestCase {
         let rows = try reference()
         for precision in [WeightPrecision.bf16, .int8] {
             let encoder = try TextEncoder(directory: try cachedModel(KnownModel.embeddingGemma300M.name), precision: precision)
-            XCTAssertEqual(encoder.transformer.precision, precision)
+            XCTAssertEqual(encoder.model.precision, precision)
             for (name, expected) in [("document", \ReferenceRow.document), ("query", \ReferenceRow.query)] {
                 let got = try encoder.embed(rows.map(\.text), options: EmbeddingOptions(prompt: try encoder.prompt(named: name)))
                 let cosines = zip(got, rows).map { cosine($0, $1[keyPath: expected]) }

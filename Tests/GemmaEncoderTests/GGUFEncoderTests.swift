@@ -99,7 +99,7 @@ final class GGUFEncoderTests: XCTestCase {
     }
 
     func testWeightsStayQuantized() throws {
-        let bytes = try encoder().transformer.weightBytes
+        let bytes = try encoder().model.weightBytes
         XCTAssertNil(bytes[.f32], "no Linear weight or embedding was expanded to f32")
         XCTAssertEqual(Set(bytes.keys), [.q5_0, .q8_0, .q4_K, .q6_K])
         // 262,144 × 640 Q8_0 embeddings and 18 layers of 4–8-bit weights: under 250 MB (f32 would be 1.1 GB).

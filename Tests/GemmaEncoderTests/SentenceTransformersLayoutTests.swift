@@ -78,7 +78,7 @@ final class SentenceTransformersLayoutTests: XCTestCase {
 
         let ids: [[Int32]] = [[2, 17, 45, 99, 1], [2, 300, 1]]
         let got = try encoder.embed(ids.map { EncoderInput(ids: $0) })
-        let states = try encoder.transformer.forward(ids, mode: .bidirectional)
+        let states = try encoder.model.forward(ids, mode: .bidirectional)
         for (i, seq) in ids.enumerated() {
             let y = normalized(dense(mean(Array(states.sequence(i)), tokens: seq.count)))
             XCTAssertLessThanOrEqual(maxAbsDiff(got[i], y), 1e-5, "sequence \(i)")
@@ -88,7 +88,7 @@ final class SentenceTransformersLayoutTests: XCTestCase {
     func testPoolingOverrideAndNoNormalize() throws {
         let encoder = try TextEncoder(directory: dir)
         let ids: [Int32] = [2, 17, 45, 99, 1]
-        let states = try encoder.transformer.forward([ids], mode: .causal)
+        let states = try encoder.model.forward([ids], mode: .causal)
         let last = Array(states.sequence(0).suffix(64))
         let got = try encoder.embed([EncoderInput(ids: ids)],
                                     options: EmbeddingOptions(attention: .causal, pooling: .last, normalize: false))[0]
@@ -111,7 +111,7 @@ final class SentenceTransformersLayoutTests: XCTestCase {
         XCTAssertFalse(encoder.isSentenceTransformer)
         XCTAssertEqual(encoder.pipeline.outputDimension, 64)
         let ids: [Int32] = [2, 11, 12, 13, 1]
-        let states = try encoder.transformer.forward([ids], mode: .bidirectional)
+        let states = try encoder.model.forward([ids], mode: .bidirectional)
         let first = normalized(Array(states.sequence(0).prefix(64)))
         let got = try encoder.embed([EncoderInput(ids: ids)], options: EmbeddingOptions(pooling: .first))[0]
         XCTAssertLessThanOrEqual(maxAbsDiff(got, first), 1e-6)

@@ -61,7 +61,7 @@ final class GGUFModelTests: XCTestCase {
     }
 
     func run(_ url: URL, _ family: String, _ mode: AttentionMode) throws -> (HiddenStates, [[[Float]]]) {
-        let model = try GemmaTransformer(gguf: try GGUFFile(url: url))
+        let model = try ModelRegistry.standard.load(gguf: try GGUFFile(url: url))
         let ref = try JSONDecoder().decode(TinyReference.self, from: Data(contentsOf: fixturesDirectory.appendingPathComponent("tiny/\(family)/reference.json")))
         return (try model.forward(ref.input_ids, mode: mode), ref.expected(mode))
     }
@@ -124,7 +124,7 @@ final class GGUFModelTests: XCTestCase {
         var bytes = try Data(contentsOf: good)
         let truncated = dir.appendingPathComponent("truncated.gguf")
         try bytes.prefix(bytes.count - 5000).write(to: truncated)
-        XCTAssertThrowsError(try GemmaTransformer(gguf: try GGUFFile(url: truncated))) { error in
+        XCTAssertThrowsError(try ModelRegistry.standard.load(gguf: try GGUFFile(url: truncated))) { error in
             XCTAssertTrue("\(error)".contains("truncated"), "\(error)")
             XCTAssertTrue("\(error)".contains("blk.") || "\(error)".contains("output_norm"), "\(error)")
         }
@@ -140,7 +140,7 @@ final class GGUFModelTests: XCTestCase {
             bytes[typeOffset] = 16
             let unknown = dir.appendingPathComponent("unknown.gguf")
             try bytes.write(to: unknown)
-            XCTAssertThrowsError(try GemmaTransformer(gguf: try GGUFFile(url: unknown))) {
+            XCTAssertThrowsError(try ModelRegistry.standard.load(gguf: try GGUFFile(url: unknown))) {
                 XCTAssertTrue("\($0)".contains("blk.0.attn_q.weight: unsupported tensor type 16"), "\($0)")
             }
         } else {

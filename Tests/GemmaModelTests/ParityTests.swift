@@ -16,7 +16,7 @@ struct TinyReference: Decodable {
 
 func tinyModel(_ family: String) throws -> (GemmaTransformer, TinyReference) {
     let dir = fixturesDirectory.appendingPathComponent("tiny/\(family)")
-    let model = try GemmaTransformer(directory: dir)
+    let model = try XCTUnwrap(try ModelRegistry.standard.load(directory: dir) as? GemmaTransformer)
     let data = try Data(contentsOf: dir.appendingPathComponent("reference.json"))
     return (model, try JSONDecoder().decode(TinyReference.self, from: data))
 }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import GemmaTokenizer
+import ModelFormats
 
 final class TokenizerBehaviorTests: XCTestCase {
     func testTruncationKeepsSpecialTokens() throws {
@@ -80,11 +81,11 @@ final class TokenizerBehaviorTests: XCTestCase {
         }
     }
 
-    func testLoadFromDirectoryAndGGUFPath() throws {
+    func testLoadFromDirectoryAndGGUF() throws {
         let json = try ModelCache.embeddingGemmaTokenizerJSON()
-        let fromDir = try GemmaTokenizer.load(from: json.deletingLastPathComponent())
+        let fromDir = try GemmaTokenizer.load(directory: json.deletingLastPathComponent())
         XCTAssertEqual(fromDir.encode("hello world"), [2, 23391, 1902, 1])
-        let fromGGUF = try GemmaTokenizer.load(from: try ModelCache.gemma3GGUF())
+        let fromGGUF = try GemmaTokenizer.load(gguf: try GGUFFile(url: try ModelCache.gemma3GGUF()))
         XCTAssertEqual(fromGGUF.encode("hello world"), [2, 23391, 1902])
     }
 }

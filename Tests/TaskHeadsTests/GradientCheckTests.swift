@@ -1,3 +1,4 @@
+import GemmaEncoder
 import Foundation
 import TaskHeads
 import XCTest
@@ -54,7 +55,7 @@ final class GradientCheckTests: XCTestCase {
 
     func testEveryPoolingWithLinearAndMLPHeadsUnderCrossEntropy() throws {
         let targets = Targets.classes([0, 2, 1, 2, 0, 1], weights: [1, 2, 0.5])
-        for pooling in HeadPooling.allCases {
+        for pooling in Pooling.allCases {
             for hidden in [nil, 6] as [Int?] {
                 let architecture = HeadArchitecture(inputDimension: 8, outputs: 3, pooling: pooling, attentionHeads: 2,
                                                     hiddenSize: hidden, dropout: 0, hiddenDropout: 0)
@@ -65,7 +66,7 @@ final class GradientCheckTests: XCTestCase {
 
     func testDropoutMasksAreHandledInTheBackwardPass() throws {
         let targets = Targets.classes([0, 2, 1, 2, 0, 1], weights: [1, 1, 1])
-        for pooling in [HeadPooling.attention, .mean] {
+        for pooling in [Pooling.attention, .mean] {
             let architecture = HeadArchitecture(inputDimension: 8, outputs: 3, pooling: pooling, attentionHeads: 4,
                                                 hiddenSize: 5, dropout: 0.3, hiddenDropout: 0.4)
             try check(architecture, targets, items: [5, 3, 1, 0], dropoutSeed: 99)

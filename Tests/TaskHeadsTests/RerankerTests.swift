@@ -80,7 +80,7 @@ final class RerankerTests: XCTestCase {
             let variants = try reranker.scoreVariants(query: "the cat", documents: documents)
             for (x, y) in zip(try XCTUnwrap(variants["reranked"]), scores) { XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(y))) }
             let cross = try XCTUnwrap(variants["reranked_cross_only"])
-            var pairs = TokenStateSet(dimension: encoder.transformer.config.hiddenSize)
+            var pairs = TokenStateSet(dimension: encoder.hiddenSize)
             for pair in documents.map({ encoder.tokenizePair(query: "the cat", document: $0, template: .embeddingGemma, maxLength: 512) }) {
                 pairs.append(try encoder.tokenStates([pair])[0])
             }

@@ -1,3 +1,4 @@
+import GemmaEncoder
 import Foundation
 import TaskHeads
 import XCTest
@@ -22,7 +23,7 @@ final class TrainerTests: XCTestCase {
         var options = TrainingOptions()
         options.epochs = 15
         options.learningRate = 5e-3
-        for pooling in HeadPooling.allCases {
+        for pooling in Pooling.allCases {
             let result = try HeadTrainer.train(
                 architecture: HeadArchitecture(inputDimension: 12, outputs: 3, pooling: pooling, attentionHeads: 3, hiddenSize: 16),
                 train: train, trainTargets: .classes(trainLabels, weights: [1, 1, 1]),

@@ -1,4 +1,5 @@
 import Foundation
+import GemmaModel
 import ModelFormats
 import TestSupport
 import XCTest
@@ -111,23 +112,5 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try decode(v5.replacingOccurrences(of: "\"full_attention\"]", with: "\"global\"]"))) { error in
             XCTAssertEqual((error as! FormatError).item, "layer_types[1]")
         }
-    }
-}
-
-final class SHA256Tests: XCTestCase {
-    func digest(_ s: String) -> String {
-        var h = SHA256()
-        h.update(s)
-        return h.hexDigest()
-    }
-
-    /// FIPS 180-4 examples, and a message that crosses the 56-byte padding boundary.
-    func testKnownVectors() {
-        XCTAssertEqual(digest(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(digest("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        XCTAssertEqual(digest(String(repeating: "a", count: 1000)),
-                       "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
     }
 }

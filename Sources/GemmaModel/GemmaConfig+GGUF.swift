@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 
 /// The architectures llama.cpp writes for Gemma checkpoints.
 public enum GGUFGemmaArchitecture: String, Sendable, CaseIterable {
@@ -29,15 +30,10 @@ extension GemmaConfig {
             throw FormatError(file: path, item: "general.architecture",
                               message: "unsupported architecture '\(name)' (supported: \(GGUFGemmaArchitecture.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
-        func int(_ key: String) throws(FormatError) -> Int {
-            let full = "\(name).\(key)"
-            guard let v = try gguf.require(full).intValue, v > 0 else {
-                throw FormatError(file: path, item: full, message: "expected a positive integer")
-            }
-            return v
-        }
-        func optionalInt(_ key: String) -> Int? { gguf["\(name).\(key)"]?.intValue }
-        func double(_ key: String) -> Double? { gguf["\(name).\(key)"]?.doubleValue }
+        let keys = GGUFKeys(gguf: gguf, prefix: name)
+        func int(_ key: String) throws(FormatError) -> Int { try keys.positiveInt(key) }
+        func optionalInt(_ key: String) -> Int? { keys.optionalInt(key) }
+        func double(_ key: String) -> Double? { keys.double(key) }
 
         let hidden = try int("embedding_length"), layers = try int("block_count"), heads = try int("attention.head_count")
         let kvHeads = optionalInt("attention.head_count_kv") ?? heads
@@ -52,29 +48,7 @@ extension GemmaConfig {
         }
 
         let family = architecture.family
-        var types: [LayerType]
-        switch family {
-        case .gemma: types = Array(repeating: .full, count: layers)
-        case .gemma2: types = (0..<layers).map { $0 % 2 == 0 ? .sliding : .full }
-        case .gemma3: types = (0..<layers).map { ($0 + 1) % 6 == 0 ? .full : .sliding }
-        }
-        // Newer converters may say it outright: a period (every n-th layer full) or one flag per layer.
-        switch gguf["\(name).attention.sliding_window_pattern"] {
-        case let value? where value.intValue != nil:
-            let period = value.intValue!
-            guard period > 0 else {
-                throw FormatError(file: path, item: "\(name).attention.sliding_window_pattern", message: "must be positive")
-            }
-            types = (0..<layers).map { ($0 + 1) % period == 0 ? .full : .sliding }
-        case let value?:
-            guard let flags = try value.arrayValue?.values().compactMap(\.boolValue), flags.count == layers else {
-                throw FormatError(file: path, item: "\(name).attention.sliding_window_pattern",
-                                  message: "expected an integer period or one boolean per layer (\(layers))")
-            }
-            types = flags.map { $0 ? .sliding : .full }
-        case nil:
-            break
-        }
+        let types = try Self.layerTypes(keys, family: family, layers: layers)
         let window = optionalInt("attention.sliding_window")
         if types.contains(.sliding), window == nil {
             throw FormatError(file: path, item: "\(name).attention.sliding_window", message: "missing metadata key")
@@ -82,7 +56,7 @@ extension GemmaConfig {
         // llama.cpp's 27B rule (46 layers in Gemma 2, 62 in Gemma 3): queries scaled by (hidden/heads)^-0.5.
         let is27B = (family == .gemma2 && layers == 46) || (family == .gemma3 && layers == 62)
         var ropeFull = RopeParameters(theta: double("rope.freq_base") ?? (family == .gemma3 ? 1_000_000 : 10_000))
-        if gguf["\(name).rope.scaling.type"]?.stringValue == "linear", let factor = double("rope.scaling.factor") {
+        if keys.string("rope.scaling.type") == "linear", let factor = double("rope.scaling.factor") {
             ropeFull.linearFactor = factor
         }
         let ropeSliding = family == .gemma3 ? RopeParameters(theta: 10_000) : RopeParameters(theta: ropeFull.theta)
@@ -92,6 +66,7 @@ extension GemmaConfig {
             intermediateSize: try int("feed_forward_length"), numLayers: layers, numHeads: heads, numKVHeads: kvHeads,
             headDim: headDim, rmsNormEps: Float(double("attention.layer_norm_rms_epsilon") ?? 1e-6),
             queryPreAttnScalar: is27B ? Double(hidden / heads) : Double(headDim),
+            // llama.cpp reads the soft-cap for Gemma 2 only.
             attnLogitSoftcapping: family == .gemma2 ? double("attn_logit_softcapping") : nil,
             slidingWindow: types.contains(.sliding) ? window : nil, layerTypes: types,
             ropeFull: ropeFull, ropeSliding: ropeSliding,
@@ -100,5 +75,44 @@ extension GemmaConfig {
             padTokenId: gguf["tokenizer.ggml.padding_token_id"]?.intValue,
             bosTokenId: gguf["tokenizer.ggml.bos_token_id"]?.intValue ?? 2,
             eosTokenId: gguf["tokenizer.ggml.eos_token_id"]?.intValue ?? 1)
+    }
+
+    /// Each family's rule, unless newer converters say it outright: a period (every n-th layer full) or one
+    /// flag per layer.
+    private static func layerTypes(_ keys: GGUFKeys, family: GemmaFamily, layers: Int) throws(FormatError) -> [LayerType] {
+        let key = "attention.sliding_window_pattern"
+        switch keys.value(key) {
+        case let value? where value.intValue != nil:
+            let period = value.intValue!
+            guard period > 0 else { throw keys.error(key, "must be positive") }
+            return LayerType.everyNthFull(period, count: layers)
+        case let value?:
+            guard let flags = try value.arrayValue?.values().compactMap(\.boolValue), flags.count == layers else {
+                throw keys.error(key, "expected an integer period or one boolean per layer (\(layers))")
+            }
+            return flags.map { $0 ? .sliding : .full }
+        case nil:
+            return family.defaultLayerTypes(count: layers)
+        }
+    }
+}
+
+/// The metadata keys of one architecture ("gemma3.block_count"), with errors that name the file and key.
+private struct GGUFKeys {
+    let gguf: GGUFFile
+    let prefix: String
+
+    func value(_ key: String) -> GGUFValue? { gguf["\(prefix).\(key)"] }
+    func optionalInt(_ key: String) -> Int? { value(key)?.intValue }
+    func double(_ key: String) -> Double? { value(key)?.doubleValue }
+    func string(_ key: String) -> String? { value(key)?.stringValue }
+
+    func positiveInt(_ key: String) throws(FormatError) -> Int {
+        guard let v = try gguf.require("\(prefix).\(key)").intValue, v > 0 else { throw error(key, "expected a positive integer") }
+        return v
+    }
+
+    func error(_ key: String, _ message: String) -> FormatError {
+        FormatError(file: gguf.url.path, item: "\(prefix).\(key)", message: message)
     }
 }

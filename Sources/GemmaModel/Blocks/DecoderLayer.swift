@@ -1,0 +1,61 @@
+import EncoderKernels
+import ModelFormats
+
+/// One decoder block run as an encoder layer: attention then MLP, each a residual branch with an input norm
+/// and, where the family has them (`GemmaConfig.usesSandwichNorms`), an output norm.
+struct DecoderLayer: Sendable {
+    let type: LayerType
+    let attentionInputNorm: RMSNorm
+    let attention: SelfAttention
+    let attentionOutputNorm: RMSNorm?
+    let mlpInputNorm: RMSNorm
+    let mlp: GatedMLP
+    let mlpOutputNorm: RMSNorm?
+
+    /// `weights` is scoped to the layer ("layers.3").
+    init(config c: GemmaConfig, index: Int, weights: WeightScope, precision: WeightPrecision) throws(FormatError) {
+        let h = c.hiddenSize
+        func norm(_ name: String) throws(FormatError) -> RMSNorm {
+            RMSNorm(scale: try weights.normScale(name, dimension: h), eps: c.rmsNormEps)
+        }
+        type = c.layerTypes[index]
+        attentionInputNorm = try norm("input_layernorm.weight")
+        attention = try SelfAttention(config: c, weights: weights.scoped("self_attn"), precision: precision)
+        mlp = try GatedMLP(config: c, weights: weights.scoped("mlp"), precision: precision)
+        if c.usesSandwichNorms {
+            attentionOutputNorm = try norm("post_attention_layernorm.weight")
+            mlpInputNorm = try norm("pre_feedforward_layernorm.weight")
+            mlpOutputNorm = try norm("post_feedforward_layernorm.weight")
+        } else {
+            // Gemma 1 names the MLP's input norm post_attention_layernorm: it follows the attention residual.
+            attentionOutputNorm = nil
+            mlpInputNorm = try norm("post_attention_layernorm.weight")
+            mlpOutputNorm = nil
+        }
+    }
+
+    /// x ← x + norm?(attention(norm(x))); x ← x + norm?(mlp(norm(x))).
+    // x: (T, C), updated in place
+    func forward(_ x: UnsafeMutablePointer<Float>, batch: PackedBatch, rope: RopeTable, span: AttentionSpan,
+                 buffers: ForwardBuffers, saving: LayerActivations?) {
+        let t = batch.tokens, h = batch.hiddenSize, count = t * h
+        let normed = buffers.normed, branch = buffers.branch
+        saving?.keep(.input, x, count: count)
+        attentionInputNorm.forward(x, rows: t, out: normed)
+        saving?.keep(.attentionInput, normed, count: count)
+        attention.forward(normed, batch: batch, rope: rope, span: span, buffers: buffers, out: branch, saving: saving)
+        saving?.keep(.attentionBranch, branch, count: count)
+        attentionOutputNorm?.forward(branch, rows: t, out: branch)
+        addInPlace(x, branch, count: count)
+
+        saving?.keep(.midResidual, x, count: count)
+        mlpInputNorm.forward(x, rows: t, out: normed)
+        saving?.keep(.mlpInput, normed, count: count)
+        mlp.forward(normed, rows: t, hiddenSize: h, buffers: buffers, out: branch, saving: saving)
+        saving?.keep(.mlpBranch, branch, count: count)
+        mlpOutputNorm?.forward(branch, rows: t, out: branch)
+        addInPlace(x, branch, count: count)
+    }
+
+    var weights: [LinearWeight] { attention.weights + mlp.weights }
+}

@@ -1,0 +1,36 @@
+import EncoderKernels
+import ModelFormats
+
+/// Gemma's gated MLP: down(act(gate(x)) · up(x)), gate|up in one product.
+struct GatedMLP: Sendable {
+    let gateUp: StackedLinear
+    let down: LinearWeight
+    let activation: Activation
+    let intermediateSize: Int
+
+    init(config c: GemmaConfig, weights: WeightScope, precision: WeightPrecision) throws(FormatError) {
+        let h = c.hiddenSize, inter = c.intermediateSize
+        gateUp = try weights.stackedLinear([("gate_proj.weight", [inter, h]), ("up_proj.weight", [inter, h])], precision: precision)
+        down = try weights.linear("down_proj.weight", shape: [h, inter], precision: precision)
+        activation = c.hiddenActivation
+        intermediateSize = inter
+    }
+
+    // normed: (T, C); out: (T, C); buffers.gateUp: (T, 2I), the gated product left in its first I columns
+    func forward(_ normed: UnsafePointer<Float>, rows t: Int, hiddenSize h: Int, buffers: ForwardBuffers,
+                 out: UnsafeMutablePointer<Float>, saving: LayerActivations?) {
+        let inter = intermediateSize, gateUpRows = buffers.gateUp
+        gateUp.apply(m: t, a: normed, lda: h, c: gateUpRows, ldc: 2 * inter, threads: buffers.threads)
+        saving?.keep(.gateUp, gateUpRows, count: t * 2 * inter)
+        for i in 0..<t {
+            let gate = gateUpRows + i * 2 * inter, up = gate + inter
+            switch activation {
+            case .geluTanh: geluTanhGate(gate, up, count: inter)
+            case .gelu: geluErfGate(gate, up, count: inter)
+            }
+        }
+        linear(m: t, a: gateUpRows, lda: 2 * inter, weight: down, c: out, ldc: h, threads: buffers.threads)
+    }
+
+    var weights: [LinearWeight] { gateUp.weights + [down] }
+}

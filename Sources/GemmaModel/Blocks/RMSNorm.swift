@@ -1,0 +1,25 @@
+import EncoderKernels
+import ModelFormats
+
+/// Gemma's RMSNorm: x / sqrt(mean(x²) + eps) · (1 + w). The multiplier (1 + w) is formed once at load, in
+/// float32 as transformers forms it, so the forward is one kernel call.
+struct RMSNorm: Sendable {
+    /// (1 + w), one value per normalized dimension.
+    let scale: FloatBuffer
+    let eps: Float
+
+    var dimension: Int { scale.count }
+
+    /// Normalizes each of `rows` rows of `dimension` floats (x and out may be the same buffer).
+    // x, out: (rows, dimension)
+    func forward(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>) {
+        rmsNorm(x, rows: rows, dim: dimension, scale: scale.pointer, eps: eps, out: out)
+    }
+
+    /// Normalizes `vectors` consecutive vectors of `dimension` in each of `rows` rows laid out with row stride
+    /// `stride` (Q/K norms: every head of every token, inside the stacked Q|K|V rows).
+    // x: (rows, stride), the vectors at column 0 of each row
+    func forward(_ x: UnsafeMutablePointer<Float>, rows: Int, vectors: Int, stride: Int) {
+        for i in 0..<rows { rmsNorm(x + i * stride, rows: vectors, dim: dimension, scale: scale.pointer, eps: eps, out: x + i * stride) }
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+
+/// Sequences packed without padding: sequence i owns token rows offsets[i] ..< offsets[i+1].
+struct PackedBatch {
+    let offsets: [Int]
+    let hiddenSize: Int
+
+    var count: Int { offsets.count - 1 }
+    var tokens: Int { offsets.last! }
+    func length(_ i: Int) -> Int { offsets[i + 1] - offsets[i] }
+    var maxLength: Int { (0..<count).map(length).max() ?? 0 }
+}
+
+/// The work buffers of one forward call, allocated once per call, 64-byte aligned for the BLAS kernels.
+final class ForwardBuffers {
+    /// (T, C) the residual stream.
+    let residual: UnsafeMutablePointer<Float>
+    /// (T, C) a normed copy of the residual stream: the input of a branch.
+    let normed: UnsafeMutablePointer<Float>
+    /// (T, C) a branch's output before it joins the residual stream.
+    let branch: UnsafeMutablePointer<Float>
+    /// (T, q + 2·kv) Q|K|V as the stacked product writes them.
+    let qkv: UnsafeMutablePointer<Float>
+    /// (T, q) attention output before O.
+    let attention: UnsafeMutablePointer<Float>
+    /// (T, 2·I) gate|up as the stacked product writes them.
+    let gateUp: UnsafeMutablePointer<Float>
+    /// (threads, L, L) one head's scores for the longest sequence, per core.
+    let scores: UnsafeMutablePointer<Float>
+    /// Cores this call may use for one product or one sequence's attention heads.
+    let threads: Int
+    private let all: [UnsafeMutablePointer<Float>]
+
+    init(tokens t: Int, maxLength: Int, hiddenSize h: Int, stackedQKV: Int, queryWidth: Int, intermediateSize: Int,
+         threads: Int) {
+        func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
+            UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64).bindMemory(to: Float.self, capacity: max(n, 1))
+        }
+        residual = allocate(t * h)
+        normed = allocate(t * h)
+        branch = allocate(t * h)
+        qkv = allocate(t * stackedQKV)
+        attention = allocate(t * queryWidth)
+        gateUp = allocate(t * 2 * intermediateSize)
+        scores = allocate(threads * maxLength * maxLength)
+        self.threads = threads
+        all = [residual, normed, branch, qkv, attention, gateUp, scores]
+    }
+
+    deinit { for b in all { b.deallocate() } }
+}
