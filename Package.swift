@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "EncoderKernels", "CKernels", "TestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
-        .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch"]),
+        .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch", "AtomicFiles"]),
         .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "TestSupport"]),
         .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
