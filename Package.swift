@@ -31,6 +31,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         // Vectorized C kernels (exp/tanh loops, reductions, skinny GEMM), clang target_clones per ISA.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast", "-mprefer-vector-width=512"])]),
+        // Atomic replacement of files and directories: temporary sibling, fsync, rename, fsync the directory.
+        .target(name: "AtomicFiles"),
         // Containers: memory-mapped files, safetensors, GGUF, JSON config decoding, SHA-256.
         .target(name: "ModelFormats"),
         // Numeric kernels over Float buffers: GEMM, norms, activations, RoPE, attention.
@@ -41,17 +43,18 @@ let package = Package(
         // Models: the encoder-model interface and registry; Gemma, Gemma 2, Gemma 3 (config, blocks, weights).
         .target(name: "GemmaModel", dependencies: ["ModelFormats", "EncoderKernels"]),
         // Public API: model sources and cache, TextEncoder, pooling, sentence-transformers layout, Dense.
-        .target(name: "GemmaEncoder", dependencies: ["GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels"]),
+        .target(name: "GemmaEncoder", dependencies: ["GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels",
+                                                     "AtomicFiles"]),
         // C ABI over FAISS's C++ API (Debian ships the C-API headers without their implementation).
         .target(name: "CFaissShim", cxxSettings: [.unsafeFlags(["-std=c++17"])], linkerSettings: faissLinker),
         // System SQLite 3 (FTS5 enabled in Debian's build).
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // FAISS vector index and SQLite document store (FTS5 keyword search).
-        .target(name: "VectorSearch", dependencies: ["CFaissShim", "CSQLite"]),
+        .target(name: "VectorSearch", dependencies: ["CFaissShim", "CSQLite", "AtomicFiles"]),
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
-        .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "VectorSearch"]),
+        .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "VectorSearch", "AtomicFiles"]),
         // Task heads on a frozen encoder: pooling (incl. learned attention), dropout, MLP, training, metrics.
-        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "EncoderKernels"]),
+        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "EncoderKernels", "AtomicFiles"]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
             "GemmaEncoder", "DocumentIndex", "TaskHeads",
@@ -65,16 +68,20 @@ let package = Package(
         ]),
         .executableTarget(name: "gemma-encoder", dependencies: [
             "GemmaEncoder", "EncoderKernels", "DocumentIndex", "VectorSearch", "TaskHeads", "EncoderService",
+            "AtomicFiles",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (fixture paths, a safetensors writer, cosine).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Used only by AtomicFilesTests: a writer that replaces a file or directory in a loop until killed.
+        .executableTarget(name: "atomic-write-helper", dependencies: ["AtomicFiles", "TestSupport"], path: "Tests/AtomicWriteHelper"),
+        .testTarget(name: "AtomicFilesTests", dependencies: ["AtomicFiles", "TestSupport"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"]),
         .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels", "CKernels"]),
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "EncoderKernels", "CKernels", "TestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
-        .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch"]),
+        .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch", "AtomicFiles"]),
         .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "TestSupport"]),
         .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),

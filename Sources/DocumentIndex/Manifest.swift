@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import GemmaEncoder
 
@@ -37,12 +38,13 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         }
     }
 
-    /// Written to a temporary file and renamed over the old manifest, so a reader never sees half of one.
+    /// Written to a temporary file and renamed over the old manifest (`AtomicFile`), so a reader never sees
+    /// half of one.
     func write(to url: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
-        try atomicWrite(try encoder.encode(self), to: url)
+        try AtomicFile.write(try encoder.encode(self), to: url)
     }
 
     private static var decoder: JSONDecoder {
@@ -52,27 +54,15 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     }
 }
 
-/// Writes `data` next to `url` under a temporary name, then renames it into place.
-func atomicWrite(_ data: Data, to url: URL) throws {
-    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    try data.write(to: temporary)
-    guard rename(temporary.path, url.path) == 0 else {
-        let message = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(at: temporary)
-        throw IndexError.io("\(url.path): cannot rename into place: \(message)")
-    }
-}
-
 public enum IndexError: Error, CustomStringConvertible, Equatable {
     case notAnIndex(String)
     case corrupt(String)
     case modelMismatch(String)
     case invalidCorpus(String)
-    case io(String)
 
     public var description: String {
         switch self {
-        case let .notAnIndex(m), let .corrupt(m), let .modelMismatch(m), let .invalidCorpus(m), let .io(m): return m
+        case let .notAnIndex(m), let .corrupt(m), let .modelMismatch(m), let .invalidCorpus(m): return m
         }
     }
 }

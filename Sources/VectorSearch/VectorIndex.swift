@@ -1,3 +1,4 @@
+import AtomicFiles
 import CFaissShim
 import Foundation
 
@@ -65,11 +66,11 @@ public final class VectorIndex: @unchecked Sendable {
         return try VectorIndex(adopting: raw, operation: "read")
     }
 
-    /// Writes atomically: a temp file in the destination directory is flushed to
-    /// disk and renamed over `url`, so readers never observe a partial index.
+    /// Writes atomically (`AtomicFile`): FAISS writes a temporary sibling, which is fsynced and renamed over
+    /// `url`, so readers never observe a partial index. File-system failures are `AtomicWriteError`s.
     public func write(to url: URL) throws {
-        try AtomicFile.write(to: url, operation: "write") { tempPath in
-            try lock.withReadLock { try checkShim(faiss_shim_write(handle, tempPath), "write") }
+        try AtomicFile.write(to: url) { temporary in
+            try lock.withReadLock { try checkShim(faiss_shim_write(handle, temporary.path), "write") }
         }
     }
 

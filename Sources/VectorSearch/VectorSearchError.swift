@@ -7,8 +7,6 @@ public struct VectorSearchError: Error, Equatable, CustomStringConvertible {
         case invalidArgument
         /// FAISS threw (unknown factory, untrained index, unsupported operation, I/O).
         case faiss
-        /// A file-system step outside FAISS failed (temp file, rename).
-        case io
         case unknown
     }
 

@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import GemmaEncoder
 
@@ -40,42 +41,42 @@ func jsonArray(_ values: some Sequence<Float>) -> String {
     "[" + values.map(jsonNumber).joined(separator: ",") + "]"
 }
 
-/// An output file written under a temporary name and renamed into place only when complete, so an
-/// interrupted run never leaves a half-written file that looks finished.
+/// The output of a command: standard output, or a file streamed through `AtomicFileWriter` and renamed over
+/// the old one only when complete, so an interrupted run leaves the previous file, never a half-written one
+/// that looks finished. A failed write is reported by `commit()`, which then leaves the old file in place.
 final class AtomicOutput {
     let path: String?
-    private let temporary: String?
-    private let handle: FileHandle
+    private let file: AtomicFileWriter?
+    private var failure: Error?
 
     init(path: String?) throws {
         self.path = path
-        if let path {
-            let temporary = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
-            guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
-                throw InputError(description: "\(path): cannot create output file")
-            }
-            self.temporary = temporary
-            handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-        } else {
-            temporary = nil
-            handle = FileHandle.standardOutput
-        }
+        file = try path.map { try AtomicFileWriter(destination: URL(fileURLWithPath: $0)) }
     }
 
-    func write(_ s: String) { handle.write(Data(s.utf8)) }
-    func write(_ d: Data) { handle.write(d) }
+    func write(_ s: String) {
+        guard let file else { return FileHandle.standardOutput.write(Data(s.utf8)) }
+        record { try file.write(s) }
+    }
+
+    func write(_ d: Data) {
+        guard let file else { return FileHandle.standardOutput.write(d) }
+        record { try file.write(d) }
+    }
+
+    /// Keeps the first failure for `commit()`; later writes are skipped, the output is lost anyway.
+    private func record(_ body: () throws -> Void) {
+        guard failure == nil else { return }
+        do { try body() } catch { failure = error }
+    }
 
     func commit() throws {
-        guard let path, let temporary else { return }
-        try handle.close()
-        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-        try FileManager.default.moveItem(atPath: temporary, toPath: path)
-    }
-
-    deinit {
-        if let temporary, FileManager.default.fileExists(atPath: temporary) {
-            try? FileManager.default.removeItem(atPath: temporary)
+        guard let file else { return }
+        if let failure {
+            file.abandon()
+            throw failure
         }
+        try file.commit()
     }
 }
 

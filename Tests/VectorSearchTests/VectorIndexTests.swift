@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import XCTest
 import VectorSearch
@@ -229,7 +230,12 @@ final class VectorIndexTests: XCTestCase {
         try bytes.prefix(bytes.count / 2).write(to: truncated)
         assertThrows(.faiss, "truncated file") { _ = try VectorIndex.read(from: truncated) }
         assertThrows(.faiss, "missing file") { _ = try VectorIndex.read(from: dir.appendingPathComponent("nope.faiss")) }
-        assertThrows(.faiss, "write into missing directory") { try flat.write(to: dir.appendingPathComponent("no/such/dir.faiss")) }
+        // The temporary file beside the destination is created before FAISS runs: the file system's error.
+        let unreachable = dir.appendingPathComponent("no/such/dir.faiss")
+        XCTAssertThrowsError(try flat.write(to: unreachable), "write into missing directory") { error in
+            XCTAssertEqual((error as? AtomicWriteError)?.path, unreachable.path, "\(error)")
+            XCTAssertEqual((error as? AtomicWriteError)?.code, ENOENT, "\(error)")
+        }
     }
 
     // MARK: Misc
