@@ -51,7 +51,7 @@ let package = Package(
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
         .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "VectorSearch"]),
         // Task heads on a frozen encoder: pooling (incl. learned attention), dropout, MLP, training, metrics.
-        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "CBLAS"]),
+        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "EncoderKernels", "CBLAS"]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
             "GemmaEncoder", "DocumentIndex", "TaskHeads",
@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
         .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch"]),
         .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "TestSupport"]),
-        .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "TestSupport"]),
+        .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "EncoderKernels", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "EncoderServiceTests", dependencies: [
             "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "TestSupport",

@@ -1,4 +1,5 @@
 import CBLAS
+import EncoderKernels
 import Foundation
 
 /// Pooling → dropout → [Linear → GELU → dropout] → Linear, with all parameters in one flat vector.

@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import TaskHeads
 import XCTest

@@ -1,8 +1,10 @@
+import EncoderKernels
 import Foundation
 
 /// Best single-precision GEMM rate of the linked BLAS on an n×n×n product (the method of
-/// shared/tools/sgemm_peak.c): the compute ceiling that benchmark figures are reported against.
-public func measureGemmPeak(n: Int = 2048, repeats: Int = 5) -> Double {
+/// shared/tools/sgemm_peak.c): the compute ceiling that benchmark figures are reported against. Benchmark
+/// code, so it lives with the `bench` command rather than in the kernel library.
+func measureGemmPeak(n: Int = 2048, repeats: Int = 5) -> Double {
     let count = n * n
     let a = UnsafeMutablePointer<Float>.allocate(capacity: count)
     let b = UnsafeMutablePointer<Float>.allocate(capacity: count)
