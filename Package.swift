@@ -55,6 +55,8 @@ let package = Package(
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
             "GemmaEncoder", "DocumentIndex", "TaskHeads",
+            // Their error types, which the service maps to status codes by kind.
+            "ModelFormats", "EncoderKernels", "VectorSearch",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -79,7 +81,7 @@ let package = Package(
         .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "EncoderKernels", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "EncoderServiceTests", dependencies: [
-            "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "TestSupport",
+            "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "VectorSearch", "CSQLite", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
     ]

@@ -8,7 +8,9 @@ import XCTest
 /// the reranking plumbing's effect is exactly predictable.
 struct KnownAnswerScorer: PairScorer {
     let answers: [String: String]   // query → relevant document text
-    func scores(query: String, documents: [String]) throws -> [Float] { documents.map { $0 == answers[query] ? 1 : 0 } }
+    func rerankScores(query: String, documents: [String], similarity: [Float]?) throws -> RerankScores {
+        RerankScores(final: documents.map { $0 == answers[query] ? 1 : 0 })
+    }
 }
 
 final class RetrievalTests: XCTestCase {
@@ -72,8 +74,8 @@ final class RetrievalTests: XCTestCase {
         XCTAssertEqual(metrics["reranked"]!.recall100, metrics["vector"]!.recall100, accuracy: 1e-12)
         XCTAssertGreaterThanOrEqual(metrics["reranked"]!.ndcg10, metrics["vector"]!.ndcg10)
 
-        let reranked = try index.search(queries[0].text, k: 3, mode: .vector, reranker: scorer, candidates: 40)
-        XCTAssertEqual(reranked.first?.id, queries[0].id)
+        let reranked = try SearchPipeline(index: index, mode: .vector, candidates: 40).search(queries[0].text, k: 3, reranker: scorer)
+        XCTAssertEqual(reranked.first?.result.id, queries[0].id)
         XCTAssertEqual(reranked.first?.score, 1)
         XCTAssertEqual(reranked.count, 3)
     }
