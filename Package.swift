@@ -58,6 +58,8 @@ let package = Package(
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
             "GemmaEncoder", "DocumentIndex", "TaskHeads",
+            // Their error types, which the service maps to status codes by kind.
+            "ModelFormats", "EncoderKernels", "VectorSearch",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -83,10 +85,10 @@ let package = Package(
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
         .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch", "AtomicFiles"]),
         .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "TestSupport"]),
-        .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "TestSupport"]),
+        .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "EncoderKernels", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "EncoderServiceTests", dependencies: [
-            "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "TestSupport",
+            "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "VectorSearch", "CSQLite", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
     ]

@@ -1,49 +1,6 @@
 import Foundation
 import GemmaEncoder
 
-/// Scores (query, document) pairs jointly: a cross-encoder reranker. Higher is more relevant.
-public protocol PairScorer: Sendable {
-    func scores(query: String, documents: [String]) throws -> [Float]
-    /// Named score lists from one pass, "reranked" (what `scores` gives) among them; evaluation reports each.
-    func scoreVariants(query: String, documents: [String]) throws -> [String: [Float]]
-}
-
-extension PairScorer {
-    public func scoreVariants(query: String, documents: [String]) throws -> [String: [Float]] {
-        ["reranked": try scores(query: query, documents: documents)]
-    }
-}
-
-extension SearchIndex {
-    /// Retrieve, then rerank: the first `candidates` results of `mode` are re-scored by `reranker` and
-    /// the best k returned with the reranker's scores.
-    public func search(_ query: String, k: Int, mode: SearchMode, reranker: PairScorer, candidates: Int) throws -> [SearchResult] {
-        let firstStage = try search(query, k: max(k, candidates), mode: mode)
-        return try rerank(query, firstStage, reranker: reranker, candidates: candidates, k: k)
-    }
-
-    /// Re-scores the first `candidates` of `results`; those below stay after them in their first-stage order.
-    func rerank(_ query: String, _ results: [SearchResult], reranker: PairScorer, candidates: Int, k: Int) throws -> [SearchResult] {
-        let scores = try reranker.scores(query: query, documents: results.prefix(candidates).map(\.text))
-        return Self.reorder(results, scores: scores, k: k)
-    }
-
-    /// The first `scores.count` results ordered by `scores` (which become their scores), the rest after them
-    /// in their first-stage order; the best k.
-    public static func reorder(_ results: [SearchResult], scores: [Float], k: Int) -> [SearchResult] {
-        let head = Array(results.prefix(scores.count))
-        var reranked = zip(head, scores).enumerated()
-            .sorted { $0.element.1 != $1.element.1 ? $0.element.1 > $1.element.1 : $0.offset < $1.offset }
-            .map { item -> SearchResult in
-                var r = item.element.0
-                r.score = Double(item.element.1)
-                return r
-            }
-        reranked += results.dropFirst(scores.count)
-        return Array(reranked.prefix(k))
-    }
-}
-
 /// A query with the ids of the documents that answer it: `{"id", "text", "relevant": [ids]}` rows.
 public struct RetrievalQuery: Sendable, Equatable {
     public var id: String
@@ -107,27 +64,31 @@ public struct RetrievalMetrics: Codable, Sendable, Equatable {
 
 public enum RetrievalEvaluation {
     /// Metrics per mode ("vector", "keyword", "hybrid", and "reranked" when a reranker is given: the first
-    /// `candidates` vector results re-scored, the rest of the top 100 after them; a fused reranker adds
-    /// "reranked_cross_only", its head alone).
+    /// `candidates` vector results re-scored by `SearchPipeline`, the rest of the top 100 after them; a fused
+    /// reranker adds "reranked_cross_only", its head alone).
     public static func evaluate(_ index: SearchIndex, queries: [RetrievalQuery], reranker: PairScorer? = nil,
                                 candidates: Int = 50, progress: ((Int, Int) -> Void)? = nil) throws -> [String: RetrievalMetrics] {
         var results: [String: [RetrievalMetrics]] = [:]
+        func record(_ name: String, _ ranking: [String], _ query: RetrievalQuery) {
+            results[name, default: []].append(RetrievalMetrics(ranking: ranking, relevant: Set(query.relevant)))
+        }
         let texts = queries.map(\.text)
+        // The queries are embedded once, for vector and hybrid search and for the reranker's fused cosine.
+        let embeddings = index.count > 0 ? try index.model.embed(texts, options: index.queryEmbeddingOptions) : []
         var vectorRankings: [[SearchResult]] = []
         for mode in SearchMode.allCases {
-            let rankings = try index.search(texts, k: 100, mode: mode)
+            let rankings = try index.search(texts, embeddings: mode == .keyword ? [] : embeddings, k: 100, mode: mode)
             if mode == .vector { vectorRankings = rankings }
-            results[mode.rawValue] = zip(rankings, queries).map { RetrievalMetrics(ranking: $0.map(\.id), relevant: Set($1.relevant)) }
+            for (ranking, query) in zip(rankings, queries) { record(mode.rawValue, ranking.map(\.id), query) }
         }
-        if let reranker {
-            for (n, (query, first)) in zip(queries, vectorRankings).enumerated() {
-                let head = Array(first.prefix(candidates))
-                for (name, scores) in try reranker.scoreVariants(query: query.text, documents: head.map(\.text)) {
-                    let ranking = SearchIndex.reorder(first, scores: scores, k: 100)
-                    results[name, default: []].append(RetrievalMetrics(ranking: ranking.map(\.id), relevant: Set(query.relevant)))
-                }
-                progress?(n + 1, queries.count)
-            }
+        guard let reranker else { return results.mapValues(RetrievalMetrics.mean) }
+        let pipeline = SearchPipeline(index: index, mode: .vector, candidates: candidates)
+        for (n, (query, first)) in zip(queries, vectorRankings).enumerated() {
+            let ranked = try pipeline.rerank(query.text, firstStage: first, queryEmbedding: embeddings.isEmpty ? nil : embeddings[n],
+                                             scorer: reranker, k: 100)
+            record("reranked", ranked.final.map(\.result.id), query)
+            if let crossOnly = ranked.crossOnly { record("reranked_cross_only", crossOnly.map(\.result.id), query) }
+            progress?(n + 1, queries.count)
         }
         return results.mapValues(RetrievalMetrics.mean)
     }

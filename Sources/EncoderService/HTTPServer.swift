@@ -121,16 +121,10 @@ struct ObservingMiddleware: RouterMiddleware {
         var response: Response
         do {
             response = try await next(request, context)
-        } catch let error as ServiceError {
-            response = HTTPFront.errorResponse(error)
         } catch let error as any HTTPResponseError {
-            let code = error.status.code
-            let type = code == 404 ? "NotFound" : code == 413 ? "PayloadTooLarge" : code == 405 ? "MethodNotAllowed" : "Validation"
-            let message = code == 404 ? "no route \(request.method) \(request.uri.path)"
-                : code == 413 ? "request body is larger than the limit" : "\(error.status.reasonPhrase)"
-            response = HTTPFront.errorResponse(ServiceError(status: code, type: type, message: message))
+            response = HTTPFront.errorResponse(Self.serviceError(error, request))
         } catch {
-            response = HTTPFront.errorResponse(.backend("\(error)"))
+            response = HTTPFront.errorResponse(ServiceError(classifying: error))
         }
         let elapsed = start.duration(to: .now).components
         let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
@@ -143,6 +137,16 @@ struct ObservingMiddleware: RouterMiddleware {
         context.logger.info("request", metadata: metadata)
         return response
     }
+
+    /// Hummingbird's own refusals (no route, body too large, wrong method) in the service's error shape.
+    static func serviceError(_ error: any HTTPResponseError, _ request: Request) -> ServiceError {
+        switch error.status.code {
+        case 404: .notFound("no route \(request.method) \(request.uri.path)")
+        case 413: ServiceError(.payloadTooLarge, "request body is larger than the limit")
+        case 405: ServiceError(.http(status: 405, type: "MethodNotAllowed"), error.status.reasonPhrase)
+        case let code: ServiceError(.http(status: code, type: code < 500 ? "Validation" : "Internal"), error.status.reasonPhrase)
+        }
+    }
 }
 
 /// Each route: decode, call the service, encode.
@@ -154,8 +158,7 @@ struct Routes: Sendable {
         do {
             buffer = try await request.body.collect(upTo: service.limits.maxBodyBytes)
         } catch is NIOTooManyBytesError {
-            throw ServiceError(status: 413, type: "PayloadTooLarge",
-                               message: "request body is larger than the limit of \(service.limits.maxBodyBytes) bytes")
+            throw ServiceError(.payloadTooLarge, "request body is larger than the limit of \(service.limits.maxBodyBytes) bytes")
         }
         let data = Data(buffer.readableBytesView)
         guard String(validating: data, as: UTF8.self) != nil else {
@@ -262,7 +265,7 @@ struct Routes: Sendable {
         let (name, results) = try await service.search(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
                                                        rerank: r.rerank ?? false, candidates: r.candidates ?? 50)
         return try HTTPFront.json(SearchResponse(index: name, mode: mode.rawValue, results: results.map {
-            .init(id: $0.id, score: $0.score, text: $0.text, metadata: JSONValue(text: $0.metadataJSON))
+            .init(id: $0.result.id, score: $0.score, text: $0.result.text, metadata: JSONValue(text: $0.result.metadataJSON))
         }))
     }
 

@@ -3,27 +3,6 @@ import Foundation
 import GemmaEncoder
 import TaskHeads
 
-/// A request the service refuses, with the status code Text Embeddings Inference uses for it.
-public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var status: Int
-    /// TEI's error_type: Validation, Tokenizer, Backend, Overloaded (and NotFound, PayloadTooLarge).
-    public var type: String
-    public var message: String
-    public var retryAfterSeconds: Int?
-
-    public var description: String { "\(status) \(type): \(message)" }
-
-    public static func validation(_ m: String) -> ServiceError { ServiceError(status: 413, type: "Validation", message: m) }
-    public static func tokenizer(_ m: String) -> ServiceError { ServiceError(status: 422, type: "Tokenizer", message: m) }
-    /// Malformed JSON or wrong types: 422, as TEI's JSON extractor answers.
-    public static func malformed(_ m: String) -> ServiceError { ServiceError(status: 422, type: "Validation", message: m) }
-    public static func notFound(_ m: String) -> ServiceError { ServiceError(status: 404, type: "NotFound", message: m) }
-    public static func backend(_ m: String) -> ServiceError { ServiceError(status: 424, type: "Backend", message: m) }
-    public static func overloaded(_ m: String) -> ServiceError {
-        ServiceError(status: 429, type: "Overloaded", message: m, retryAfterSeconds: 1)
-    }
-}
-
 /// Request limits; the defaults follow TEI's (a client batch of 32, 2 MB bodies).
 public struct ServiceLimits: Sendable {
     /// Tokens per forward pass across concurrent requests.
@@ -108,7 +87,7 @@ public final class EncoderService: Sendable {
     /// Checks the batch size and tokenizes (the prompt prepended); inputs over the length limit are an error
     /// unless `truncate`, which cuts them as sentence-transformers does and counts them.
     func tokenize(_ batch: InputBatch, encoder: TextEncoder, prompt: String?, truncate: Bool) throws(ServiceError) -> (inputs: [EncoderInput], truncated: Int) {
-        guard batch.count > 0 else { throw .validation("`inputs` must not be empty") }
+        guard batch.count > 0 else { throw .empty("`inputs` must not be empty") }
         guard batch.count <= limits.maxClientBatchSize else {
             throw .validation("batch size \(batch.count) > maximum allowed batch size \(limits.maxClientBatchSize)")
         }
@@ -127,7 +106,7 @@ public final class EncoderService: Sendable {
             let vocabulary = encoder.model.vocabularySize
             inputs = []
             for (i, ids) in lists.enumerated() {
-                guard !ids.isEmpty else { throw .validation("input \(i) has no tokens") }
+                guard !ids.isEmpty else { throw .empty("input \(i) has no tokens") }
                 if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocabulary }) {
                     throw .tokenizer("input \(i): token id \(bad) is outside the vocabulary (0..<\(vocabulary))")
                 }
@@ -146,15 +125,8 @@ public final class EncoderService: Sendable {
     func states(_ inputs: [EncoderInput], encoder: TextEncoder, attention: AttentionMode) async throws(ServiceError) -> [[Float]] {
         do {
             return try await scheduler(for: encoder).tokenStates(inputs, attention: attention)
-        } catch let error as SchedulerError {
-            switch error {
-            case let .overloaded(queued): throw .overloaded("model overloaded: \(queued) tokens already queued; retry later")
-            case let .tooLarge(tokens, limit):
-                throw .validation("the request has \(tokens) tokens; at most \(limit) can be queued at once (send fewer inputs)")
-            case .stopped: throw ServiceError(status: 503, type: "Unhealthy", message: "the service is shutting down")
-            }
         } catch {
-            throw .backend("\(error)")
+            throw ServiceError(classifying: error)
         }
     }
 
@@ -187,12 +159,8 @@ public final class EncoderService: Sendable {
             throw .validation("dimensions must be between 1 and \(encoder.dimension(options: EmbeddingOptions())), got \(dimensions)")
         }
         let states = try await states(inputs, encoder: encoder, attention: .bidirectional)
-        do {
-            return Embeddings(model: model.name, vectors: try encoder.embed(states: states, inputs: inputs, options: options),
-                              tokens: inputs.reduce(0) { $0 + $1.ids.count }, truncated: truncated)
-        } catch {
-            throw .validation("\(error)")
-        }
+        let vectors = try ServiceError.mapping { try encoder.embed(states: states, inputs: inputs, options: options) }
+        return Embeddings(model: model.name, vectors: vectors, tokens: inputs.reduce(0) { $0 + $1.ids.count }, truncated: truncated)
     }
 
     // MARK: Rerank
@@ -206,9 +174,9 @@ public final class EncoderService: Sendable {
     /// end of their document to the reranker's maximum length (refused unless `truncate`).
     public func rerank(query: String, documents: [String], topN: Int?,
                        truncate: Bool) async throws(ServiceError) -> (ranked: [Ranked], tokens: Int, truncated: Int) {
-        guard let reranker else { throw .notFound("no reranker is loaded (start the server with --reranker DIR)") }
-        guard !query.isEmpty else { throw .validation("`query` must not be empty") }
-        guard !documents.isEmpty else { throw .validation("`texts` must not be empty") }
+        let reranker = try loadedReranker()
+        guard !query.isEmpty else { throw .empty("`query` must not be empty") }
+        guard !documents.isEmpty else { throw .empty("`texts` must not be empty") }
         guard documents.count <= limits.maxClientBatchSize else {
             throw .validation("batch size \(documents.count) > maximum allowed batch size \(limits.maxClientBatchSize)")
         }
@@ -220,28 +188,32 @@ public final class EncoderService: Sendable {
         }
         let tokens = inputs.reduce(0) { $0 + $1.ids.count }
         metrics.recordInputs(tokens: tokens, truncated: truncated)
-        let scores = try await rerankScores(reranker, query: query, documents: documents, pairs: inputs)
+        let scores = try await rerankScores(reranker, query: query, documents: documents, pairs: inputs, similarity: nil).final
         let ranked = scores.enumerated().map { Ranked(index: $0, score: $1) }
             .sorted { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
         return (Array(ranked.prefix(topN ?? ranked.count)), tokens, truncated)
     }
 
-    /// The reranker's scores, its pairs (and, when it fuses the bi-encoder cosine, the query and documents
-    /// embedded apart) encoded through the scheduler with everything else.
-    func rerankScores(_ reranker: Reranker, query: String, documents: [String],
-                      pairs: [EncoderInput]) async throws(ServiceError) -> [Float] {
+    func loadedReranker() throws(ServiceError) -> Reranker {
+        guard let reranker else { throw .notFound("no reranker is loaded (the server was started without one)") }
+        return reranker
+    }
+
+    /// The reranker's scores, its pairs (and, when it fuses the bi-encoder cosine and `similarity` does not
+    /// bring it, the query and documents embedded apart) encoded through the scheduler with everything else.
+    func rerankScores(_ reranker: Reranker, query: String, documents: [String], pairs: [EncoderInput],
+                      similarity: [Float]?) async throws(ServiceError) -> RerankScores {
         let attention = reranker.head.config.attention
         let pairStates = try await states(pairs, encoder: reranker.encoder, attention: attention)
-        var embeddings: [[Float]]?
-        if let inputs = reranker.similarityInputs(query: query, documents: documents) {
+        var cosines = similarity
+        if cosines == nil, let inputs = reranker.similarityInputs(query: query, documents: documents) {
             let states = try await states(inputs, encoder: reranker.encoder, attention: attention)
-            do {
-                embeddings = try reranker.encoder.embed(states: states, inputs: inputs, options: reranker.similarityOptions)
-            } catch {
-                throw .backend("\(error)")
+            let embeddings = try ServiceError.mapping {
+                try reranker.encoder.embed(states: states, inputs: inputs, options: reranker.similarityOptions)
             }
+            cosines = reranker.similarity(embeddings: embeddings)
         }
-        return reranker.scores(states: pairStates, similarityEmbeddings: embeddings)
+        return try ServiceError.mapping { try reranker.scores(states: pairStates, similarity: cosines) }
     }
 
     // MARK: Predict
@@ -254,7 +226,7 @@ public final class EncoderService: Sendable {
             return (name, head)
         }
         guard heads.count == 1, let only = heads.first else {
-            throw heads.isEmpty ? .notFound("no head is loaded (start the server with --head NAME=DIR)")
+            throw heads.isEmpty ? .notFound("no head is loaded (the server was started without one)")
                 : .validation("several heads are loaded: name one with \"head\" (\(heads.keys.sorted().joined(separator: ", ")))")
         }
         return (only.key, only.value)
@@ -267,46 +239,11 @@ public final class EncoderService: Sendable {
         return (head.predictions(states: states), truncated)
     }
 
-    // MARK: Search
-
-    public func search(index name: String?, query: String, k: Int, mode: SearchMode, rerank: Bool,
-                       candidates: Int) async throws(ServiceError) -> (index: String, results: [SearchResult]) {
-        guard let (indexName, index) = name.map({ n in indexes[n].map { (n, $0) } }) ?? (indexes.count == 1 ? indexes.first.map { ($0.key, $0.value) } : nil) else {
-            throw name == nil && indexes.count > 1
-                ? .validation("several indexes are loaded: name one with \"index\" (\(indexes.keys.sorted().joined(separator: ", ")))")
-                : .notFound("unknown index '\(name ?? "")' (loaded: \(indexes.keys.sorted().joined(separator: ", ")))")
-        }
-        guard k > 0, k <= 1000, candidates > 0, candidates <= 1000 else { throw .validation("k and candidates must be in 1...1000") }
-        guard !query.isEmpty else { throw .validation("`query` must not be empty") }
-        if rerank, reranker == nil { throw .notFound("no reranker is loaded (start the server with --reranker DIR)") }
-        var embeddings: [[Float]] = []
-        if mode != .keyword, index.count > 0 {
-            let options = index.queryEmbeddingOptions
-            let (inputs, _) = try tokenize(InputBatch(texts: [query]), encoder: index.model, prompt: options.prompt, truncate: true)
-            let states = try await states(inputs, encoder: index.model, attention: options.attention)
-            do { embeddings = try index.model.embed(states: states, inputs: inputs, options: options) } catch { throw .backend("\(error)") }
-        }
-        var results: [SearchResult]
-        do {
-            results = try index.search([query], embeddings: embeddings, k: rerank ? max(k, candidates) : k, mode: mode)[0]
-        } catch {
-            throw .backend("\(error)")
-        }
-        if rerank, let reranker, !results.isEmpty {
-            let head = Array(results.prefix(candidates))
-            let documents = head.map(\.text)
-            let scores = try await rerankScores(reranker, query: query, documents: documents,
-                                                pairs: reranker.inputs(query: query, documents: documents))
-            results = SearchIndex.reorder(results, scores: scores, k: k)
-        }
-        return (indexName, Array(results.prefix(k)))
-    }
-
     // MARK: Tokenize
 
     public func tokenize(_ batch: InputBatch, model name: String?, addSpecialTokens: Bool) throws(ServiceError) -> [[(id: Int32, text: String, special: Bool)]] {
         let encoder = try model(named: name).encoder
-        guard batch.count > 0 else { throw .validation("`inputs` must not be empty") }
+        guard batch.count > 0 else { throw .empty("`inputs` must not be empty") }
         guard batch.count <= limits.maxClientBatchSize else {
             throw .validation("batch size \(batch.count) > maximum allowed batch size \(limits.maxClientBatchSize)")
         }

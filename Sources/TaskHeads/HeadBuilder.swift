@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import GemmaEncoder
 
@@ -72,11 +73,8 @@ public enum HeadBuilder {
         try config.architecture.validate()
 
         func states(_ data: LabeledData) throws -> TokenStateSet {
-            let report: ((Int, Int) -> Void)? = progress.map { p in { p("encoding \(data.path)", $0, $1) } }
-            let request = TokenStateCache.Request(texts: data.texts, prompt: plan.prompt, attention: plan.attention,
-                                                  modelDigest: digest)
-            if let cache { return try cache.states(request, encoder: encoder, progress: report).states }
-            return try TokenStateCache.compute(request, encoder: encoder, progress: report)
+            try cache.states(TokenStateCache.Request(texts: data.texts, prompt: plan.prompt, attention: plan.attention, modelDigest: digest),
+                             encoder: encoder, progress: progress.map { p in { p("encoding \(data.path)", $0, $1) } })
         }
 
         let trainStates = try states(train), validStates = try states(valid)
@@ -97,32 +95,12 @@ public enum HeadBuilder {
 
     /// Moves a seeded random `fraction` of `data`'s rows (at least one, and leaving at least one) into the
     /// returned validation split.
-    public static func holdOut(from data: inout LabeledData, fraction: Double, seed: UInt64) throws -> LabeledData {
-        let n = data.texts.count
-        guard n >= 2 else { throw HeadError.invalidData("\(data.path): \(n) row(s): too few to hold out a validation split (give --valid)") }
-        guard fraction > 0, fraction < 1 else { throw HeadError.invalidData("the validation fraction must be between 0 and 1") }
+    public static func holdOut(from data: inout LabeledData, fraction: Double, seed: UInt64) throws(HoldOutError) -> LabeledData {
         var rng = SeededGenerator(seed: seed &+ 0xA11D)
-        let order = Array(0..<n).shuffled(using: &rng)
-        let held = min(n - 1, max(1, Int((Double(n) * fraction).rounded())))
-        let valid = data.subset(Array(order.prefix(held)).sorted())
-        data = data.subset(Array(order.dropFirst(held)).sorted())
+        let split = try HoldOutSplit(count: data.texts.count, fraction: fraction, using: &rng, source: data.path)
+        let valid = data.subset(split.valid)
+        data = data.subset(split.train)
         return valid
-    }
-}
-
-extension TokenStateCache {
-    /// The states without a cache (still in chunks, with progress).
-    public static func compute(_ request: Request, encoder: TextEncoder, chunk: Int = 512,
-                               progress: ((Int, Int) -> Void)? = nil) throws -> TokenStateSet {
-        let inputs = request.inputs(encoder)
-        var set = TokenStateSet(dimension: encoder.hiddenSize)
-        progress?(0, inputs.count)
-        for start in stride(from: 0, to: inputs.count, by: chunk) {
-            let part = Array(inputs[start..<min(start + chunk, inputs.count)])
-            for states in try encoder.tokenStates(part, attention: request.attention) { set.append(states) }
-            progress?(set.count, inputs.count)
-        }
-        return set
     }
 }
 

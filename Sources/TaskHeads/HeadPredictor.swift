@@ -26,10 +26,9 @@ public struct HeadPredictor: Sendable {
     public func states(_ texts: [String], cache: TokenStateCache? = nil,
                        progress: ((Int, Int) -> Void)? = nil) throws -> TokenStateSet {
         let config = head.config
-        let request = TokenStateCache.Request(texts: texts, prompt: config.prompt, attention: config.attention,
-                                              modelDigest: config.baseModel.digest)
-        if let cache { return try cache.states(request, encoder: encoder, progress: progress).states }
-        return try TokenStateCache.compute(request, encoder: encoder, progress: progress)
+        return try cache.states(TokenStateCache.Request(texts: texts, prompt: config.prompt, attention: config.attention,
+                                                        modelDigest: config.baseModel.digest),
+                                encoder: encoder, progress: progress)
     }
 
     public func predict(_ texts: [String], cache: TokenStateCache? = nil,

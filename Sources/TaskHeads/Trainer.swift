@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 
 public struct TrainingOptions: Codable, Sendable, Equatable {

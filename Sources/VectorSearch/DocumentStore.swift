@@ -140,6 +140,26 @@ public final class DocumentStore: @unchecked Sendable {
         }
     }
 
+    /// The stored embeddings of `ids` that have one, keyed by id (a reranker reuses them instead of
+    /// embedding its candidates again). Throws if a stored vector's length is not `dimension`.
+    public func vectors(ids: [Int64], dimension: Int) throws -> [Int64: [Float]] {
+        try lock.withLock {
+            let statement = try connection.prepared("SELECT embedding FROM vectors WHERE id = ?1")
+            var result: [Int64: [Float]] = [:]
+            for id in ids {
+                defer { statement.reset() }
+                try statement.bind(1, id)
+                guard try statement.step("fetch vector \(id)") else { continue }
+                var vector: [Float] = []
+                guard statement.appendFloats(0, to: &vector) == dimension else {
+                    throw DocumentStoreError.invalidInput("vector for id \(id) has \(vector.count) floats, expected \(dimension)", path: url.path)
+                }
+                result[id] = vector
+            }
+            return result
+        }
+    }
+
     public var count: Int {
         get throws { try Int(scalar("SELECT count(*) FROM documents", operation: "count") ?? 0) }
     }

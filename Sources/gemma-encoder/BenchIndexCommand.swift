@@ -1,6 +1,6 @@
 import ArgumentParser
+import EncoderKernels
 import Foundation
-import TaskHeads
 import VectorSearch
 
 struct BenchIndexCommand: ParsableCommand {

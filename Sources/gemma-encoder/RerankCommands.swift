@@ -4,7 +4,6 @@ import Foundation
 import GemmaEncoder
 import TaskHeads
 
-extension Reranker: PairScorer {}
 extension RankingLoss: ExpressibleByArgument {}
 
 /// A reranker directory and its base model.

@@ -52,20 +52,17 @@ struct SearchCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let searchIndex = try openIndex()
+            let pipeline = SearchPipeline(index: try openIndex(), mode: mode, candidates: candidates)
             let reranker = try rerank.map { try RerankerOptions(reranker: $0).load() }
-            func search(_ text: String) throws -> [SearchResult] {
-                guard let reranker else { return try searchIndex.search(text, k: k, mode: mode) }
-                return try searchIndex.search(text, k: k, mode: mode, reranker: reranker, candidates: candidates)
-            }
+            func search(_ text: String) throws -> [RankedHit] { try pipeline.search(text, k: k, reranker: reranker) }
             if let query {
                 let results = try search(query)
                 if json {
                     print(resultObject(id: nil, results))
                 } else {
-                    for (rank, r) in results.enumerated() {
-                        let firstLine = r.text.split(separator: "\n").first.map(String.init) ?? ""
-                        print(String(format: "%2d  %.4f  %@  %@", rank + 1, r.score, r.id as NSString, firstLine as NSString))
+                    for (rank, hit) in results.enumerated() {
+                        let firstLine = hit.result.text.split(separator: "\n").first.map(String.init) ?? ""
+                        print(String(format: "%2d  %.4f  %@  %@", rank + 1, hit.score, hit.result.id as NSString, firstLine as NSString))
                     }
                 }
                 return
@@ -91,10 +88,11 @@ struct SearchCommand: ParsableCommand {
         try SearchIndex.open(directory: URL(fileURLWithPath: index), model: model.model)
     }
 
-    private func resultObject(id: Any?, _ results: [SearchResult]) -> String {
-        let items = results.map { r -> [String: Any] in
+    private func resultObject(id: Any?, _ hits: [RankedHit]) -> String {
+        let items = hits.map { hit -> [String: Any] in
+            let r = hit.result
             let metadata = (try? JSONSerialization.jsonObject(with: Data(r.metadataJSON.utf8))) ?? [String: Any]()
-            return ["id": r.id, "score": r.score, "text": r.text, "metadata": metadata]
+            return ["id": r.id, "score": hit.score, "text": r.text, "metadata": metadata]
         }
         var object: [String: Any] = ["results": items]
         object["id"] = id ?? NSNull()

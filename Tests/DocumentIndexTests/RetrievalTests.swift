@@ -8,7 +8,17 @@ import XCTest
 /// the reranking plumbing's effect is exactly predictable.
 struct KnownAnswerScorer: PairScorer {
     let answers: [String: String]   // query → relevant document text
-    func scores(query: String, documents: [String]) throws -> [Float] { documents.map { $0 == answers[query] ? 1 : 0 } }
+    func rerankScores(query: String, documents: [String], similarity: [Float]?) throws -> RerankScores {
+        RerankScores(final: documents.map { $0 == answers[query] ? 1 : 0 })
+    }
+}
+
+/// Scores each document with the fused cosine the pipeline hands it, or -1 when it hands none.
+struct CosineEcho: PairScorer {
+    let fusedSimilarity: FusedSimilarity?
+    func rerankScores(query: String, documents: [String], similarity: [Float]?) throws -> RerankScores {
+        RerankScores(final: similarity ?? documents.map { _ in -1 })
+    }
 }
 
 final class RetrievalTests: XCTestCase {
@@ -72,10 +82,41 @@ final class RetrievalTests: XCTestCase {
         XCTAssertEqual(metrics["reranked"]!.recall100, metrics["vector"]!.recall100, accuracy: 1e-12)
         XCTAssertGreaterThanOrEqual(metrics["reranked"]!.ndcg10, metrics["vector"]!.ndcg10)
 
-        let reranked = try index.search(queries[0].text, k: 3, mode: .vector, reranker: scorer, candidates: 40)
-        XCTAssertEqual(reranked.first?.id, queries[0].id)
+        let reranked = try SearchPipeline(index: index, mode: .vector, candidates: 40).search(queries[0].text, k: 3, reranker: scorer)
+        XCTAssertEqual(reranked.first?.result.id, queries[0].id)
         XCTAssertEqual(reranked.first?.score, 1)
         XCTAssertEqual(reranked.count, 3)
+    }
+
+    /// A scorer fusing the cosine the index stores gets it from the stored vectors, in every mode; equal to the
+    /// cosine of query and document embedded apart (what a fused reranker computes itself). A scorer fusing
+    /// another embedding (here another document prompt) or none gets nothing and embeds for itself.
+    func testAFusingScorerGetsTheStoredVectorsCosines() throws {
+        let (index, queries, _) = try tinyIndex()
+        let manifest = index.manifest
+        let stored = FusedSimilarity(modelDigest: manifest.modelDigest, queryPrompt: manifest.queryPrompt,
+                                     documentPrompt: manifest.documentPrompt, attention: .bidirectional)
+        func embedded(_ text: String, prompt: String?) throws -> [Float] {
+            try index.model.embed([text], options: EmbeddingOptions(prompt: prompt, normalize: true))[0]
+        }
+        for mode in SearchMode.allCases {
+            let query = queries[3].text
+            let hits = try SearchPipeline(index: index, mode: mode, candidates: 5).search(query, k: 8, reranker: CosineEcho(fusedSimilarity: stored))
+            XCTAssertEqual(hits.count, 8, "\(mode)")
+            XCTAssertTrue(hits.dropFirst(5).allSatisfy { $0.rerankScore == nil }, "below the candidates: first-stage order and score")
+            let q = try embedded(query, prompt: manifest.queryPrompt)
+            for hit in hits.prefix(5) {
+                let d = try embedded(hit.result.text, prompt: manifest.documentPrompt)
+                XCTAssertEqual(try XCTUnwrap(hit.rerankScore), zip(q, d).reduce(0) { $0 + $1.0 * $1.1 }, accuracy: 1e-5, "\(mode) \(hit.result.id)")
+            }
+            XCTAssertEqual(hits.prefix(5).map(\.score), hits.prefix(5).map(\.score).sorted(by: >))
+        }
+        var other = stored
+        other.documentPrompt = "title: none | text: "
+        for similarity in [other, nil] {
+            let hits = try SearchPipeline(index: index, mode: .vector, candidates: 5).search(queries[3].text, k: 5, reranker: CosineEcho(fusedSimilarity: similarity))
+            XCTAssertEqual(hits.map(\.rerankScore), [Float?](repeating: -1, count: 5))
+        }
     }
 
     func testMinedNegativesExcludeTheRelevantDocument() throws {

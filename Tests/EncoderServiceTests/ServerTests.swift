@@ -353,7 +353,7 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(metrics.headers["content-type"]?.hasPrefix("text/plain"), true)
         let text = String(decoding: metrics.body, as: UTF8.self)
         for needle in [#"gemma_encoder_http_requests_total{route="/embed",status="200"} 1"#,
-                       #"gemma_encoder_http_requests_total{route="/embed",status="413"} 1"#,
+                       #"gemma_encoder_http_requests_total{route="/embed",status="400"} 1"#,
                        #"gemma_encoder_http_request_duration_seconds_count{route="/embed"} 2"#,
                        "gemma_encoder_batch_inputs_sum 2", "gemma_encoder_batch_inputs_count 1",
                        "gemma_encoder_tokens_total 7", "gemma_encoder_queue_tokens 0"] {
@@ -387,11 +387,13 @@ final class ServerTests: XCTestCase {
         try await assertRefused(try await client.post("v1/embeddings", ["input": "a", "encoding_format": "hex"]), 413, "Validation", mentioning: "encoding_format")
     }
 
+    /// Nothing to work on is TEI's Empty: 400.
     func testEmptyArrays() async throws {
         try await start()
-        try await assertRefused(try await client.post("embed", ["inputs": [String]()]), 413, "Validation", mentioning: "empty")
-        try await assertRefused(try await client.post("rerank", ["query": "q", "texts": [String]()]), 413, "Validation", mentioning: "empty")
-        try await assertRefused(try await client.post("v1/embeddings", ["input": [[Int]()]]), 413, "Validation", mentioning: "no tokens")
+        try await assertRefused(try await client.post("embed", ["inputs": [String]()]), 400, "Empty", mentioning: "empty")
+        try await assertRefused(try await client.post("rerank", ["query": "q", "texts": [String]()]), 400, "Empty", mentioning: "empty")
+        try await assertRefused(try await client.post("v1/embeddings", ["input": [[Int]()]]), 400, "Empty", mentioning: "no tokens")
+        try await assertRefused(try await client.post("search", ["query": ""]), 400, "Empty", mentioning: "query")
     }
 
     func testInvalidUTF8() async throws {

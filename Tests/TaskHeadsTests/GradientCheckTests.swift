@@ -1,4 +1,5 @@
 import GemmaEncoder
+import EncoderKernels
 import Foundation
 import TaskHeads
 import XCTest

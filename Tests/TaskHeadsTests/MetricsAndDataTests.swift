@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import TaskHeads
 import TestSupport
@@ -94,6 +95,26 @@ final class LabeledDataTests: XCTestCase {
         XCTAssertEqual(a.texts.count, 15)
         XCTAssertTrue(Set(a.texts).isDisjoint(with: validA.texts))
         var one = try LabeledData(path: try file([#"{"text": "a", "label": "x"}"#]), task: .classification)
-        XCTAssertThrowsError(try HeadBuilder.holdOut(from: &one, fraction: 0.1, seed: 0))
+        XCTAssertThrowsError(try HeadBuilder.holdOut(from: &one, fraction: 0.1, seed: 0)) {
+            XCTAssertEqual($0 as? HoldOutError, .tooFewRows(1, source: one.path))
+        }
+    }
+
+    /// The one hold-out rule (heads and rerankers): a shuffle's first share, drawn so that the generator goes
+    /// on exactly where that shuffle leaves it; the reranker samples its negatives from it next, so a seed
+    /// gives the same split and the same negatives as before the rule was shared.
+    func testHoldOutSplitDrawsAsOneShuffle() throws {
+        var a = SeededGenerator(seed: 3), b = SeededGenerator(seed: 3)
+        let split = try HoldOutSplit(count: 10, fraction: 0.3, using: &a)
+        let order = Array(0..<10).shuffled(using: &b)
+        XCTAssertEqual(split.valid, order.prefix(3).sorted())
+        XCTAssertEqual(split.train, order.dropFirst(3).sorted())
+        XCTAssertEqual(a.next(), b.next(), "the generator continues where the shuffle left it")
+        XCTAssertEqual(try HoldOutSplit(count: 2, fraction: 0.01, using: &a).valid.count, 1, "at least one held out")
+        XCTAssertEqual(try HoldOutSplit(count: 3, fraction: 0.99, using: &a).train.count, 1, "at least one left to train")
+        XCTAssertThrowsError(try HoldOutSplit(count: 1, fraction: 0.5, using: &a)) {
+            XCTAssertEqual($0 as? HoldOutError, .tooFewRows(1, source: nil))
+        }
+        XCTAssertThrowsError(try HoldOutSplit(count: 5, fraction: 1, using: &a)) { XCTAssertEqual($0 as? HoldOutError, .invalidFraction(1)) }
     }
 }

@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import GemmaEncoder
 import TaskHeads
@@ -77,9 +78,9 @@ final class RerankerTests: XCTestCase {
             let fusion = try XCTUnwrap(head.config.fusion)
             XCTAssertEqual(fusion.validGroups, 1)
             XCTAssertEqual(fusion.residual, residual)
-            let variants = try reranker.scoreVariants(query: "the cat", documents: documents)
-            for (x, y) in zip(try XCTUnwrap(variants["reranked"]), scores) { XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(y))) }
-            let cross = try XCTUnwrap(variants["reranked_cross_only"])
+            let variants = try reranker.rerankScores(query: "the cat", documents: documents, similarity: nil)
+            for (x, y) in zip(variants.final, scores) { XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(y))) }
+            let cross = try XCTUnwrap(variants.crossOnly)
             var pairs = TokenStateSet(dimension: encoder.hiddenSize)
             for pair in documents.map({ encoder.tokenizePair(query: "the cat", document: $0, template: .embeddingGemma, maxLength: 512) }) {
                 pairs.append(try encoder.tokenStates([pair])[0])
@@ -99,8 +100,7 @@ final class RerankerTests: XCTestCase {
         let plain = try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
                                               valid: nil, plan: plan, cache: nil)
         XCTAssertNil(plain.config.fusion)
-        XCTAssertEqual(try Reranker(head: plain, encoder: encoder).scoreVariants(query: "the cat", documents: ["a cat sat"]).keys.sorted(),
-                       ["reranked"])
+        XCTAssertNil(try Reranker(head: plain, encoder: encoder).rerankScores(query: "the cat", documents: ["a cat sat"], similarity: nil).crossOnly)
     }
 
     /// The fitted weights minimize the regularized listwise loss: no point of a fine grid around them is lower,
@@ -153,7 +153,7 @@ final class RerankerTests: XCTestCase {
         plan.negatives = 3
         let few = [RerankExample(query: "q", positive: "p", negatives: ["n"], line: 4), RerankExample(query: "q", positive: "p", negatives: ["n"], line: 5)]
         XCTAssertThrowsError(try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: few, valid: nil, plan: plan, cache: nil)) {
-            XCTAssertTrue("\($0)".contains("1 negatives, --negatives asks for 3"), "\($0)")
+            XCTAssertTrue("\($0)".contains("line 4: 1 negatives, fewer than the 3 per group asked for"), "\($0)")
         }
         let classifier = HeadDirectory(config: HeadConfig(task: .classification,
                                                           architecture: HeadArchitecture(inputDimension: 64, outputs: 2, pooling: .mean),

@@ -175,5 +175,11 @@ final class DocumentStoreVectorTests: XCTestCase {
         XCTAssertThrowsError(try store.allVectors(dimension: 4)) { error in
             guard case .invalidInput? = error as? DocumentStoreError else { return XCTFail("\(error)") }
         }
+        // By id: the deleted document's vector is gone with it, an unknown id is absent.
+        let some = try store.vectors(ids: [3, 2, 1, 42], dimension: 3)
+        XCTAssertEqual(some, [1: [1, 2, 3], 3: [7, 8, 9]])
+        XCTAssertThrowsError(try store.vectors(ids: [1], dimension: 2)) { error in
+            guard case .invalidInput? = error as? DocumentStoreError else { return XCTFail("\(error)") }
+        }
     }
 }

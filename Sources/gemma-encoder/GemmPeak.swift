@@ -1,10 +1,11 @@
+import EncoderKernels
 import Foundation
 
 /// Best single-precision GEMM rate of the linked BLAS on an n×n×n product on all cores (the method of
 /// shared/tools/sgemm_peak.c): the compute ceiling that benchmark figures are reported against. BLAS runs
 /// single-threaded under `ComputeThreads`, so the product is split across the cores the way the encoder
-/// splits its own products.
-public func measureGemmPeak(n: Int = 2048, repeats: Int = 5,
+/// splits its own products. Benchmark code, so it lives with the `bench` command.
+func measureGemmPeak(n: Int = 2048, repeats: Int = 5,
                             threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> Double {
     ComputeThreads.configure()
     let count = n * n

@@ -1,4 +1,8 @@
+import Foundation
+
 /// SplitMix64: a small, fast generator whose sequence is fixed by its seed, so a training run is repeatable.
+/// A numeric primitive next to the kernels: dropout masks, weight initialization and synthetic benchmark
+/// vectors all draw from it.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
@@ -21,9 +25,3 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#else
-import Darwin
-#endif

@@ -1,0 +1,44 @@
+import Foundation
+import GemmaEncoder
+
+extension SearchIndex {
+    /// The query's embedding as this index embeds queries (its model's query prompt, attention and pooling).
+    public func queryEmbedding(_ query: String) throws -> [Float] {
+        try model.embed([query], options: queryEmbeddingOptions)[0]
+    }
+
+    /// Whether the stored document vectors are the embeddings `similarity` describes: the same model,
+    /// prompts and attention, and the model's own pooling (the cosine normalizes, so normalization may differ).
+    public func storesEmbeddings(of similarity: FusedSimilarity) -> Bool {
+        similarity.modelDigest == manifest.modelDigest && similarity.queryPrompt == manifest.queryPrompt
+            && similarity.documentPrompt == manifest.documentPrompt
+            && similarity.attention == (manifest.attention ?? .bidirectional) && manifest.pooling == nil
+    }
+
+    /// The cosine of `query` (an embedding from `queryEmbedding`) with each result's stored vector, or nil
+    /// when a result has none (its document changed under a concurrent build).
+    public func storedCosines(query: [Float], results: [SearchResult]) throws -> [Float]? {
+        var internalIDs: [Int64] = []
+        for result in results {
+            guard let id = try store.id(forExternalID: result.id) else { return nil }
+            internalIDs.append(id)
+        }
+        let vectors = try store.vectors(ids: internalIDs, dimension: manifest.dimension)
+        var cosines: [Float] = []
+        for id in internalIDs {
+            guard let vector = vectors[id] else { return nil }
+            cosines.append(Self.cosine(query, vector))
+        }
+        return cosines
+    }
+
+    static func cosine(_ a: [Float], _ b: [Float]) -> Float {
+        var dot: Float = 0, aa: Float = 0, bb: Float = 0
+        for (x, y) in zip(a, b) {
+            dot += x * y
+            aa += x * x
+            bb += y * y
+        }
+        return aa > 0 && bb > 0 ? dot / (aa.squareRoot() * bb.squareRoot()) : 0
+    }
+}
