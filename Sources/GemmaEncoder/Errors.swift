@@ -17,11 +17,15 @@ public enum EncoderError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-func readJSONObject(_ url: URL) throws(EncoderError) -> [String: Any] {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
+/// A model file's bytes; a read failure is an EncoderError naming the file, never a raw Foundation error.
+func readFile(_ url: URL) throws(EncoderError) -> Data {
+    do { return try Data(contentsOf: url) } catch {
         throw .invalidConfig(file: url.path, field: "(file)", "cannot read: \(error.localizedDescription)")
     }
+}
+
+func readJSONObject(_ url: URL) throws(EncoderError) -> [String: Any] {
+    let data = try readFile(url)
     guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
         throw .invalidConfig(file: url.path, field: "(file)", "not a JSON object")
     }

@@ -28,7 +28,7 @@ public struct SentenceTransformersLayout: Sendable {
     public static func load(directory: URL) throws -> SentenceTransformersLayout? {
         let modulesURL = directory.appendingPathComponent("modules.json")
         guard FileManager.default.fileExists(atPath: modulesURL.path) else { return nil }
-        let data = try Data(contentsOf: modulesURL)
+        let data = try readFile(modulesURL)
         guard let modules = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
             throw EncoderError.invalidConfig(file: modulesURL.path, field: "(file)", "expected a JSON array of modules")
         }

@@ -210,7 +210,7 @@ public final class TextEncoder: Sendable {
         }
         let pipeline = pipeline(for: options)
         if let d = options.dimension, d <= 0 || d > pipeline.outputDimension {
-            throw EncoderError.invalidInput("--dim \(d) must be between 1 and the model's \(pipeline.outputDimension)")
+            throw EncoderError.invalidInput("dimension \(d) must be between 1 and the model's \(pipeline.outputDimension)")
         }
         return pipeline
     }
