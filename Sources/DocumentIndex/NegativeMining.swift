@@ -12,7 +12,9 @@ public enum NegativeMining {
 
     public static func mine(_ index: SearchIndex, queries: [RetrievalQuery], negatives: Int, mode: SearchMode,
                             skip: Int = 0) throws -> [Row] {
-        guard negatives > 0, skip >= 0 else { throw IndexError.invalidCorpus("--negatives must be positive and --skip not negative") }
+        guard negatives > 0, skip >= 0 else {
+            throw IndexError.invalidCorpus("negatives per query must be positive and skipped results not negative (negatives \(negatives), skip \(skip))")
+        }
         let positives = try index.documentText(ids: queries.map { $0.relevant[0] })
         let depth = negatives + skip + (queries.map(\.relevant.count).max() ?? 1)
         let rankings = try index.search(queries.map(\.text), k: depth, mode: mode)

@@ -39,7 +39,7 @@ public final class SearchIndex: @unchecked Sendable {
         manifest = try IndexManifest.load(directory.appendingPathComponent(Self.manifestName))
         let digest = try ModelFingerprint.digest(of: encoder.location)
         guard digest == manifest.modelDigest else {
-            throw IndexError.modelMismatch("\(directory.path) was built with model '\(manifest.model)' (digest \(manifest.modelDigest.prefix(12))…), not \(encoder.location.path) (digest \(digest.prefix(12))…); use --model \(manifest.model)")
+            throw IndexError.modelMismatch("\(directory.path) was built with model '\(manifest.model)' (digest \(manifest.modelDigest.prefix(12))…), not \(encoder.location.path) (digest \(digest.prefix(12))…): open it with its own model")
         }
         store = try DocumentStore(url: directory.appendingPathComponent(Self.storeName))
         vectors = FileManager.default.fileExists(atPath: directory.appendingPathComponent(Self.faissName).path)
@@ -47,9 +47,14 @@ public final class SearchIndex: @unchecked Sendable {
             : try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
     }
 
+    /// The manifest of the index in `directory`.
+    public static func manifest(in directory: URL) throws -> IndexManifest {
+        try IndexManifest.load(directory.appendingPathComponent(manifestName))
+    }
+
     /// Opens an index with the model its manifest names (a cache name or a path), or with `model` when given.
     public static func open(directory: URL, model: String? = nil) throws -> SearchIndex {
-        let manifest = try IndexManifest.load(directory.appendingPathComponent(manifestName))
+        let manifest = try manifest(in: directory)
         return try SearchIndex(directory: directory, encoder: TextEncoder(model: ModelStore().resolve(model ?? manifest.model).path))
     }
 

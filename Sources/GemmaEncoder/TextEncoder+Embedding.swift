@@ -52,7 +52,7 @@ extension TextEncoder {
         }
         let pipeline = pipeline(for: options)
         if let d = options.dimension, d <= 0 || d > pipeline.outputDimension {
-            throw .invalidInput("output dimension \(d) must be between 1 and the model's \(pipeline.outputDimension)")
+            throw .invalidInput("dimension \(d) must be between 1 and the model's \(pipeline.outputDimension)")
         }
         return pipeline
     }

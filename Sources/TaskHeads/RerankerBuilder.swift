@@ -23,8 +23,9 @@ public struct RerankerTrainingPlan: Sendable {
     public var options = TrainingOptions()
     public var attention: AttentionMode = .bidirectional
     /// Fuse the cross score with the bi-encoder cosine, weights fitted on the validation groups (ScoreFusion).
-    /// Off by default: it doubles the encoder work per reranked document, and on the README's task it only
-    /// ties vector search.
+    /// Off by default: it doubles the encoder work per reranked document (unless an index built the same way
+    /// supplies the cosine from its stored vectors, SearchPipeline), and on the README's task it only ties
+    /// vector search.
     public var fuseSimilarity = false
     /// With `fuseSimilarity`: train the head on top of the cosine (its weight first fitted on the training
     /// groups alone), so the head learns what the cosine gets wrong instead of repeating what it gets right.

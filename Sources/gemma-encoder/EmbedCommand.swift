@@ -71,6 +71,12 @@ struct EmbedCommand: ParsableCommand {
         var options = EmbeddingOptions(prompt: promptText, attention: attention, pooling: pooling,
                                        normalize: noNormalize ? false : nil, dimension: dim)
         options.batchTokens = batchTokens
+        if let dim {
+            var full = options
+            full.dimension = nil
+            let maximum = encoder.dimension(options: full)
+            guard dim <= maximum else { fail("--dim \(dim) must be between 1 and the model's \(maximum)") }
+        }
 
         let rows: [InputRow] = try io.text.map { [.text($0)] } ?? readRows(path: io.input!, allowIds: true)
         let inputs = rows.map { row -> EncoderInput in

@@ -55,9 +55,10 @@ struct IndexCommand: ParsableCommand {
             do {
                 let documents = try Corpus.load(path: corpus.corpus, idField: corpus.idField, textField: corpus.textField)
                 let encoder = try model.load()
-                let index = try SearchIndex.create(directory: location.url, encoder: encoder, modelName: model.model,
-                                                   factory: factory, expectedCount: documents.count,
-                                                   attention: attention, pooling: pooling)
+                let index = try FlagHints.indexModel(location.url) {
+                    try SearchIndex.create(directory: location.url, encoder: encoder, modelName: model.model, factory: factory,
+                                           expectedCount: documents.count, attention: attention, pooling: pooling)
+                }
                 let added = try runWithProgress(total: documents.count) { progress in
                     try index.add(documents, batch: corpus.batch, resume: true, progress: progress)
                 }
@@ -78,7 +79,7 @@ struct IndexCommand: ParsableCommand {
         func run() throws {
             do {
                 let documents = try Corpus.load(path: corpus.corpus, idField: corpus.idField, textField: corpus.textField)
-                let index = try SearchIndex.open(directory: location.url, model: model.model)
+                let index = try model.open(location.index)
                 let added = try runWithProgress(total: documents.count) { progress in
                     try index.add(documents, batch: corpus.batch, resume: false, progress: progress)
                 }
@@ -100,7 +101,7 @@ struct IndexCommand: ParsableCommand {
 
         func run() throws {
             do {
-                let index = try SearchIndex.open(directory: location.url, model: model.model)
+                let index = try model.open(location.index)
                 let removed = try index.delete(ids: ids)
                 note("\(location.index): removed \(removed) of \(ids.count), \(index.count) documents")
             } catch {

@@ -13,6 +13,9 @@ struct RerankerOptions: ParsableArguments {
 
     func load(model: String? = nil) throws -> Reranker {
         let head = try HeadDirectory.read(URL(fileURLWithPath: reranker))
+        guard head.config.task == .rerank else {
+            throw InputError(description: "\(reranker) is a \(head.config.task.rawValue) head, not a reranker (train one with `train --task rerank`)")
+        }
         return try Reranker(head: head, encoder: try TextEncoder(model: model ?? head.config.baseModel.name))
     }
 }
@@ -109,9 +112,13 @@ struct MineNegativesCommand: ParsableCommand {
     @Option(help: "Which search finds the negatives: vector, keyword or hybrid.")
     var mode: SearchMode = .vector
 
+    func validate() throws {
+        if negatives <= 0 || skip < 0 { throw ValidationError("--negatives must be positive and --skip not negative") }
+    }
+
     func run() throws {
         do {
-            let searchIndex = try SearchIndex.open(directory: URL(fileURLWithPath: index), model: model.model)
+            let searchIndex = try model.open(index)
             let rows = try NegativeMining.mine(searchIndex, queries: try RetrievalQuery.read(path: queries),
                                                negatives: negatives, mode: mode, skip: skip)
             let out = try AtomicOutput(path: output)
@@ -159,7 +166,7 @@ struct EvalRetrievalCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let searchIndex = try SearchIndex.open(directory: URL(fileURLWithPath: index), model: model.model)
+            let searchIndex = try model.open(index)
             let reranker = try rerank.map { try RerankerOptions(reranker: $0).load() }
             let rows = try RetrievalQuery.read(path: queries)
             let progress = Progress(total: reranker == nil ? 0 : rows.count, label: "reranking")

@@ -85,7 +85,7 @@ struct SearchCommand: ParsableCommand {
     }
 
     private func openIndex() throws -> SearchIndex {
-        try SearchIndex.open(directory: URL(fileURLWithPath: index), model: model.model)
+        try model.open(index)
     }
 
     private func resultObject(id: Any?, _ hits: [RankedHit]) -> String {

@@ -134,7 +134,7 @@ struct TrainCommand: ParsableCommand {
             plan.options = trainingOptions
 
             let stages = StageProgress()
-            let head = try HeadBuilder.train(
+            let head = try FlagHints.validation(data: data) { try HeadBuilder.train(
                 encoder: encoder, modelName: model.model, train: train, valid: validation, plan: plan,
                 cache: noCache ? nil : TokenStateCache(), progress: stages.update,
                 onEpoch: { report in
@@ -143,7 +143,7 @@ struct TrainCommand: ParsableCommand {
                                       report.trainLoss, report.validLoss)
                     if let accuracy = report.validAccuracy { line += String(format: "  valid accuracy %.4f", accuracy) }
                     note(line + String(format: "  (%.1f s)", report.seconds))
-                })
+                }) }
             stages.finish()
             try head.write(to: URL(fileURLWithPath: out))
             let summary = head.config.training!
@@ -165,6 +165,11 @@ extension TrainCommand {
             guard !residual || fuseSimilarity else { fail("--residual trains the head on top of the cosine: it needs --fuse-similarity") }
             let examples = try RerankExample.read(path: data)
             let validation = try valid.map(RerankExample.read)
+            for (path, rows) in [(data, examples), (valid ?? "", validation ?? [])] {
+                if let row = rows.first(where: { $0.negatives.count < negatives }) {
+                    fail("\(path):\(row.line): \(row.negatives.count) negatives, --negatives asks for \(negatives)")
+                }
+            }
             let encoder = try model.load()
             var plan = RerankerTrainingPlan()
             plan.pooling = pooling
@@ -182,14 +187,14 @@ extension TrainCommand {
             plan.residual = residual
             plan.options = trainingOptions
             let stages = StageProgress()
-            let head = try RerankerBuilder.train(
+            let head = try FlagHints.validation(data: data) { try RerankerBuilder.train(
                 encoder: encoder, modelName: model.model, examples: examples, valid: validation, plan: plan,
                 cache: noCache ? nil : TokenStateCache(), progress: stages.update,
                 onEpoch: { report in
                     stages.finish()
                     note(String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f  positive ranked first %.4f  (%.1f s)",
                                 report.epoch, epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds))
-                })
+                }) }
             stages.finish()
             try head.write(to: URL(fileURLWithPath: out))
             let summary = head.config.training!

@@ -116,4 +116,18 @@ final class SentenceTransformersLayoutTests: XCTestCase {
         let got = try encoder.embed([EncoderInput(ids: ids)], options: EmbeddingOptions(pooling: .first))[0]
         XCTAssertLessThanOrEqual(maxAbsDiff(got, first), 1e-6)
     }
+
+    /// An unreadable modules.json is an EncoderError naming the file, not a raw Foundation error.
+    func testUnreadableModulesFileIsAnEncoderErrorNamingIt() throws {
+        let modules = dir.appendingPathComponent("modules.json")
+        try FileManager.default.removeItem(at: modules)
+        try FileManager.default.createDirectory(at: modules, withIntermediateDirectories: false)
+        XCTAssertThrowsError(try SentenceTransformersLayout.load(directory: dir)) { error in
+            guard case let .invalidConfig(file, _, message)? = error as? EncoderError else {
+                return XCTFail("\(type(of: error)): \(error)")
+            }
+            XCTAssertEqual(file, modules.path)
+            XCTAssertTrue(message.hasPrefix("cannot read"), message)
+        }
+    }
 }
