@@ -122,6 +122,24 @@ final class HeadDirectoryTests: XCTestCase {
         XCTAssertThrowsError(try HeadDirectory.read(url)) { XCTAssertTrue("\($0)".contains("head.json"), "\($0)") }
     }
 
+    /// A writer killed between moving the old head aside and renaming the new one in (file systems without
+    /// RENAME_EXCHANGE): the reader puts the old head back instead of finding none.
+    func testAHeadMovedAsideByAKilledWriterIsReadBack() throws {
+        let (train, valid) = try classificationData()
+        var plan = HeadTrainingPlan(task: .classification, pooling: .mean)
+        plan.options.epochs = 1
+        let head = try HeadBuilder.train(encoder: encoder, modelName: "tiny", train: train, valid: valid, plan: plan, cache: nil)
+        let url = dir.appendingPathComponent("head")
+        try head.write(to: url)
+        let exited = Process()
+        exited.executableURL = URL(fileURLWithPath: "/bin/true")
+        try exited.run()
+        exited.waitUntilExit()
+        try FileManager.default.moveItem(at: url, to: dir.appendingPathComponent(".head.\(exited.processIdentifier).5eed.old"))
+        XCTAssertEqual(try HeadDirectory.read(url).network, head.network)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".head") }, [])
+    }
+
     func testTokenStatesAreCachedOnDisk() throws {
         let cache = TokenStateCache(directory: dir.appendingPathComponent("states"))
         let request = TokenStateCache.Request(texts: ["hello there", "the cat"], prompt: "q: ", attention: .bidirectional,
