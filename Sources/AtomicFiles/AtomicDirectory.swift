@@ -14,14 +14,13 @@ public enum AtomicDirectory {
         /// One atomic exchange (Linux); falls back to `moveAside` where the file system cannot exchange.
         case exchange
         /// Rename the old version aside, rename the new one in. A writer killed between the two leaves no
-        /// destination until `recover` (run by every `replace`) renames the old version back.
+        /// destination until `recover` (run by every `publish`) renames the old version back.
         case moveAside
     }
 
     /// Builds the new version with `build` (given an empty directory beside `destination`) and publishes it.
     /// Errors of `build` are rethrown unchanged, after the partial directory is removed.
     public static func replace(_ destination: URL, swap: Swap = .exchange, build: (URL) throws -> Void) throws {
-        try recover(destination)
         let temporary = SiblingNames.sibling(of: destination, .temporary)
         guard mkdir(temporary.path, 0o777) == 0 else {
             throw AtomicWriteError.system(destination.path, .createDirectory)
@@ -37,10 +36,11 @@ public enum AtomicDirectory {
 
     /// Publishes the complete directory `built` (on the destination's file system) at `destination`,
     /// replacing what is there. `built` is consumed: afterwards it holds nothing, or the old version for
-    /// removal.
+    /// removal. What killed writers left beside `destination` is cleaned up first (`recover`).
     public static func publish(_ built: URL, at destination: URL, swap: Swap = .exchange) throws {
         let path = destination.path
         do {
+            try recover(destination)
             try Durability.syncTree(built, for: path)
         } catch {
             try? FileManager.default.removeItem(at: built)

@@ -32,6 +32,14 @@ final class HeadDirectoryTests: XCTestCase {
                 try LabeledData(path: try file("valid.jsonl", Array(rows.suffix(10))), task: .classification))
     }
 
+    /// A classification head trained for one epoch, for tests of saving and loading rather than training.
+    func oneEpochHead(pooling: HeadPooling) throws -> HeadDirectory {
+        let (train, valid) = try classificationData()
+        var plan = HeadTrainingPlan(task: .classification, pooling: pooling)
+        plan.options.epochs = 1
+        return try HeadBuilder.train(encoder: encoder, modelName: "tiny", train: train, valid: valid, plan: plan, cache: nil)
+    }
+
     func testTrainSaveLoadPredictEvaluate() throws {
         let (train, valid) = try classificationData()
         var plan = HeadTrainingPlan(task: .classification, pooling: .attention)
@@ -91,10 +99,7 @@ final class HeadDirectoryTests: XCTestCase {
     }
 
     func testAnotherBaseModelIsRefused() throws {
-        let (train, valid) = try classificationData()
-        var plan = HeadTrainingPlan(task: .classification, pooling: .mean)
-        plan.options.epochs = 1
-        let head = try HeadBuilder.train(encoder: encoder, modelName: "tiny", train: train, valid: valid, plan: plan, cache: nil)
+        let head = try oneEpochHead(pooling: .mean)
         // The same architecture with one config value changed is another model.
         let other = dir.appendingPathComponent("other")
         try FileManager.default.copyItem(at: encoder.location, to: other)
@@ -107,10 +112,7 @@ final class HeadDirectoryTests: XCTestCase {
     }
 
     func testBrokenHeadDirectoriesAreClearErrors() throws {
-        let (train, valid) = try classificationData()
-        var plan = HeadTrainingPlan(task: .classification, pooling: .attention)
-        plan.options.epochs = 1
-        let head = try HeadBuilder.train(encoder: encoder, modelName: "tiny", train: train, valid: valid, plan: plan, cache: nil)
+        let head = try oneEpochHead(pooling: .attention)
         let url = dir.appendingPathComponent("broken")
         XCTAssertThrowsError(try HeadDirectory.read(url)) { XCTAssertTrue("\($0)".contains("not a head directory")) }
         try head.write(to: url)
@@ -120,6 +122,21 @@ final class HeadDirectoryTests: XCTestCase {
         XCTAssertThrowsError(try HeadDirectory.read(url)) { XCTAssertTrue("\($0)".contains("missing tensor hidden.weight"), "\($0)") }
         try Data("{".utf8).write(to: url.appendingPathComponent("head.json"))
         XCTAssertThrowsError(try HeadDirectory.read(url)) { XCTAssertTrue("\($0)".contains("head.json"), "\($0)") }
+    }
+
+    /// A writer killed between moving the old head aside and renaming the new one in (file systems without
+    /// RENAME_EXCHANGE): the reader puts the old head back instead of finding none.
+    func testAHeadMovedAsideByAKilledWriterIsReadBack() throws {
+        let head = try oneEpochHead(pooling: .mean)
+        let url = dir.appendingPathComponent("head")
+        try head.write(to: url)
+        let exited = Process()
+        exited.executableURL = URL(fileURLWithPath: "/bin/true")
+        try exited.run()
+        exited.waitUntilExit()
+        try FileManager.default.moveItem(at: url, to: dir.appendingPathComponent(".head.\(exited.processIdentifier).5eed.old"))
+        XCTAssertEqual(try HeadDirectory.read(url).network, head.network)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".head") }, [])
     }
 
     func testTokenStatesAreCachedOnDisk() throws {
