@@ -67,8 +67,8 @@ let package = Package(
             "GemmaEncoder", "EncoderKernels", "DocumentIndex", "VectorSearch", "TaskHeads", "EncoderService",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // Helpers shared by the test targets (fixture paths, a safetensors writer, cosine).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Helpers shared by the test targets (fixture paths, the models loaded once, file writers, cosine).
+        .target(name: "TestSupport", dependencies: ["GemmaEncoder"], path: "Tests/TestSupport"),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"]),
         .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels", "CKernels"]),
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "EncoderKernels", "CKernels", "TestSupport"]),

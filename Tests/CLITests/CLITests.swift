@@ -42,17 +42,6 @@ struct Tool {
     }
 }
 
-func cachedModelPath(_ name: String) throws -> URL {
-    let root = ProcessInfo.processInfo.environment["GEMMA_ENCODER_CACHE"].map { URL(fileURLWithPath: $0) }
-        ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/gemma-encoder")
-    let url = root.appendingPathComponent("models/\(name)")
-    guard FileManager.default.fileExists(atPath: url.path) else {
-        XCTFail("model \(name) is not cached: run `gemma-encoder models fetch \(name)` (scripts/test does)")
-        throw XCTSkip("model missing")
-    }
-    return url
-}
-
 final class CLITests: XCTestCase {
     var dir: URL!
 
@@ -79,7 +68,7 @@ final class CLITests: XCTestCase {
         }
         try FileManager.default.createSymbolicLink(
             at: model.appendingPathComponent("tokenizer.json"),
-            withDestinationURL: try cachedModelPath("embeddinggemma-300m").appendingPathComponent("tokenizer.json"))
+            withDestinationURL: try TestModels.path(TestModels.embeddingGemmaName).appendingPathComponent("tokenizer.json"))
         return model.path
     }
 
@@ -180,7 +169,7 @@ final class CLITests: XCTestCase {
     }
 
     func testTokenize() throws {
-        let model = try cachedModelPath("embeddinggemma-300m").path
+        let model = try TestModels.path(TestModels.embeddingGemmaName).path
         let r = try Tool.run(["tokenize", "--model", model, "--text", "Hello world"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let ids = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [Int]
@@ -195,7 +184,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(lines.count, 2)
         XCTAssertEqual(String(lines[1]), "{\"ids\":[2,1]}")
 
-        let gguf = try cachedModelPath("gemma3-270m-q4_k_m").appendingPathComponent("gemma-3-270m-q4_k_m.gguf").path
+        let gguf = try TestModels.path(TestModels.gemma3GGUFName).path
         let g = try Tool.run(["tokenize", "--model", gguf, "--text", "Sbt test interface"])
         XCTAssertEqual(g.status, 0, g.stderr)
         XCTAssertEqual(try JSONSerialization.jsonObject(with: Data(g.stdout.utf8)) as! [Int], [2, 236773, 2755, 1594, 7937])
@@ -412,7 +401,7 @@ final class CLITests: XCTestCase {
 
     /// A GGUF file works wherever a model does: embed, tokenize, bench.
     func testGGUFModelThroughEveryCommand() throws {
-        let gguf = try cachedModelPath("gemma3-270m-q4_k_m").appendingPathComponent("gemma-3-270m-q4_k_m.gguf").path
+        let gguf = try TestModels.path(TestModels.gemma3GGUFName).path
         let e = try Tool.run(["embed", "--model", gguf, "--text", "hello world"])
         XCTAssertEqual(e.status, 0, e.stderr)
         let vector = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [Double]
