@@ -198,8 +198,7 @@ final class CLITests: XCTestCase {
     /// `index build` killed with SIGKILL mid-way: the previous index still answers, a re-run embeds only
     /// what was not committed, and search in every mode then works.
     func testKilledIndexBuildResumes() throws {
-        let corpusLines = try String(contentsOf: fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("corpora/debian.jsonl"), encoding: .utf8).split(separator: "\n").prefix(120)
+        let corpusLines = try debianCorpusLines(120)
         let corpus = try write("corpus.jsonl", corpusLines.joined(separator: "\n") + "\n")
         let index = dir.appendingPathComponent("idx").path
         let process = Process()
@@ -252,8 +251,7 @@ final class CLITests: XCTestCase {
 
     /// `index add`, `index delete` and `index info` on a small index, and the errors a user meets first.
     func testIndexAddDeleteInfo() throws {
-        let lines = try String(contentsOf: fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("corpora/debian.jsonl"), encoding: .utf8).split(separator: "\n")
+        let lines = try debianCorpusLines(12)
         let first = try write("first.jsonl", lines.prefix(8).joined(separator: "\n") + "\n")
         let more = try write("more.jsonl", lines[8..<12].joined(separator: "\n") + "\n")
         let index = dir.appendingPathComponent("idx").path
@@ -354,14 +352,14 @@ final class CLITests: XCTestCase {
     /// candidates, search with it, evaluate every mode.
     func testRerankerPipelineOnTheTinyModel() throws {
         let model = try tinyEncoderDirectory(in: dir).path
-        let corpusLines = try String(contentsOf: fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("corpora/debian.jsonl"), encoding: .utf8).split(separator: "\n").prefix(30)
+        let corpusLines = try debianCorpusLines(30)
         let corpus = try write("corpus.jsonl", corpusLines.joined(separator: "\n"))
-        let queries = try write("queries.jsonl", corpusLines.prefix(16).map { line -> String in
-            let row = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            let title = (row["metadata"] as! [String: Any])["title"] as! String
-            let object: [String: Any] = ["id": row["id"]!, "text": title, "relevant": [row["id"]!]]
-            return String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        let queries = try write("queries.jsonl", try corpusLines.prefix(16).map { line -> String in
+            let row = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let title = try XCTUnwrap((row["metadata"] as? [String: Any])?["title"] as? String)
+            let id = try XCTUnwrap(row["id"])
+            let object: [String: Any] = ["id": id, "text": title, "relevant": [id]]
+            return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
         }.joined(separator: "\n"))
         let index = dir.appendingPathComponent("index").path
         XCTAssertEqual(try Tool.run(["index", "build", "--index", index, "--corpus", corpus, "--model", model]).status, 0)

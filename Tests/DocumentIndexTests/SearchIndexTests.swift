@@ -4,10 +4,11 @@ import GemmaEncoder
 import TestSupport
 import XCTest
 
-/// The first `count` documents of the bundled Debian corpus.
+/// The first `count` documents of the Debian fixture (a slice of the bundled corpus).
 func debianSample(_ count: Int) throws -> [CorpusDocument] {
-    let path = fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("corpora/debian.jsonl").path
-    return Array(try Corpus.load(path: path).prefix(count))
+    let documents = try Corpus.load(path: debianCorpusFixture.path)
+    guard count <= documents.count else { throw DebianFixtureTooShort(asked: count, available: documents.count) }
+    return Array(documents.prefix(count))
 }
 
 struct StopAfterFirstBatch: Error {}
