@@ -39,7 +39,7 @@ struct BenchCommand: ParsableCommand {
         do { try bench() } catch { fail("\(error)") }
     }
 
-    private func seconds(_ body: () throws -> Void) rethrows -> Double {
+    func seconds(_ body: () throws -> Void) rethrows -> Double {
         let start = DispatchTime.now().uptimeNanoseconds
         try body()
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -55,18 +55,7 @@ struct BenchCommand: ParsableCommand {
             if case .text(let t) = row { return t } else { return nil }
         }
         if tokenizerOnly {
-            var tokenizer: GemmaTokenizer!
-            let load = try seconds { tokenizer = try GemmaTokenizer.load(from: try model.resolve()) }
-            add("tokenizer_load_s", String(format: "%.3f", load))
-            var best = Double.infinity, tokens = 0
-            for _ in 0..<3 {
-                var n = 0
-                best = min(best, seconds { for t in texts { n += tokenizer.encode(t).count } })
-                tokens = n
-            }
-            add("tokens", "\(tokens)")
-            add("tokenizer_tokens_per_s", String(format: "%.0f", Double(tokens) / best))
-            add("tokenizer_texts_per_s", String(format: "%.0f", Double(texts.count) / best))
+            try benchTokenizer(texts, add)
             if json { printJSON(report) }
             return
         }

@@ -64,13 +64,16 @@ final class TokenizerBehaviorTests: XCTestCase {
         }
     }
 
-    /// One 200,000-character word (no spaces, so a single BPE word): must stay O(n log n).
+    /// One 200,000-character word (no spaces, so a single BPE word) encodes and decodes back whole. How long
+    /// it takes is a benchmark's figure, not a test's: `gemma-encoder bench --tokenizer-only` reports it
+    /// (tokenizer_long_word_s).
     func testVeryLongWord() throws {
         let tokenizer = try TestModels.embeddingGemmaTokenizer()
         let text = String(repeating: "ab", count: 50_000) + String(repeating: "日本", count: 50_000)
-        let start = Date()
         let ids = tokenizer.encode(text)
-        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+        XCTAssertEqual(ids.first, 2)
+        XCTAssertEqual(ids.last, 1)
+        XCTAssertLessThan(ids.count, text.unicodeScalars.count, "merges happened inside the word")
         XCTAssertEqual(tokenizer.decode(ids, skipSpecialTokens: true), text)
     }
 
