@@ -81,6 +81,7 @@ let package = Package(
         .testTarget(name: "EncoderServiceTests", dependencies: [
             "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ]
 )
