@@ -9,7 +9,9 @@ let faissLinker: [LinkerSetting] = [
 
 let package = Package(
     name: "GemmaEncoder",
-    platforms: [.macOS(.v14)],
+    // Linux only, on x86-64: the code calls Glibc and madvise(MADV_HUGEPAGE) unguarded, and the C kernels
+    // are clang target_clones for x86 ISAs (AVX2 / AVX-512). `platforms:` can name only Apple platforms,
+    // none of which builds, so it is left out.
     products: [
         .library(name: "GemmaEncoder", targets: ["GemmaEncoder"]),
         .executable(name: "gemma-encoder", targets: ["gemma-encoder"]),
