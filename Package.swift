@@ -9,7 +9,9 @@ let faissLinker: [LinkerSetting] = [
 
 let package = Package(
     name: "GemmaEncoder",
-    platforms: [.macOS(.v14)],
+    // Linux only, on x86-64: the code calls Glibc and madvise(MADV_HUGEPAGE) unguarded, and the C kernels
+    // are clang target_clones for x86 ISAs (AVX2 / AVX-512). `platforms:` can name only Apple platforms,
+    // none of which builds, so it is left out.
     products: [
         .library(name: "GemmaEncoder", targets: ["GemmaEncoder"]),
         .executable(name: "gemma-encoder", targets: ["gemma-encoder"]),
@@ -73,8 +75,8 @@ let package = Package(
             "AtomicFiles",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // Helpers shared by the test targets (fixture paths, a safetensors writer, cosine).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Helpers shared by the test targets (fixture paths, the models loaded once, file writers, cosine).
+        .target(name: "TestSupport", dependencies: ["GemmaEncoder"], path: "Tests/TestSupport"),
         // Used only by AtomicFilesTests: a writer that replaces a file or directory in a loop until killed.
         .executableTarget(name: "atomic-write-helper", dependencies: ["AtomicFiles", "TestSupport"], path: "Tests/AtomicWriteHelper"),
         .testTarget(name: "AtomicFilesTests", dependencies: ["AtomicFiles", "TestSupport"]),
@@ -90,6 +92,7 @@ let package = Package(
         .testTarget(name: "EncoderServiceTests", dependencies: [
             "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "VectorSearch", "CSQLite", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ]
 )

@@ -39,7 +39,7 @@ struct BenchCommand: ParsableCommand {
         do { try bench() } catch { fail("\(error)") }
     }
 
-    private func seconds(_ body: () throws -> Void) rethrows -> Double {
+    func seconds(_ body: () throws -> Void) rethrows -> Double {
         let start = DispatchTime.now().uptimeNanoseconds
         try body()
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -51,7 +51,7 @@ struct BenchCommand: ParsableCommand {
             if case .text(let t) = row { return t } else { return nil }
         }
         if tokenizerOnly {
-            try tokenizerThroughput(texts, report)
+            try benchTokenizer(texts, report.add)
             return report.finish()
         }
         // The ceiling is measured before and after the workload and the higher figure kept: on a shared
@@ -86,22 +86,6 @@ struct BenchCommand: ParsableCommand {
             try precisionDrift(encoder, inputs, options, report)
         }
         report.finish()
-    }
-
-    /// Tokenizer load time and single-threaded tokens/s, best of three.
-    private func tokenizerThroughput(_ texts: [String], _ report: BenchReport) throws {
-        var tokenizer: GemmaTokenizer!
-        let load = try seconds { tokenizer = try model.source().loadTokenizer() }
-        report.add("tokenizer_load_s", String(format: "%.3f", load))
-        var best = Double.infinity, tokens = 0
-        for _ in 0..<3 {
-            var n = 0
-            best = min(best, seconds { for t in texts { n += tokenizer.encode(t).count } })
-            tokens = n
-        }
-        report.add("tokens", "\(tokens)")
-        report.add("tokenizer_tokens_per_s", String(format: "%.0f", Double(tokens) / best))
-        report.add("tokenizer_texts_per_s", String(format: "%.0f", Double(texts.count) / best))
     }
 
     /// The whole workload once warm (a short warm-up batch first), against the GEMM ceiling.

@@ -42,17 +42,6 @@ struct Tool {
     }
 }
 
-func cachedModelPath(_ name: String) throws -> URL {
-    let root = ProcessInfo.processInfo.environment["GEMMA_ENCODER_CACHE"].map { URL(fileURLWithPath: $0) }
-        ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/gemma-encoder")
-    let url = root.appendingPathComponent("models/\(name)")
-    guard FileManager.default.fileExists(atPath: url.path) else {
-        XCTFail("model \(name) is not cached: run `gemma-encoder models fetch \(name)` (scripts/test does)")
-        throw XCTSkip("model missing")
-    }
-    return url
-}
-
 final class CLITests: XCTestCase {
     var dir: URL!
 
@@ -79,7 +68,7 @@ final class CLITests: XCTestCase {
         }
         try FileManager.default.createSymbolicLink(
             at: model.appendingPathComponent("tokenizer.json"),
-            withDestinationURL: try cachedModelPath("embeddinggemma-300m").appendingPathComponent("tokenizer.json"))
+            withDestinationURL: try TestModels.path(TestModels.embeddingGemmaName).appendingPathComponent("tokenizer.json"))
         return model.path
     }
 
@@ -180,7 +169,7 @@ final class CLITests: XCTestCase {
     }
 
     func testTokenize() throws {
-        let model = try cachedModelPath("embeddinggemma-300m").path
+        let model = try TestModels.path(TestModels.embeddingGemmaName).path
         let r = try Tool.run(["tokenize", "--model", model, "--text", "Hello world"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let ids = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [Int]
@@ -195,7 +184,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(lines.count, 2)
         XCTAssertEqual(String(lines[1]), "{\"ids\":[2,1]}")
 
-        let gguf = try cachedModelPath("gemma3-270m-q4_k_m").appendingPathComponent("gemma-3-270m-q4_k_m.gguf").path
+        let gguf = try TestModels.path(TestModels.gemma3GGUFName).path
         let g = try Tool.run(["tokenize", "--model", gguf, "--text", "Sbt test interface"])
         XCTAssertEqual(g.status, 0, g.stderr)
         XCTAssertEqual(try JSONSerialization.jsonObject(with: Data(g.stdout.utf8)) as! [Int], [2, 236773, 2755, 1594, 7937])
@@ -209,8 +198,7 @@ final class CLITests: XCTestCase {
     /// `index build` killed with SIGKILL mid-way: the previous index still answers, a re-run embeds only
     /// what was not committed, and search in every mode then works.
     func testKilledIndexBuildResumes() throws {
-        let corpusLines = try String(contentsOf: fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("corpora/debian.jsonl"), encoding: .utf8).split(separator: "\n").prefix(120)
+        let corpusLines = try debianCorpusLines(120)
         let corpus = try write("corpus.jsonl", corpusLines.joined(separator: "\n") + "\n")
         let index = dir.appendingPathComponent("idx").path
         let process = Process()
@@ -263,8 +251,7 @@ final class CLITests: XCTestCase {
 
     /// `index add`, `index delete` and `index info` on a small index, and the errors a user meets first.
     func testIndexAddDeleteInfo() throws {
-        let lines = try String(contentsOf: fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("corpora/debian.jsonl"), encoding: .utf8).split(separator: "\n")
+        let lines = try debianCorpusLines(12)
         let first = try write("first.jsonl", lines.prefix(8).joined(separator: "\n") + "\n")
         let more = try write("more.jsonl", lines[8..<12].joined(separator: "\n") + "\n")
         let index = dir.appendingPathComponent("idx").path
@@ -365,14 +352,14 @@ final class CLITests: XCTestCase {
     /// candidates, search with it, evaluate every mode.
     func testRerankerPipelineOnTheTinyModel() throws {
         let model = try tinyEncoderDirectory(in: dir).path
-        let corpusLines = try String(contentsOf: fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("corpora/debian.jsonl"), encoding: .utf8).split(separator: "\n").prefix(30)
+        let corpusLines = try debianCorpusLines(30)
         let corpus = try write("corpus.jsonl", corpusLines.joined(separator: "\n"))
-        let queries = try write("queries.jsonl", corpusLines.prefix(16).map { line -> String in
-            let row = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            let title = (row["metadata"] as! [String: Any])["title"] as! String
-            let object: [String: Any] = ["id": row["id"]!, "text": title, "relevant": [row["id"]!]]
-            return String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        let queries = try write("queries.jsonl", try corpusLines.prefix(16).map { line -> String in
+            let row = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let title = try XCTUnwrap((row["metadata"] as? [String: Any])?["title"] as? String)
+            let id = try XCTUnwrap(row["id"])
+            let object: [String: Any] = ["id": id, "text": title, "relevant": [id]]
+            return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
         }.joined(separator: "\n"))
         let index = dir.appendingPathComponent("index").path
         XCTAssertEqual(try Tool.run(["index", "build", "--index", index, "--corpus", corpus, "--model", model]).status, 0)
@@ -412,7 +399,7 @@ final class CLITests: XCTestCase {
 
     /// A GGUF file works wherever a model does: embed, tokenize, bench.
     func testGGUFModelThroughEveryCommand() throws {
-        let gguf = try cachedModelPath("gemma3-270m-q4_k_m").appendingPathComponent("gemma-3-270m-q4_k_m.gguf").path
+        let gguf = try TestModels.path(TestModels.gemma3GGUFName).path
         let e = try Tool.run(["embed", "--model", gguf, "--text", "hello world"])
         XCTAssertEqual(e.status, 0, e.stderr)
         let vector = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [Double]

@@ -10,7 +10,7 @@ final class AdaptedIndexTests: XCTestCase {
     func testAttentionAndPoolingAreRecordedAndUsedForQueries() throws {
         let dir = try temporaryDirectory("adapted-index")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let encoder = try TextEncoder(directory: try tinyEncoderDirectory(in: dir))
+        let encoder = try TestModels.tiny()
         let documents = (0..<12).map { CorpusDocument(id: "d\($0)", text: "document number \($0) about \(["cats", "dogs", "birds"][$0 % 3])") }
         let url = dir.appendingPathComponent("index")
         let index = try SearchIndex.create(directory: url, encoder: encoder, modelName: "tiny", factory: "Flat",

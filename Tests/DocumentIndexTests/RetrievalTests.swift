@@ -53,7 +53,7 @@ final class RetrievalTests: XCTestCase {
     /// An index over 40 Debian documents with the tiny model (fast; its rankings are arbitrary), the documents'
     /// short descriptions as queries.
     func tinyIndex() throws -> (SearchIndex, [RetrievalQuery], [CorpusDocument]) {
-        let encoder = try TextEncoder(directory: try tinyEncoderDirectory(in: dir))
+        let encoder = try TestModels.tiny()
         let docs = try debianSample(40)
         let index = try SearchIndex.create(directory: dir.appendingPathComponent("index"), encoder: encoder,
                                            modelName: encoder.location.path, factory: "Flat", expectedCount: docs.count)

@@ -4,26 +4,11 @@ import GemmaEncoder
 import TestSupport
 import XCTest
 
-/// One EmbeddingGemma per process (loading maps 1.2 GB and parses the tokenizer).
-enum Model {
-    nonisolated(unsafe) private static var cached: TextEncoder?
-
-    static func encoder() throws -> TextEncoder {
-        if let cached { return cached }
-        guard let url = ModelStore().cachedPath(for: KnownModel.defaultName) else {
-            XCTFail("run `gemma-encoder models fetch \(KnownModel.defaultName)` (scripts/test does)")
-            throw XCTSkip("model missing")
-        }
-        let encoder = try TextEncoder(directory: url)
-        cached = encoder
-        return encoder
-    }
-}
-
-/// The first `count` documents of the bundled Debian corpus.
+/// The first `count` documents of the Debian fixture (a slice of the bundled corpus).
 func debianSample(_ count: Int) throws -> [CorpusDocument] {
-    let path = fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("corpora/debian.jsonl").path
-    return Array(try Corpus.load(path: path).prefix(count))
+    let documents = try Corpus.load(path: debianCorpusFixture.path)
+    guard count <= documents.count else { throw DebianFixtureTooShort(asked: count, available: documents.count) }
+    return Array(documents.prefix(count))
 }
 
 struct StopAfterFirstBatch: Error {}
@@ -35,7 +20,7 @@ final class SearchIndexTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     func build(_ docs: [CorpusDocument], factory: String? = nil) throws -> SearchIndex {
-        let index = try SearchIndex.create(directory: dir, encoder: try Model.encoder(), modelName: "embeddinggemma-300m",
+        let index = try SearchIndex.create(directory: dir, encoder: try TestModels.embeddingGemma(), modelName: "embeddinggemma-300m",
                                            factory: factory, expectedCount: docs.count)
         try index.add(docs, batch: 16, resume: true)
         return index
@@ -67,13 +52,13 @@ final class SearchIndexTests: XCTestCase {
 
     func testInterruptedBuildKeepsOldIndexAndResumesWithoutReembedding() throws {
         let docs = try debianSample(48)
-        let index = try SearchIndex.create(directory: dir, encoder: try Model.encoder(), modelName: "embeddinggemma-300m",
+        let index = try SearchIndex.create(directory: dir, encoder: try TestModels.embeddingGemma(), modelName: "embeddinggemma-300m",
                                            factory: nil, expectedCount: docs.count)
         XCTAssertThrowsError(try index.add(docs, batch: 16, resume: true) { done, _ in
             if done >= 16 { throw StopAfterFirstBatch() }
         })
         // The published index is still the previous (empty) one and opens fine.
-        let reopened = try SearchIndex(directory: dir, encoder: try Model.encoder())
+        let reopened = try SearchIndex(directory: dir, encoder: try TestModels.embeddingGemma())
         XCTAssertEqual(reopened.count, 0)
         XCTAssertEqual(try reopened.search("game", k: 3, mode: .vector).count, 0)
         // The re-run embeds only the 32 documents that were not committed.
@@ -95,7 +80,7 @@ final class SearchIndexTests: XCTestCase {
             XCTAssertFalse(try index.search(docs[0].text, k: 29, mode: mode).contains { $0.id == docs[0].id }, "\(mode)")
         }
         // Reopened from disk: the same count and results.
-        let reopened = try SearchIndex(directory: dir, encoder: try Model.encoder())
+        let reopened = try SearchIndex(directory: dir, encoder: try TestModels.embeddingGemma())
         XCTAssertEqual(reopened.count, 29)
     }
 
@@ -107,7 +92,7 @@ final class SearchIndexTests: XCTestCase {
         let ivf = try SearchIndex.open(directory: dir)
         XCTAssertEqual(ivf.manifest.factory, "IVF4,Flat")
         let flatDir = dir.appendingPathComponent("flat")
-        let flat = try SearchIndex.create(directory: flatDir, encoder: try Model.encoder(), modelName: "embeddinggemma-300m",
+        let flat = try SearchIndex.create(directory: flatDir, encoder: try TestModels.embeddingGemma(), modelName: "embeddinggemma-300m",
                                           factory: "Flat", expectedCount: docs.count)
         try flat.add(docs, batch: 20, resume: false)
         for query in ["strategy game", "mail server", "audio codec library", "fonts"] {
@@ -123,10 +108,10 @@ final class SearchIndexTests: XCTestCase {
         var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as! [String: Any]
         manifest["model_digest"] = String(repeating: "0", count: 64)
         try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
-        XCTAssertThrowsError(try SearchIndex(directory: dir, encoder: try Model.encoder())) { error in
+        XCTAssertThrowsError(try SearchIndex(directory: dir, encoder: try TestModels.embeddingGemma())) { error in
             XCTAssertTrue("\(error)".contains("was built with model"), "\(error)")
         }
-        XCTAssertThrowsError(try SearchIndex(directory: dir.appendingPathComponent("missing"), encoder: try Model.encoder())) { error in
+        XCTAssertThrowsError(try SearchIndex(directory: dir.appendingPathComponent("missing"), encoder: try TestModels.embeddingGemma())) { error in
             XCTAssertTrue("\(error)".contains("not an index directory"), "\(error)")
         }
     }

@@ -42,7 +42,7 @@ final class ErrorMappingTests: XCTestCase {
     /// An index whose SQLite file loses its documents table under the server (another process dropped it):
     /// search fails in the backend, so 424 with the SQLite error, never a 413 or a dropped connection.
     func testABrokenIndexIsABackendFailure() async throws {
-        let fixture = ServerFixture.shared
+        let fixture = try ServerFixture.shared()
         let directory = try temporaryDirectory("broken-index")
         defer { try? FileManager.default.removeItem(at: directory) }
         let index = try SearchIndex.create(directory: directory, encoder: fixture.tiny, modelName: "tiny",
@@ -53,7 +53,7 @@ final class ErrorMappingTests: XCTestCase {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let server = try await RunningServer.start(service, logger: logger)
-        let client = Client(port: server.port)
+        let client = SocketClient(port: server.port)
         let before = try await client.post("search", ["query": "the cat", "k": 2])
         XCTAssertEqual(before.status, 200, String(decoding: before.body, as: UTF8.self))
 

@@ -4,14 +4,28 @@ import Foundation
 import GemmaEncoder
 import TaskHeads
 import TestSupport
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
-/// Everything a served test needs, built once on the tiny random Gemma models (outputs mean nothing; the
-/// service's plumbing is what is tested): two models, a classification head, a reranker and an index.
-final class ServerFixture: @unchecked Sendable {
-    static let shared: ServerFixture = try! ServerFixture()
+/// Everything a served test needs, built once per process on the tiny random Gemma models (outputs mean
+/// nothing; the service's plumbing is what is tested): two models, a classification head, a reranker and an
+/// index.
+final class ServerFixture: Sendable {
+    private static let built = LoadOnce<ServerFixture>()
+
+    /// Building the fixture failed; the reason is the underlying error.
+    struct BuildFailed: Error, CustomStringConvertible {
+        let reason: String
+        var description: String { "the server fixture (tiny models, head, reranker, index) could not be built: \(reason)" }
+    }
+
+    /// The fixture, built on first use. A failure to build it is thrown, so the asking test's setUp fails
+    /// with the reason; it never takes the whole test bundle down.
+    static func shared() throws(BuildFailed) -> ServerFixture {
+        do {
+            return try built.value("server") { try ServerFixture() }
+        } catch {
+            throw BuildFailed(reason: "\(error)")
+        }
+    }
 
     let directory: URL
     let tiny: TextEncoder
@@ -21,51 +35,17 @@ final class ServerFixture: @unchecked Sendable {
     let index: SearchIndex
     let documents: [CorpusDocument]
 
+    static let words = ["the cat sat", "a dog ran", "hello there", "tiny model text", "more words here"]
+
     private init() throws {
         directory = try temporaryDirectory("service")
-        let tinyDirectory = try tinyEncoderDirectory(in: directory)
-        tiny = try TextEncoder(directory: tinyDirectory)
-        // A second model: the tiny Gemma 2 checkpoint with the same tokenizer.
-        let secondDirectory = directory.appendingPathComponent("tiny-gemma2")
-        try FileManager.default.createDirectory(at: secondDirectory, withIntermediateDirectories: true)
-        for name in ["config.json", "model.safetensors"] {
-            try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("tiny/gemma2/\(name)"),
-                                             to: secondDirectory.appendingPathComponent(name))
-        }
-        try FileManager.default.copyItem(at: tinyDirectory.appendingPathComponent("tokenizer.json"),
-                                         to: secondDirectory.appendingPathComponent("tokenizer.json"))
-        second = try TextEncoder(directory: secondDirectory)
-
-        let root = directory
-        func file(_ name: String, _ lines: [String]) throws -> String {
-            let url = root.appendingPathComponent(name)
-            try lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
-            return url.path
-        }
-        let words = ["the cat sat", "a dog ran", "hello there", "tiny model text", "more words here"]
-        let rows = (0..<30).map { #"{"text": "\#(words[$0 % 5]) \#($0)", "label": "\#(["alpha", "beta", "gamma"][$0 % 3])"}"# }
-        var plan = HeadTrainingPlan(task: .classification, pooling: .mean)
-        plan.hiddenSize = 8
-        plan.options.epochs = 2
-        let trained = try HeadBuilder.train(encoder: tiny, modelName: "tiny", train: try LabeledData(path: file("train.jsonl", rows), task: .classification),
-                                            valid: nil, plan: plan, cache: nil)
-        head = try HeadPredictor(head: trained, encoder: tiny)
-
-        let pairs = (0..<12).map { i in
-            #"{"query": "the cat \#(i)", "positive": "a cat sat \#(i)", "negatives": ["a dog ran", "hello there", "tiny words \#(i)"]}"#
-        }
-        var rerankPlan = RerankerTrainingPlan()
-        rerankPlan.negatives = 2
-        rerankPlan.options.epochs = 2
-        rerankPlan.hiddenSize = 8
-        rerankPlan.maxLength = 120
-        rerankPlan.fuseSimilarity = true  // the service's fused path: pairs and embeddings through the scheduler
-        let rerankHead = try RerankerBuilder.train(encoder: tiny, modelName: "tiny", examples: try RerankExample.read(path: file("pairs.jsonl", pairs)),
-                                                   valid: nil, plan: rerankPlan, cache: nil)
-        reranker = try Reranker(head: rerankHead, encoder: tiny)
-
+        tiny = try TestModels.tiny()
+        second = try TestModels.tinyGemma2()
+        head = try Self.trainHead(tiny, in: directory)
+        reranker = try Self.trainReranker(tiny, in: directory)
         documents = (0..<40).map { i in
-            CorpusDocument(id: "doc\(i)", text: "\(words[i % 5]) number \(i) \(words[(i * 3) % 5])", metadataJSON: #"{"n": \#(i)}"#)
+            CorpusDocument(id: "doc\(i)", text: "\(Self.words[i % 5]) number \(i) \(Self.words[(i * 3) % 5])",
+                           metadataJSON: #"{"n": \#(i)}"#)
         }
         index = try SearchIndex.create(directory: directory.appendingPathComponent("index"), encoder: tiny, modelName: "tiny",
                                        factory: "Flat", expectedCount: documents.count)
@@ -77,44 +57,36 @@ final class ServerFixture: @unchecked Sendable {
                        heads: ["sections": head], reranker: reranker, rerankerName: "tiny-reranker",
                        indexes: ["docs": index], limits: limits)
     }
-}
 
-/// A minimal HTTP client for the tests: URLSession against the loopback server.
-struct Client: @unchecked Sendable {
-    let base: URL
-    let session: URLSession
-
-    init(port: Int) {
-        base = URL(string: "http://127.0.0.1:\(port)")!
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = 64
-        configuration.timeoutIntervalForRequest = 60
-        session = URLSession(configuration: configuration)
+    private static func write(_ lines: [String], to url: URL) throws -> String {
+        try lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
+        return url.path
     }
 
-    struct Reply {
-        var status: Int
-        var headers: [String: String]
-        var body: Data
-        var json: Any? { try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) }
-        var object: [String: Any] { json as? [String: Any] ?? [:] }
+    /// A classification head over three labels, two epochs: enough to have scores to serve.
+    private static func trainHead(_ encoder: TextEncoder, in directory: URL) throws -> HeadPredictor {
+        let rows = (0..<30).map { #"{"text": "\#(words[$0 % 5]) \#($0)", "label": "\#(["alpha", "beta", "gamma"][$0 % 3])"}"# }
+        var plan = HeadTrainingPlan(task: .classification, pooling: .mean)
+        plan.hiddenSize = 8
+        plan.options.epochs = 2
+        let train = try LabeledData(path: write(rows, to: directory.appendingPathComponent("train.jsonl")), task: .classification)
+        let trained = try HeadBuilder.train(encoder: encoder, modelName: "tiny", train: train, valid: nil, plan: plan, cache: nil)
+        return try HeadPredictor(head: trained, encoder: encoder)
     }
 
-    func send(_ method: String, _ path: String, body: Data? = nil) async throws -> Reply {
-        var request = URLRequest(url: base.appendingPathComponent(path))
-        request.httpMethod = method
-        request.httpBody = body
-        if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
-        let (data, response) = try await session.data(for: request)
-        let http = response as! HTTPURLResponse
-        var headers: [String: String] = [:]
-        for (key, value) in http.allHeaderFields { headers[String(describing: key).lowercased()] = String(describing: value) }
-        return Reply(status: http.statusCode, headers: headers, body: data)
-    }
-
-    func post(_ path: String, _ object: Any) async throws -> Reply {
-        try await send("POST", path, body: try JSONSerialization.data(withJSONObject: object, options: [.fragmentsAllowed]))
+    /// A reranker with the fused path (pairs and embeddings both go through the scheduler).
+    private static func trainReranker(_ encoder: TextEncoder, in directory: URL) throws -> Reranker {
+        let pairs = (0..<12).map { i in
+            #"{"query": "the cat \#(i)", "positive": "a cat sat \#(i)", "negatives": ["a dog ran", "hello there", "tiny words \#(i)"]}"#
+        }
+        var plan = RerankerTrainingPlan()
+        plan.negatives = 2
+        plan.options.epochs = 2
+        plan.hiddenSize = 8
+        plan.maxLength = 120
+        plan.fuseSimilarity = true
+        let examples = try RerankExample.read(path: write(pairs, to: directory.appendingPathComponent("pairs.jsonl")))
+        let head = try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: examples, valid: nil, plan: plan, cache: nil)
+        return try Reranker(head: head, encoder: encoder)
     }
 }
-
-func floats(_ any: Any?) -> [Float] { (any as? [Any] ?? []).map { Float(($0 as? NSNumber)?.doubleValue ?? .nan) } }

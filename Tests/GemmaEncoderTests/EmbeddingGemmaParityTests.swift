@@ -21,7 +21,7 @@ final class EmbeddingGemmaParityTests: XCTestCase {
     }
 
     func testEveryRowEveryMode() throws {
-        let encoder = try SharedEncoder.embeddingGemma()
+        let encoder = try TestModels.embeddingGemma()
         let rows = try reference()
         XCTAssertEqual(rows.count, 48)
         let modes: [(String, String?, KeyPath<ReferenceRow, [Float]>)] = [
@@ -45,7 +45,7 @@ final class EmbeddingGemmaParityTests: XCTestCase {
     func testLowerPrecisionsKeepThreeNines() throws {
         let rows = try reference()
         for precision in [WeightPrecision.bf16, .int8] {
-            let encoder = try TextEncoder(directory: try cachedModel(KnownModel.embeddingGemma300M.name), precision: precision)
+            let encoder = try TextEncoder(directory: try TestModels.path(KnownModel.embeddingGemma300M.name), precision: precision)
             XCTAssertEqual(encoder.model.precision, precision)
             for (name, expected) in [("document", \ReferenceRow.document), ("query", \ReferenceRow.query)] {
                 let got = try encoder.embed(rows.map(\.text), options: EmbeddingOptions(prompt: try encoder.prompt(named: name)))
@@ -57,7 +57,7 @@ final class EmbeddingGemmaParityTests: XCTestCase {
     }
 
     func testPromptsComeFromTheModelDirectory() throws {
-        let encoder = try SharedEncoder.embeddingGemma()
+        let encoder = try TestModels.embeddingGemma()
         XCTAssertEqual(try encoder.prompt(named: "query"), "task: search result | query: ")
         XCTAssertEqual(try encoder.prompt(named: "document"), "title: none | text: ")
         XCTAssertEqual(try encoder.prompt(named: "STS"), "task: sentence similarity | query: ")
@@ -65,7 +65,7 @@ final class EmbeddingGemmaParityTests: XCTestCase {
     }
 
     func testLongInputIsTruncatedToMaxSeqLengthAndReported() throws {
-        let encoder = try SharedEncoder.embeddingGemma()
+        let encoder = try TestModels.embeddingGemma()
         XCTAssertEqual(encoder.maxSequenceLength, 2048)
         let long = try reference()[16].text
         let input = encoder.tokenize([long], prompt: "title: none | text: ")[0]
@@ -77,7 +77,7 @@ final class EmbeddingGemmaParityTests: XCTestCase {
     }
 
     func testMatryoshkaTruncatesAndRenormalizes() throws {
-        let encoder = try SharedEncoder.embeddingGemma()
+        let encoder = try TestModels.embeddingGemma()
         let texts = ["a tool to compress files", "a web browser"]
         let full = try encoder.embed(texts)
         for dim in [512, 256, 128] {
@@ -93,7 +93,7 @@ final class EmbeddingGemmaParityTests: XCTestCase {
     }
 
     func testBatchCompositionDoesNotChangeEmbeddings() throws {
-        let encoder = try SharedEncoder.embeddingGemma()
+        let encoder = try TestModels.embeddingGemma()
         let texts = try reference().prefix(12).map(\.text)
         let together = try encoder.embed(texts)
         for (i, text) in texts.enumerated() {

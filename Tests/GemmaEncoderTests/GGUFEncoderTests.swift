@@ -38,12 +38,8 @@ final class GGUFEncoderTests: XCTestCase {
     /// NumPy's (0.9971–0.9978; NumPy and ours agree to ≥ 0.99999 there): its rounding, not ours.
     static let llamaCppRoundingRows: Set<Int> = [22, 23, 24, 27]
 
-    func encoder() throws -> TextEncoder {
-        try TextEncoder(gguf: try cachedModel(KnownModel.gemma3_270mQ4KM.name))
-    }
-
     func testEmbeddingsMatchLlamaCpp() throws {
-        let encoder = try encoder()
+        let encoder = try TestModels.gemma3GGUF()
         let rows = try reference()
         XCTAssertEqual(rows.count, 28)
         // What llama.cpp embedded: the whole text, or its first line (see above).
@@ -66,7 +62,7 @@ final class GGUFEncoderTests: XCTestCase {
     }
 
     func testEmbeddingsMatchAnIndependentNumPyForwardPass() throws {
-        let encoder = try encoder()
+        let encoder = try TestModels.gemma3GGUF()
         let data = try Data(contentsOf: fixturesDirectory.appendingPathComponent("gguf/gemma3-270m-numpy.jsonl"))
         let rows = try data.split(separator: UInt8(ascii: "\n")).map { try JSONDecoder().decode(NumPyRow.self, from: Data($0)) }
         XCTAssertEqual(rows.count, 28)
@@ -86,7 +82,7 @@ final class GGUFEncoderTests: XCTestCase {
     }
 
     func testBatchInvariance() throws {
-        let encoder = try encoder()
+        let encoder = try TestModels.gemma3GGUF()
         let texts = try reference().map(\.text)
         for mode in AttentionMode.allCases {
             var options = EmbeddingOptions(pooling: .mean)
@@ -99,7 +95,7 @@ final class GGUFEncoderTests: XCTestCase {
     }
 
     func testWeightsStayQuantized() throws {
-        let bytes = try encoder().model.weightBytes
+        let bytes = try TestModels.gemma3GGUF().model.weightBytes
         XCTAssertNil(bytes[.f32], "no Linear weight or embedding was expanded to f32")
         XCTAssertEqual(Set(bytes.keys), [.q5_0, .q8_0, .q4_K, .q6_K])
         // 262,144 × 640 Q8_0 embeddings and 18 layers of 4–8-bit weights: under 250 MB (f32 would be 1.1 GB).

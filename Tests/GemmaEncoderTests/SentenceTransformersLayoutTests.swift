@@ -18,7 +18,7 @@ final class SentenceTransformersLayoutTests: XCTestCase {
             try fm.copyItem(at: tiny.appendingPathComponent(name), to: dir.appendingPathComponent(name))
         }
         // The tokenizer is needed to load, not used: the inputs below are ids inside the tiny vocabulary.
-        let tokenizer = try cachedModel(KnownModel.embeddingGemma300M.name).appendingPathComponent("tokenizer.json")
+        let tokenizer = try TestModels.path(KnownModel.embeddingGemma300M.name).appendingPathComponent("tokenizer.json")
         try fm.createSymbolicLink(at: dir.appendingPathComponent("tokenizer.json"), withDestinationURL: tokenizer)
         try """
         [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},

@@ -6,7 +6,7 @@ import GemmaTokenizer
 
 final class GGUFReaderTests: XCTestCase {
     func testGemma3Metadata() throws {
-        let gguf = try GGUFFile(url: try ModelCache.gemma3GGUF())
+        let gguf = try GGUFFile(url: try TestModels.path(TestModels.gemma3GGUFName))
         XCTAssertEqual(gguf.version, 3)
         XCTAssertEqual(gguf["general.architecture"]?.stringValue, "gemma3")
         XCTAssertEqual(gguf["gemma3.embedding_length"]?.intValue, 640)
@@ -122,7 +122,7 @@ final class GGUFReaderTests: XCTestCase {
 
     /// The real file cut after its vocabulary: the tensor infos are missing.
     func testTruncatedRealFile() throws {
-        let source = try ModelCache.gemma3GGUF()
+        let source = try TestModels.path(TestModels.gemma3GGUFName)
         let handle = try FileHandle(forReadingFrom: source)
         let head = try XCTUnwrap(try handle.read(upToCount: 6_000_000))
         try handle.close()

@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import XCTest
 import GemmaTokenizer
 import ModelFormats
 
 final class TokenizerBehaviorTests: XCTestCase {
     func testTruncationKeepsSpecialTokens() throws {
-        let tokenizer = try SharedTokenizers.embeddingGemma()
+        let tokenizer = try TestModels.embeddingGemmaTokenizer()
         let text = "The quick brown fox jumps over the lazy dog, again and again and again."
         let full = tokenizer.encode(text)
         XCTAssertGreaterThan(full.count, 8)
@@ -31,7 +32,7 @@ final class TokenizerBehaviorTests: XCTestCase {
     }
 
     func testWithoutSpecialTokens() throws {
-        let tokenizer = try SharedTokenizers.embeddingGemma()
+        let tokenizer = try TestModels.embeddingGemmaTokenizer()
         XCTAssertEqual(tokenizer.encode("hello world", addSpecialTokens: false), [23391, 1902])
         XCTAssertEqual(tokenizer.encode("hello world"), [2, 23391, 1902, 1])
         XCTAssertEqual(tokenizer.encode(""), [2, 1])
@@ -39,7 +40,7 @@ final class TokenizerBehaviorTests: XCTestCase {
 
     /// Expected strings are HF `Tokenizer.decode` results.
     func testDecodeMatchesHuggingFace() throws {
-        let tokenizer = try SharedTokenizers.embeddingGemma()
+        let tokenizer = try TestModels.embeddingGemmaTokenizer()
         let ids = tokenizer.encode("Hello world, <bos> x")
         XCTAssertEqual(ids, [2, 9259, 1902, 236764, 236743, 2, 1123, 1])
         XCTAssertEqual(tokenizer.decode(ids), "<bos>Hello world, <bos> x<eos>")
@@ -56,7 +57,7 @@ final class TokenizerBehaviorTests: XCTestCase {
     }
 
     func testDecodeRoundTrip() throws {
-        let tokenizer = try SharedTokenizers.embeddingGemma()
+        let tokenizer = try TestModels.embeddingGemmaTokenizer()
         for text in ["naïve café 日本語 😀 👩‍👩‍👧", "  two  spaces\n\nnew\tline\r\n", "bytes \u{1}\u{E000} end",
                      "fn main() { println!(\"hi\"); }", String(repeating: "a", count: 3000)] {
             XCTAssertEqual(tokenizer.decode(tokenizer.encode(text), skipSpecialTokens: true), text)
@@ -64,28 +65,30 @@ final class TokenizerBehaviorTests: XCTestCase {
         }
     }
 
-    /// One 200,000-character word (no spaces, so a single BPE word): must stay O(n log n).
+    /// One 200,000-character word (no spaces, so a single BPE word) encodes and decodes back whole. How long
+    /// it takes is a benchmark's figure, not a test's: `gemma-encoder bench --tokenizer-only` reports it
+    /// (tokenizer_long_word_s).
     func testVeryLongWord() throws {
-        let tokenizer = try SharedTokenizers.embeddingGemma()
+        let tokenizer = try TestModels.embeddingGemmaTokenizer()
         let text = String(repeating: "ab", count: 50_000) + String(repeating: "日本", count: 50_000)
-        let start = Date()
         let ids = tokenizer.encode(text)
-        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+        XCTAssertEqual(ids.first, 2)
+        XCTAssertEqual(ids.last, 1)
+        XCTAssertLessThan(ids.count, text.unicodeScalars.count, "merges happened inside the word")
         XCTAssertEqual(tokenizer.decode(ids, skipSpecialTokens: true), text)
     }
 
     func testGGUFDecodeRoundTrip() throws {
-        let tokenizer = try SharedTokenizers.gemma3()
+        let tokenizer = try TestModels.gemma3GGUFTokenizer()
         for text in ["Ünïcödé àccents", "hello world", "日本語のテキスト", "a  b\n\tc"] {
             XCTAssertEqual(tokenizer.decode(tokenizer.encode(text), skipSpecialTokens: true), text)
         }
     }
 
     func testLoadFromDirectoryAndGGUF() throws {
-        let json = try ModelCache.embeddingGemmaTokenizerJSON()
-        let fromDir = try GemmaTokenizer.load(directory: json.deletingLastPathComponent())
+        let fromDir = try GemmaTokenizer.load(directory: try TestModels.path(TestModels.embeddingGemmaName))
         XCTAssertEqual(fromDir.encode("hello world"), [2, 23391, 1902, 1])
-        let fromGGUF = try GemmaTokenizer.load(gguf: try GGUFFile(url: try ModelCache.gemma3GGUF()))
+        let fromGGUF = try GemmaTokenizer.load(gguf: try GGUFFile(url: try TestModels.path(TestModels.gemma3GGUFName)))
         XCTAssertEqual(fromGGUF.encode("hello world"), [2, 23391, 1902])
     }
 }

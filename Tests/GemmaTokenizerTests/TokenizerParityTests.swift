@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 import GemmaTokenizer
 
@@ -6,7 +7,7 @@ import GemmaTokenizer
 final class TokenizerParityTests: XCTestCase {
     /// HF `tokenizers` with add_special_tokens=True on EmbeddingGemma's tokenizer.json.
     func testMatchesHuggingFaceOnAllRows() throws {
-        let tokenizer = try SharedTokenizers.embeddingGemma()
+        let tokenizer = try TestModels.embeddingGemmaTokenizer()
         let rows = try Fixtures.rows("tokenizer.jsonl")
         XCTAssertEqual(rows.count, 2038)
         try assertAllRowsMatch(rows) { tokenizer.encode($0) }
@@ -14,19 +15,19 @@ final class TokenizerParityTests: XCTestCase {
 
     /// llama.cpp's tokenization (`<bos>` first, no `<eos>`) from the Gemma 3 270M GGUF vocabulary.
     func testMatchesLlamaCppFromGGUF() throws {
-        let tokenizer = try SharedTokenizers.gemma3()
+        let tokenizer = try TestModels.gemma3GGUFTokenizer()
         let rows = try Fixtures.rows("gemma3-270m-gguf-ids.jsonl")
         XCTAssertEqual(rows.count, 28)
         try assertAllRowsMatch(rows) { tokenizer.encode($0) }
     }
 
     func testSpecialTokenIds() throws {
-        let hf = try SharedTokenizers.embeddingGemma()
+        let hf = try TestModels.embeddingGemmaTokenizer()
         XCTAssertEqual(hf.bosTokenId, 2)
         XCTAssertEqual(hf.eosTokenId, 1)
         XCTAssertEqual(hf.padTokenId, 0)
         XCTAssertEqual(hf.vocabularySize, 262_145)  // 262,144 + <image_soft_token>
-        let gguf = try SharedTokenizers.gemma3()
+        let gguf = try TestModels.gemma3GGUFTokenizer()
         XCTAssertEqual(gguf.bosTokenId, 2)
         XCTAssertEqual(gguf.eosTokenId, 1)
         XCTAssertEqual(gguf.padTokenId, 0)

@@ -33,7 +33,7 @@ final class HeadDirectoryTests: XCTestCase {
     }
 
     /// A classification head trained for one epoch, for tests of saving and loading rather than training.
-    func oneEpochHead(pooling: HeadPooling) throws -> HeadDirectory {
+    func oneEpochHead(pooling: Pooling) throws -> HeadDirectory {
         let (train, valid) = try classificationData()
         var plan = HeadTrainingPlan(task: .classification, pooling: pooling)
         plan.options.epochs = 1

@@ -1,0 +1,29 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `bench --tokenizer-only` carries the tokenizer's timings (load, throughput, one very long word), which
+/// the unit tests no longer assert: a wall-clock bound in a unit test fails on a busy machine, not on a
+/// slow tokenizer.
+final class BenchCLITests: XCTestCase {
+    func testTokenizerOnlyReportsLoadThroughputAndTheLongWord() throws {
+        let dir = try temporaryDirectory("bench-cli")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("texts.jsonl")
+        try [#"{"text": "a tool to compress files"}"#, #"{"text": "a web browser"}"#]
+            .joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+        let model = try TestModels.path(TestModels.embeddingGemmaName).path
+        let r = try Tool.run(["bench", "--tokenizer-only", "--json", "--model", model, "--input", input.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        func number(_ key: String) -> Double { (report[key] as? NSNumber)?.doubleValue ?? -1 }
+        for key in ["tokenizer_load_s", "tokenizer_tokens_per_s", "tokenizer_texts_per_s", "tokenizer_long_word_s"] {
+            XCTAssertGreaterThan(number(key), 0, "\(key) in \(r.stdout)")
+        }
+        // <bos> a tool to compress files <eos>, <bos> a web browser <eos>: whole words in Gemma's vocabulary.
+        XCTAssertEqual(number("tokens"), 12, r.stdout)
+        XCTAssertEqual(number("tokenizer_long_word_chars"), 200_000)
+        XCTAssertGreaterThan(number("tokenizer_long_word_tokens"), 2)
+        XCTAssertLessThan(number("tokenizer_long_word_tokens"), 200_000, "merges happened inside the word")
+    }
+}
