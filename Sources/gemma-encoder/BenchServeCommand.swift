@@ -50,24 +50,7 @@ struct BenchServeCommand: AsyncParsableCommand {
         }
         guard !texts.isEmpty else { fail("\(input): no texts") }
 
-        var server: RunningServer?
-        var base = url.flatMap(URL.init(string:))
-        var offline: Double?
-        if base == nil {
-            let encoder = try model.load()
-            offline = try offlineThroughput(encoder, texts: Array(texts.prefix(512)))
-            var limits = ServiceLimits()
-            limits.maxBatchTokens = maxBatchTokens
-            limits.maxClientBatchSize = max(32, textsPerRequest)
-            var logger = Logger(label: "gemma-encoder")
-            logger.logLevel = .warning
-            let service = EncoderService(models: [(name: "model", encoder: encoder)], limits: limits)
-            service.start()
-            server = try await RunningServer.start(service, logger: logger)
-            base = URL(string: "http://127.0.0.1:\(server!.port)")
-        }
-        guard let base else { fail("--url \(url ?? ""): not a URL") }
-
+        let (server, base, offline) = try await target(texts)
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpMaximumConnectionsPerHost = levels.max()!
         configuration.timeoutIntervalForRequest = 120
@@ -83,32 +66,60 @@ struct BenchServeCommand: AsyncParsableCommand {
             let metricsAfter = try? await batchTotals(session, base)
             var meanBatch = Double.nan
             if let a = metricsBefore, let b = metricsAfter, b.count > a.count { meanBatch = (b.sum - a.sum) / (b.count - a.count) }
-            let textsPerSecond = Double(result.latencies.count * textsPerRequest) / result.seconds
-            let sorted = result.latencies.sorted()
-            func p(_ q: Double) -> Double { sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] * 1000 }
-            let ratio = offline.map { textsPerSecond / $0 }
-            if json {
-                var fields = ["\"clients\": \(level)", "\"requests\": \(sorted.count)",
-                              "\"requests_per_s\": \(String(format: "%.2f", Double(sorted.count) / result.seconds))",
-                              "\"texts_per_s\": \(String(format: "%.2f", textsPerSecond))",
-                              "\"p50_ms\": \(String(format: "%.2f", p(0.5)))", "\"p90_ms\": \(String(format: "%.2f", p(0.9)))",
-                              "\"p99_ms\": \(String(format: "%.2f", p(0.99)))", "\"errors\": \(result.errors)",
-                              "\"mean_batch_inputs\": \(meanBatch.isNaN ? "null" : String(format: "%.2f", meanBatch))",
-                              "\"peak_rss_mib\": \(String(format: "%.0f", peakResidentMiB()))"]
-                if let offline { fields += ["\"offline_texts_per_s\": \(String(format: "%.2f", offline))",
-                                            "\"ratio_to_offline\": \(String(format: "%.3f", ratio!))"] }
-                print("{" + fields.joined(separator: ", ") + "}")
-            } else {
-                print(String(format: "%-8d %-9d %-8.2f %-8.2f %-8.1f %-8.1f %-8.1f %-7d %-11.2f", level, sorted.count,
-                             Double(sorted.count) / result.seconds, textsPerSecond, p(0.5), p(0.9), p(0.99), result.errors, meanBatch)
-                      + (ratio.map { String(format: " %.3f", $0) } ?? ""))
-            }
+            report(level: level, result, meanBatch: meanBatch, offline: offline)
         }
         if !json {
             if let offline { print(String(format: "offline (direct, one batch): %.2f texts/s", offline)) }
             print(String(format: "peak RSS: %.0f MiB", peakResidentMiB()))
         }
         try await server?.shutdown()
+    }
+
+    /// The server to load: the one at --url, or one started in this process on the model (whose direct,
+    /// offline throughput is then the reference).
+    private func target(_ texts: [String]) async throws -> (server: RunningServer?, base: URL, offline: Double?) {
+        if let url {
+            guard let base = URL(string: url) else { fail("--url \(url): not a URL") }
+            return (nil, base, nil)
+        }
+        let encoder = try model.load()
+        let offline = try offlineThroughput(encoder, texts: Array(texts.prefix(512)))
+        var limits = ServiceLimits()
+        limits.maxBatchTokens = maxBatchTokens
+        limits.maxClientBatchSize = max(32, textsPerRequest)
+        var logger = Logger(label: "gemma-encoder")
+        logger.logLevel = .warning
+        let service = EncoderService(models: [(name: "model", encoder: encoder)], limits: limits)
+        service.start()
+        let server = try await RunningServer.start(service, logger: logger)
+        guard let base = URL(string: "http://127.0.0.1:\(server.port)") else { fail("no loopback URL for port \(server.port)") }
+        return (server, base, offline)
+    }
+
+    /// One level's line of the table, or its JSON object.
+    private func report(level: Int, _ result: LevelResult, meanBatch: Double, offline: Double?) {
+        let textsPerSecond = Double(result.latencies.count * textsPerRequest) / result.seconds
+        let sorted = result.latencies.sorted()
+        func p(_ q: Double) -> Double { sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] * 1000 }
+        let ratio = offline.map { textsPerSecond / $0 }
+        if json {
+            var fields = ["\"clients\": \(level)", "\"requests\": \(sorted.count)",
+                          "\"requests_per_s\": \(String(format: "%.2f", Double(sorted.count) / result.seconds))",
+                          "\"texts_per_s\": \(String(format: "%.2f", textsPerSecond))",
+                          "\"p50_ms\": \(String(format: "%.2f", p(0.5)))", "\"p90_ms\": \(String(format: "%.2f", p(0.9)))",
+                          "\"p99_ms\": \(String(format: "%.2f", p(0.99)))", "\"errors\": \(result.errors)",
+                          "\"mean_batch_inputs\": \(meanBatch.isNaN ? "null" : String(format: "%.2f", meanBatch))",
+                          "\"peak_rss_mib\": \(String(format: "%.0f", peakResidentMiB()))"]
+            if let offline, let ratio {
+                fields += ["\"offline_texts_per_s\": \(String(format: "%.2f", offline))",
+                           "\"ratio_to_offline\": \(String(format: "%.3f", ratio))"]
+            }
+            print("{" + fields.joined(separator: ", ") + "}")
+        } else {
+            print(String(format: "%-8d %-9d %-8.2f %-8.2f %-8.1f %-8.1f %-8.1f %-7d %-11.2f", level, sorted.count,
+                         Double(sorted.count) / result.seconds, textsPerSecond, p(0.5), p(0.9), p(0.99), result.errors, meanBatch)
+                  + (ratio.map { String(format: " %.3f", $0) } ?? ""))
+        }
     }
 
     /// Texts per second embedding `texts` directly in one call (the encoder's own batching, both cores).

@@ -1,0 +1,103 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// The index commands: build (killed and resumed), add, delete, info.
+extension CLITests {
+    /// `index build` killed with SIGKILL mid-way: the previous index still answers, a re-run embeds only
+    /// what was not committed, and search in every mode then works.
+    func testKilledIndexBuildResumes() throws {
+        let corpusLines = try debianCorpusLines(120)
+        let corpus = try write("corpus.jsonl", corpusLines.joined(separator: "\n") + "\n")
+        let index = dir.appendingPathComponent("idx").path
+        let process = Process()
+        process.executableURL = Tool.binary
+        process.arguments = ["index", "build", "--index", index, "--corpus", corpus, "--batch", "8"]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        func committed() -> Int {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from documents').fetchone()[0])", index + "/documents.sqlite"]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            guard (try? p.run()) != nil else { return 0 }
+            p.waitUntilExit()
+            return Int(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+        let deadline = Date().addingTimeInterval(120)
+        while committed() < 16, process.isRunning, Date() < deadline { usleep(100_000) }
+        XCTAssertTrue(process.isRunning, "the build finished before it could be killed; make the corpus larger")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let done = committed()
+        XCTAssertGreaterThanOrEqual(done, 16)
+        XCTAssertLessThan(done, 120)
+
+        let during = try Tool.run(["search", "--index", index, "--json", "text editor"])
+        XCTAssertEqual(during.status, 0, during.stderr)
+        let resumed = try Tool.run(["index", "build", "--index", index, "--corpus", corpus, "--batch", "8"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("120 documents (\(120 - done) embedded now)"), resumed.stderr)
+        for mode in ["vector", "keyword", "hybrid"] {
+            let r = try Tool.run(["search", "--index", index, "--mode", mode, "-k", "3", "--json", "real-time strategy game"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+            let results = object["results"] as! [[String: Any]]
+            XCTAssertEqual(results.count, 3, mode)
+            XCTAssertEqual(results.first?["id"] as? String, "0ad", mode)
+            XCTAssertNotNil((results.first?["metadata"] as? [String: Any])?["section"], mode)
+        }
+        let queries = try write("q.jsonl", "{\"id\": \"q1\", \"text\": \"strategy game\"}\n{\"id\": 2, \"text\": \"mail server\"}\n")
+        let out = dir.appendingPathComponent("results.jsonl").path
+        let batch = try Tool.run(["search", "--index", index, "--input", queries, "--output", out, "-k", "2"])
+        XCTAssertEqual(batch.status, 0, batch.stderr)
+        let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 2)
+        XCTAssertTrue(rows[0].contains("\"id\":\"q1\""), String(rows[0]))
+    }
+
+    /// `index add`, `index delete` and `index info` on a small index, and the errors a user meets first.
+    func testIndexAddDeleteInfo() throws {
+        let lines = try debianCorpusLines(12)
+        let first = try write("first.jsonl", lines.prefix(8).joined(separator: "\n") + "\n")
+        let more = try write("more.jsonl", lines[8..<12].joined(separator: "\n") + "\n")
+        let index = dir.appendingPathComponent("idx").path
+        let build = try Tool.run(["index", "build", "--index", index, "--corpus", first, "--factory", "HNSW32"])
+        XCTAssertEqual(build.status, 0, build.stderr)
+        let add = try Tool.run(["index", "add", "--index", index, "--corpus", more])
+        XCTAssertEqual(add.status, 0, add.stderr)
+        XCTAssertTrue(add.stderr.contains("added 4, 12 documents"), add.stderr)
+        let again = try Tool.run(["index", "add", "--index", index, "--corpus", more])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("is already in the index"), again.stderr)
+
+        let firstID = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        let victim = firstID["id"] as! String
+        let delete = try Tool.run(["index", "delete", "--index", index, "--id", victim, "no-such-package"])
+        XCTAssertEqual(delete.status, 0, delete.stderr)
+        XCTAssertTrue(delete.stderr.contains("removed 1 of 2, 11 documents"), delete.stderr)
+        let search = try Tool.run(["search", "--index", index, "-k", "11", "--json", String(describing: firstID["text"]!)])
+        XCTAssertEqual(search.status, 0, search.stderr)
+        let results = (try JSONSerialization.jsonObject(with: Data(search.stdout.utf8)) as! [String: Any])["results"] as! [[String: Any]]
+        XCTAssertEqual(results.count, 11)
+        XCTAssertFalse(results.contains { $0["id"] as? String == victim })
+
+        let info = try Tool.run(["index", "info", "--index", index])
+        XCTAssertEqual(info.status, 0, info.stderr)
+        let manifest = try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(manifest["count"] as? Int, 11)
+        XCTAssertEqual(manifest["factory"] as? String, "HNSW32")
+        XCTAssertEqual(manifest["model"] as? String, "embeddinggemma-300m")
+        XCTAssertEqual((manifest["model_digest"] as? String)?.count, 64)
+
+        let empty = try write("empty.jsonl", "")
+        let e = try Tool.run(["index", "build", "--index", dir.appendingPathComponent("e").path, "--corpus", empty])
+        XCTAssertNotEqual(e.status, 0)
+        XCTAssertTrue(e.stderr.contains("the corpus is empty"), e.stderr)
+        let notIndex = try Tool.run(["search", "--index", dir.path, "query"])
+        XCTAssertNotEqual(notIndex.status, 0)
+        XCTAssertTrue(notIndex.stderr.contains("not an index directory"), notIndex.stderr)
+    }
+}
