@@ -9,9 +9,9 @@ let faissLinker: [LinkerSetting] = [
 
 let package = Package(
     name: "GemmaEncoder",
-    // Linux only, on x86-64: the code calls Glibc and madvise(MADV_HUGEPAGE) unguarded, and the C kernels
-    // are clang target_clones for x86 ISAs (AVX2 / AVX-512). `platforms:` can name only Apple platforms,
-    // none of which builds, so it is left out.
+    // Linux only, on x86-64: the weights go on transparent huge pages (madvise MADV_HUGEPAGE), directories are
+    // swapped with renameat2, FAISS is Debian's static build, and the C kernels are tuned for x86 (AVX2 /
+    // AVX-512 clones, 512-bit vectors preferred). `platforms:` can name only Apple platforms, so it is left out.
     products: [
         .library(name: "GemmaEncoder", targets: ["GemmaEncoder"]),
         .executable(name: "gemma-encoder", targets: ["gemma-encoder"]),
@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "AtomicFiles"),
         // Containers: memory-mapped files, safetensors, GGUF, JSON config decoding, SHA-256.
         .target(name: "ModelFormats"),
-        // Numeric kernels over Float buffers: GEMM, norms, activations, RoPE, attention.
+        // Numeric kernels over Float buffers: GEMM, norms, activations, RoPE, attention, the seeded RNG of dropout.
         .target(name: "EncoderKernels", dependencies: ["CBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // Tokenizer: tokenizer.json and GGUF vocabularies, BPE with byte fallback.
@@ -54,12 +54,12 @@ let package = Package(
         // FAISS vector index and SQLite document store (FTS5 keyword search).
         .target(name: "VectorSearch", dependencies: ["CFaissShim", "CSQLite", "AtomicFiles"]),
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
-        .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "VectorSearch", "AtomicFiles"]),
-        // Task heads on a frozen encoder: pooling (incl. learned attention), dropout, MLP, training, metrics.
+        .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "ModelFormats", "VectorSearch", "AtomicFiles"]),
+        // Task heads on a frozen encoder: head network (pooling from GemmaEncoder), dropout, MLP, training, metrics, reranker.
         .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "EncoderKernels", "AtomicFiles"]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
-            "GemmaEncoder", "ModelFormats", "DocumentIndex", "TaskHeads",
+            "GemmaEncoder", "DocumentIndex", "TaskHeads",
             // Their error types, which the service maps to status codes by kind.
             "ModelFormats", "EncoderKernels", "VectorSearch",
             .product(name: "Hummingbird", package: "hummingbird"),

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -16,6 +17,7 @@ public struct AtomicWriteError: Error, Equatable, Sendable, CustomStringConverti
         case swap = "swap the new directory into place"
         case syncDirectory = "fsync the parent directory"
         case restore = "restore the version a killed writer moved aside"
+        case createFolder = "create the folder it goes in"
     }
 
     /// The destination the write was for.
@@ -40,4 +42,19 @@ public struct AtomicWriteError: Error, Equatable, Sendable, CustomStringConverti
     }
 
     public var description: String { "\(path): cannot \(step.rawValue): \(reason)" }
+}
+
+extension AtomicWriteError {
+    /// Any other error met while writing `path` (Foundation's file APIs), in this type's terms.
+    public init(_ error: any Error, path: String, step: Step) {
+        if let error = error as? AtomicWriteError { self = error; return }
+        self.init(path: path, step: step, code: 0, reason: (error as NSError).localizedDescription)
+    }
+}
+
+/// Creates `url` (and its parents) as a writer's destination folder; a failure is an `AtomicWriteError`.
+public func createDestinationDirectory(_ url: URL) throws(AtomicWriteError) {
+    do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+        throw AtomicWriteError(error, path: url.path, step: .createFolder)
+    }
 }

@@ -62,8 +62,8 @@ TARGET_AVX512 static void skinny_f32_avx512(long m, long n, long k, const float 
 
 // AVX2 (and the baseline): 4 activation rows x 3 weight rows, 12 ymm accumulators + 3 weight vectors + 1
 // activation vector = all 16 registers; 7 loads per 12 FMAs. Only 3 weight rows stream at a time, too few
-// for the hardware prefetcher to keep up, so the next block's rows are prefetched by hand (measured here:
-// 1.6x at 10-32 rows). Rows past the end of a block repeat an earlier row and are not stored.
+// for the hardware prefetcher to keep up, so the next block's rows are prefetched by hand (`bench`'s
+// query latency shows the difference). Rows past the end of a block repeat an earlier row and are not stored.
 CLONES_NO_AVX512 static void skinny_f32_avx2(long m, long n, long k, const float *a, long lda, const float *w,
                                              long ldw, float *c, long ldc, int accumulate) {
     long k8 = k & ~7L;

@@ -1,6 +1,7 @@
 import AtomicFiles
 import Foundation
 import GemmaEncoder
+import ModelFormats
 
 /// `manifest.json` of an index directory: which model made the vectors (so that queries are embedded by the
 /// same one), how they are indexed, and how many there are.
@@ -33,7 +34,9 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         do { data = try Data(contentsOf: url) } catch {
             throw IndexError.notAnIndex("\(url.deletingLastPathComponent().path): no manifest.json (not an index directory?)")
         }
-        do { return try decoder.decode(IndexManifest.self, from: data) } catch {
+        do { return try decoder.decode(IndexManifest.self, from: data) } catch let error as DecodingError {
+            throw IndexError.corrupt("\(url.path): \(error.codingPathDescription): \(error.shortDescription)")
+        } catch {
             throw IndexError.corrupt("\(url.path): \(error)")
         }
     }

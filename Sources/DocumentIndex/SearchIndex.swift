@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import GemmaEncoder
 import VectorSearch
@@ -37,7 +38,7 @@ public final class SearchIndex: @unchecked Sendable {
         self.directory = directory
         self.encoder = encoder
         manifest = try IndexManifest.load(directory.appendingPathComponent(Self.manifestName))
-        let digest = try ModelFingerprint.digest(of: encoder.location)
+        let digest = try ModelFingerprint.digest(of: encoder.source)
         guard digest == manifest.modelDigest else {
             throw IndexError.modelMismatch("\(directory.path) was built with model '\(manifest.model)' (digest \(manifest.modelDigest.prefix(12))…), not \(encoder.location.path) (digest \(digest.prefix(12))…): open it with its own model")
         }
@@ -67,11 +68,11 @@ public final class SearchIndex: @unchecked Sendable {
         if FileManager.default.fileExists(atPath: manifestURL.path) {
             return try SearchIndex(directory: directory, encoder: encoder)
         }
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try createDestinationDirectory(directory)
         if let pooling, pooling.isLearned { throw IndexError.invalidCorpus("\(pooling.rawValue) pooling has learned parameters: an index needs a parameter-free pooling") }
         let now = Date()
         var manifest = IndexManifest(
-            model: modelName, modelDigest: try ModelFingerprint.digest(of: encoder.location),
+            model: modelName, modelDigest: try ModelFingerprint.digest(of: encoder.source),
             dimension: encoder.dimension(options: EmbeddingOptions(attention: attention ?? .bidirectional, pooling: pooling)),
             queryPrompt: encoder.prompts["query"], documentPrompt: encoder.prompts["document"],
             factory: factory ?? VectorIndex.defaultFactory(count: expectedCount), count: 0, created: now, updated: now)

@@ -69,3 +69,7 @@ public func geluErfDerivative(_ x: Float) -> Float {
     let pdf = expf(-0.5 * x * x) * 0.3989422804014327
     return cdf + x * pdf
 }
+
+/// The logistic function 1 / (1 + e^−x): multi-label probabilities and their loss gradient.
+@inline(__always)
+public func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }

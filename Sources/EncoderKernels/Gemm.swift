@@ -9,9 +9,7 @@ public func gemmTransposedB(m: Int, n: Int, k: Int, alpha: Float = 1,
                             a: UnsafePointer<Float>, lda: Int,
                             w: UnsafePointer<Float>, ldw: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    guard m > 0, n > 0 else { return }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                alpha, a, Int32(lda), w, Int32(ldw), beta, c, Int32(ldc))
+    sgemm(CblasNoTrans, CblasTrans, m, n, k, alpha, a, lda, w, ldw, beta, c, ldc)
 }
 
 /// C (m×n) = A (m×k) · B (k×n), all row-major with the given row strides.
@@ -20,9 +18,7 @@ public func gemm(m: Int, n: Int, k: Int, alpha: Float = 1,
                  a: UnsafePointer<Float>, lda: Int,
                  b: UnsafePointer<Float>, ldb: Int,
                  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    guard m > 0, n > 0 else { return }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    sgemm(CblasNoTrans, CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 /// Rows at or below which a Linear layer skips BLAS: OpenBLAS packs the whole weight matrix on every call,
@@ -77,9 +73,16 @@ public func gemmTransposedA(m: Int, n: Int, k: Int, alpha: Float = 1,
                             a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    sgemm(CblasTrans, CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+/// The one call into BLAS's GEMM, row-major; an empty product does nothing.
+@inline(__always)
+private func sgemm(_ ta: CBLAS_TRANSPOSE, _ tb: CBLAS_TRANSPOSE, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                   _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
+                   _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     guard m > 0, n > 0 else { return }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 /// OpenBLAS's thread count is one setting for the whole process. The encoder parallelizes on its own (batches

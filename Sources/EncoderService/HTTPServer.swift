@@ -1,4 +1,5 @@
 import DocumentIndex
+import EncoderKernels
 import Foundation
 import ModelFormats
 import GemmaEncoder
@@ -225,7 +226,6 @@ struct Routes: Sendable {
         let texts = r.texts ?? r.documents!.map(\.text)
         let (ranked, tokens, truncated) = try await service.rerank(query: r.query, documents: texts, topN: r.top_n,
                                                                    truncate: r.truncate ?? service.limits.autoTruncate)
-        func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
         if r.texts != nil {
             let raw = r.raw_scores ?? false, withText = r.return_text ?? false
             return try HTTPFront.json(ranked.map {

@@ -96,7 +96,8 @@ extension ServiceError {
         case let error as SchedulerError: self = Self(scheduler: error)
         case let EncoderError.invalidInput(message): self = .validation(message)
         case ModelError.tokenOutOfRange: self = .tokenizer("\(error)")
-        case is DecodingError: self = .malformed("request body does not match the API: \(error)")
+        case let error as DecodingError:
+            self = .malformed("request body does not match the API: \(error.codingPathDescription): \(error.shortDescription)")
         // TokenizerError is about loading a tokenizer: the model's files, not the request.
         case is EncoderError, is ModelError, is WeightError, is FormatError, is TokenizerError, is HeadError, is IndexError,
              is DocumentStoreError, is VectorSearchError:

@@ -8,6 +8,8 @@ public enum EncoderError: Error, CustomStringConvertible, Equatable {
     case modelNotFound(String)
     case fetchFailed(String)
     case invalidInput(String)
+    /// A known model that has not been fetched into the cache yet.
+    case notCached(model: String, cache: String)
 
     /// A container or config file error, in the encoder's terms (file, field, message).
     public init(_ error: FormatError) {
@@ -18,6 +20,7 @@ public enum EncoderError: Error, CustomStringConvertible, Equatable {
         switch self {
         case let .invalidConfig(file, field, message): return "\(file): \(field): \(message)"
         case let .unsupported(m), let .modelNotFound(m), let .fetchFailed(m), let .invalidInput(m): return m
+        case let .notCached(model, cache): return "model '\(model)' is not in the cache (\(cache)): fetch it first"
         }
     }
 }

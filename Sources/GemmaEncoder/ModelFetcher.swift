@@ -14,8 +14,19 @@ public struct ModelFetcher: Sendable {
         self.python = python
     }
 
+    /// The model's path in the cache; every failure is an `EncoderError` (`fetchFailed` names the model and the step).
     @discardableResult
-    public func fetch(_ model: KnownModel, log: (String) -> Void = { _ in }) throws -> URL {
+    public func fetch(_ model: KnownModel, log: (String) -> Void = { _ in }) throws(EncoderError) -> URL {
+        do {
+            return try fetchSteps(model, log: log)
+        } catch let error as EncoderError {
+            throw error
+        } catch {
+            throw .fetchFailed("\(model.name): \((error as NSError).localizedDescription)")
+        }
+    }
+
+    private func fetchSteps(_ model: KnownModel, log: (String) -> Void) throws -> URL {
         if let cached = store.cachedPath(for: model.name) {
             log("\(model.name): already cached at \(cached.path)")
             return cached

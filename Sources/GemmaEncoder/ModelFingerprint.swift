@@ -5,27 +5,12 @@ import ModelFormats
 /// weight file its name, size, header and 16 evenly spaced 64 KiB samples of its data. Changing a tensor's
 /// shape, dtype or (almost surely) its values changes the digest; reading ~1 MB per file keeps it instant.
 public enum ModelFingerprint {
-    public static func digest(of location: URL) throws -> String {
-        // A symlinked model directory is common (a shared cache); the enumerator does not descend into a link.
-        let location = location.resolvingSymlinksInPath()
-        var hash = SHA256()
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: location.path, isDirectory: &isDirectory) else {
-            throw EncoderError.modelNotFound("\(location.path): no such file or directory")
-        }
-        let root = isDirectory.boolValue ? location : location.deletingLastPathComponent()
-        let files: [URL]
-        if isDirectory.boolValue {
-            let e = FileManager.default.enumerator(at: location, includingPropertiesForKeys: nil)
-            files = (e?.compactMap { $0 as? URL } ?? [])
-                .filter { ["json", "safetensors", "gguf"].contains($0.pathExtension) }
-                .sorted { $0.path < $1.path }
-        } else {
-            files = [location]
-        }
+    public static func digest(of source: ModelSource) throws -> String {
+        let (root, files) = try source.identifyingFiles()
         guard !files.isEmpty else {
-            throw EncoderError.modelNotFound("\(location.path): no model files (.json, .safetensors, .gguf) to identify")
+            throw EncoderError.modelNotFound("\(source.location.path): no model files (configs, weights) to identify")
         }
+        var hash = SHA256()
         for file in files {
             let name = String(file.path.dropFirst(root.path.count))
             let mapped = try MappedFile(url: file)
@@ -42,5 +27,23 @@ public enum ModelFingerprint {
             }
         }
         return hash.hexDigest()
+    }
+}
+
+extension ModelSource {
+    /// The files that make up the model, sorted, and the folder their names are taken relative to: the GGUF
+    /// file alone, or every config, safetensors and GGUF file below a directory. Symlinks are followed
+    /// (a shared cache is often linked in; the enumerator does not descend into a link).
+    func identifyingFiles() throws(EncoderError) -> (root: URL, files: [URL]) {
+        let location = location.resolvingSymlinksInPath()
+        guard FileManager.default.fileExists(atPath: location.path) else {
+            throw .modelNotFound("\(location.path): no such file or directory")
+        }
+        if case .gguf = self { return (location.deletingLastPathComponent(), [location]) }
+        let e = FileManager.default.enumerator(at: location, includingPropertiesForKeys: nil)
+        let files = (e?.compactMap { $0 as? URL } ?? [])
+            .filter { ["json", "safetensors", "gguf"].contains($0.pathExtension) }
+            .sorted { $0.path < $1.path }
+        return (location, files)
     }
 }

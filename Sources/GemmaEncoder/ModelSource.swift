@@ -49,14 +49,5 @@ public enum ModelSource: Sendable, Equatable {
         }
     }
 
-    /// The tokenizer the source ships: `tokenizer.json` beside the transformer's config, or the GGUF vocabulary.
-    public func loadTokenizer() throws -> GemmaTokenizer {
-        switch self {
-        case .gguf(let url): return try GemmaTokenizer.load(gguf: try GGUFFile(url: url))
-        case .huggingFace(let directory): return try GemmaTokenizer.load(directory: directory)
-        case .sentenceTransformers:
-            let layout = try SentenceTransformersLayout.load(directory: location)
-            return try GemmaTokenizer.load(directory: layout.transformerDirectory)
-        }
-    }
+    public var isSentenceTransformer: Bool { if case .sentenceTransformers = self { true } else { false } }
 }

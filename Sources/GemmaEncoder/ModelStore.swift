@@ -99,7 +99,7 @@ public struct ModelStore: Sendable {
         if FileManager.default.fileExists(atPath: expanded) { return URL(fileURLWithPath: expanded) }
         if !nameOrPath.contains("/"), let cached = cachedPath(for: nameOrPath) { return cached }
         if known.contains(where: { $0.name == nameOrPath }) {
-            throw .modelNotFound("model '\(nameOrPath)' is not in the cache (\(modelsDirectory.path)); run: gemma-encoder models fetch \(nameOrPath)")
+            throw .notCached(model: nameOrPath, cache: modelsDirectory.path)
         }
         let names = known.map(\.name).joined(separator: ", ")
         throw .modelNotFound("'\(nameOrPath)' is neither a path nor a cached model (known models: \(names))")

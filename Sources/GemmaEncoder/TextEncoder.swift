@@ -23,26 +23,11 @@ public final class TextEncoder: Sendable {
     public init(source: ModelSource, precision: WeightPrecision = .f32, registry: ModelRegistry = .standard) throws {
         ComputeThreads.configure()
         self.source = source
-        var layout: SentenceTransformersLayout?
-        switch source {
-        case .gguf(let url):
-            let gguf = try GGUFFile(url: url)
-            model = try registry.load(gguf: gguf, precision: precision)
-            tokenizer = try GemmaTokenizer.load(gguf: gguf)
-            // EmbeddingGemma converted by llama.cpp (`gemma-embedding`) carries its Dense layers.
-            let dense = try GGUFDenseLayers.load(gguf, inputDimension: model.hiddenSize)
-            pipeline = EmbeddingPipeline(pooling: PoolingConfig(modes: [.mean], dimension: model.hiddenSize), dense: dense, normalize: true)
-        case .sentenceTransformers(let directory):
-            let st = try SentenceTransformersLayout.load(directory: directory)
-            layout = st
-            model = try registry.load(directory: st.transformerDirectory, precision: precision)
-            tokenizer = try GemmaTokenizer.load(directory: st.transformerDirectory)
-            pipeline = st.pipeline
-        case .huggingFace(let directory):
-            model = try registry.load(directory: directory, precision: precision)
-            tokenizer = try GemmaTokenizer.load(directory: directory)
-            pipeline = EmbeddingPipeline(pooling: PoolingConfig(modes: [.mean], dimension: model.hiddenSize), normalize: true)
-        }
+        let loaded = try source.load(precision: precision, registry: registry)
+        model = loaded.model
+        tokenizer = loaded.tokenizer
+        pipeline = loaded.pipeline
+        let layout = loaded.layout
         guard pipeline.pooling.dimension == model.hiddenSize else {
             throw EncoderError.invalidConfig(file: source.location.path, field: "word_embedding_dimension",
                                              "pooling expects \(pipeline.pooling.dimension) but the model's hidden size is \(model.hiddenSize)")
@@ -63,16 +48,11 @@ public final class TextEncoder: Sendable {
         try self.init(source: try ModelSource(at: directory), precision: precision)
     }
 
-    /// A GGUF file.
-    public convenience init(gguf url: URL, precision: WeightPrecision = .f32) throws {
-        try self.init(source: .gguf(url), precision: precision)
-    }
-
     /// The path the model was opened from.
     public var location: URL { source.location }
     /// Width of each token's hidden state.
     public var hiddenSize: Int { model.hiddenSize }
-    public var isSentenceTransformer: Bool { if case .sentenceTransformers = source { true } else { false } }
+    public var isSentenceTransformer: Bool { source.isSentenceTransformer }
 
     /// The prompt text registered under `name` in config_sentence_transformers.json.
     public func prompt(named name: String) throws(EncoderError) -> String {

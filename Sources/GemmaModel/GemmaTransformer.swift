@@ -100,7 +100,7 @@ public final class GemmaTransformer: EncoderModel {
             for id in ids {
                 let dst = x + row * h
                 embeddings.dequantize(rows: Int(id)..<(Int(id) + 1), into: dst)
-                for i in 0..<h { dst[i] *= normalizer }
+                scaleInPlace(dst, count: h, by: normalizer)
                 row += 1
             }
         }

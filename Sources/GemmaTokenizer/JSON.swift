@@ -27,7 +27,7 @@ enum JSON: Sendable {
 }
 
 /// A small recursive-descent JSON parser over UTF-8 bytes. Foundation's JSONSerialization builds an
-/// NSDictionary per object and costs seconds on a 33 MB tokenizer.json; this one is a single pass.
+/// NSDictionary per object, far too slow for a tokenizer.json of tens of megabytes; this one is a single pass.
 struct JSONParser {
     struct SyntaxError: Error { let offset: Int; let message: String }
 

@@ -44,7 +44,7 @@ public struct SHA256: Sendable {
         if offset < bytes.count { pending += bytes[offset...] }
     }
 
-    /// The digest of a whole file, read through its mapping (a 1.2 GB checkpoint in a few seconds).
+    /// The digest of a whole file, read through its mapping in chunks whose pages are dropped once hashed.
     public static func hexDigest(ofFile url: URL) throws(FormatError) -> String {
         let file = try MappedFile(url: url)
         var hash = SHA256()

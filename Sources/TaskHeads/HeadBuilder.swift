@@ -39,7 +39,7 @@ public enum HeadBuilder {
         guard plan.task != .rerank else { throw HeadError.invalidData("rerank heads are trained from pair data (RerankerBuilder)") }
         var train = train
         let valid = try valid ?? holdOut(from: &train, fraction: plan.validFraction, seed: plan.options.seed)
-        let digest = try ModelFingerprint.digest(of: encoder.location)
+        let digest = try ModelFingerprint.digest(of: encoder.source)
 
         // Labels are checked before any encoding, so a bad validation row fails in seconds.
         let dimension = encoder.hiddenSize

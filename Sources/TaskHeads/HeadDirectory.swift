@@ -87,15 +87,20 @@ public struct HeadDirectory: Sendable {
     /// Writes both files into a temporary sibling directory and swaps it in for `url` (`AtomicDirectory`),
     /// so a reader sees the old head or the new one, never a mix or none.
     public func write(to url: URL) throws {
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try createDestinationDirectory(url.deletingLastPathComponent())
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let configData = try encoder.encode(config)
+        let configData: Data
+        do { configData = try encoder.encode(config) } catch {
+            throw HeadError.invalidHead("\(url.path): the head's configuration cannot be written as JSON: \(error)")
+        }
         let tensors = network.layout.entries.map { e in (e.name, e.shape, Array(network.parameters[e.range])) }
         let weights = try SafetensorsWriter.encode(tensors, metadata: ["format": "gemma-encoder-head"])
         try AtomicDirectory.replace(url) { temporary in
-            try configData.write(to: temporary.appendingPathComponent("head.json"))
-            try weights.write(to: temporary.appendingPathComponent("head.safetensors"))
+            for (name, data) in [("head.json", configData), ("head.safetensors", weights)] {
+                let file = temporary.appendingPathComponent(name)
+                do { try data.write(to: file) } catch { throw AtomicWriteError(error, path: file.path, step: .write) }
+            }
         }
     }
 
@@ -108,8 +113,8 @@ public struct HeadDirectory: Sendable {
             throw HeadError.invalidHead("\(url.path): not a head directory (no readable head.json)")
         }
         let config: HeadConfig
-        do { config = try JSONDecoder().decode(HeadConfig.self, from: data) } catch {
-            throw HeadError.invalidHead("\(configURL.path): \(error)")
+        do throws(FormatError) { config = try JSONFile.decode(HeadConfig.self, from: data, file: configURL.path) } catch {
+            throw HeadError.invalidHead("\(error)")
         }
         let weights: SafetensorsFile
         do { weights = try SafetensorsFile(url: url.appendingPathComponent("head.safetensors")) } catch {
@@ -126,7 +131,7 @@ public struct HeadDirectory: Sendable {
 
     /// Refuses an encoder other than the one the head was trained on.
     public func checkBaseModel(_ encoder: TextEncoder) throws {
-        let digest = try ModelFingerprint.digest(of: encoder.location)
+        let digest = try ModelFingerprint.digest(of: encoder.source)
         guard digest == config.baseModel.digest else {
             throw HeadError.baseModelMismatch("this head was trained on '\(config.baseModel.name)' (digest \(config.baseModel.digest.prefix(12))…), not \(encoder.location.path) (digest \(digest.prefix(12))…)")
         }

@@ -58,7 +58,7 @@ public struct HeadPredictor: Sendable {
                 let names = config.labels ?? (0..<c).map(String.init)
                 var p = row
                 if config.multiLabel {
-                    p = row.map { 1 / (1 + exp(-$0)) }
+                    p = row.map(sigmoid)
                 } else {
                     p.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: c) }
                 }

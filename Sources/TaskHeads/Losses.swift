@@ -47,7 +47,7 @@ public enum Loss {
                 for j in 0..<outputs {
                     let z = logits[row * outputs + j], t = y[i * outputs + j]
                     loss += Double(max(z, 0) - z * t + log1p(exp(-abs(z)))) / Double(n)
-                    grad[row * outputs + j] = (1 / (1 + exp(-z)) - t) / n
+                    grad[row * outputs + j] = (sigmoid(z) - t) / n
                 }
             }
         case let .values(y):

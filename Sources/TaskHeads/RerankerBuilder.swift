@@ -24,8 +24,8 @@ public struct RerankerTrainingPlan: Sendable {
     public var attention: AttentionMode = .bidirectional
     /// Fuse the cross score with the bi-encoder cosine, weights fitted on the validation groups (ScoreFusion).
     /// Off by default: it doubles the encoder work per reranked document (unless an index built the same way
-    /// supplies the cosine from its stored vectors, SearchPipeline), and on the README's task it only ties
-    /// vector search.
+    /// supplies the cosine from its stored vectors, SearchPipeline), and a head trained alone tends to repeat
+    /// what the cosine already knows; `residual` is the variant that adds to it.
     public var fuseSimilarity = false
     /// With `fuseSimilarity`: train the head on top of the cosine (its weight first fitted on the training
     /// groups alone), so the head learns what the cosine gets wrong instead of repeating what it gets right.
@@ -47,7 +47,7 @@ public enum RerankerBuilder {
         for row in trainRows + validRows where row.negatives.count < plan.negatives {
             throw HeadError.invalidData("line \(row.line): \(row.negatives.count) negatives, fewer than the \(plan.negatives) per group asked for")
         }
-        let digest = try ModelFingerprint.digest(of: encoder.location)
+        let digest = try ModelFingerprint.digest(of: encoder.source)
         let pairs = PairGroupEncoder(encoder: encoder, plan: plan, digest: digest, cache: cache, progress: progress)
         let train = try pairs.groups(trainRows, label: "training", rng: &rng)
         let validation = try pairs.groups(validRows, label: "validation", rng: &rng)

@@ -67,7 +67,7 @@ public struct TokenStateCache: Sendable {
     /// Layout: magic, dimension and count (UInt64 LE), count+1 offsets (UInt64 LE), then the floats (F32 LE).
     /// Streamed through `AtomicFileWriter`, so a killed run leaves no half file under the key's name.
     static func write(_ set: TokenStateSet, to url: URL) throws {
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try createDestinationDirectory(url.deletingLastPathComponent())
         var header = Data(magic)
         for v in [UInt64(set.dimension), UInt64(set.count)] + set.offsets.map(UInt64.init) {
             withUnsafeBytes(of: v.littleEndian) { header.append(contentsOf: $0) }

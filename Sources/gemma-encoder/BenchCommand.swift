@@ -36,7 +36,7 @@ struct BenchCommand: ParsableCommand {
     var tokenizerOnly = false
 
     func run() throws {
-        do { try bench() } catch { fail("\(error)") }
+        do { try bench() } catch { fail(error) }
     }
 
     func seconds(_ body: () throws -> Void) rethrows -> Double {

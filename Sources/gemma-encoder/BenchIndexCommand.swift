@@ -51,7 +51,7 @@ struct BenchIndexCommand: ParsableCommand {
     }
 
     func run() throws {
-        do { try bench() } catch { fail("\(error)") }
+        do { try bench() } catch { fail(error) }
     }
 
     private func bench() throws {

@@ -61,7 +61,7 @@ struct EmbedCommand: ParsableCommand {
         } catch let error as ValidationError {
             throw error
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 

@@ -74,7 +74,7 @@ struct ClassifyCommand: ParsableCommand {
             progress.finish()
             try out.commit()
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 }
@@ -121,7 +121,7 @@ struct EvalCommand: ParsableCommand {
             progress.finish()
             print(json ? evaluationJSON(result, rows: rows.texts.count) : evaluationReport(result, rows: rows.texts.count))
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 

@@ -64,7 +64,7 @@ struct IndexCommand: ParsableCommand {
                 }
                 note("\(location.index): \(index.count) documents (\(added) embedded now), factory \(index.manifest.factory)")
             } catch {
-                fail("\(error)")
+                fail(error)
             }
         }
     }
@@ -85,7 +85,7 @@ struct IndexCommand: ParsableCommand {
                 }
                 note("\(location.index): added \(added), \(index.count) documents")
             } catch {
-                fail("\(error)")
+                fail(error)
             }
         }
     }
@@ -105,7 +105,7 @@ struct IndexCommand: ParsableCommand {
                 let removed = try index.delete(ids: ids)
                 note("\(location.index): removed \(removed) of \(ids.count), \(index.count) documents")
             } catch {
-                fail("\(error)")
+                fail(error)
             }
         }
     }

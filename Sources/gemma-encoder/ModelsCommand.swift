@@ -27,7 +27,7 @@ struct ModelsCommand: ParsableCommand {
                     let path = try fetcher.fetch(KnownModel.all.first { $0.name == name }!, log: note)
                     print(path.path)
                 } catch {
-                    fail("\(error)")
+                    fail(error)
                 }
             }
         }

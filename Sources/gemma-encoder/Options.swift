@@ -33,6 +33,12 @@ struct InputOptions: ParsableArguments {
     }
 }
 
+/// `fail` for a library error, with the command that fixes it where there is one.
+func fail(_ error: any Error) -> Never {
+    if case let EncoderError.notCached(model, _) = error { fail("\(error): run gemma-encoder models fetch \(model)") }
+    fail("\(error)")
+}
+
 /// Writes an error to stderr and exits non-zero, for errors found after argument validation.
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("error: \(message)\n".utf8))

@@ -77,7 +77,7 @@ struct RerankCommand: ParsableCommand {
                 }
             }
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 }
@@ -129,7 +129,7 @@ struct MineNegativesCommand: ParsableCommand {
             try out.commit()
             note("\(output): \(rows.count) rows, \(rows.map(\.negatives.count).min() ?? 0)–\(rows.map(\.negatives.count).max() ?? 0) negatives each")
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 }
@@ -185,7 +185,7 @@ struct EvalRetrievalCommand: ParsableCommand {
                 }
             }
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 }

@@ -80,7 +80,7 @@ struct SearchCommand: ParsableCommand {
             progress.finish()
             try out.commit()
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 

@@ -74,7 +74,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             service = try makeService(logger: logger)
         } catch {
-            fail("\(error)")
+            fail(error)
         }
         service.start()
         let server = try await RunningServer.start(service, host: host, port: port, logger: logger, stopOnSignals: true)

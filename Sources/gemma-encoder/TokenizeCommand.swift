@@ -35,7 +35,7 @@ struct TokenizeCommand: ParsableCommand {
             try out.commit()
             if truncated > 0 { note("note: \(truncated) of \(texts.count) texts were truncated to \(maxLength!) tokens") }
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 }

@@ -37,7 +37,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("valid-fraction"), help: "Share of --data held out when --valid is not given.")
     var validFraction = 0.1
 
-    @Option(name: .customLong("pooling"), help: "Pooling: mean, first, last, max or attention (learned, multi-head). Default: mean, attention for rerank (the best of each in the README's experiments).")
+    @Option(name: .customLong("pooling"), help: "Pooling: mean, first, last, max or attention (learned, multi-head). Default: mean, attention for rerank (a reranker's head must find the few tokens that match the query).")
     var poolingOption: Pooling?
 
     var pooling: Pooling { poolingOption ?? (task == .rerank ? .attention : .mean) }
@@ -154,7 +154,7 @@ struct TrainCommand: ParsableCommand {
         } catch let error as ValidationError {
             throw error
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 }
@@ -204,7 +204,7 @@ extension TrainCommand {
                             f.crossWeight, f.similarityWeight, f.validGroups, f.validTop1.cross, f.validTop1.similarity, f.validTop1.fused))
             }
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 

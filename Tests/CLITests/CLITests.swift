@@ -20,10 +20,11 @@ struct Tool {
         var stderr: String
     }
 
-    static func run(_ arguments: [String], stdin: Data? = nil) throws -> Result {
+    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let outURL = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString).out")
         let errURL = outURL.appendingPathExtension("err")
         FileManager.default.createFile(atPath: outURL.path, contents: nil)
@@ -90,7 +91,7 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(rows.count, expected.count)
             for (row, seq) in zip(rows, expected) {
                 let object = try JSONSerialization.jsonObject(with: Data(row.utf8)) as! [String: [[Double]]]
-                let states = object["hidden_states"]!
+                let states = try XCTUnwrap(object["hidden_states"])
                 XCTAssertEqual(states.count, seq.count)
                 for (got, want) in zip(states, seq) {
                     XCTAssertLessThanOrEqual(maxAbsDiff(got.map(Float.init), want), 1e-4, mode)
@@ -107,7 +108,7 @@ final class CLITests: XCTestCase {
                 let r = try Tool.run(["embed", "--model", model, "--input", input, "--pooling", pooling] + flags)
                 XCTAssertEqual(r.status, 0, r.stderr)
                 for line in r.stdout.split(separator: "\n") {
-                    let v = (try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: [Double]])["embedding"]!
+                    let v = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: [Double]])?["embedding"])
                     XCTAssertEqual(v.count, 64)
                     let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
                     if normalized { XCTAssertEqual(norm, 1, accuracy: 1e-5) } else { XCTAssertNotEqual(norm, 1, accuracy: 1e-3) }

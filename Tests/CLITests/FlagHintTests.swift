@@ -38,5 +38,12 @@ extension CLITests {
         let s = try Tool.run(["search", "--index", index, "--model", other.path, "editor"])
         XCTAssertNotEqual(s.status, 0)
         XCTAssertTrue(s.stderr.contains("was built with model") && s.stderr.contains("; use --model \(indexModel)"), s.stderr)
+
+        // A known model not fetched yet: the command that fetches it.
+        let empty = try Tool.run(["embed", "--model", "embeddinggemma-300m", "--text", "x"],
+                                 environment: ["GEMMA_ENCODER_CACHE": dir.appendingPathComponent("empty-cache").path])
+        XCTAssertNotEqual(empty.status, 0)
+        XCTAssertTrue(empty.stderr.contains("is not in the cache") && empty.stderr.contains("run gemma-encoder models fetch embeddinggemma-300m"),
+                      empty.stderr)
     }
 }

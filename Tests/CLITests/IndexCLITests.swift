@@ -78,7 +78,7 @@ extension CLITests {
         let delete = try Tool.run(["index", "delete", "--index", index, "--id", victim, "no-such-package"])
         XCTAssertEqual(delete.status, 0, delete.stderr)
         XCTAssertTrue(delete.stderr.contains("removed 1 of 2, 11 documents"), delete.stderr)
-        let search = try Tool.run(["search", "--index", index, "-k", "11", "--json", String(describing: firstID["text"]!)])
+        let search = try Tool.run(["search", "--index", index, "-k", "11", "--json", String(describing: try XCTUnwrap(firstID["text"]))])
         XCTAssertEqual(search.status, 0, search.stderr)
         let results = (try JSONSerialization.jsonObject(with: Data(search.stdout.utf8)) as! [String: Any])["results"] as! [[String: Any]]
         XCTAssertEqual(results.count, 11)

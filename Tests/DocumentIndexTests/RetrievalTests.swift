@@ -68,7 +68,7 @@ final class RetrievalTests: XCTestCase {
     func testEvaluationAndRerankingPlumbing() throws {
         let (index, queries, docs) = try tinyIndex()
         let text = Dictionary(uniqueKeysWithValues: docs.map { ($0.id, $0.text) })
-        let scorer = KnownAnswerScorer(answers: Dictionary(uniqueKeysWithValues: queries.map { ($0.text, text[$0.id]!) }))
+        let scorer = KnownAnswerScorer(answers: Dictionary(uniqueKeysWithValues: try queries.map { ($0.text, try XCTUnwrap(text[$0.id])) }))
         let candidates = 10
         let metrics = try RetrievalEvaluation.evaluate(index, queries: queries, reranker: scorer, candidates: candidates)
         XCTAssertEqual(Set(metrics.keys), ["vector", "keyword", "hybrid", "reranked"])
@@ -78,9 +78,10 @@ final class RetrievalTests: XCTestCase {
         // The perfect scorer puts the answer first whenever vector search found it in the candidates.
         let found = try index.search(queries.map(\.text), k: candidates, mode: .vector)
             .enumerated().filter { i, results in results.contains { $0.id == queries[i].id } }.count
-        XCTAssertEqual(metrics["reranked"]!.mrr10, Double(found) / Double(queries.count), accuracy: 1e-12)
-        XCTAssertEqual(metrics["reranked"]!.recall100, metrics["vector"]!.recall100, accuracy: 1e-12)
-        XCTAssertGreaterThanOrEqual(metrics["reranked"]!.ndcg10, metrics["vector"]!.ndcg10)
+        let rerankedMetrics = try XCTUnwrap(metrics["reranked"]), vector = try XCTUnwrap(metrics["vector"])
+        XCTAssertEqual(rerankedMetrics.mrr10, Double(found) / Double(queries.count), accuracy: 1e-12)
+        XCTAssertEqual(rerankedMetrics.recall100, vector.recall100, accuracy: 1e-12)
+        XCTAssertGreaterThanOrEqual(rerankedMetrics.ndcg10, vector.ndcg10)
 
         let reranked = try SearchPipeline(index: index, mode: .vector, candidates: 40).search(queries[0].text, k: 3, reranker: scorer)
         XCTAssertEqual(reranked.first?.result.id, queries[0].id)

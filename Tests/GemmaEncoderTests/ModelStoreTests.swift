@@ -63,7 +63,7 @@ final class ModelStoreTests: XCTestCase {
         let store = ModelStore(root: root)
         XCTAssertEqual(try store.resolve(root.path).standardizedFileURL.path, root.standardizedFileURL.path)
         XCTAssertThrowsError(try store.resolve("embeddinggemma-300m")) { error in
-            XCTAssertTrue("\(error)".contains("gemma-encoder models fetch embeddinggemma-300m"), "\(error)")
+            XCTAssertEqual(error as? EncoderError, .notCached(model: "embeddinggemma-300m", cache: store.modelsDirectory.path))
         }
         XCTAssertThrowsError(try store.resolve("no-such-model")) { error in
             XCTAssertTrue("\(error)".contains("neither a path nor a cached model"), "\(error)")

@@ -6,7 +6,7 @@ import XCTest
 
 /// Heads on the tiny random Gemma 3 (with a tokenizer of its own): building, saving, loading, predicting and
 /// evaluating, the token-state cache, and the base-model check. The tiny model's outputs mean nothing; the
-/// plumbing is what is tested here (quality is measured on EmbeddingGemma, see the README).
+/// plumbing is what is tested here (quality is a matter for the experiment scripts on real models).
 final class HeadDirectoryTests: XCTestCase {
     var dir: URL!
     var encoder: TextEncoder!
@@ -142,7 +142,7 @@ final class HeadDirectoryTests: XCTestCase {
     func testTokenStatesAreCachedOnDisk() throws {
         let cache = TokenStateCache(directory: dir.appendingPathComponent("states"))
         let request = TokenStateCache.Request(texts: ["hello there", "the cat"], prompt: "q: ", attention: .bidirectional,
-                                              modelDigest: try ModelFingerprint.digest(of: encoder.location))
+                                              modelDigest: try ModelFingerprint.digest(of: encoder.source))
         let first = try cache.states(request, encoder: encoder).states
         XCTAssertEqual(first, try TokenStateCache.compute(request, encoder: encoder))
         let files = try FileManager.default.contentsOfDirectory(at: cache.directory, includingPropertiesForKeys: nil)

@@ -157,7 +157,7 @@ final class RerankerTests: XCTestCase {
         }
         let classifier = HeadDirectory(config: HeadConfig(task: .classification,
                                                           architecture: HeadArchitecture(inputDimension: 64, outputs: 2, pooling: .mean),
-                                                          baseModel: .init(name: "tiny", digest: try ModelFingerprint.digest(of: encoder.location)),
+                                                          baseModel: .init(name: "tiny", digest: try ModelFingerprint.digest(of: encoder.source)),
                                                           attention: .bidirectional, prompt: nil),
                                        network: try HeadNetwork(architecture: HeadArchitecture(inputDimension: 64, outputs: 2, pooling: .mean), seed: 0))
         XCTAssertThrowsError(try Reranker(head: classifier, encoder: encoder)) { XCTAssertTrue("\($0)".contains("not a reranker")) }
