@@ -102,3 +102,25 @@ public struct SearchPipeline: Sendable {
         return Array((reranked + results.dropFirst(scores.count).map { RankedHit(result: $0) }).prefix(k))
     }
 }
+
+/// The encoder work a search needs, supplied by a caller that runs the encoder its own way (the service,
+/// through its dynamic-batching schedulers); the steps around it stay the pipeline's.
+public protocol SearchEncoderWork: Sendable {
+    /// The query embedded as the index embeds queries (`SearchIndex.queryEmbeddingOptions`).
+    func queryEmbedding(_ query: String) async throws -> [Float]
+    /// The reranker's scores for the candidates' texts; `similarity` as `PairScorer.rerankScores` takes it.
+    func rerankScores(query: String, documents: [String], similarity: [Float]?) async throws -> RerankScores
+}
+
+extension SearchPipeline {
+    /// `search(_:k:reranker:)` with the encoder work done by `work` (`reranker` answers what it fuses).
+    public func search(_ query: String, k: Int, reranker: PairScorer?, work: some SearchEncoderWork) async throws -> [RankedHit] {
+        let embedding = needsQueryEmbedding(reranker: reranker) ? try await work.queryEmbedding(query) : nil
+        let first = try firstStage(query, queryEmbedding: embedding, k: k, reranking: reranker != nil)
+        let head = candidates(of: first)
+        guard let reranker, !head.isEmpty else { return first.prefix(k).map { RankedHit(result: $0) } }
+        let similarity = try storedSimilarity(for: reranker, queryEmbedding: embedding, candidates: head)
+        let scores = try await work.rerankScores(query: query, documents: head.map(\.text), similarity: similarity)
+        return rank(first, by: scores, k: k).final
+    }
+}

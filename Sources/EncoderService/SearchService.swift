@@ -13,19 +13,12 @@ extension EncoderService {
         guard !query.isEmpty else { throw .empty("`query` must not be empty") }
         let reranker = rerank ? try loadedReranker() : nil
         let pipeline = SearchPipeline(index: index, mode: mode, candidates: candidates)
-        let embedding = pipeline.needsQueryEmbedding(reranker: reranker) ? try await queryEmbedding(query, index: index) : nil
-        let first = try ServiceError.mapping {
-            try pipeline.firstStage(query, queryEmbedding: embedding, k: k, reranking: reranker != nil)
+        let work = ScheduledSearchWork(service: self, index: index, reranker: reranker)
+        do {
+            return (indexName, try await pipeline.search(query, k: k, reranker: reranker, work: work))
+        } catch {
+            throw ServiceError(classifying: error)
         }
-        let head = pipeline.candidates(of: first)
-        guard let reranker, !head.isEmpty else { return (indexName, first.prefix(k).map { RankedHit(result: $0) }) }
-        let similarity = try ServiceError.mapping {
-            try pipeline.storedSimilarity(for: reranker, queryEmbedding: embedding, candidates: head)
-        }
-        let documents = head.map(\.text)
-        let scores = try await rerankScores(reranker, query: query, documents: documents,
-                                            pairs: reranker.inputs(query: query, documents: documents), similarity: similarity)
-        return (indexName, pipeline.rank(first, by: scores, k: k).final)
     }
 
     /// The index named `name`, or the only one loaded when no name is given.
@@ -48,5 +41,20 @@ extension EncoderService {
         let (inputs, _) = try tokenize(InputBatch(texts: [query]), encoder: index.model, prompt: options.prompt, truncate: true)
         let states = try await states(inputs, encoder: index.model, attention: options.attention)
         return try ServiceError.mapping { try index.model.embed(states: states, inputs: inputs, options: options)[0] }
+    }
+}
+
+/// A search's encoder work through the service's schedulers, batched with other requests.
+private struct ScheduledSearchWork: SearchEncoderWork {
+    let service: EncoderService
+    let index: SearchIndex
+    let reranker: Reranker?
+
+    func queryEmbedding(_ query: String) async throws -> [Float] { try await service.queryEmbedding(query, index: index) }
+
+    func rerankScores(query: String, documents: [String], similarity: [Float]?) async throws -> RerankScores {
+        guard let reranker else { throw ServiceError(.internal, "reranking without a reranker") }
+        return try await service.rerankScores(reranker, query: query, documents: documents,
+                                              pairs: reranker.inputs(query: query, documents: documents), similarity: similarity)
     }
 }
