@@ -45,55 +45,64 @@ public struct AttentionShape: Sendable {
 /// Scaled dot-product attention over one sequence of `length` tokens, all heads, grouped-query.
 /// q: length × (numHeads·headDim) with row stride ldq; k, v: length × (numKVHeads·headDim) with row stride ldkv;
 /// out: length × (numHeads·headDim) with row stride ldo. `scores` is scratch of at least threads · length²
-/// floats. With `threads` > 1 the heads of a long sequence are split across that many cores.
+/// floats. With `threads` > 1 a long sequence's work is split across that many cores in (head, block of query
+/// rows) pieces, so a head count that does not divide by the cores (EmbeddingGemma has 3) still balances.
 public func attention(shape: AttentionShape, span: AttentionSpan, length: Int,
                       q: UnsafePointer<Float>, ldq: Int,
                       k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
                       out: UnsafeMutablePointer<Float>, ldo: Int,
                       scores: UnsafeMutablePointer<Float>, threads: Int = 1) {
     // Below this length a head's products take microseconds: dispatching them would cost more than it saves.
-    let parts = length >= 64 ? max(1, min(threads, shape.numHeads)) : 1
+    let parts = length >= 64 ? max(1, threads) : 1
+    let all = 0..<length
     guard parts > 1 else {
-        return attentionHeads(0..<shape.numHeads, shape: shape, span: span, length: length, q: q, ldq: ldq,
-                              k: k, v: v, ldkv: ldkv, out: out, ldo: ldo, scores: scores)
+        for h in 0..<shape.numHeads {
+            attentionRows(all, head: h, shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, v: v, ldkv: ldkv,
+                          out: out, ldo: ldo, scores: scores)
+        }
+        return
     }
-    // Each part owns a range of heads (disjoint columns of out) and its own length² of scratch.
+    // Each piece writes its own rows of one head's columns of out; each core has length² of scratch.
     nonisolated(unsafe) let q = q, k = k, v = v, out = out, scores = scores
-    let chunk = (shape.numHeads + parts - 1) / parts
+    let block = (length + parts - 1) / parts
+    let pieces = shape.numHeads * parts
     DispatchQueue.concurrentPerform(iterations: parts) { p in
-        let heads = (p * chunk)..<min(shape.numHeads, (p + 1) * chunk)
-        attentionHeads(heads, shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, v: v, ldkv: ldkv,
-                       out: out, ldo: ldo, scores: scores + p * length * length)
+        for piece in stride(from: p, to: pieces, by: parts) {
+            let h = piece / parts, start = (piece % parts) * block
+            let rows = start..<min(length, start + block)
+            guard !rows.isEmpty else { continue }
+            attentionRows(rows, head: h, shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, v: v, ldkv: ldkv,
+                          out: out, ldo: ldo, scores: scores + p * length * length)
+        }
     }
 }
 
-private func attentionHeads(_ heads: Range<Int>, shape: AttentionShape, span: AttentionSpan, length: Int,
-                            q: UnsafePointer<Float>, ldq: Int,
-                            k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
-                            out: UnsafeMutablePointer<Float>, ldo: Int, scores: UnsafeMutablePointer<Float>) {
+/// Query rows `rows` of head `head`: scores (rows × length), masked softmax, times V.
+private func attentionRows(_ rows: Range<Int>, head h: Int, shape: AttentionShape, span: AttentionSpan, length: Int,
+                           q: UnsafePointer<Float>, ldq: Int,
+                           k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
+                           out: UnsafeMutablePointer<Float>, ldo: Int, scores: UnsafeMutablePointer<Float>) {
     let hd = shape.headDim
-    let group = shape.numHeads / shape.numKVHeads
-    for h in heads {
-        let g = h / group
-        // scores (length × length) = scale · Q_h · K_gᵀ
-        gemmTransposedB(m: length, n: length, k: hd, alpha: shape.scale,
-                        a: q + h * hd, lda: ldq, w: k + g * hd, ldw: ldkv,
-                        c: scores, ldc: length)
-        for i in 0..<length {
-            let row = scores + i * length
-            let range = span.keyRange(query: i, length: length)
-            if let cap = shape.softcap {
-                let inv = 1 / cap
-                for j in range { row[j] = tanhf(row[j] * inv) * cap }
-            }
-            for j in 0..<range.lowerBound { row[j] = 0 }
-            if range.upperBound + 1 < length {
-                for j in (range.upperBound + 1)..<length { row[j] = 0 }
-            }
-            softmaxInPlace(row + range.lowerBound, count: range.count)
+    let g = h / (shape.numHeads / shape.numKVHeads)
+    let r0 = rows.lowerBound, m = rows.count
+    // scores (m × length) = scale · Q_h[rows] · K_gᵀ
+    gemmTransposedB(m: m, n: length, k: hd, alpha: shape.scale,
+                    a: q + r0 * ldq + h * hd, lda: ldq, w: k + g * hd, ldw: ldkv,
+                    c: scores, ldc: length)
+    for i in rows {
+        let row = scores + (i - r0) * length
+        let range = span.keyRange(query: i, length: length)
+        if let cap = shape.softcap {
+            let inv = 1 / cap
+            for j in range { row[j] = tanhf(row[j] * inv) * cap }
         }
-        // out_h (length × hd) = P · V_g
-        gemm(m: length, n: hd, k: length, a: scores, lda: length, b: v + g * hd, ldb: ldkv,
-             c: out + h * hd, ldc: ldo)
+        for j in 0..<range.lowerBound { row[j] = 0 }
+        if range.upperBound + 1 < length {
+            for j in (range.upperBound + 1)..<length { row[j] = 0 }
+        }
+        softmaxInPlace(row + range.lowerBound, count: range.count)
     }
+    // out_h[rows] (m × hd) = P · V_g
+    gemm(m: m, n: hd, k: length, a: scores, lda: length, b: v + g * hd, ldb: ldkv,
+         c: out + r0 * ldo + h * hd, ldc: ldo)
 }
