@@ -21,7 +21,6 @@ public final class TextEncoder: Sendable {
     /// The one way a model is opened: `source` says what the path holds; `registry` picks the architecture
     /// from the checkpoint's own type name. `precision` chooses how Linear weights are stored (f32 unless asked).
     public init(source: ModelSource, precision: WeightPrecision = .f32, registry: ModelRegistry = .standard) throws {
-        ComputeThreads.configure()
         self.source = source
         let loaded = try source.load(precision: precision, registry: registry)
         model = loaded.model

@@ -38,8 +38,6 @@ public struct HiddenStates: Sendable {
 /// What the encoder API needs from a model: token ids in, one hidden state per token out. Every
 /// architecture the registry loads conforms; nothing above this module sees a concrete model type.
 public protocol EncoderModel: AnyObject, Sendable {
-    /// The registry key it was loaded under (config.json `model_type` or GGUF `general.architecture`).
-    var architecture: String { get }
     /// Width of each token's hidden state.
     var hiddenSize: Int { get }
     var vocabularySize: Int { get }

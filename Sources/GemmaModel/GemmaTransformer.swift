@@ -7,7 +7,6 @@ import ModelFormats
 /// output does not depend on its batch-mates.
 public final class GemmaTransformer: EncoderModel {
     public let config: GemmaConfig
-    public let architecture: String
     /// How the Linear weights are stored (norms and embeddings stay f32).
     public let precision: WeightPrecision
     /// vocabulary × hidden, any format (a GGUF's is quantized): rows are dequantized as tokens look them up.
@@ -16,10 +15,10 @@ public final class GemmaTransformer: EncoderModel {
     let finalNorm: RMSNorm
     let rotary: RotaryEmbedding
 
-    public init(config: GemmaConfig, weights: some WeightProvider, precision: WeightPrecision = .f32,
-                architecture: String? = nil) throws(FormatError) {
+    public init(config: GemmaConfig, weights: some WeightProvider, precision: WeightPrecision = .f32) throws(FormatError) {
+        // The forward pass spreads its products over the cores itself; BLAS must not do the same underneath.
+        ComputeThreads.configure()
         self.config = config
-        self.architecture = architecture ?? config.family.rawValue
         self.precision = precision
         let root = WeightScope(weights)
         embeddings = try root.embedding("embed_tokens.weight", shape: [config.vocabSize, config.hiddenSize])

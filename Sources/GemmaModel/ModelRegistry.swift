@@ -30,8 +30,7 @@ public struct ModelArchitecture: Sendable {
         },
         loadGGUF: { gguf, precision throws(FormatError) in
             let config = try GemmaConfig(gguf: gguf)
-            return try GemmaTransformer(config: config, weights: GGUFWeights(gguf, family: config.family), precision: precision,
-                                        architecture: gguf["general.architecture"]?.stringValue)
+            return try GemmaTransformer(config: config, weights: GGUFWeights(gguf, family: config.family), precision: precision)
         })
 }
 
