@@ -44,6 +44,9 @@ let package = Package(
         .target(name: "GemmaTokenizer", dependencies: ["ModelFormats"]),
         // Models: the encoder-model interface and registry; Gemma, Gemma 2, Gemma 3 (config, blocks, weights).
         .target(name: "GemmaModel", dependencies: ["ModelFormats", "EncoderKernels"]),
+        // Training the encoder itself: f32 master weights, backward through every layer, dropout, LoRA.
+        .target(name: "GemmaTraining", dependencies: ["GemmaModel", "ModelFormats", "EncoderKernels"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // Public API: model sources and cache, TextEncoder, pooling, sentence-transformers layout, Dense.
         .target(name: "GemmaEncoder", dependencies: ["GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels",
                                                      "AtomicFiles"]),
@@ -83,6 +86,8 @@ let package = Package(
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"]),
         .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels", "CKernels"]),
         .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "EncoderKernels", "CKernels", "TestSupport"]),
+        .testTarget(name: "GemmaTrainingTests", dependencies: ["GemmaTraining", "GemmaModel", "GemmaEncoder", "TaskHeads",
+                                                              "ModelFormats", "EncoderKernels", "TestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
         .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch", "AtomicFiles"]),

@@ -83,26 +83,45 @@ private func attentionRows(_ rows: Range<Int>, head h: Int, shape: AttentionShap
                            k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
                            out: UnsafeMutablePointer<Float>, ldo: Int, scores: UnsafeMutablePointer<Float>) {
     let hd = shape.headDim
-    let g = h / (shape.numHeads / shape.numKVHeads)
-    let r0 = rows.lowerBound, m = rows.count
+    let g = shape.group(of: h)
+    attentionProbabilities(rows, head: h, shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, ldkv: ldkv,
+                           probabilities: scores, cappedScores: nil)
+    // out_h[rows] (m × hd) = P · V_g
+    gemm(m: rows.count, n: hd, k: length, a: scores, lda: length, b: v + g * hd, ldb: ldkv,
+         c: out + rows.lowerBound * ldo + h * hd, ldc: ldo)
+}
+
+extension AttentionShape {
+    /// The key/value head that query head h reads (grouped-query attention).
+    @inline(__always)
+    public func group(of h: Int) -> Int { h / (numHeads / numKVHeads) }
+}
+
+/// The attention weights of query rows `rows` of head `h`: scores = scale · Q_h[rows] · K_gᵀ, Gemma 2's
+/// soft-cap, the span's band, softmax; (rows.count × length) into `probabilities`, zero outside the band.
+/// With `cappedScores`, the scores after the cap and before the softmax are also kept there (the soft-cap's
+/// backward reads them). The inference and training paths both call this, so their weights are the same.
+public func attentionProbabilities(_ rows: Range<Int>, head h: Int, shape: AttentionShape, span: AttentionSpan,
+                                   length: Int, q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldkv: Int,
+                                   probabilities: UnsafeMutablePointer<Float>,
+                                   cappedScores: UnsafeMutablePointer<Float>?) {
+    let hd = shape.headDim, g = shape.group(of: h), r0 = rows.lowerBound
     // scores (m × length) = scale · Q_h[rows] · K_gᵀ
-    gemmTransposedB(m: m, n: length, k: hd, alpha: shape.scale,
+    gemmTransposedB(m: rows.count, n: length, k: hd, alpha: shape.scale,
                     a: q + r0 * ldq + h * hd, lda: ldq, w: k + g * hd, ldw: ldkv,
-                    c: scores, ldc: length)
+                    c: probabilities, ldc: length)
     for i in rows {
-        let row = scores + (i - r0) * length
+        let row = probabilities + (i - r0) * length
         let range = span.keyRange(query: i, length: length)
         if let cap = shape.softcap {
             let inv = 1 / cap
             for j in range { row[j] = tanhf(row[j] * inv) * cap }
         }
+        if let cappedScores { (cappedScores + (i - r0) * length).update(from: row, count: length) }
         for j in 0..<range.lowerBound { row[j] = 0 }
         if range.upperBound + 1 < length {
             for j in (range.upperBound + 1)..<length { row[j] = 0 }
         }
         softmaxInPlace(row + range.lowerBound, count: range.count)
     }
-    // out_h[rows] (m × hd) = P · V_g
-    gemm(m: m, n: hd, k: length, a: scores, lda: length, b: v + g * hd, ldb: ldkv,
-         c: out + r0 * ldo + h * hd, ldc: ldo)
 }

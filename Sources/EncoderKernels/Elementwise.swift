@@ -73,3 +73,68 @@ public func geluErfDerivative(_ x: Float) -> Float {
 /// The logistic function 1 / (1 + e^−x): multi-label probabilities and their loss gradient.
 @inline(__always)
 public func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+
+// MARK: - Backward passes (each next to its forward above; shapes as in the forward)
+
+/// The RMSNorm's backward: with r = 1/sqrt(mean(x²) + eps), y = x · r · scale gives
+/// dx = r · (dy ⊙ scale) − x · r³ · Σ(dy ⊙ scale ⊙ x) / dim, and d(scale) = Σ_rows dy ⊙ x · r.
+/// dx is written (or added to, when `accumulate`); `gradScale` (dim) is always added to, and may be nil when the
+/// norm's weight is frozen. dx may alias dy only when not accumulating.
+// x, dy, dx: (rows, dim) at row stride `stride` (dim unless the vectors sit inside wider rows)
+public func rmsNormBackward(_ x: UnsafePointer<Float>, rows: Int, dim: Int, stride: Int? = nil,
+                            scale: UnsafePointer<Float>, eps: Float, gradOut dy: UnsafePointer<Float>,
+                            gradIn dx: UnsafeMutablePointer<Float>, accumulate: Bool = false,
+                            gradScale: UnsafeMutablePointer<Float>?) {
+    let stride = stride ?? dim
+    for row in 0..<rows {
+        let xr = x + row * stride, dyr = dy + row * stride, dxr = dx + row * stride
+        var squares: Float = 0, dot: Float = 0
+        for i in 0..<dim {
+            squares += xr[i] * xr[i]
+            dot += dyr[i] * scale[i] * xr[i]
+        }
+        let r = 1 / (squares / Float(dim) + eps).squareRoot()
+        let c = r * r * r * dot / Float(dim)
+        if let gradScale { for i in 0..<dim { gradScale[i] += dyr[i] * xr[i] * r } }
+        if accumulate {
+            for i in 0..<dim { dxr[i] += r * dyr[i] * scale[i] - xr[i] * c }
+        } else {
+            for i in 0..<dim { dxr[i] = r * dyr[i] * scale[i] - xr[i] * c }
+        }
+    }
+}
+
+/// transformers' gelu_pytorch_tanh, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), one value at a time (the
+/// training path's reference; the gated forward above is its vectorized twin).
+@inline(__always)
+public func geluTanh(_ x: Float) -> Float {
+    0.5 * x * (1 + tanhf(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+}
+
+/// d/dx of `geluTanh`: 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), t the tanh above.
+@inline(__always)
+public func geluTanhDerivative(_ x: Float) -> Float {
+    let t = tanhf(0.7978845608028654 * (x + 0.044715 * x * x * x))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * 0.7978845608028654 * (1 + 0.134145 * x * x)
+}
+
+/// The gated MLP middle's backward, h = act(g) · u: dg = dh · u · act'(g), du = dh · act(g). `gate` and `up`
+/// hold the pre-activation product; the gradients are written into `gradGate` and `gradUp`.
+// gate, up, dh, gradGate, gradUp: (count)
+public func gatedActivationBackward(tanhApproximation: Bool, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                                    gradOut dh: UnsafePointer<Float>, gradGate: UnsafeMutablePointer<Float>,
+                                    gradUp: UnsafeMutablePointer<Float>, count: Int) {
+    if tanhApproximation {
+        for i in 0..<count {
+            let g = gate[i], d = dh[i]
+            gradUp[i] = d * geluTanh(g)
+            gradGate[i] = d * up[i] * geluTanhDerivative(g)
+        }
+    } else {
+        for i in 0..<count {
+            let g = gate[i], d = dh[i]
+            gradUp[i] = d * geluErf(g)
+            gradGate[i] = d * up[i] * geluErfDerivative(g)
+        }
+    }
+}

@@ -94,3 +94,27 @@ public enum ComputeThreads {
     /// Idempotent and thread-safe (Swift runs a static initializer once).
     public static func configure() { _ = singleThreadedBLAS }
 }
+
+// MARK: - A Linear layer's backward, y = x Wᵀ with W (n×k)
+
+/// dx (m×k) = dy (m×n) · W (n×k), written or (with `accumulate`) added; the k columns are split across cores.
+public func linearInputGradient(m: Int, n: Int, k: Int, gradOut dy: UnsafePointer<Float>, lddy: Int,
+                                w: UnsafePointer<Float>, ldw: Int, gradIn dx: UnsafeMutablePointer<Float>, lddx: Int,
+                                accumulate: Bool = false, threads: Int = 1) {
+    nonisolated(unsafe) let dy = dy, w = w, dx = dx
+    splitColumns(n: k, parts: threads) { start, count in
+        gemm(m: m, n: count, k: n, a: dy, lda: lddy, b: w + start, ldb: ldw, beta: accumulate ? 1 : 0,
+             c: dx + start, ldc: lddx)
+    }
+}
+
+/// dW (n×k) += dyᵀ (n×m) · x (m×k); the n weight rows are split across cores.
+public func linearWeightGradient(m: Int, n: Int, k: Int, gradOut dy: UnsafePointer<Float>, lddy: Int,
+                                 x: UnsafePointer<Float>, ldx: Int, gradWeight dw: UnsafeMutablePointer<Float>, ldw: Int,
+                                 threads: Int = 1) {
+    nonisolated(unsafe) let dy = dy, x = x, dw = dw
+    splitColumns(n: n, parts: threads) { start, count in
+        gemmTransposedA(m: count, n: k, k: m, a: dy + start, lda: lddy, b: x, ldb: ldx, beta: 1,
+                        c: dw + start * ldw, ldc: ldw)
+    }
+}

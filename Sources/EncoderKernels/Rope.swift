@@ -60,4 +60,24 @@ public struct RopeTable: Sendable {
             }
         }
     }
+
+    /// The backward of `apply`: the transpose of a rotation is the rotation by −angle, applied to the gradient.
+    @inline(__always)
+    public func applyInverse(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let half = headDim / 2
+        cosTable.withUnsafeBufferPointer { cosBuf in
+            sinTable.withUnsafeBufferPointer { sinBuf in
+                let c = cosBuf.baseAddress! + position * half
+                let s = sinBuf.baseAddress! + position * half
+                for h in 0..<heads {
+                    let v = x + h * headDim
+                    for i in 0..<half {
+                        let x1 = v[i], x2 = v[i + half]
+                        v[i] = x1 * c[i] + x2 * s[i]
+                        v[i + half] = x2 * c[i] - x1 * s[i]
+                    }
+                }
+            }
+        }
+    }
 }

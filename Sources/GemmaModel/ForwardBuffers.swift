@@ -1,14 +1,19 @@
 import Foundation
 
 /// Sequences packed without padding: sequence i owns token rows offsets[i] ..< offsets[i+1].
-struct PackedBatch {
-    let offsets: [Int]
-    let hiddenSize: Int
+public struct PackedBatch: Sendable {
+    public let offsets: [Int]
+    public let hiddenSize: Int
 
-    var count: Int { offsets.count - 1 }
-    var tokens: Int { offsets.last! }
-    func length(_ i: Int) -> Int { offsets[i + 1] - offsets[i] }
-    var maxLength: Int { (0..<count).map(length).max() ?? 0 }
+    public init(offsets: [Int], hiddenSize: Int) {
+        self.offsets = offsets
+        self.hiddenSize = hiddenSize
+    }
+
+    public var count: Int { offsets.count - 1 }
+    public var tokens: Int { offsets.last! }
+    public func length(_ i: Int) -> Int { offsets[i + 1] - offsets[i] }
+    public var maxLength: Int { (0..<count).map(length).max() ?? 0 }
 }
 
 /// The work buffers of one forward call, allocated once per call, 64-byte aligned for the BLAS kernels.

@@ -96,5 +96,11 @@ public struct GGUFWeights: WeightProvider {
         try floats(name, shape: [dimension])
     }
 
+    /// w = stored − 1 (the converter added the 1).
+    public func normWeight(_ name: String, dimension: Int) throws(FormatError) -> FloatBuffer {
+        let stored = try floats(name, shape: [dimension])
+        return FloatBuffer(count: dimension) { dst in for i in 0..<dimension { dst[i] = stored.pointer[i] - 1 } }
+    }
+
     public func contains(_ name: String) -> Bool { infos[ggufName(name)] != nil }
 }

@@ -32,6 +32,8 @@ public protocol WeightProvider: Sendable {
         -> (weight: LinearWeight, release: () -> Void)
     /// An RMSNorm's multiplier (1 + w), as transformers computes it in float32.
     func normScale(_ name: String, dimension: Int) throws(FormatError) -> FloatBuffer
+    /// An RMSNorm's own weight w, the parameter training updates (checkpoints differ in what they store).
+    func normWeight(_ name: String, dimension: Int) throws(FormatError) -> FloatBuffer
     /// The token embedding table as stored (rows are read one token at a time, so it is never converted).
     func embedding(_ name: String, shape: [Int]) throws(FormatError) -> LinearWeight
     func contains(_ name: String) -> Bool
@@ -55,9 +57,14 @@ extension WeightProvider {
         return StackedLinear(stored.map(\.weight))
     }
 
-    /// Checkpoints store w; the norm multiplies by 1 + w.
+    /// Hugging Face checkpoints store w.
+    public func normWeight(_ name: String, dimension: Int) throws(FormatError) -> FloatBuffer {
+        try floats(name, shape: [dimension])
+    }
+
+    /// The norm multiplies by 1 + w.
     public func normScale(_ name: String, dimension: Int) throws(FormatError) -> FloatBuffer {
-        let w = try floats(name, shape: [dimension])
+        let w = try normWeight(name, dimension: dimension)
         return FloatBuffer(count: dimension) { dst in for i in 0..<dimension { dst[i] = 1 + w.pointer[i] } }
     }
 }

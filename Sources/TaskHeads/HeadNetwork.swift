@@ -90,8 +90,10 @@ public struct HeadNetwork: Sendable, Equatable {
         return act
     }
 
-    /// dL/dparameters for one forward pass, given dL/dlogits.
-    public func backward(_ states: TokenStateSet, items: [Int], activations act: Activations, gradLogits: [Float]) -> [Float] {
+    /// dL/dparameters for one forward pass, given dL/dlogits. With `gradStates` (laid out like `states.values`),
+    /// dL/d(token states) of the texts `items` is added there: the gradient a fine-tuned encoder continues with.
+    public func backward(_ states: TokenStateSet, items: [Int], activations act: Activations, gradLogits: [Float],
+                         gradStates: UnsafeMutablePointer<Float>? = nil) -> [Float] {
         let b = items.count, d = architecture.inputDimension, c = architecture.outputs
         var grads = [Float](repeating: 0, count: layout.count)
         grads.withUnsafeMutableBufferPointer { gp in
@@ -107,7 +109,7 @@ public struct HeadNetwork: Sendable, Equatable {
                 gradLast = linearBackward(gradLast, input: act.dropped, rows: b, inputWidth: d, output: h,
                                           weight: "hidden.weight", bias: "hidden.bias", grads: g)
             }
-            guard architecture.pooling == .attention else { return }
+            guard architecture.pooling == .attention || gradStates != nil else { return }
             if !act.inputMask.isEmpty { for i in gradLast.indices { gradLast[i] *= act.inputMask[i] } }
             let pooler = Pooler(architecture: architecture)
             parameters.withUnsafeBufferPointer { p in
@@ -115,7 +117,8 @@ public struct HeadNetwork: Sendable, Equatable {
                     gradLast.withUnsafeBufferPointer { gl in
                         for (row, i) in items.enumerated() {
                             pooler.backward(x.baseAddress! + states.offsets[i] * d, tokens: states.tokens(i), parameters: p.baseAddress!,
-                                            layout: layout, cache: act.poolCaches[row], gradOut: gl.baseAddress! + row * d, grads: g)
+                                            layout: layout, cache: act.poolCaches[row], gradOut: gl.baseAddress! + row * d, grads: g,
+                                            gradIn: gradStates.map { $0 + states.offsets[i] * d })
                         }
                     }
                 }

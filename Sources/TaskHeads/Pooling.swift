@@ -26,14 +26,22 @@ struct Pooler {
     }
 
     /// Accumulates the parameter gradients of pooling (attention only: the other methods have none) given
-    /// dL/d(out).
+    /// dL/d(out), and with `gradIn` adds dL/dx to it (T, d).
     func backward(_ x: UnsafePointer<Float>, tokens t: Int, parameters p: UnsafePointer<Float>, layout: ParameterLayout,
-                  cache: PoolingCache, gradOut g: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>) {
-        guard let saved = cache.attention else { return }
+                  cache: PoolingCache, gradOut g: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>,
+                  gradIn: UnsafeMutablePointer<Float>?) {
+        guard let saved = cache.attention else {
+            if let gradIn {
+                architecture.pooling.poolBackward(gradOut: g, length: t, dimension: d, used: 0..<t, argmax: cache.argmax,
+                                                  gradIn: gradIn)
+            }
+            return
+        }
         let gradients = AttentionPooling.Gradients(
             query: grads + layout["pool.query"].lowerBound, keyWeight: grads + layout["pool.key.weight"].lowerBound,
             valueWeight: grads + layout["pool.value.weight"].lowerBound, valueBias: grads + layout["pool.value.bias"].lowerBound)
-        attention.backward(x, tokens: t, parameters: parameters(p, layout), saved: saved, gradOut: g, gradients: gradients)
+        attention.backward(x, tokens: t, parameters: parameters(p, layout), saved: saved, gradOut: g, gradients: gradients,
+                           gradIn: gradIn)
     }
 
     private func parameters(_ p: UnsafePointer<Float>, _ layout: ParameterLayout) -> AttentionPooling.Parameters {

@@ -80,12 +80,15 @@ public struct AttentionPooling {
         return saved
     }
 
-    /// Accumulates the parameter gradients given dL/d(out).
-    // x: (T, d); gradOut: (d)
+    /// Accumulates the parameter gradients given dL/d(out), and with `gradIn` adds dL/dx (what fine-tuning the
+    /// encoder below needs): dx_t = Σ_h p_h,t · dz_h + ds_h,t · a_h / √dh.
+    // x: (T, d); gradOut: (d); gradIn: (T, d)
     public func backward(_ x: UnsafePointer<Float>, tokens t: Int, parameters p: Parameters, saved: Saved,
-                         gradOut g: UnsafePointer<Float>, gradients gr: Gradients) {
+                         gradOut g: UnsafePointer<Float>, gradients gr: Gradients,
+                         gradIn dx: UnsafeMutablePointer<Float>? = nil) {
         let d = dimension, dh = headDimension
         var dz = [Float](repeating: 0, count: d), dp = [Float](repeating: 0, count: t), da = [Float](repeating: 0, count: d)
+        var a = [Float](repeating: 0, count: d)
         saved.weights.withUnsafeBufferPointer { weights in
             saved.sums.withUnsafeBufferPointer { sums in
                 for h in 0..<heads {
@@ -102,6 +105,11 @@ public struct AttentionPooling {
                     // a = Wk_hᵀ q_h: dq_h = Wk_h da, dWk_h = q_h ⊗ da
                     gemv(m: dh, n: d, a: p.keyWeight + h * dh * d, lda: d, x: da, beta: 1, y: gr.query + h * dh)
                     ger(m: dh, n: d, x: p.query + h * dh, y: da, a: gr.keyWeight + h * dh * d, lda: d)
+                    if let dx {
+                        gemv(transposed: true, m: dh, n: d, a: p.keyWeight + h * dh * d, lda: d, x: p.query + h * dh, y: &a)
+                        ger(m: t, n: d, x: pw, y: dz, a: dx, lda: d)
+                        ger(m: t, n: d, alpha: scale, x: dp, y: a, a: dx, lda: d)
+                    }
                 }
             }
         }

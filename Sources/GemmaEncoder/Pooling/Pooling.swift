@@ -58,4 +58,32 @@ public enum Pooling: String, Codable, Sendable, CaseIterable {
         }
         return []
     }
+
+    /// The backward of `pool`: adds dL/d(out) (d) to the token rows of dx (length × d) each output came from.
+    /// `argmax` is what `pool` returned for max.
+    public func poolBackward(gradOut g: UnsafePointer<Float>, length: Int, dimension d: Int, used: Range<Int>,
+                             argmax: [Int32], gradIn dx: UnsafeMutablePointer<Float>) {
+        precondition(!isLearned, "attention pooling's backward is AttentionPooling.backward")
+        switch self {
+        case .first:
+            if length > 0 { addInPlace(dx, g, count: d) }
+        case .last:
+            if !used.isEmpty { addInPlace(dx + (length - 1) * d, g, count: d) }
+        case .max:
+            guard !used.isEmpty else { return }
+            for i in 0..<d { dx[Int(argmax[i]) * d + i] += g[i] }
+        case .mean, .meanSqrtLen:
+            let n = Swift.max(Float(used.count), 1e-9)
+            let inv = 1 / (self == .mean ? n : n.squareRoot())
+            for t in used { for i in 0..<d { dx[t * d + i] += g[i] * inv } }
+        case .weightedMean:
+            let total = Swift.max(Float(used.reduce(0) { $0 + $1 + 1 }), 1e-9)
+            for t in used {
+                let w = Float(t + 1) / total
+                for i in 0..<d { dx[t * d + i] += g[i] * w }
+            }
+        case .attention:
+            preconditionFailure("checked above")
+        }
+    }
 }

@@ -2,11 +2,11 @@ import EncoderKernels
 
 /// Rotary position embeddings for both layer kinds: Gemma 3 gives sliding and full layers different bases
 /// (and full layers an optional linear scaling); Gemma 1 and 2 use one base for both.
-struct RotaryEmbedding: Sendable {
+public struct RotaryEmbedding: Sendable {
     private var full: RopeTable
     private var sliding: RopeTable
 
-    init(config: GemmaConfig) {
+    public init(config: GemmaConfig) {
         // Tables grow on demand; 8,192 positions cover every checkpoint's usual inputs without regrowing.
         let positions = min(config.maxPositionEmbeddings, 8192)
         full = RopeTable(headDim: config.headDim, theta: config.ropeFull.theta,
@@ -16,12 +16,12 @@ struct RotaryEmbedding: Sendable {
     }
 
     /// A copy whose tables cover `length` positions (the shared tables stay immutable across threads).
-    func covering(_ length: Int) -> RotaryEmbedding {
+    public func covering(_ length: Int) -> RotaryEmbedding {
         var copy = self
         copy.full.grow(to: length)
         copy.sliding.grow(to: length)
         return copy
     }
 
-    func table(for type: LayerType) -> RopeTable { type == .sliding ? sliding : full }
+    public func table(for type: LayerType) -> RopeTable { type == .sliding ? sliding : full }
 }
