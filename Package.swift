@@ -58,8 +58,9 @@ let package = Package(
         .target(name: "VectorSearch", dependencies: ["CFaissShim", "CSQLite", "AtomicFiles"]),
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
         .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "ModelFormats", "VectorSearch", "AtomicFiles"]),
-        // Task heads on a frozen encoder: head network (pooling from GemmaEncoder), dropout, MLP, training, metrics, reranker.
-        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "EncoderKernels", "AtomicFiles"]),
+        // Task heads: head network (pooling from GemmaEncoder), dropout, MLP, training on a frozen or a fine-tuned encoder, metrics, reranker.
+        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "GemmaTraining", "GemmaModel", "ModelFormats", "EncoderKernels",
+                                                  "AtomicFiles"]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
             "GemmaEncoder", "DocumentIndex", "TaskHeads",

@@ -128,9 +128,11 @@ public final class TrainableGemma: @unchecked Sendable {
     }
 
     /// Runs `sequences` (or, with `prefix`, the cached stream entering `firstTrainedLayer`) through the encoder.
-    /// Dropout draws from `seed`; with `checkpointing`, only each trained layer's input is kept.
+    /// Dropout draws from `seed`; with `checkpointing`, only each trained layer's input is kept; without
+    /// `keepTape` nothing is (an evaluation pass, which cannot be followed by a backward).
     public func forward(_ sequences: [[Int32]], prefix: Tensor? = nil, mode: AttentionMode, dropout: EncoderDropout = .none,
-                        seed: UInt64 = 0, threads: Int = 1, checkpointing: Bool = false) throws(ModelError) -> Pass {
+                        seed: UInt64 = 0, threads: Int = 1, checkpointing: Bool = false,
+                        keepTape: Bool = true) throws(ModelError) -> Pass {
         let batch = try pack(sequences)
         let t = batch.tokens, h = config.hiddenSize
         let context = StepContext(batch: batch, mode: mode, dropout: dropout, seed: seed, threads: max(1, threads),
@@ -151,7 +153,7 @@ public final class TrainableGemma: @unchecked Sendable {
         for layer in layers[firstTrainedLayer...] {
             let tape = LayerTape(input: Tensor(count: t * h))
             layer.forward(x.pointer, context: context, tape: tape)
-            tapes.append(checkpointing ? LayerTape(input: tape.input) : tape)
+            if keepTape { tapes.append(checkpointing ? LayerTape(input: tape.input) : tape) }
         }
         let finalInput = Tensor(copying: x.pointer, count: t * h)
         let hidden = Tensor(count: t * h)
@@ -164,6 +166,7 @@ public final class TrainableGemma: @unchecked Sendable {
     /// entering the first trained layer): the input embeddings' gradient when every layer trains.
     @discardableResult
     public func backward(_ pass: Pass, gradHidden: UnsafePointer<Float>) -> Tensor {
+        precondition(pass.tapes.count == layers.count - firstTrainedLayer, "a backward needs a forward that kept its tape")
         let batch = pass.batch, t = batch.tokens, h = config.hiddenSize
         let dx = Tensor(count: t * h)
         rmsNormBackward(pass.finalInput.pointer, rows: t, dim: h, scale: normScale(finalNorm), eps: config.rmsNormEps,

@@ -1,0 +1,57 @@
+import EncoderKernels
+import Foundation
+import GemmaTraining
+
+/// AdamW over the encoder's trained parameters (moments per tensor), with the shared update kernel.
+/// Norm weights do not decay, as in transformers' usual parameter groups.
+public final class EncoderOptimizer {
+    public let parameters: [Parameter]
+    public let weightDecay: Float
+    var m: [Tensor], v: [Tensor]
+    public private(set) var step = 0
+
+    public init(parameters: [Parameter], weightDecay: Float) {
+        self.parameters = parameters
+        self.weightDecay = weightDecay
+        m = parameters.map { Tensor(count: $0.count) }
+        v = parameters.map { Tensor(count: $0.count) }
+    }
+
+    /// One update at `learningRate`, then the gradients are zeroed for the next step.
+    public func update(learningRate: Float) {
+        step += 1
+        for (i, p) in parameters.enumerated() {
+            guard let g = p.gradient else { continue }
+            adamWUpdate(p.value.pointer, gradients: g.pointer, m: m[i].pointer, v: v[i].pointer, count: p.count, step: step,
+                        learningRate: learningRate, weightDecay: p.decays ? weightDecay : 0)
+            g.zero()
+        }
+    }
+
+    /// Σ g² over every trained parameter (for global-norm clipping).
+    public func squaredGradientNorm() -> Double {
+        parameters.reduce(0) { sum, p in
+            guard let g = p.gradient else { return sum }
+            var s = 0.0
+            for i in 0..<p.count { s += Double(g.pointer[i]) * Double(g.pointer[i]) }
+            return sum + s
+        }
+    }
+
+    public func scaleGradients(by factor: Float) {
+        for p in parameters { if let g = p.gradient { scaleInPlace(g.pointer, count: p.count, by: factor) } }
+    }
+
+    /// Moments and step, for a checkpoint.
+    func state() -> (step: Int, m: [[Float]], v: [[Float]]) { (step, m.map(\.array), v.map(\.array)) }
+
+    func restore(step: Int, m: [[Float]], v: [[Float]]) throws(HeadError) {
+        guard m.count == parameters.count, v.count == parameters.count,
+              zip(parameters, zip(m, v)).allSatisfy({ $0.count == $1.0.count && $0.count == $1.1.count }) else {
+            throw .invalidHead("the checkpoint's optimizer state does not match the model's trained parameters")
+        }
+        self.step = step
+        self.m = m.map(Tensor.init)
+        self.v = v.map(Tensor.init)
+    }
+}

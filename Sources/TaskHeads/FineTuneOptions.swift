@@ -1,0 +1,55 @@
+import Foundation
+import GemmaModel
+import GemmaTraining
+
+/// Settings of a run that fine-tunes the encoder with its head (`train --finetune all | top:K | lora:R`).
+public struct FineTuneOptions: Codable, Sendable, Equatable {
+    public var scope: FineTuneScope = .all
+    public var trainEmbeddings = false
+    public var epochs = 3
+    /// Peak rates: the pretrained encoder moves slowly, the fresh head fast (the paper's recipe).
+    public var encoderLearningRate: Float = 2e-5
+    public var headLearningRate: Float = 1e-3
+    public var batchSize = 16
+    /// Micro-batches per optimizer step.
+    public var accumulation = 1
+    public var weightDecay: Float = 0.01
+    public var warmupFraction: Float = 0.1
+    public var decay: DecayShape = .linear
+    /// Largest global gradient norm before a step (0: no clipping).
+    public var clipNorm: Float = 1.0
+    public var dropout = EncoderDropout()
+    public var maxLength = 256
+    /// Batches of similar lengths (shuffled within pools of 50 batches, then the batches shuffled).
+    public var lengthGrouped = true
+    /// Epochs without a better validation score before stopping.
+    public var patience = 2
+    public var seed: UInt64 = 0
+    /// Steps between checkpoints (0: only at the end of each epoch).
+    public var checkpointEvery = 0
+    /// Keep only each layer's input and recompute the rest in the backward (bounded memory on long inputs).
+    public var activationCheckpointing = false
+    public var attention: AttentionMode = .bidirectional
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case scope, trainEmbeddings = "train_embeddings", epochs, encoderLearningRate = "encoder_learning_rate"
+        case headLearningRate = "head_learning_rate", batchSize = "batch_size", accumulation, weightDecay = "weight_decay"
+        case warmupFraction = "warmup_fraction", decay, clipNorm = "clip_norm", dropout, maxLength = "max_length"
+        case lengthGrouped = "length_grouped", patience, seed, checkpointEvery = "checkpoint_every"
+        case activationCheckpointing = "activation_checkpointing", attention
+    }
+
+    public func validate() throws(TrainingError) {
+        guard epochs > 0, batchSize > 0, accumulation > 0, patience > 0, maxLength > 1 else {
+            throw .invalidOption("epochs, batch size, accumulation, patience and max length must be positive")
+        }
+        guard encoderLearningRate > 0, headLearningRate > 0, clipNorm >= 0, weightDecay >= 0 else {
+            throw .invalidOption("learning rates must be positive, clip norm and weight decay not negative")
+        }
+        for rate in [dropout.attention, dropout.residual] where !(0..<1).contains(rate) {
+            throw .invalidOption("encoder dropout \(rate) must be in [0, 1)")
+        }
+    }
+}

@@ -1,0 +1,373 @@
+import AtomicFiles
+import EncoderKernels
+import Foundation
+import GemmaEncoder
+import GemmaModel
+import GemmaTraining
+import ModelFormats
+
+/// Tokenized texts and what to predict for each.
+public struct FineTuneData: Sendable {
+    public var sequences: [[Int32]]
+    public var targets: Targets
+
+    public init(sequences: [[Int32]], targets: Targets) {
+        self.sequences = sequences
+        self.targets = targets
+    }
+
+    public var count: Int { sequences.count }
+}
+
+/// One optimizer step, for a progress line.
+public struct FineTuneStep: Sendable {
+    public var step: Int
+    public var totalSteps: Int
+    public var epoch: Int
+    public var loss: Double
+    public var tokensPerSecond: Double
+}
+
+public struct FineTuneResult: Sendable {
+    public var network: HeadNetwork
+    public var epochs: [EpochReport]
+    public var bestEpoch: Int
+    /// Steps this call ran (fewer than the run's when it resumed from a checkpoint).
+    public var stepsRun: Int
+}
+
+/// Fine-tunes the encoder and its head together (the Gemma Encoder paper's recipe): AdamW with separate rates
+/// for encoder and head, warm-up then linear or cosine decay, global-norm clipping, gradient accumulation,
+/// length-grouped batches, early stopping on validation keeping the best epoch, encoder dropout, and
+/// checkpoints from which a killed run resumes to the same weights. Everything random is a function of the
+/// seed and the step, so the same seed gives the same result, interrupted or not.
+public final class EncoderFineTuner {
+    public let model: TrainableGemma
+    public let options: FineTuneOptions
+    public private(set) var network: HeadNetwork
+    let threads: Int
+    private var headOptimizer: AdamW
+    private let encoderOptimizer: EncoderOptimizer
+
+    public init(model: TrainableGemma, architecture: HeadArchitecture, options: FineTuneOptions,
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+        try options.validate()
+        self.model = model
+        self.options = options
+        self.threads = max(1, threads)
+        try model.prepare(options.scope, trainEmbeddings: options.trainEmbeddings, seed: options.seed)
+        network = try HeadNetwork(architecture: architecture, seed: options.seed)
+        headOptimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
+        encoderOptimizer = EncoderOptimizer(parameters: model.trainedParameters, weightDecay: options.weightDecay)
+    }
+
+    // MARK: Batches
+
+    /// The batches of `epoch`: a seeded shuffle; with length grouping, pools of 50 batches sorted by length,
+    /// cut into batches, and the batches shuffled again (so no epoch runs shortest-first).
+    func batches(count: Int, lengths: [Int], epoch: Int) -> [[Int]] {
+        var rng = SeededGenerator(seed: options.seed ^ (0xBA7C_4000 &+ UInt64(epoch)))
+        var order = Array(0..<count)
+        order.shuffle(using: &rng)
+        let size = options.batchSize
+        guard options.lengthGrouped else {
+            return stride(from: 0, to: count, by: size).map { Array(order[$0..<min($0 + size, count)]) }
+        }
+        var result: [[Int]] = []
+        let pool = size * 50
+        for start in stride(from: 0, to: count, by: pool) {
+            let sorted = order[start..<min(start + pool, count)].sorted { lengths[$0] > lengths[$1] }
+            for b in stride(from: 0, to: sorted.count, by: size) { result.append(Array(sorted[b..<min(b + size, sorted.count)])) }
+        }
+        result.shuffle(using: &rng)
+        return result
+    }
+
+    // MARK: Encoding
+
+    /// The stream entering the first trained layer for every text (top:K's cache; nil when every layer trains).
+    func frozenPrefixes(_ data: FineTuneData) throws -> [Tensor]? {
+        guard model.firstTrainedLayer > 0 else { return nil }
+        var prefixes: [Tensor] = []
+        for start in stride(from: 0, to: data.count, by: 32) {
+            let batch = Array(data.sequences[start..<min(start + 32, data.count)])
+            let states = try model.frozenPrefix(batch, mode: options.attention, threads: threads)
+            var row = 0
+            let h = model.config.hiddenSize
+            for ids in batch {
+                prefixes.append(Tensor(copying: states.pointer + row * h, count: ids.count * h))
+                row += ids.count
+            }
+        }
+        return prefixes
+    }
+
+    private func prefix(_ prefixes: [Tensor]?, _ items: [Int]) -> Tensor? {
+        guard let prefixes else { return nil }
+        let h = model.config.hiddenSize
+        let total = items.reduce(0) { $0 + prefixes[$1].count }
+        let joined = Tensor(count: total)
+        var offset = 0
+        for i in items {
+            (joined.pointer + offset).update(from: prefixes[i].pointer, count: prefixes[i].count)
+            offset += prefixes[i].count
+        }
+        precondition(offset % h == 0)
+        return joined
+    }
+
+    /// Final token states of `data` (dropout off), as the head reads them.
+    public func states(_ data: FineTuneData, prefixes: [Tensor]? = nil) throws -> TokenStateSet {
+        var set = TokenStateSet(dimension: model.config.hiddenSize)
+        for start in stride(from: 0, to: data.count, by: 32) {
+            let items = Array(start..<min(start + 32, data.count))
+            let pass = try model.forward(items.map { data.sequences[$0] }, prefix: prefix(prefixes, items),
+                                         mode: options.attention, threads: threads, keepTape: false)
+            let h = model.config.hiddenSize
+            for (row, _) in items.enumerated() {
+                let range = (pass.batch.offsets[row] * h)..<(pass.batch.offsets[row + 1] * h)
+                set.append(UnsafeBufferPointer(start: pass.hidden.pointer + range.lowerBound, count: range.count))
+            }
+        }
+        return set
+    }
+
+    // MARK: The run
+
+    /// Trains for `options.epochs` (or until early stopping). With `checkpoint`, state is written there every
+    /// `checkpointEvery` steps and after every epoch; with `resume`, a run continues from what is there.
+    /// `stopAfter` ends the call after that many steps (a test's stand-in for a killed process).
+    public func run(train: FineTuneData, valid: FineTuneData, checkpoint: URL? = nil, resume: Bool = false,
+                    stopAfter: Int? = nil, onStep: ((FineTuneStep) -> Void)? = nil,
+                    onEpoch: ((EpochReport) -> Void)? = nil) throws -> FineTuneResult {
+        guard train.count > 0, valid.count > 0 else { throw HeadError.invalidData("training and validation sets must not be empty") }
+        let lengths = train.sequences.map(\.count)
+        let stepsPerEpoch = (batches(count: train.count, lengths: lengths, epoch: 1).count + options.accumulation - 1)
+            / options.accumulation
+        let totalSteps = stepsPerEpoch * options.epochs
+        let warmup = Int((Float(totalSteps) * options.warmupFraction).rounded())
+        let encoderSchedule = LearningRateSchedule(peak: options.encoderLearningRate, warmup: warmup, total: totalSteps,
+                                                   decay: options.decay)
+        let headSchedule = LearningRateSchedule(peak: options.headLearningRate, warmup: warmup, total: totalSteps,
+                                                decay: options.decay)
+        var state = RunState()
+        if resume, let checkpoint, FileManager.default.fileExists(atPath: checkpoint.appendingPathComponent("state.json").path) {
+            state = try restore(from: checkpoint)
+        }
+        let trainPrefixes = try frozenPrefixes(train), validPrefixes = try frozenPrefixes(valid)
+        var stepsRun = 0
+        epochs: for epoch in state.epoch...options.epochs {
+            let epochStart = Date()
+            let groups = batches(count: train.count, lengths: lengths, epoch: epoch)
+            let steps = stride(from: 0, to: groups.count, by: options.accumulation).map {
+                Array(groups[$0..<min($0 + options.accumulation, groups.count)])
+            }
+            while state.stepInEpoch < steps.count {
+                if let stopAfter, stepsRun >= stopAfter { break epochs }
+                let started = Date()
+                let (loss, tokens) = try step(steps[state.stepInEpoch], train: train, prefixes: trainPrefixes,
+                                              step: state.step, encoderRate: encoderSchedule.rate(at: state.step),
+                                              headRate: headSchedule.rate(at: state.step))
+                state.step += 1
+                state.stepInEpoch += 1
+                state.lossSum += loss
+                stepsRun += 1
+                onStep?(FineTuneStep(step: state.step, totalSteps: totalSteps, epoch: epoch, loss: loss,
+                                     tokensPerSecond: Double(tokens) / max(Date().timeIntervalSince(started), 1e-9)))
+                if let checkpoint, options.checkpointEvery > 0, state.step % options.checkpointEvery == 0,
+                   state.stepInEpoch < steps.count {
+                    try save(state, to: checkpoint)
+                }
+            }
+            // Validation, early stopping, and the epoch's checkpoint.
+            let (validLoss, validAccuracy) = HeadTrainer.evaluate(network, try states(valid, prefixes: validPrefixes), valid.targets)
+            let report = EpochReport(epoch: epoch, trainLoss: state.lossSum / Double(max(steps.count, 1)), validLoss: validLoss,
+                                     validAccuracy: validAccuracy, seconds: Date().timeIntervalSince(epochStart))
+            state.reports.append(report)
+            onEpoch?(report)
+            let score = (validAccuracy ?? 0) * 1e6 - validLoss
+            if state.bestEpoch == 0 || score > state.bestScore {
+                state.bestScore = score
+                state.bestEpoch = epoch
+                state.best = snapshot()
+            }
+            state.epoch = epoch + 1
+            state.stepInEpoch = 0
+            state.lossSum = 0
+            if let checkpoint { try save(state, to: checkpoint) }
+            if epoch - state.bestEpoch >= options.patience { break }
+        }
+        if let best = state.best, stopAfter == nil || stepsRun < stopAfter! { restoreSnapshot(best) }
+        return FineTuneResult(network: network, epochs: state.reports, bestEpoch: state.bestEpoch, stepsRun: stepsRun)
+    }
+
+    /// One optimizer step over its micro-batches; returns the mean loss and the tokens processed.
+    private func step(_ microBatches: [[Int]], train: FineTuneData, prefixes: [Tensor]?, step: Int,
+                      encoderRate: Float, headRate: Float) throws -> (Double, Int) {
+        var headGradients = [Float](repeating: 0, count: network.layout.count)
+        var lossSum = 0.0, tokens = 0
+        let share = Float(1) / Float(microBatches.count)
+        for (micro, items) in microBatches.enumerated() {
+            let sequences = items.map { train.sequences[$0] }
+            tokens += sequences.reduce(0) { $0 + $1.count }
+            let seed = mixSeed(options.seed, UInt64(step) &* 64 &+ UInt64(micro))
+            let pass = try model.forward(sequences, prefix: prefix(prefixes, items), mode: options.attention,
+                                         dropout: options.dropout, seed: seed, threads: threads,
+                                         checkpointing: options.activationCheckpointing)
+            let states = try TokenStateSet(dimension: model.config.hiddenSize, values: pass.hidden.array, offsets: pass.batch.offsets)
+            let local = Array(0..<items.count)
+            var rng: SeededGenerator? = SeededGenerator(seed: seed ^ 0x4EAD)
+            let activations = network.forward(states, items: local, rng: &rng)
+            let (loss, gradLogits) = Loss.evaluate(activations.logits, outputs: network.architecture.outputs,
+                                                   targets: train.targets.subset(items, outputs: network.architecture.outputs),
+                                                   items: local)
+            lossSum += loss
+            let scaled = gradLogits.map { $0 * share }
+            let gradStates = Tensor(count: pass.hidden.count)
+            let grads = network.backward(states, items: local, activations: activations, gradLogits: scaled,
+                                         gradStates: encoderOptimizer.parameters.isEmpty ? nil : gradStates.pointer)
+            for i in grads.indices { headGradients[i] += grads[i] }
+            if !encoderOptimizer.parameters.isEmpty { model.backward(pass, gradHidden: gradStates.pointer) }
+        }
+        if options.clipNorm > 0 {
+            let norm = (encoderOptimizer.squaredGradientNorm() + headGradients.reduce(0) { $0 + Double($1) * Double($1) }).squareRoot()
+            if norm > Double(options.clipNorm) {
+                let factor = Float(Double(options.clipNorm) / (norm + 1e-6))
+                encoderOptimizer.scaleGradients(by: factor)
+                for i in headGradients.indices { headGradients[i] *= factor }
+            }
+        }
+        headOptimizer.update(&network.parameters, gradients: headGradients, learningRate: headRate)
+        encoderOptimizer.update(learningRate: encoderRate)
+        return (lossSum / Double(microBatches.count), tokens)
+    }
+
+    // MARK: Snapshots and checkpoints
+
+    struct Snapshot {
+        var encoder: [[Float]]
+        var head: [Float]
+    }
+
+    struct RunState {
+        var step = 0
+        var epoch = 1
+        var stepInEpoch = 0
+        var lossSum = 0.0
+        var bestScore = -Double.infinity
+        var bestEpoch = 0
+        var reports: [EpochReport] = []
+        var best: Snapshot?
+    }
+
+    private func snapshot() -> Snapshot {
+        Snapshot(encoder: encoderOptimizer.parameters.map(\.value.array), head: network.parameters)
+    }
+
+    private func restoreSnapshot(_ s: Snapshot) {
+        for (p, values) in zip(encoderOptimizer.parameters, s.encoder) {
+            values.withUnsafeBufferPointer { p.value.pointer.update(from: $0.baseAddress!, count: p.count) }
+        }
+        network.parameters = s.head
+    }
+
+    struct CheckpointState: Codable {
+        var step: Int
+        var epoch: Int
+        var stepInEpoch: Int
+        var lossSum: Double
+        var bestScore: Double?
+        var bestEpoch: Int
+        var reports: [EpochReport]
+        var options: FineTuneOptions
+        var headOptimizerStep: Int
+        var encoderOptimizerStep: Int
+
+        enum CodingKeys: String, CodingKey {
+            case step, epoch, stepInEpoch = "step_in_epoch", lossSum = "loss_sum", bestScore = "best_score"
+            case bestEpoch = "best_epoch", reports, options, headOptimizerStep = "head_optimizer_step"
+            case encoderOptimizerStep = "encoder_optimizer_step"
+        }
+    }
+
+    /// Writes the run's whole state into `url` at once (a reader or a resume sees the old checkpoint or the new).
+    private func save(_ state: RunState, to url: URL) throws {
+        let encoderState = encoderOptimizer.state()
+        var tensors: [(name: String, shape: [Int], values: [Float])] = []
+        for (i, p) in encoderOptimizer.parameters.enumerated() {
+            tensors.append(("value.\(p.name)", [p.count], p.value.array))
+            tensors.append(("m.\(p.name)", [p.count], encoderState.m[i]))
+            tensors.append(("v.\(p.name)", [p.count], encoderState.v[i]))
+            if let best = state.best { tensors.append(("best.\(p.name)", [p.count], best.encoder[i])) }
+        }
+        tensors.append(("head.value", [network.parameters.count], network.parameters))
+        tensors.append(("head.m", [network.parameters.count], headOptimizer.m))
+        tensors.append(("head.v", [network.parameters.count], headOptimizer.v))
+        if let best = state.best { tensors.append(("head.best", [best.head.count], best.head)) }
+        let weights = try SafetensorsWriter.encode(tensors, metadata: ["format": "gemma-encoder-checkpoint"])
+        let json = JSONEncoder()
+        json.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let stateData = try json.encode(CheckpointState(
+            step: state.step, epoch: state.epoch, stepInEpoch: state.stepInEpoch, lossSum: state.lossSum,
+            bestScore: state.bestEpoch > 0 ? state.bestScore : nil, bestEpoch: state.bestEpoch, reports: state.reports,
+            options: options, headOptimizerStep: headOptimizer.step, encoderOptimizerStep: encoderState.step))
+        try createDestinationDirectory(url.deletingLastPathComponent())
+        try AtomicDirectory.replace(url) { temporary in
+            for (name, data) in [("state.json", stateData), ("state.safetensors", weights)] {
+                let file = temporary.appendingPathComponent(name)
+                do { try data.write(to: file) } catch { throw AtomicWriteError(error, path: file.path, step: .write) }
+            }
+        }
+    }
+
+    private func restore(from url: URL) throws -> RunState {
+        let saved: CheckpointState
+        do throws(FormatError) {
+            saved = try JSONFile.decode(CheckpointState.self, from: url.appendingPathComponent("state.json"))
+        } catch { throw HeadError.invalidHead("\(error)") }
+        guard saved.options == options else {
+            throw HeadError.invalidData("\(url.path): the checkpoint was made with other training settings; resume with the same flags")
+        }
+        let file = try SafetensorsFile(url: url.appendingPathComponent("state.safetensors"))
+        func values(_ name: String) throws -> [Float] {
+            guard let t = file.tensors[name] else { throw HeadError.invalidHead("\(url.path)/state.safetensors: missing \(name)") }
+            return t.floats().array
+        }
+        var m: [[Float]] = [], v: [[Float]] = [], best: [[Float]] = []
+        for p in encoderOptimizer.parameters {
+            let value = try values("value.\(p.name)")
+            guard value.count == p.count else { throw HeadError.invalidHead("\(url.path): \(p.name) has \(value.count) values, the model \(p.count)") }
+            value.withUnsafeBufferPointer { p.value.pointer.update(from: $0.baseAddress!, count: p.count) }
+            m.append(try values("m.\(p.name)"))
+            v.append(try values("v.\(p.name)"))
+            if saved.bestEpoch > 0 { best.append(try values("best.\(p.name)")) }
+        }
+        try encoderOptimizer.restore(step: saved.encoderOptimizerStep, m: m, v: v)
+        network.parameters = try values("head.value")
+        headOptimizer.m = try values("head.m")
+        headOptimizer.v = try values("head.v")
+        headOptimizer.step = saved.headOptimizerStep
+        var state = RunState(step: saved.step, epoch: saved.epoch, stepInEpoch: saved.stepInEpoch, lossSum: saved.lossSum,
+                             bestScore: saved.bestScore ?? -.infinity, bestEpoch: saved.bestEpoch, reports: saved.reports)
+        if saved.bestEpoch > 0 { state.best = Snapshot(encoder: best, head: try values("head.best")) }
+        return state
+    }
+}
+
+/// A per-step seed: SplitMix of the run's seed and the step.
+func mixSeed(_ seed: UInt64, _ step: UInt64) -> UInt64 {
+    var g = SeededGenerator(seed: seed ^ (step &* 0x9E37_79B9_7F4A_7C15))
+    return g.next()
+}
+
+extension Targets {
+    /// The targets of `items`, in that order (a batch's own targets, indexed from 0); `outputs` per example.
+    func subset(_ items: [Int], outputs: Int) -> Targets {
+        switch self {
+        case let .classes(labels, weights): .classes(items.map { labels[$0] }, weights: weights)
+        case let .multiLabel(y): .multiLabel(items.flatMap { y[($0 * outputs)..<(($0 + 1) * outputs)] })
+        case let .values(y): .values(items.flatMap { y[($0 * outputs)..<(($0 + 1) * outputs)] })
+        case .groups, .pairs: self
+        }
+    }
+}

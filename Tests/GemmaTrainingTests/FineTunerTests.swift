@@ -1,0 +1,110 @@
+import EncoderKernels
+import Foundation
+import GemmaEncoder
+import GemmaModel
+import GemmaTraining
+import TaskHeads
+import TestSupport
+import XCTest
+
+/// The fine-tuning loop on the tiny checkpoints: it learns, it is repeatable, and a run stopped midway
+/// resumes from its checkpoint to the same weights as a run never stopped.
+final class FineTunerTests: XCTestCase {
+    /// Texts of random tokens; the class is which of three marker tokens the text contains.
+    func task(count: Int, seed: UInt64) -> FineTuneData {
+        var g = SeededGenerator(seed: seed)
+        var sequences: [[Int32]] = [], labels: [Int] = []
+        for _ in 0..<count {
+            let label = Int(g.next() % 3)
+            var ids = (0..<(4 + Int(g.next() % 9))).map { _ in Int32(10 + g.next() % 300) }
+            ids.insert(Int32(1 + label), at: Int(g.next() % UInt64(ids.count)))
+            sequences.append([2] + ids)
+            labels.append(label)
+        }
+        return FineTuneData(sequences: sequences, targets: .classes(labels, weights: [1, 1, 1]))
+    }
+
+    func tuner(_ options: FineTuneOptions, family: String = "gemma3") throws -> EncoderFineTuner {
+        let model = try trainableTiny(family, scope: .none, embeddings: false)
+        let architecture = HeadArchitecture(inputDimension: 64, outputs: 3, pooling: .mean, hiddenSize: nil, dropout: 0.1)
+        return try EncoderFineTuner(model: model, architecture: architecture, options: options, threads: 2)
+    }
+
+    var options: FineTuneOptions {
+        var o = FineTuneOptions()
+        o.epochs = 4
+        o.batchSize = 8
+        o.encoderLearningRate = 3e-3
+        o.headLearningRate = 1e-2
+        o.dropout = EncoderDropout(attention: 0.1, residual: 0.1)
+        o.patience = 4
+        o.seed = 5
+        return o
+    }
+
+    func weights(_ t: EncoderFineTuner) -> [Float] {
+        t.model.trainedParameters.flatMap(\.value.array) + t.network.parameters
+    }
+
+    func testFineTuningLearnsWhatTheFrozenEncoderCannot() throws {
+        let train = task(count: 96, seed: 1), valid = task(count: 48, seed: 2)
+        var frozen = options
+        frozen.scope = .none
+        let head = try tuner(frozen).run(train: train, valid: valid)
+        let full = try tuner(options).run(train: train, valid: valid)
+        let frozenAccuracy = head.epochs.map { $0.validAccuracy! }.max()!
+        let tunedAccuracy = full.epochs.map { $0.validAccuracy! }.max()!
+        XCTAssertLessThan(full.epochs.last!.trainLoss, full.epochs.first!.trainLoss)
+        XCTAssertGreaterThan(tunedAccuracy, frozenAccuracy, "fine-tuned \(full.epochs) vs frozen \(head.epochs)")
+    }
+
+    func testSameSeedSameResult() throws {
+        let train = task(count: 40, seed: 1), valid = task(count: 16, seed: 2)
+        var o = options
+        o.epochs = 2
+        o.scope = .lora(rank: 2, alpha: 4, targets: [.q, .v, .down])
+        let a = try tuner(o), b = try tuner(o)
+        _ = try a.run(train: train, valid: valid)
+        _ = try b.run(train: train, valid: valid)
+        XCTAssertEqual(weights(a), weights(b))
+    }
+
+    /// Stopped after 7 steps (mid-epoch 2 of 5 steps each, checkpoints every 2) and resumed in a fresh trainer
+    /// from the checkpoint of step 6: the same weights and the same epoch reports.
+    func testResumedRunEndsWithTheSameWeights() throws {
+        let train = task(count: 40, seed: 1), valid = task(count: 16, seed: 2)
+        var o = options
+        o.epochs = 3
+        o.checkpointEvery = 2
+        o.accumulation = 2
+        o.batchSize = 4
+        o.scope = .top(2)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let whole = try tuner(o)
+        let reference = try whole.run(train: train, valid: valid)
+
+        let first = try tuner(o)
+        let stopped = try first.run(train: train, valid: valid, checkpoint: directory, stopAfter: 7)
+        XCTAssertEqual(stopped.stepsRun, 7)
+        let second = try tuner(o)
+        let resumed = try second.run(train: train, valid: valid, checkpoint: directory, resume: true)
+        XCTAssertEqual(resumed.stepsRun, reference.stepsRun - 6, "resumes from the checkpoint of step 6")
+        XCTAssertEqual(weights(second), weights(whole))
+        func withoutTimes(_ reports: [EpochReport]) -> [EpochReport] { reports.map { var r = $0; r.seconds = 0; return r } }
+        XCTAssertEqual(withoutTimes(resumed.epochs), withoutTimes(reference.epochs))
+    }
+
+    func testCheckpointWithOtherSettingsIsRefused() throws {
+        let train = task(count: 16, seed: 1), valid = task(count: 8, seed: 2)
+        var o = options
+        o.epochs = 1
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try tuner(o).run(train: train, valid: valid, checkpoint: directory)
+        o.encoderLearningRate *= 2
+        XCTAssertThrowsError(try tuner(o).run(train: train, valid: valid, checkpoint: directory, resume: true)) { error in
+            XCTAssertTrue("\(error)".contains("other training settings"), "\(error)")
+        }
+    }
+}
