@@ -45,7 +45,7 @@ let package = Package(
         // Models: the encoder-model interface and registry; Gemma, Gemma 2, Gemma 3 (config, blocks, weights).
         .target(name: "GemmaModel", dependencies: ["ModelFormats", "EncoderKernels"]),
         // Training the encoder itself: f32 master weights, backward through every layer, dropout, LoRA.
-        .target(name: "GemmaTraining", dependencies: ["GemmaModel", "ModelFormats", "EncoderKernels"],
+        .target(name: "GemmaTraining", dependencies: ["GemmaModel", "ModelFormats", "EncoderKernels", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // Public API: model sources and cache, TextEncoder, pooling, sentence-transformers layout, Dense.
         .target(name: "GemmaEncoder", dependencies: ["GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels",
@@ -75,7 +75,7 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "gemma-encoder", dependencies: [
-            "GemmaEncoder", "EncoderKernels", "DocumentIndex", "VectorSearch", "TaskHeads", "EncoderService",
+            "GemmaEncoder", "EncoderKernels", "DocumentIndex", "VectorSearch", "TaskHeads", "GemmaTraining", "EncoderService",
             "AtomicFiles",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

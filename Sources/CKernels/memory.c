@@ -29,3 +29,11 @@ void ck_free_weights(void *p, long bytes) {
     if (bytes < HUGE_PAGE) free(p);
     else munmap(p, (size_t)mapped_bytes(bytes));
 }
+
+// glibc serves large allocations with fresh mappings that are faulted in and zeroed again on every use; a
+// training step allocates the same buffers each step, so they are kept in the heap instead.
+#include <malloc.h>
+void ck_keep_freed_buffers(void) {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest allowed value on 64-bit
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}

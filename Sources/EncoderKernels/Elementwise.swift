@@ -126,9 +126,11 @@ public func gatedActivationBackward(tanhApproximation: Bool, gate: UnsafePointer
                                     gradUp: UnsafeMutablePointer<Float>, count: Int) {
     if tanhApproximation {
         for i in 0..<count {
+            // One tanh serves the value and the derivative.
             let g = gate[i], d = dh[i]
-            gradUp[i] = d * geluTanh(g)
-            gradGate[i] = d * up[i] * geluTanhDerivative(g)
+            let t = tanhf(0.7978845608028654 * (g + 0.044715 * g * g * g))
+            gradUp[i] = d * 0.5 * g * (1 + t)
+            gradGate[i] = d * up[i] * (0.5 * (1 + t) + 0.5 * g * (1 - t * t) * 0.7978845608028654 * (1 + 0.134145 * g * g))
         }
     } else {
         for i in 0..<count {

@@ -41,9 +41,10 @@ public func linear(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, w:
     }
 }
 
-/// Runs `body` over [0, n) in up to `parts` contiguous column ranges at once (at least 64 columns each).
-func splitColumns(n: Int, parts: Int, _ body: @Sendable (Int, Int) -> Void) {
-    let parts = max(1, min(parts, n / 64))
+/// Runs `body(start, count)` over [0, n) in up to `parts` contiguous ranges at once, each at least `minimum`
+/// long: columns of a product, rows of an elementwise pass, elements of an optimizer update.
+public func splitColumns(n: Int, parts: Int, minimum: Int = 64, _ body: @Sendable (Int, Int) -> Void) {
+    let parts = max(1, min(parts, n / max(minimum, 1)))
     guard parts > 1 else { return body(0, n) }
     let chunk = (n + parts - 1) / parts
     DispatchQueue.concurrentPerform(iterations: parts) { p in

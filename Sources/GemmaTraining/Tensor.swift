@@ -7,20 +7,25 @@ public final class Tensor: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
 
     /// Zero-filled.
-    public init(count: Int) {
-        self.count = count
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(count, 1))
+    public convenience init(count: Int) {
+        self.init(uninitialized: count)
         pointer.initialize(repeating: 0, count: max(count, 1))
     }
 
+    /// Not filled: for a buffer the next call writes whole (zeroing it first would cost a pass over memory).
+    public init(uninitialized count: Int) {
+        self.count = count
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+
     public convenience init(copying source: UnsafePointer<Float>, count: Int) {
-        self.init(count: count)
+        self.init(uninitialized: count)
         pointer.update(from: source, count: count)
     }
 
     public convenience init(_ values: [Float]) {
-        self.init(count: values.count)
+        self.init(uninitialized: values.count)
         values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
     }
 

@@ -1,3 +1,4 @@
+import CKernels
 import EncoderKernels
 import Foundation
 import GemmaModel
@@ -17,9 +18,12 @@ public final class TrainableGemma: @unchecked Sendable {
     let rotary: RotaryEmbedding
     /// Layers below this index are frozen and run without a tape: their output can be cached (top:K).
     public private(set) var firstTrainedLayer = 0
+    /// What `prepare` last set up.
+    public private(set) var scope: FineTuneScope = .none
 
     public init(config: GemmaConfig, weights: some WeightProvider) throws(FormatError) {
         ComputeThreads.configure()
+        TrainingMemory.configure()
         self.config = config
         storedEmbeddings = try weights.embedding("embed_tokens.weight", shape: [config.vocabSize, config.hiddenSize])
         var layers: [TrainableLayer] = []
@@ -36,6 +40,7 @@ public final class TrainableGemma: @unchecked Sendable {
     /// Marks what `scope` trains (and adds LoRA adapters, drawn from `seed`). Embeddings train only with
     /// `trainEmbeddings`. `.none` trains nothing.
     public func prepare(_ scope: FineTuneScope, trainEmbeddings: Bool = false, seed: UInt64 = 0) throws(TrainingError) {
+        self.scope = scope
         for layer in layers { for p in layer.baseParameters { p.setTrained(false) } }
         finalNorm.setTrained(false)
         switch scope {
@@ -234,4 +239,16 @@ public final class TrainableGemma: @unchecked Sendable {
         }
         return x
     }
+}
+
+/// A training step allocates the same few dozen activation buffers (up to tens of MB each) every step. glibc
+/// serves allocations above its mmap threshold with fresh mappings, so each step would fault in and zero every
+/// page again (a fifth of a step's time, measured); raising the threshold and the trim limit keeps freed
+/// buffers in the heap for the next step. A process-wide allocator setting, set once like BLAS's threads.
+enum TrainingMemory {
+    private static let configured: Void = {
+        ck_keep_freed_buffers()
+    }()
+
+    static func configure() { _ = configured }
 }

@@ -188,9 +188,9 @@ final class TrainableLayer: @unchecked Sendable {
         tape.input.pointer.update(from: x, count: t * h)
 
         // Attention branch.
-        tape.attentionInput = Tensor(count: t * h)
-        rmsNorm(x, rows: t, dim: h, scale: normScale(inputNorm), eps: config.rmsNormEps, out: tape.attentionInput.pointer)
-        let qkvRows = Tensor(count: t * width)
+        tape.attentionInput = Tensor(uninitialized: t * h)
+        norm(x, inputNorm, context, out: tape.attentionInput.pointer)
+        let qkvRows = Tensor(uninitialized: t * width)
         linear(m: t, n: width, k: h, a: tape.attentionInput.pointer, lda: h, w: qkv.value.pointer, ldw: h,
                c: qkvRows.pointer, ldc: width, threads: threads)
         for adapter in adapters(on: [.q, .k, .v]) {
@@ -200,12 +200,14 @@ final class TrainableLayer: @unchecked Sendable {
         }
         if let queryNorm, let keyNorm {
             tape.projected = Tensor(copying: qkvRows.pointer, count: t * width)
-            let qs = normScale(queryNorm), ks = normScale(keyNorm)
-            for i in 0..<t {
-                let row = qkvRows.pointer + i * width
-                rmsNorm(row, rows: shape.numHeads, dim: shape.headDim, scale: qs, eps: config.rmsNormEps, out: row)
-                rmsNorm(row + queryWidth, rows: shape.numKVHeads, dim: shape.headDim, scale: ks, eps: config.rmsNormEps,
-                        out: row + queryWidth)
+            let qs = normScale(queryNorm), ks = normScale(keyNorm), eps = config.rmsNormEps, shape = shape, qw = queryWidth
+            nonisolated(unsafe) let rows = qkvRows.pointer
+            forRows(t, context) { range in
+                for i in range {
+                    let row = rows + i * width
+                    rmsNorm(row, rows: shape.numHeads, dim: shape.headDim, scale: qs, eps: eps, out: row)
+                    rmsNorm(row + qw, rows: shape.numKVHeads, dim: shape.headDim, scale: ks, eps: eps, out: row + qw)
+                }
             }
         }
         let rope = context.rotary.table(for: type)
@@ -218,7 +220,7 @@ final class TrainableLayer: @unchecked Sendable {
             }
         }
         tape.qkv = qkvRows
-        tape.attentionOutput = Tensor(count: t * queryWidth)
+        tape.attentionOutput = Tensor(uninitialized: t * queryWidth)
         let span = config.attentionSpan(layer: index, mode: context.mode)
         let shape = self.shape, qw = queryWidth, kvw = keyValueWidth
         nonisolated(unsafe) let q = qkvRows.pointer, out = tape.attentionOutput.pointer
@@ -230,7 +232,7 @@ final class TrainableLayer: @unchecked Sendable {
                                      out: out + start * qw, ldo: qw, scratch: scratch,
                                      dropout: self.attentionDropout(context, firstRow: start))
         }
-        tape.attentionBranch = Tensor(count: t * h)
+        tape.attentionBranch = Tensor(uninitialized: t * h)
         linear(m: t, n: h, k: queryWidth, a: tape.attentionOutput.pointer, lda: queryWidth, w: o.value.pointer,
                ldw: queryWidth, c: tape.attentionBranch.pointer, ldc: h, threads: threads)
         for adapter in adapters(on: [.o]) {
@@ -239,10 +241,9 @@ final class TrainableLayer: @unchecked Sendable {
                             u: u.pointer)
             tape.lora[.o] = u
         }
-        let branch = Tensor(count: t * h)
+        let branch = Tensor(uninitialized: t * h)
         if let attentionOutputNorm {
-            rmsNorm(tape.attentionBranch.pointer, rows: t, dim: h, scale: normScale(attentionOutputNorm),
-                    eps: config.rmsNormEps, out: branch.pointer)
+            norm(tape.attentionBranch.pointer, attentionOutputNorm, context, out: branch.pointer)
         } else {
             branch.pointer.update(from: tape.attentionBranch.pointer, count: t * h)
         }
@@ -251,9 +252,9 @@ final class TrainableLayer: @unchecked Sendable {
 
         // MLP branch.
         tape.midResidual = Tensor(copying: x, count: t * h)
-        tape.mlpInput = Tensor(count: t * h)
-        rmsNorm(x, rows: t, dim: h, scale: normScale(mlpInputNorm), eps: config.rmsNormEps, out: tape.mlpInput.pointer)
-        tape.gateUp = Tensor(count: t * 2 * inter)
+        tape.mlpInput = Tensor(uninitialized: t * h)
+        norm(x, mlpInputNorm, context, out: tape.mlpInput.pointer)
+        tape.gateUp = Tensor(uninitialized: t * 2 * inter)
         linear(m: t, n: 2 * inter, k: h, a: tape.mlpInput.pointer, lda: h, w: gateUp.value.pointer, ldw: h,
                c: tape.gateUp.pointer, ldc: 2 * inter, threads: threads)
         for adapter in adapters(on: [.gate, .up]) {
@@ -261,16 +262,20 @@ final class TrainableLayer: @unchecked Sendable {
             adapter.forward(tape.mlpInput.pointer, ldx: h, rows: t, y: tape.gateUp.pointer, ldy: 2 * inter, u: u.pointer)
             tape.lora[adapter.target] = u
         }
-        tape.gated = Tensor(count: t * inter)
-        for i in 0..<t {
-            let gate = tape.gateUp.pointer + i * 2 * inter, dst = tape.gated.pointer + i * inter
-            dst.update(from: gate, count: inter)
-            switch config.hiddenActivation {
-            case .geluTanh: geluTanhGate(dst, gate + inter, count: inter)
-            case .gelu: geluErfGate(dst, gate + inter, count: inter)
+        tape.gated = Tensor(uninitialized: t * inter)
+        let activation = config.hiddenActivation
+        nonisolated(unsafe) let gateUpRows = tape.gateUp.pointer, gatedRows = tape.gated.pointer
+        forRows(t, context) { range in
+            for i in range {
+                let gate = gateUpRows + i * 2 * inter, dst = gatedRows + i * inter
+                dst.update(from: gate, count: inter)
+                switch activation {
+                case .geluTanh: geluTanhGate(dst, gate + inter, count: inter)
+                case .gelu: geluErfGate(dst, gate + inter, count: inter)
+                }
             }
         }
-        tape.mlpBranch = Tensor(count: t * h)
+        tape.mlpBranch = Tensor(uninitialized: t * h)
         linear(m: t, n: h, k: inter, a: tape.gated.pointer, lda: inter, w: down.value.pointer, ldw: inter,
                c: tape.mlpBranch.pointer, ldc: h, threads: threads)
         for adapter in adapters(on: [.down]) {
@@ -279,14 +284,30 @@ final class TrainableLayer: @unchecked Sendable {
             tape.lora[.down] = u
         }
         if let mlpOutputNorm {
-            rmsNorm(tape.mlpBranch.pointer, rows: t, dim: h, scale: normScale(mlpOutputNorm), eps: config.rmsNormEps,
-                    out: branch.pointer)
+            norm(tape.mlpBranch.pointer, mlpOutputNorm, context, out: branch.pointer)
         } else {
             branch.pointer.update(from: tape.mlpBranch.pointer, count: t * h)
         }
         residualDropout(context, .mlpBranch, branch.pointer)
         addInPlace(x, branch.pointer, count: t * h)
         tape.markFull()
+    }
+
+    /// An RMSNorm over the batch's rows with `weight`'s (1 + w), rows split across the cores.
+    private func norm(_ x: UnsafePointer<Float>, _ weight: Parameter, _ context: StepContext, out: UnsafeMutablePointer<Float>) {
+        let scale = normScale(weight), h = weight.count, eps = config.rmsNormEps
+        nonisolated(unsafe) let x = x, out = out
+        forRows(context.batch.tokens, context) { range in
+            scale.withUnsafeBufferPointer { s in
+                rmsNorm(x + range.lowerBound * h, rows: range.count, dim: h, scale: s.baseAddress!, eps: eps,
+                        out: out + range.lowerBound * h)
+            }
+        }
+    }
+
+    /// Row-wise work split across the step's cores (rows are independent).
+    private func forRows(_ t: Int, _ context: StepContext, _ body: @Sendable (Range<Int>) -> Void) {
+        splitColumns(n: t, parts: context.threads, minimum: 16) { start, count in body(start..<(start + count)) }
     }
 
     // MARK: Backward
@@ -306,19 +327,23 @@ final class TrainableLayer: @unchecked Sendable {
             rmsNormBackward(tape.mlpBranch.pointer, rows: t, dim: h, scale: normScale(mlpOutputNorm), eps: eps,
                             gradOut: db.pointer, gradIn: db.pointer, gradScale: mlpOutputNorm.gradient?.pointer)
         }
-        let dGated = Tensor(count: t * inter)
+        let dGated = Tensor(uninitialized: t * inter)
         linearBackward(down, input: tape.gated.pointer, rows: t, gradOut: db.pointer, gradIn: dGated.pointer, threads: threads)
         for adapter in adapters(on: [.down]) {
             adapter.backward(tape.gated.pointer, ldx: inter, rows: t, u: tape.lora[.down]!.pointer, gradOut: db.pointer,
                              lddy: h, gradIn: dGated.pointer, lddx: inter)
         }
-        let dGateUp = Tensor(count: t * 2 * inter)
-        for i in 0..<t {
-            let gate = tape.gateUp.pointer + i * 2 * inter, dgate = dGateUp.pointer + i * 2 * inter
-            gatedActivationBackward(tanhApproximation: config.hiddenActivation == .geluTanh, gate: gate, up: gate + inter,
-                                    gradOut: dGated.pointer + i * inter, gradGate: dgate, gradUp: dgate + inter, count: inter)
+        let dGateUp = Tensor(uninitialized: t * 2 * inter)
+        let tanhApproximation = config.hiddenActivation == .geluTanh
+        nonisolated(unsafe) let gateUpRows = tape.gateUp.pointer, dGateUpRows = dGateUp.pointer, dGatedRows = dGated.pointer
+        forRows(t, context) { range in
+            for i in range {
+                let gate = gateUpRows + i * 2 * inter, dgate = dGateUpRows + i * 2 * inter
+                gatedActivationBackward(tanhApproximation: tanhApproximation, gate: gate, up: gate + inter,
+                                        gradOut: dGatedRows + i * inter, gradGate: dgate, gradUp: dgate + inter, count: inter)
+            }
         }
-        let dMLPInput = Tensor(count: count)
+        let dMLPInput = Tensor(uninitialized: count)
         linearBackward(gateUp, input: tape.mlpInput.pointer, rows: t, gradOut: dGateUp.pointer, gradIn: dMLPInput.pointer,
                        threads: threads)
         for adapter in adapters(on: [.gate, .up]) {
@@ -335,7 +360,7 @@ final class TrainableLayer: @unchecked Sendable {
             rmsNormBackward(tape.attentionBranch.pointer, rows: t, dim: h, scale: normScale(attentionOutputNorm), eps: eps,
                             gradOut: db.pointer, gradIn: db.pointer, gradScale: attentionOutputNorm.gradient?.pointer)
         }
-        let dAttention = Tensor(count: t * queryWidth)
+        let dAttention = Tensor(uninitialized: t * queryWidth)
         linearBackward(o, input: tape.attentionOutput.pointer, rows: t, gradOut: db.pointer, gradIn: dAttention.pointer,
                        threads: threads)
         for adapter in adapters(on: [.o]) {
@@ -372,7 +397,7 @@ final class TrainableLayer: @unchecked Sendable {
                                 gradOut: g + queryWidth, gradIn: g + queryWidth, gradScale: keyNorm.gradient?.pointer)
             }
         }
-        let dInput = Tensor(count: count)
+        let dInput = Tensor(uninitialized: count)
         linearBackward(qkv, input: tape.attentionInput.pointer, rows: t, gradOut: dQKV.pointer, gradIn: dInput.pointer,
                        threads: threads)
         for adapter in adapters(on: [.q, .k, .v]) {
@@ -410,7 +435,7 @@ func forEachSequence(_ batch: PackedBatch, threads: Int, _ body: @escaping @Send
         assigned[w].append(s)
         load[w] += batch.length(s) * batch.length(s)
     }
-    let scratch = Tensor(count: workers * scratchCount)
+    let scratch = Tensor(uninitialized: workers * scratchCount)
     nonisolated(unsafe) let base = scratch.pointer
     let plan = assigned
     DispatchQueue.concurrentPerform(iterations: workers) { w in

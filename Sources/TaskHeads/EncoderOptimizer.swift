@@ -10,8 +10,11 @@ public final class EncoderOptimizer {
     var m: [Tensor], v: [Tensor]
     public private(set) var step = 0
 
-    public init(parameters: [Parameter], weightDecay: Float) {
+    let threads: Int
+
+    public init(parameters: [Parameter], weightDecay: Float, threads: Int = 1) {
         self.parameters = parameters
+        self.threads = max(1, threads)
         self.weightDecay = weightDecay
         m = parameters.map { Tensor(count: $0.count) }
         v = parameters.map { Tensor(count: $0.count) }
@@ -22,9 +25,14 @@ public final class EncoderOptimizer {
         step += 1
         for (i, p) in parameters.enumerated() {
             guard let g = p.gradient else { continue }
-            adamWUpdate(p.value.pointer, gradients: g.pointer, m: m[i].pointer, v: v[i].pointer, count: p.count, step: step,
-                        learningRate: learningRate, weightDecay: p.decays ? weightDecay : 0)
-            g.zero()
+            // Memory-bound: both cores stream their half of the four arrays.
+            nonisolated(unsafe) let value = p.value.pointer, gradient = g.pointer, m = m[i].pointer, v = v[i].pointer
+            let step = step, decay = p.decays ? weightDecay : 0
+            splitColumns(n: p.count, parts: threads, minimum: 1 << 16) { start, count in
+                adamWUpdate(value + start, gradients: gradient + start, m: m + start, v: v + start, count: count, step: step,
+                            learningRate: learningRate, weightDecay: decay)
+                (gradient + start).update(repeating: 0, count: count)
+            }
         }
     }
 

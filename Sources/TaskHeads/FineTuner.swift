@@ -58,7 +58,8 @@ public final class EncoderFineTuner {
         try model.prepare(options.scope, trainEmbeddings: options.trainEmbeddings, seed: options.seed)
         network = try HeadNetwork(architecture: architecture, seed: options.seed)
         headOptimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
-        encoderOptimizer = EncoderOptimizer(parameters: model.trainedParameters, weightDecay: options.weightDecay)
+        encoderOptimizer = EncoderOptimizer(parameters: model.trainedParameters, weightDecay: options.weightDecay,
+                                            threads: self.threads)
     }
 
     // MARK: Batches
@@ -201,9 +202,10 @@ public final class EncoderFineTuner {
         return FineTuneResult(network: network, epochs: state.reports, bestEpoch: state.bestEpoch, stepsRun: stepsRun)
     }
 
-    /// One optimizer step over its micro-batches; returns the mean loss and the tokens processed.
-    private func step(_ microBatches: [[Int]], train: FineTuneData, prefixes: [Tensor]?, step: Int,
-                      encoderRate: Float, headRate: Float) throws -> (Double, Int) {
+    /// One optimizer step over its micro-batches (indices into `train`; `prefixes` is top:K's cache, or nil
+    /// to run the frozen layers too); returns the mean loss and the tokens processed. `bench-train` times this.
+    public func step(_ microBatches: [[Int]], train: FineTuneData, prefixes: [Tensor]? = nil, step: Int,
+                     encoderRate: Float, headRate: Float) throws -> (loss: Double, tokens: Int) {
         var headGradients = [Float](repeating: 0, count: network.layout.count)
         var lossSum = 0.0, tokens = 0
         let share = Float(1) / Float(microBatches.count)

@@ -36,13 +36,42 @@ public enum HeadBuilder {
                              plan: HeadTrainingPlan, cache: TokenStateCache?,
                              progress: ProgressHandler? = nil,
                              onEpoch: ((EpochReport) -> Void)? = nil) throws -> HeadDirectory {
+        let digest = try ModelFingerprint.digest(of: encoder.source)
+        var prepared = try prepare(train: train, valid: valid, plan: plan, dimension: encoder.hiddenSize,
+                                   baseModel: .init(name: modelName, digest: digest))
+
+        func states(_ data: LabeledData) throws -> TokenStateSet {
+            try cache.states(TokenStateCache.Request(texts: data.texts, prompt: plan.prompt, attention: plan.attention, modelDigest: digest),
+                             encoder: encoder, progress: progress.map { p in { p("encoding \(data.path)", $0, $1) } })
+        }
+
+        let trainStates = try states(prepared.train), validStates = try states(prepared.valid)
+        let result = try HeadTrainer.train(
+            architecture: prepared.config.architecture, train: trainStates, trainTargets: prepared.trainTargets,
+            valid: validStates, validTargets: prepared.validTargets, options: plan.options,
+            onStep: progress.map { p in { p("training", $0, $1) } }, onEpoch: onEpoch)
+        prepared.config.training = TrainingSummary(options: plan.options, trainRows: prepared.train.texts.count,
+                                                   validRows: prepared.valid.texts.count, bestEpoch: result.bestEpoch,
+                                                   epochs: result.epochs)
+        return HeadDirectory(config: prepared.config, network: result.network)
+    }
+
+    /// A run's data made ready, the same for a frozen and a fine-tuned encoder: the validation split (held
+    /// out when not given), the head's config (labels or target statistics) and both splits' targets.
+    struct Prepared {
+        var train: LabeledData
+        var valid: LabeledData
+        var config: HeadConfig
+        var trainTargets: Targets
+        var validTargets: Targets
+    }
+
+    static func prepare(train: LabeledData, valid: LabeledData?, plan: HeadTrainingPlan, dimension: Int,
+                        baseModel: HeadConfig.BaseModel) throws -> Prepared {
         guard plan.task != .rerank else { throw HeadError.invalidData("rerank heads are trained from pair data (RerankerBuilder)") }
         var train = train
         let valid = try valid ?? holdOut(from: &train, fraction: plan.validFraction, seed: plan.options.seed)
-        let digest = try ModelFingerprint.digest(of: encoder.source)
-
         // Labels are checked before any encoding, so a bad validation row fails in seconds.
-        let dimension = encoder.hiddenSize
         var config: HeadConfig
         let trainTargets: Targets, validTargets: Targets, outputs: Int
         switch plan.task {
@@ -55,7 +84,7 @@ public enum HeadBuilder {
             validTargets = try valid.targets(classes: classes, balanced: plan.balanced)
             outputs = classes.count
             config = HeadConfig(task: .classification, architecture: architecture(plan, dimension, outputs),
-                                baseModel: .init(name: modelName, digest: digest), attention: plan.attention, prompt: plan.prompt)
+                                baseModel: baseModel, attention: plan.attention, prompt: plan.prompt)
             config.labels = classes
             config.multiLabel = train.isMultiLabel
         case .regression:
@@ -64,27 +93,14 @@ public enum HeadBuilder {
             validTargets = try valid.standardizedTargets(mean: statistics.mean, std: statistics.std)
             outputs = statistics.mean.count
             config = HeadConfig(task: .regression, architecture: architecture(plan, dimension, outputs),
-                                baseModel: .init(name: modelName, digest: digest), attention: plan.attention, prompt: plan.prompt)
+                                baseModel: baseModel, attention: plan.attention, prompt: plan.prompt)
             config.targetMean = statistics.mean
             config.targetStd = statistics.std
         case .rerank:
             preconditionFailure("handled above")
         }
         try config.architecture.validate()
-
-        func states(_ data: LabeledData) throws -> TokenStateSet {
-            try cache.states(TokenStateCache.Request(texts: data.texts, prompt: plan.prompt, attention: plan.attention, modelDigest: digest),
-                             encoder: encoder, progress: progress.map { p in { p("encoding \(data.path)", $0, $1) } })
-        }
-
-        let trainStates = try states(train), validStates = try states(valid)
-        let result = try HeadTrainer.train(
-            architecture: config.architecture, train: trainStates, trainTargets: trainTargets,
-            valid: validStates, validTargets: validTargets, options: plan.options,
-            onStep: progress.map { p in { p("training", $0, $1) } }, onEpoch: onEpoch)
-        config.training = TrainingSummary(options: plan.options, trainRows: train.texts.count, validRows: valid.texts.count,
-                                          bestEpoch: result.bestEpoch, epochs: result.epochs)
-        return HeadDirectory(config: config, network: result.network)
+        return Prepared(train: train, valid: valid, config: config, trainTargets: trainTargets, validTargets: validTargets)
     }
 
     static func architecture(_ plan: HeadTrainingPlan, _ dimension: Int, _ outputs: Int) -> HeadArchitecture {

@@ -36,6 +36,11 @@ public struct HeadConfig: Codable, Sendable, Equatable {
     /// Rerank: the cross score fused with the bi-encoder cosine (absent: the cross score alone).
     public var fusion: ScoreFusion?
     public var training: TrainingSummary?
+    /// A fine-tuned encoder inside the head directory (its subdirectory name), used in place of the base model;
+    /// `baseModel.digest` is then that encoder's.
+    public var encoder: String?
+    /// How the encoder was fine-tuned (absent: the encoder stayed frozen).
+    public var fineTuning: FineTuneSummary?
 
     public init(task: HeadTask, architecture: HeadArchitecture, baseModel: BaseModel, attention: AttentionMode,
                 prompt: String?) {
@@ -50,7 +55,27 @@ public struct HeadConfig: Codable, Sendable, Equatable {
         case formatVersion = "format_version", task, multiLabel = "multi_label", labels, targetMean = "target_mean"
         case targetStd = "target_std", architecture, baseModel = "base_model", attention, prompt
         case pairTemplate = "pair_template", maxLength = "max_length", rankingLoss = "ranking_loss", fusion = "score_fusion"
-        case training
+        case training, encoder, fineTuning = "fine_tuning"
+    }
+}
+
+public struct FineTuneSummary: Codable, Sendable, Equatable {
+    public var options: FineTuneOptions
+    public var trainRows: Int
+    public var validRows: Int
+    public var bestEpoch: Int
+    public var epochs: [EpochReport]
+
+    public init(options: FineTuneOptions, trainRows: Int, validRows: Int, bestEpoch: Int, epochs: [EpochReport]) {
+        self.options = options
+        self.trainRows = trainRows
+        self.validRows = validRows
+        self.bestEpoch = bestEpoch
+        self.epochs = epochs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case options, trainRows = "train_rows", validRows = "valid_rows", bestEpoch = "best_epoch", epochs
     }
 }
 
@@ -78,6 +103,11 @@ public struct TrainingSummary: Codable, Sendable, Equatable {
 public struct HeadDirectory: Sendable {
     public var config: HeadConfig
     public var network: HeadNetwork
+    /// Where it was read from (nil for a head not yet written).
+    public private(set) var location: URL?
+
+    /// The fine-tuned encoder's directory, when the head carries one.
+    public var encoderLocation: URL? { config.encoder.flatMap { name in location?.appendingPathComponent(name) } }
 
     public init(config: HeadConfig, network: HeadNetwork) {
         self.config = config
@@ -85,18 +115,28 @@ public struct HeadDirectory: Sendable {
     }
 
     /// Writes both files into a temporary sibling directory and swaps it in for `url` (`AtomicDirectory`),
-    /// so a reader sees the old head or the new one, never a mix or none.
-    public func write(to url: URL) throws {
+    /// so a reader sees the old head or the new one, never a mix or none. `encoder` writes a fine-tuned
+    /// encoder into the directory it is given (`config.encoder` inside the new head); the head then records
+    /// that encoder's digest as its base model.
+    public func write(to url: URL, encoder: ((URL) throws -> Void)? = nil) throws {
         try createDestinationDirectory(url.deletingLastPathComponent())
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let configData: Data
-        do { configData = try encoder.encode(config) } catch {
-            throw HeadError.invalidHead("\(url.path): the head's configuration cannot be written as JSON: \(error)")
-        }
+        let json = JSONEncoder()
+        json.outputFormatting = [.prettyPrinted, .sortedKeys]
         let tensors = network.layout.entries.map { e in (e.name, e.shape, Array(network.parameters[e.range])) }
         let weights = try SafetensorsWriter.encode(tensors, metadata: ["format": "gemma-encoder-head"])
+        var config = self.config
         try AtomicDirectory.replace(url) { temporary in
+            if let encoder {
+                let name = config.encoder ?? "encoder"
+                let directory = temporary.appendingPathComponent(name)
+                try encoder(directory)
+                config.encoder = name
+                config.baseModel.digest = try ModelFingerprint.digest(of: try ModelSource(at: directory))
+            }
+            let configData: Data
+            do { configData = try json.encode(config) } catch {
+                throw HeadError.invalidHead("\(url.path): the head's configuration cannot be written as JSON: \(error)")
+            }
             for (name, data) in [("head.json", configData), ("head.safetensors", weights)] {
                 let file = temporary.appendingPathComponent(name)
                 do { try data.write(to: file) } catch { throw AtomicWriteError(error, path: file.path, step: .write) }
@@ -123,7 +163,9 @@ public struct HeadDirectory: Sendable {
         var tensors: [String: (shape: [Int], values: [Float])] = [:]
         for (name, t) in weights.tensors { tensors[name] = (t.shape, t.floats().array) }
         do {
-            return HeadDirectory(config: config, network: try HeadNetwork(architecture: config.architecture, tensors: tensors))
+            var head = HeadDirectory(config: config, network: try HeadNetwork(architecture: config.architecture, tensors: tensors))
+            head.location = url
+            return head
         } catch {
             throw HeadError.invalidHead("\(url.path)/head.safetensors: \(error)")
         }

@@ -9,7 +9,7 @@ struct GemmaEncoderCommand: AsyncParsableCommand {
         abstract: "Gemma-family language models as text encoders: embeddings, heads, search and reranking on the CPU.",
         subcommands: [EmbedCommand.self, TokenizeCommand.self, IndexCommand.self, SearchCommand.self, ModelsCommand.self,
                       TrainCommand.self, ClassifyCommand.self, EvalCommand.self, RerankCommand.self, MineNegativesCommand.self, EvalRetrievalCommand.self,
-                      ServeCommand.self, BenchCommand.self, BenchIndexCommand.self, BenchServeCommand.self])
+                      ServeCommand.self, BenchCommand.self, BenchTrainCommand.self, BenchIndexCommand.self, BenchServeCommand.self])
 
     static func main() async {
         // FAISS runs single-threaded under our own parallelism: OpenMP's spinning workers would starve the

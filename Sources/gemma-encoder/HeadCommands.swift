@@ -16,7 +16,9 @@ struct HeadOptions: ParsableArguments {
 
     func load() throws -> HeadPredictor {
         let directory = try HeadDirectory.read(URL(fileURLWithPath: head))
-        let encoder = try TextEncoder(model: model ?? directory.config.baseModel.name, precision: precision)
+        // A fine-tuned head carries its encoder; otherwise the base model it names.
+        let encoder = try TextEncoder(model: model ?? directory.encoderLocation?.path ?? directory.config.baseModel.name,
+                                      precision: precision)
         return try HeadPredictor(head: directory, encoder: encoder)
     }
 }

@@ -117,7 +117,9 @@ struct ServeCommand: AsyncParsableCommand {
         for spec in head {
             let (name, path) = try Self.split(spec, option: "--head", nameOptional: false)
             let directory = try HeadDirectory.read(URL(fileURLWithPath: path))
-            heads[name] = try HeadPredictor(head: directory, encoder: encoder(directory.config.baseModel.name))
+            // A fine-tuned head brings its own encoder.
+            heads[name] = try HeadPredictor(head: directory,
+                                            encoder: encoder(directory.encoderLocation?.path ?? directory.config.baseModel.name))
         }
         var indexes: [String: SearchIndex] = [:]
         for spec in index {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GemmaEncoder
+import GemmaTraining
 import TaskHeads
 
 extension HeadTask: ExpressibleByArgument {}
@@ -24,6 +25,7 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var fields: LabeledFieldOptions
+    @OptionGroup(title: "Fine-tuning the encoder") var finetune: FineTuneFlags
 
     @Option(help: "classification, regression or rerank.")
     var task: HeadTask
@@ -54,8 +56,11 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("hidden-dropout"), help: "Dropout on the hidden layer (default: --dropout).")
     var hiddenDropout: Float?
 
-    @Option(help: "Maximum epochs (early stopping may end sooner).")
-    var epochs = 20
+    @Option(name: .customLong("epochs"), help: "Maximum epochs (early stopping may end sooner). Default: 20 for a head on a frozen encoder, 3 when fine-tuning.")
+    var epochsOption: Int?
+
+    var isFineTuning: Bool { finetune.finetune != "none" }
+    var epochs: Int { epochsOption ?? (isFineTuning ? 3 : 20) }
 
     @Option(help: "Peak learning rate (AdamW, linear warm-up then linear decay).")
     var lr: Float = 1e-3
@@ -92,7 +97,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Rerank: the pair template, with {query} and {document}.")
     var template = PairTemplate.embeddingGemma.text
 
-    @Option(name: .customLong("max-length"), help: "Rerank: tokens per pair (the document is cut first).")
+    @Option(name: .customLong("max-length"), help: "Tokens per text when fine-tuning; rerank: tokens per pair (the document is cut first).")
     var maxLength = 512
 
     @Flag(name: .customLong("fuse-similarity"), help: "Rerank: fuse the head's score with the bi-encoder cosine of query and document (embedded apart), weights fitted on the validation groups.")
@@ -117,7 +122,10 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        if task == .rerank { return try trainReranker() }
+        if task == .rerank {
+            if isFineTuning { fail("--finetune trains classification and regression encoders; reranker fine-tuning is not available yet") }
+            return try trainReranker()
+        }
         do {
             let train = try LabeledData(path: data, task: task, textField: fields.textField, labelField: fields.labelField)
             let validation = try valid.map { try LabeledData(path: $0, task: task, textField: fields.textField, labelField: fields.labelField) }
@@ -132,6 +140,7 @@ struct TrainCommand: ParsableCommand {
             plan.attention = attention
             plan.prompt = try prompt.resolve(encoder, default: task == .classification ? "Classification" : nil)
             plan.options = trainingOptions
+            if isFineTuning { return try fineTune(encoder: encoder, train: train, valid: validation, plan: plan) }
 
             let stages = StageProgress()
             let head = try FlagHints.validation(data: data) { try HeadBuilder.train(
@@ -160,6 +169,51 @@ struct TrainCommand: ParsableCommand {
 }
 
 extension TrainCommand {
+    /// The encoder and the head trained together; checkpoints go to OUT.checkpoint.
+    private func fineTune(encoder: TextEncoder, train: LabeledData, valid: LabeledData?, plan: HeadTrainingPlan) throws {
+        var options = FineTuneOptions()
+        options.scope = try finetune.scope()
+        options.trainEmbeddings = finetune.trainEmbeddings
+        options.epochs = epochs
+        options.encoderLearningRate = finetune.encoderLearningRate
+        options.headLearningRate = lr
+        options.batchSize = batchSize
+        options.accumulation = finetune.accumulation
+        options.weightDecay = weightDecay
+        options.warmupFraction = warmup
+        options.decay = finetune.decay
+        options.clipNorm = finetune.clipNorm
+        options.dropout = EncoderDropout(attention: finetune.attentionDropout, residual: finetune.residualDropout)
+        options.maxLength = maxLength
+        options.lengthGrouped = !finetune.noLengthGrouping
+        options.patience = patience
+        options.seed = seed
+        options.checkpointEvery = finetune.checkpointEvery
+        options.activationCheckpointing = finetune.activationCheckpointing
+        options.attention = attention
+        var run = FineTuneBuilder.Run(plan: plan, options: options)
+        run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
+        run.resume = finetune.resume
+        run.saveAdapter = finetune.saveAdapter
+        let progress = StepProgress()
+        let head = try FlagHints.validation(data: data) { try FineTuneBuilder.train(
+            encoder: encoder, modelName: model.model, train: train, valid: valid, run: run, out: URL(fileURLWithPath: out),
+            onStep: progress.update,
+            onEpoch: { report in
+                progress.finish()
+                var line = String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f", report.epoch, epochs,
+                                  report.trainLoss, report.validLoss)
+                if let accuracy = report.validAccuracy { line += String(format: "  valid accuracy %.4f", accuracy) }
+                note(line + String(format: "  (%.1f s)", report.seconds))
+            }) }
+        progress.finish()
+        let summary = head.config.fineTuning!
+        let best = summary.epochs[summary.bestEpoch - 1]
+        note("wrote \(out): \(task.rawValue) with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, "
+             + "best epoch \(summary.bestEpoch) (valid loss \(String(format: "%.4f", best.validLoss))"
+             + (best.validAccuracy.map { String(format: ", accuracy %.4f", $0) } ?? "") + "); encoder in \(out)/encoder")
+    }
+
     private func trainReranker() throws {
         do {
             guard !residual || fuseSimilarity else { fail("--residual trains the head on top of the cosine: it needs --fuse-similarity") }

@@ -44,6 +44,8 @@ int ck_skinny_linear(int format, long m, long n, long k, const float *a, long ld
 // transparent huge pages where the kernel allows it (fewer TLB misses, and the hardware prefetchers stop at
 // page boundaries). NULL when out of memory; release with ck_free_weights and the same byte count.
 void *ck_alloc_weights(long bytes);
+/// Keeps freed large buffers in the heap (mallopt): training steps reuse them without page faults.
+void ck_keep_freed_buffers(void);
 void ck_free_weights(void *p, long bytes);
 
 // IEEE half and bfloat16 conversions, rounding to nearest even.

@@ -1,0 +1,83 @@
+import Foundation
+import GemmaEncoder
+import GemmaModel
+import GemmaTraining
+import ModelFormats
+
+extension ModelSource {
+    /// The transformer of this source as a trainable model (f32 master weights from whatever is stored).
+    public func loadTrainable() throws -> TrainableGemma {
+        switch self {
+        case .gguf(let url):
+            let gguf = try GGUFFile(url: url)
+            let config = try GemmaConfig(gguf: gguf)
+            return try TrainableGemma(config: config, weights: GGUFWeights(gguf, family: config.family))
+        case .sentenceTransformers(let directory):
+            return try Self.trainable(directory: try SentenceTransformersLayout.load(directory: directory).transformerDirectory)
+        case .huggingFace(let directory):
+            return try Self.trainable(directory: directory)
+        }
+    }
+
+    private static func trainable(directory: URL) throws -> TrainableGemma {
+        let config = try GemmaConfig.load(directory.appendingPathComponent("config.json"))
+        return try TrainableGemma(config: config, weights: SafetensorsWeights(url: directory))
+    }
+
+    /// The directory whose tokenizer files a model trained from this source reuses (nil for a GGUF file,
+    /// whose vocabulary lives in its metadata).
+    var tokenizerDirectory: URL? {
+        switch self {
+        case .gguf: nil
+        case .sentenceTransformers(let directory): try? SentenceTransformersLayout.load(directory: directory).transformerDirectory
+        case .huggingFace(let directory): directory
+        }
+    }
+}
+
+/// A fine-tuned encoder written as a standard Hugging Face directory that transformers loads and our loader
+/// reads back: config.json (the attention mode recorded), model.safetensors (f32, checkpoint names, norm
+/// weights as w), the source's tokenizer files; for LoRA, optionally PEFT's adapter files beside the merged
+/// weights.
+public enum EncoderExport {
+    static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                                 "added_tokens.json", "generation_config.json"]
+
+    /// Writes `directory` (created; it must not hold another model). LoRA adapters are merged into the weights
+    /// written (the model keeps them merged afterwards); with `saveAdapter` they are also saved as PEFT files.
+    public static func write(_ model: TrainableGemma, attention: AttentionMode, tokenizerFrom source: ModelSource,
+                             baseModelName: String, saveAdapter: Bool, to directory: URL) throws {
+        guard let tokenizerDirectory = source.tokenizerDirectory,
+              FileManager.default.fileExists(atPath: tokenizerDirectory.appendingPathComponent("tokenizer.json").path) else {
+            throw HeadError.invalidData("\(source.location.path): fine-tuning needs a model with tokenizer.json to export the encoder (a GGUF source has none); use a safetensors checkpoint")
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        func write(_ data: Data, _ name: String) throws {
+            let file = directory.appendingPathComponent(name)
+            do { try data.write(to: file) } catch { throw HeadError.invalidData("\(file.path): \(error.localizedDescription)") }
+        }
+        if saveAdapter, case let .lora(rank, alpha, targets) = model.scope {
+            let adapters = model.adapters.flatMap { a in
+                [a.a, a.b].map { ("base_model.model." + $0.name, $0.shape, $0.value.array) }
+            }
+            try write(try SafetensorsWriter.encode(adapters, metadata: ["format": "pt"]), "adapter_model.safetensors")
+            let config: [String: Any] = [
+                "peft_type": "LORA", "r": rank, "lora_alpha": alpha, "lora_dropout": 0.0, "bias": "none",
+                "target_modules": targets.map { $0.module.split(separator: ".").last.map(String.init)! },
+                "task_type": "FEATURE_EXTRACTION", "base_model_name_or_path": baseModelName, "fan_in_fan_out": false,
+                "inference_mode": true, "init_lora_weights": true, "use_rslora": false, "use_dora": false,
+            ]
+            try write(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]), "adapter_config.json")
+        }
+        model.mergeAdapters()
+        try write(try model.config.huggingFaceConfigJSON(attention: attention), "config.json")
+        try write(try SafetensorsWriter.encode(model.checkpointTensors(), metadata: ["format": "pt"]), "model.safetensors")
+        for name in tokenizerFiles {
+            let from = tokenizerDirectory.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: from.path) else { continue }
+            do { try FileManager.default.copyItem(at: from, to: directory.appendingPathComponent(name)) } catch {
+                throw HeadError.invalidData("\(from.path): cannot copy into the exported encoder: \(error.localizedDescription)")
+            }
+        }
+    }
+}
