@@ -59,7 +59,7 @@ let package = Package(
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
         .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "ModelFormats", "VectorSearch", "AtomicFiles"]),
         // Task heads: head network (pooling from GemmaEncoder), dropout, MLP, training on a frozen or a fine-tuned encoder, metrics, reranker.
-        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "GemmaTraining", "GemmaModel", "ModelFormats", "EncoderKernels",
+        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "GemmaTraining", "GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels",
                                                   "AtomicFiles"]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [

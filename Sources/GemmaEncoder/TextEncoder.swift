@@ -64,7 +64,11 @@ public final class TextEncoder: Sendable {
 
     /// Tokenizes texts with the prompt prepended and truncation to max_seq_length.
     public func tokenize(_ texts: [String], prompt: String? = nil, maxLength: Int? = nil) -> [EncoderInput] {
-        let limit = maxLength ?? maxSequenceLength
+        Self.tokenize(texts, with: tokenizer, prompt: prompt, maxLength: maxLength ?? maxSequenceLength)
+    }
+
+    /// The same with another tokenizer (a fine-tuned GGUF model exported with a tokenizer.json of the same vocabulary).
+    public static func tokenize(_ texts: [String], with tokenizer: GemmaTokenizer, prompt: String?, maxLength limit: Int) -> [EncoderInput] {
         // sentence-transformers: prompt_length = len(tokenize(prompt)) − 1 (the trailing <eos>).
         let promptTokens = prompt.map { p in
             let ids = tokenizer.encode(p)

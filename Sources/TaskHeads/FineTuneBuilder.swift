@@ -1,6 +1,7 @@
 import Foundation
 import GemmaEncoder
 import GemmaModel
+import GemmaTokenizer
 import GemmaTraining
 
 /// Trains a classification or regression head together with the encoder under it (`--finetune all | top:K |
@@ -14,6 +15,10 @@ public enum FineTuneBuilder {
         public var checkpoint: URL?
         public var resume = false
         public var saveAdapter = false
+        /// The tokenizer files the exported encoder carries, when the source has none of its own (a GGUF
+        /// file): a directory with a tokenizer.json of the same vocabulary, checked token by token. Training
+        /// then tokenizes with it too, so the exported encoder sees what it was trained on.
+        public var tokenizerDirectory: URL?
 
         public init(plan: HeadTrainingPlan, options: FineTuneOptions) {
             self.plan = plan
@@ -29,11 +34,12 @@ public enum FineTuneBuilder {
         plan.attention = run.options.attention
         var prepared = try HeadBuilder.prepare(train: train, valid: valid, plan: plan, dimension: encoder.hiddenSize,
                                                baseModel: .init(name: modelName, digest: ""))
+        let (tokenizer, tokenizerDirectory) = try exportTokenizer(encoder: encoder, given: run.tokenizerDirectory)
         let model = try encoder.source.loadTrainable()
         let tuner = try EncoderFineTuner(model: model, architecture: prepared.config.architecture, options: run.options)
         func data(_ rows: LabeledData, _ targets: Targets) -> FineTuneData {
-            FineTuneData(sequences: encoder.tokenize(rows.texts, prompt: plan.prompt, maxLength: run.options.maxLength).map(\.ids),
-                         targets: targets)
+            let inputs = TextEncoder.tokenize(rows.texts, with: tokenizer, prompt: plan.prompt, maxLength: run.options.maxLength)
+            return FineTuneData(sequences: inputs.map(\.ids), targets: targets)
         }
         let result = try tuner.run(train: data(prepared.train, prepared.trainTargets), valid: data(prepared.valid, prepared.validTargets),
                                    checkpoint: run.checkpoint, resume: run.resume, onStep: onStep, onEpoch: onEpoch)
@@ -42,10 +48,36 @@ public enum FineTuneBuilder {
                                                      epochs: result.epochs)
         let head = HeadDirectory(config: prepared.config, network: result.network)
         try head.write(to: out) { directory in
-            try EncoderExport.write(model, attention: run.options.attention, tokenizerFrom: encoder.source,
+            try EncoderExport.write(model, attention: run.options.attention, tokenizerDirectory: tokenizerDirectory,
                                     baseModelName: modelName, saveAdapter: run.saveAdapter, to: directory)
         }
         if let checkpoint = run.checkpoint { try? FileManager.default.removeItem(at: checkpoint) }
         return try HeadDirectory.read(out)
+    }
+
+    /// The tokenizer the run trains with and the directory whose tokenizer files the export copies: the
+    /// source's own, or `given`'s after checking that its vocabulary is the source's, id for id. Checked
+    /// before any training, so a GGUF source without a usable tokenizer fails in seconds.
+    static func exportTokenizer(encoder: TextEncoder, given: URL?) throws -> (GemmaTokenizer, URL) {
+        guard let given else {
+            guard let own = encoder.source.tokenizerDirectory,
+                  FileManager.default.fileExists(atPath: own.appendingPathComponent("tokenizer.json").path) else {
+                throw HeadError.invalidData("\(encoder.location.path) has no tokenizer.json for the exported encoder (a GGUF file keeps its vocabulary in its metadata): pass --tokenizer with a model or directory whose tokenizer.json has the same vocabulary (for Gemma 3: embeddinggemma-300m)")
+            }
+            return (encoder.tokenizer, own)
+        }
+        let tokenizer = try GemmaTokenizer.load(directory: given)
+        let ours = encoder.tokenizer
+        // Ids past the model's vocabulary may exist only as added tokens (EmbeddingGemma's tokenizer.json has one
+        // more than Gemma 3's GGUF vocabulary); a text that produced one would be refused by the model by id.
+        guard tokenizer.vocabularySize >= ours.vocabularySize else {
+            throw HeadError.invalidData("\(given.path)/tokenizer.json has \(tokenizer.vocabularySize) tokens, fewer than the model's vocabulary of \(ours.vocabularySize)")
+        }
+        // SentencePiece's word marker ▁ is a space in llama.cpp's GGUF vocabularies: the same token.
+        func normalized(_ token: String?) -> String? { token?.replacingOccurrences(of: "\u{2581}", with: " ") }
+        for id in 0..<Int32(ours.vocabularySize) where normalized(tokenizer.token(for: id)) != normalized(ours.token(for: id)) {
+            throw HeadError.invalidData("\(given.path)/tokenizer.json differs from the model's vocabulary at id \(id): '\(tokenizer.token(for: id) ?? "")' vs '\(ours.token(for: id) ?? "")'")
+        }
+        return (tokenizer, given)
     }
 }

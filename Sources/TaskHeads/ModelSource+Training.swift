@@ -26,7 +26,7 @@ extension ModelSource {
 
     /// The directory whose tokenizer files a model trained from this source reuses (nil for a GGUF file,
     /// whose vocabulary lives in its metadata).
-    var tokenizerDirectory: URL? {
+    public var tokenizerDirectory: URL? {
         switch self {
         case .gguf: nil
         case .sentenceTransformers(let directory): try? SentenceTransformersLayout.load(directory: directory).transformerDirectory
@@ -45,12 +45,8 @@ public enum EncoderExport {
 
     /// Writes `directory` (created; it must not hold another model). LoRA adapters are merged into the weights
     /// written (the model keeps them merged afterwards); with `saveAdapter` they are also saved as PEFT files.
-    public static func write(_ model: TrainableGemma, attention: AttentionMode, tokenizerFrom source: ModelSource,
+    public static func write(_ model: TrainableGemma, attention: AttentionMode, tokenizerDirectory: URL,
                              baseModelName: String, saveAdapter: Bool, to directory: URL) throws {
-        guard let tokenizerDirectory = source.tokenizerDirectory,
-              FileManager.default.fileExists(atPath: tokenizerDirectory.appendingPathComponent("tokenizer.json").path) else {
-            throw HeadError.invalidData("\(source.location.path): fine-tuning needs a model with tokenizer.json to export the encoder (a GGUF source has none); use a safetensors checkpoint")
-        }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         func write(_ data: Data, _ name: String) throws {
             let file = directory.appendingPathComponent(name)

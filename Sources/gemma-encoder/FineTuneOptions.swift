@@ -50,6 +50,9 @@ struct FineTuneFlags: ParsableArguments {
     @Flag(name: .customLong("activation-checkpointing"), help: "Keep only each layer's input and recompute the rest in the backward pass (less memory, ~1/3 more compute).")
     var activationCheckpointing = false
 
+    @Option(help: "Fine-tuning a GGUF model: a model (name or path) whose tokenizer.json has the same vocabulary, for the exported encoder and for training (e.g. embeddinggemma-300m for Gemma 3).")
+    var tokenizer: String?
+
     @Flag(name: .customLong("save-adapter"), help: "LoRA: also write PEFT's adapter_config.json and adapter_model.safetensors into OUT/encoder.")
     var saveAdapter = false
 

@@ -195,6 +195,12 @@ extension TrainCommand {
         run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
         run.resume = finetune.resume
         run.saveAdapter = finetune.saveAdapter
+        run.tokenizerDirectory = try finetune.tokenizer.map { name in
+            guard let directory = try ModelStore().source(name).tokenizerDirectory else {
+                throw ValidationError("--tokenizer \(name): a GGUF file has no tokenizer.json; name a model directory")
+            }
+            return directory
+        }
         let progress = StepProgress()
         let head = try FlagHints.validation(data: data) { try FineTuneBuilder.train(
             encoder: encoder, modelName: model.model, train: train, valid: valid, run: run, out: URL(fileURLWithPath: out),
