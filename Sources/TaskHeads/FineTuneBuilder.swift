@@ -49,7 +49,9 @@ public enum FineTuneBuilder {
         let head = HeadDirectory(config: prepared.config, network: result.network)
         try head.write(to: out) { directory in
             try EncoderExport.write(model, attention: run.options.attention, tokenizerDirectory: tokenizerDirectory,
-                                    baseModelName: modelName, saveAdapter: run.saveAdapter, to: directory)
+                                    baseModelName: modelName,
+                                    adapterDirectory: run.saveAdapter ? directory.deletingLastPathComponent().appendingPathComponent("adapter") : nil,
+                                    to: directory)
         }
         if let checkpoint = run.checkpoint { try? FileManager.default.removeItem(at: checkpoint) }
         return try HeadDirectory.read(out)

@@ -37,33 +37,38 @@ extension ModelSource {
 
 /// A fine-tuned encoder written as a standard Hugging Face directory that transformers loads and our loader
 /// reads back: config.json (the attention mode recorded), model.safetensors (f32, checkpoint names, norm
-/// weights as w), the source's tokenizer files; for LoRA, optionally PEFT's adapter files beside the merged
-/// weights.
+/// weights as w), the source's tokenizer files; for LoRA, optionally PEFT's adapter files in a directory of
+/// their own (beside the merged weights, transformers would apply the adapter a second time on loading).
 public enum EncoderExport {
     static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                                  "added_tokens.json", "generation_config.json"]
 
     /// Writes `directory` (created; it must not hold another model). LoRA adapters are merged into the weights
-    /// written (the model keeps them merged afterwards); with `saveAdapter` they are also saved as PEFT files.
+    /// written (the model keeps them merged afterwards); with `adapterDirectory` they are also saved there as
+    /// PEFT files (adapter_config.json, adapter_model.safetensors) for the base model `baseModelName`.
     public static func write(_ model: TrainableGemma, attention: AttentionMode, tokenizerDirectory: URL,
-                             baseModelName: String, saveAdapter: Bool, to directory: URL) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        func write(_ data: Data, _ name: String) throws {
+                             baseModelName: String, adapterDirectory: URL?, to directory: URL) throws {
+        func write(_ data: Data, _ name: String, in directory: URL = directory) throws {
             let file = directory.appendingPathComponent(name)
-            do { try data.write(to: file) } catch { throw HeadError.invalidData("\(file.path): \(error.localizedDescription)") }
+            do {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                try data.write(to: file)
+            } catch { throw HeadError.invalidData("\(file.path): \(error.localizedDescription)") }
         }
-        if saveAdapter, case let .lora(rank, alpha, targets) = model.scope {
+        if let adapterDirectory, case let .lora(rank, alpha, targets) = model.scope {
             let adapters = model.adapters.flatMap { a in
                 [a.a, a.b].map { ("base_model.model." + $0.name, $0.shape, $0.value.array) }
             }
-            try write(try SafetensorsWriter.encode(adapters, metadata: ["format": "pt"]), "adapter_model.safetensors")
+            try write(try SafetensorsWriter.encode(adapters, metadata: ["format": "pt"]), "adapter_model.safetensors",
+                      in: adapterDirectory)
             let config: [String: Any] = [
                 "peft_type": "LORA", "r": rank, "lora_alpha": alpha, "lora_dropout": 0.0, "bias": "none",
                 "target_modules": targets.map { $0.module.split(separator: ".").last.map(String.init)! },
                 "task_type": "FEATURE_EXTRACTION", "base_model_name_or_path": baseModelName, "fan_in_fan_out": false,
                 "inference_mode": true, "init_lora_weights": true, "use_rslora": false, "use_dora": false,
             ]
-            try write(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]), "adapter_config.json")
+            try write(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
+                      "adapter_config.json", in: adapterDirectory)
         }
         model.mergeAdapters()
         try write(try model.config.huggingFaceConfigJSON(attention: attention), "config.json")

@@ -53,7 +53,7 @@ struct FineTuneFlags: ParsableArguments {
     @Option(help: "Fine-tuning a GGUF model: a model (name or path) whose tokenizer.json has the same vocabulary, for the exported encoder and for training (e.g. embeddinggemma-300m for Gemma 3).")
     var tokenizer: String?
 
-    @Flag(name: .customLong("save-adapter"), help: "LoRA: also write PEFT's adapter_config.json and adapter_model.safetensors into OUT/encoder.")
+    @Flag(name: .customLong("save-adapter"), help: "LoRA: also write PEFT's adapter_config.json and adapter_model.safetensors into OUT/adapter (OUT/encoder holds the merged weights).")
     var saveAdapter = false
 
     func scope() throws -> FineTuneScope {

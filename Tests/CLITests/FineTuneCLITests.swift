@@ -65,16 +65,18 @@ final class FineTuneCLITests: XCTestCase {
         let data = try rows(24), head = dir.appendingPathComponent("lora").path
         let t = try train(["--finetune", "lora:4", "--lora-targets", "q,v", "--epochs", "1", "--save-adapter"], data: data, out: head)
         XCTAssertEqual(t.status, 0, t.stderr)
-        let adapter = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: head + "/encoder/adapter_config.json"))) as? [String: Any]
+        let adapter = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: head + "/adapter/adapter_config.json"))) as? [String: Any]
         XCTAssertEqual(adapter?["peft_type"] as? String, "LORA")
         XCTAssertEqual(adapter?["r"] as? Int, 4)
         XCTAssertEqual(adapter?["lora_alpha"] as? Double, 8)
         XCTAssertEqual(adapter?["target_modules"] as? [String], ["q_proj", "v_proj"])
-        let weights = try Data(contentsOf: URL(fileURLWithPath: head + "/encoder/adapter_model.safetensors"))
+        let weights = try Data(contentsOf: URL(fileURLWithPath: head + "/adapter/adapter_model.safetensors"))
         let header = String(decoding: weights.prefix(4096), as: UTF8.self)
         XCTAssertTrue(header.contains("base_model.model.layers.0.self_attn.q_proj.lora_A.weight"), header)
         XCTAssertTrue(header.contains("base_model.model.layers.3.self_attn.v_proj.lora_B.weight"), header)
         XCTAssertFalse(header.contains("k_proj"), header)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: head + "/encoder/adapter_config.json"),
+                       "beside the merged weights, transformers would apply the adapter twice")
         let bad = try train(["--finetune", "lora:2", "--lora-targets", "q,w"], data: data, out: head)
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("unknown projection 'w'"), bad.stderr)
