@@ -43,14 +43,9 @@ public final class GemmaTransformer: EncoderModel {
 
     public func flops(length: Int, mode: AttentionMode) -> Double { config.flops(length: length, mode: mode) }
 
+    /// Runs unpadded sequences on up to `threads` cores. (Training runs its own forward over f32 master weights,
+    /// GemmaTraining's TrainableGemma, from the same kernels; a test holds the two to the same outputs.)
     public func forward(_ sequences: [[Int32]], mode: AttentionMode, threads: Int) throws(ModelError) -> HiddenStates {
-        try forward(sequences, mode: mode, threads: threads, saving: nil)
-    }
-
-    /// Runs unpadded sequences on up to `threads` cores; with `saving`, every layer also keeps what a backward
-    /// pass reads.
-    public func forward(_ sequences: [[Int32]], mode: AttentionMode, threads: Int = 1,
-                        saving: ForwardActivations?) throws(ModelError) -> HiddenStates {
         var offsets = [0]
         for (s, ids) in sequences.enumerated() {
             for (p, id) in ids.enumerated() where id < 0 || Int(id) >= config.vocabSize {
@@ -58,21 +53,18 @@ public final class GemmaTransformer: EncoderModel {
             }
             offsets.append(offsets.last! + ids.count)
         }
-        if let saving, saving.layers.count != layers.count {
-            throw .shapeMismatch("activations for \(saving.layers.count) layers, the model has \(layers.count)")
-        }
         let batch = PackedBatch(offsets: offsets, hiddenSize: config.hiddenSize)
         var out = [Float](repeating: 0, count: batch.tokens * config.hiddenSize)
         if batch.tokens > 0 {
             out.withUnsafeMutableBufferPointer { dst in
-                run(sequences, batch: batch, mode: mode, threads: max(1, threads), output: dst.baseAddress!, saving: saving)
+                run(sequences, batch: batch, mode: mode, threads: max(1, threads), output: dst.baseAddress!)
             }
         }
         return HiddenStates(hiddenSize: config.hiddenSize, offsets: offsets, values: out)
     }
 
     private func run(_ sequences: [[Int32]], batch: PackedBatch, mode: AttentionMode, threads: Int,
-                     output: UnsafeMutablePointer<Float>, saving: ForwardActivations?) {
+                     output: UnsafeMutablePointer<Float>) {
         let attention = layers[0].attention
         let buffers = ForwardBuffers(tokens: batch.tokens, maxLength: batch.maxLength, hiddenSize: config.hiddenSize,
                                      stackedQKV: attention.stackedWidth, queryWidth: attention.queryWidth,
@@ -81,10 +73,7 @@ public final class GemmaTransformer: EncoderModel {
         embed(sequences, into: buffers.residual)
         for (l, layer) in layers.enumerated() {
             layer.forward(buffers.residual, batch: batch, rope: rotary.table(for: layer.type),
-                          span: config.attentionSpan(layer: l, mode: mode), buffers: buffers, saving: saving?.layers[l])
-        }
-        if let saving {
-            saving.finalInput = Array(UnsafeBufferPointer(start: buffers.residual, count: batch.tokens * config.hiddenSize))
+                          span: config.attentionSpan(layer: l, mode: mode), buffers: buffers)
         }
         finalNorm.forward(buffers.residual, rows: batch.tokens, out: output)
     }

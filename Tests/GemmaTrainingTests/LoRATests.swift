@@ -72,3 +72,22 @@ final class LoRATests: XCTestCase {
         XCTAssertEqual(fromTokens, fromPrefix)
     }
 }
+
+/// The training forward (f32 master weights, GemmaTraining) and the inference forward (GemmaModel) are two
+/// compositions of the same kernels: they must give the same states.
+final class TrainingForwardTests: XCTestCase {
+    func testTrainingForwardMatchesInferenceForward() throws {
+        for family in ["gemma", "gemma2", "gemma3"] {
+            let dir = fixturesDirectory.appendingPathComponent("tiny/\(family)")
+            let inference = try XCTUnwrap(try ModelRegistry.standard.load(directory: dir) as? GemmaTransformer)
+            let training = try trainableTiny(family, scope: .all, embeddings: false)
+            let batch = try tinyBatch(family)
+            for mode in AttentionMode.allCases {
+                let a = try inference.forward(batch, mode: mode, threads: 2).values
+                let b = try training.forward(batch, mode: mode, threads: 2).hidden.array
+                let worst = zip(a, b).map { abs($0 - $1) }.max()!
+                XCTAssertLessThanOrEqual(worst, 1e-5, "\(family) \(mode)")
+            }
+        }
+    }
+}

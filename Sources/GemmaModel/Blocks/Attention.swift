@@ -37,12 +37,11 @@ struct SelfAttention: Sendable {
     /// out = O · attention(Q, K, V) for every token of the packed batch.
     // normed: (T, C); out: (T, C); buffers.qkv: (T, stackedWidth); buffers.attention: (T, queryWidth)
     func forward(_ normed: UnsafePointer<Float>, batch: PackedBatch, rope: RopeTable, span: AttentionSpan,
-                 buffers: ForwardBuffers, out: UnsafeMutablePointer<Float>, saving: LayerActivations?) {
+                 buffers: ForwardBuffers, out: UnsafeMutablePointer<Float>) {
         let t = batch.tokens, width = stackedWidth
         let q = buffers.qkv, k = q + queryWidth, v = k + keyValueWidth
         qkv.apply(m: t, a: normed, lda: batch.hiddenSize, c: q, ldc: width, threads: buffers.threads)
         if let queryNorm, let keyNorm {
-            saving?.keep(.projectedQKV, q, count: t * width)
             queryNorm.forward(q, rows: t, vectors: shape.numHeads, stride: width)
             keyNorm.forward(k, rows: t, vectors: shape.numKVHeads, stride: width)
         }
@@ -58,8 +57,6 @@ struct SelfAttention: Sendable {
                       out: buffers.attention + start * queryWidth, ldo: queryWidth, scores: buffers.scores,
                       threads: buffers.threads)
         }
-        saving?.keep(.queryKeyValue, q, count: t * width)
-        saving?.keep(.attentionOutput, buffers.attention, count: t * queryWidth)
         linear(m: t, a: buffers.attention, lda: queryWidth, weight: o, c: out, ldc: batch.hiddenSize, threads: buffers.threads)
     }
 

@@ -37,22 +37,16 @@ struct DecoderLayer: Sendable {
     /// x ← x + norm?(attention(norm(x))); x ← x + norm?(mlp(norm(x))).
     // x: (T, C), updated in place
     func forward(_ x: UnsafeMutablePointer<Float>, batch: PackedBatch, rope: RopeTable, span: AttentionSpan,
-                 buffers: ForwardBuffers, saving: LayerActivations?) {
+                 buffers: ForwardBuffers) {
         let t = batch.tokens, h = batch.hiddenSize, count = t * h
         let normed = buffers.normed, branch = buffers.branch
-        saving?.keep(.input, x, count: count)
         attentionInputNorm.forward(x, rows: t, out: normed)
-        saving?.keep(.attentionInput, normed, count: count)
-        attention.forward(normed, batch: batch, rope: rope, span: span, buffers: buffers, out: branch, saving: saving)
-        saving?.keep(.attentionBranch, branch, count: count)
+        attention.forward(normed, batch: batch, rope: rope, span: span, buffers: buffers, out: branch)
         attentionOutputNorm?.forward(branch, rows: t, out: branch)
         addInPlace(x, branch, count: count)
 
-        saving?.keep(.midResidual, x, count: count)
         mlpInputNorm.forward(x, rows: t, out: normed)
-        saving?.keep(.mlpInput, normed, count: count)
-        mlp.forward(normed, rows: t, hiddenSize: h, buffers: buffers, out: branch, saving: saving)
-        saving?.keep(.mlpBranch, branch, count: count)
+        mlp.forward(normed, rows: t, hiddenSize: h, buffers: buffers, out: branch)
         mlpOutputNorm?.forward(branch, rows: t, out: branch)
         addInPlace(x, branch, count: count)
     }

@@ -18,10 +18,9 @@ struct GatedMLP: Sendable {
 
     // normed: (T, C); out: (T, C); buffers.gateUp: (T, 2I), the gated product left in its first I columns
     func forward(_ normed: UnsafePointer<Float>, rows t: Int, hiddenSize h: Int, buffers: ForwardBuffers,
-                 out: UnsafeMutablePointer<Float>, saving: LayerActivations?) {
+                 out: UnsafeMutablePointer<Float>) {
         let inter = intermediateSize, gateUpRows = buffers.gateUp
         gateUp.apply(m: t, a: normed, lda: h, c: gateUpRows, ldc: 2 * inter, threads: buffers.threads)
-        saving?.keep(.gateUp, gateUpRows, count: t * 2 * inter)
         for i in 0..<t {
             let gate = gateUpRows + i * 2 * inter, up = gate + inter
             switch activation {
