@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "AtomicFilesTests", dependencies: ["AtomicFiles", "TestSupport"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "TestSupport"]),
         .testTarget(name: "EncoderKernelsTests", dependencies: ["EncoderKernels", "CKernels"]),
-        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "ModelFormats", "EncoderKernels", "CKernels", "TestSupport"]),
+        .testTarget(name: "GemmaModelTests", dependencies: ["GemmaModel", "GemmaTraining", "ModelFormats", "EncoderKernels", "CKernels", "TestSupport"]),
         .testTarget(name: "GemmaTrainingTests", dependencies: ["GemmaTraining", "GemmaModel", "GemmaEncoder", "TaskHeads",
                                                               "ModelFormats", "EncoderKernels", "TestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),

@@ -2,6 +2,7 @@ import CKernels
 import EncoderKernels
 import Foundation
 import GemmaModel
+import GemmaTraining
 import ModelFormats
 import TestSupport
 import XCTest
@@ -85,6 +86,22 @@ final class GGUFModelTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Training starts from any source: a GGUF's quantized weights become f32 master copies (norms back to w
+    /// from llama.cpp's 1 + w) whose forward is the quantized inference model's.
+    func testTrainableMasterWeightsFromQuantizedGGUF() throws {
+        let url = try convert("gemma3", architecture: "gemma-embedding", linearType: 8,
+                              extraMetadata: [("gemma-embedding.attention.sliding_window_pattern", .uint32(4))])
+        let gguf = try GGUFFile(url: url)
+        let config = try GemmaConfig(gguf: gguf)
+        let trainable = try TrainableGemma(config: config, weights: GGUFWeights(gguf, family: config.family))
+        let original = try SafetensorsCheckpoint(url: fixturesDirectory.appendingPathComponent("tiny/gemma3")).tensor("norm.weight").floats().array
+        XCTAssertLessThanOrEqual(maxAbsDiff(trainable.finalNorm.value.array[...], original), 1e-6)
+        let (inference, _) = try run(url, "gemma3", .bidirectional)
+        let ref = try JSONDecoder().decode(TinyReference.self, from: Data(contentsOf: fixturesDirectory.appendingPathComponent("tiny/gemma3/reference.json")))
+        let states = try trainable.forward(ref.input_ids, mode: .bidirectional).hidden.array
+        XCTAssertGreaterThan(cosine(states, inference.values), 0.99999)
     }
 
     func testQuantizedGGUFStaysQuantizedAndClose() throws {
