@@ -44,26 +44,18 @@ public struct RopeTable: Sendable {
     /// dimension i pairs with i + headDim/2). `x` holds heads × headDim contiguous floats.
     @inline(__always)
     public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
-        let half = headDim / 2
-        cosTable.withUnsafeBufferPointer { cosBuf in
-            sinTable.withUnsafeBufferPointer { sinBuf in
-                let c = cosBuf.baseAddress! + position * half
-                let s = sinBuf.baseAddress! + position * half
-                for h in 0..<heads {
-                    let v = x + h * headDim
-                    for i in 0..<half {
-                        let x1 = v[i], x2 = v[i + half]
-                        v[i] = x1 * c[i] - x2 * s[i]
-                        v[i + half] = x2 * c[i] + x1 * s[i]
-                    }
-                }
-            }
-        }
+        rotate(x, heads: heads, position: position, direction: 1)
     }
 
     /// The backward of `apply`: the transpose of a rotation is the rotation by −angle, applied to the gradient.
     @inline(__always)
     public func applyInverse(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        rotate(x, heads: heads, position: position, direction: -1)
+    }
+
+    /// Rotation by `direction` · angle (sin is odd, so −angle negates the sines only).
+    @inline(__always)
+    private func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int, direction: Float) {
         let half = headDim / 2
         cosTable.withUnsafeBufferPointer { cosBuf in
             sinTable.withUnsafeBufferPointer { sinBuf in
@@ -72,9 +64,9 @@ public struct RopeTable: Sendable {
                 for h in 0..<heads {
                     let v = x + h * headDim
                     for i in 0..<half {
-                        let x1 = v[i], x2 = v[i + half]
-                        v[i] = x1 * c[i] + x2 * s[i]
-                        v[i + half] = x2 * c[i] - x1 * s[i]
+                        let x1 = v[i], x2 = v[i + half], sine = direction * s[i]
+                        v[i] = x1 * c[i] - x2 * sine
+                        v[i + half] = x2 * c[i] + x1 * sine
                     }
                 }
             }

@@ -59,14 +59,16 @@ public struct HeadConfig: Codable, Sendable, Equatable {
     }
 }
 
-public struct FineTuneSummary: Codable, Sendable, Equatable {
-    public var options: FineTuneOptions
+/// How a head (`TrainingSummary`) or an encoder with its head (`FineTuneSummary`) was trained: the settings,
+/// the rows, and every epoch's report, the best one kept.
+public struct RunSummary<Options: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
+    public var options: Options
     public var trainRows: Int
     public var validRows: Int
     public var bestEpoch: Int
     public var epochs: [EpochReport]
 
-    public init(options: FineTuneOptions, trainRows: Int, validRows: Int, bestEpoch: Int, epochs: [EpochReport]) {
+    public init(options: Options, trainRows: Int, validRows: Int, bestEpoch: Int, epochs: [EpochReport]) {
         self.options = options
         self.trainRows = trainRows
         self.validRows = validRows
@@ -79,25 +81,8 @@ public struct FineTuneSummary: Codable, Sendable, Equatable {
     }
 }
 
-public struct TrainingSummary: Codable, Sendable, Equatable {
-    public var options: TrainingOptions
-    public var trainRows: Int
-    public var validRows: Int
-    public var bestEpoch: Int
-    public var epochs: [EpochReport]
-
-    public init(options: TrainingOptions, trainRows: Int, validRows: Int, bestEpoch: Int, epochs: [EpochReport]) {
-        self.options = options
-        self.trainRows = trainRows
-        self.validRows = validRows
-        self.bestEpoch = bestEpoch
-        self.epochs = epochs
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case options, trainRows = "train_rows", validRows = "valid_rows", bestEpoch = "best_epoch", epochs
-    }
-}
+public typealias TrainingSummary = RunSummary<TrainingOptions>
+public typealias FineTuneSummary = RunSummary<FineTuneOptions>
 
 /// A head directory: `head.json` and `head.safetensors`.
 public struct HeadDirectory: Sendable {

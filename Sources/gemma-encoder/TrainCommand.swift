@@ -148,10 +148,7 @@ struct TrainCommand: ParsableCommand {
                 cache: noCache ? nil : TokenStateCache(), progress: stages.update,
                 onEpoch: { report in
                     stages.finish()
-                    var line = String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f", report.epoch, epochs,
-                                      report.trainLoss, report.validLoss)
-                    if let accuracy = report.validAccuracy { line += String(format: "  valid accuracy %.4f", accuracy) }
-                    note(line + String(format: "  (%.1f s)", report.seconds))
+                    note(epochLine(report))
                 }) }
             stages.finish()
             try head.write(to: URL(fileURLWithPath: out))
@@ -207,10 +204,7 @@ extension TrainCommand {
             onStep: progress.update,
             onEpoch: { report in
                 progress.finish()
-                var line = String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f", report.epoch, epochs,
-                                  report.trainLoss, report.validLoss)
-                if let accuracy = report.validAccuracy { line += String(format: "  valid accuracy %.4f", accuracy) }
-                note(line + String(format: "  (%.1f s)", report.seconds))
+                note(epochLine(report))
             }) }
         progress.finish()
         let summary = head.config.fineTuning!
@@ -218,6 +212,14 @@ extension TrainCommand {
         note("wrote \(out): \(task.rawValue) with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, "
              + "best epoch \(summary.bestEpoch) (valid loss \(String(format: "%.4f", best.validLoss))"
              + (best.validAccuracy.map { String(format: ", accuracy %.4f", $0) } ?? "") + "); encoder in \(out)/encoder")
+    }
+
+    /// One epoch's report line (classification and regression runs).
+    private func epochLine(_ report: EpochReport) -> String {
+        var line = String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f", report.epoch, epochs,
+                          report.trainLoss, report.validLoss)
+        if let accuracy = report.validAccuracy { line += String(format: "  valid accuracy %.4f", accuracy) }
+        return line + String(format: "  (%.1f s)", report.seconds)
     }
 
     private func trainReranker() throws {
