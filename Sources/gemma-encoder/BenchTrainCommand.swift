@@ -19,6 +19,9 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "JSON Lines {\"text\"} workload (e.g. ../shared/bench/bench-512.jsonl).")
     var input: String
 
+    @Option(help: "Prompt name applied to every text (e.g. document).")
+    var prompt: String?
+
     @Option(help: "What trains: all, top:K or lora:R.")
     var finetune = "all"
 
@@ -26,7 +29,7 @@ struct BenchTrainCommand: ParsableCommand {
     var batchSize = 8
 
     @Option(name: .customLong("max-length"), help: "Tokens per text (longer texts are cut).")
-    var maxLength = 256
+    var maxLength = 512
 
     @Option(help: "Timed steps (after one warm-up step).")
     var steps = 8
@@ -48,10 +51,11 @@ struct BenchTrainCommand: ParsableCommand {
         let texts = try readRows(path: input, allowIds: false).compactMap { row -> String? in
             if case .text(let t) = row { return t } else { return nil }
         }
-        let needed = (steps + 1) * batchSize
+        let needed = steps * batchSize
         guard texts.count >= batchSize else { fail("\(input): \(texts.count) texts, --batch-size asks for \(batchSize)") }
         let encoder = try model.load()
-        let sequences = encoder.tokenize(Array(texts.prefix(needed)), maxLength: maxLength).map(\.ids)
+        let sequences = encoder.tokenize(Array(texts.prefix(needed)), prompt: try prompt.map { try encoder.prompt(named: $0) },
+                                         maxLength: maxLength).map(\.ids)
         var generator = SeededGenerator(seed: 1)
         let data = FineTuneData(sequences: sequences, targets: .classes(sequences.map { _ in Int(generator.next() % 8) },
                                                                         weights: [Float](repeating: 1, count: 8)))
@@ -63,18 +67,20 @@ struct BenchTrainCommand: ParsableCommand {
         let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 8, pooling: .mean, dropout: 0)
         let tuner = try EncoderFineTuner(model: try encoder.source.loadTrainable(), architecture: architecture, options: options)
         let batches = stride(from: 0, to: sequences.count, by: batchSize).map { Array($0..<min($0 + batchSize, sequences.count)) }
-        // One warm-up step (first-touch of the buffers), then the timed ones.
+        // One warm-up step on the first batch (first touch of every buffer), then the timed steps from the first
+        // batch again, as the PyTorch peer does, so both count the same tokens.
         _ = try tuner.step([batches[0]], train: data, step: 0, encoderRate: 2e-5, headRate: 1e-3)
         var tokens = 0
+        let timed = min(batches.count, steps)
         let start = DispatchTime.now().uptimeNanoseconds
-        for s in 1..<min(batches.count, steps + 1) {
-            tokens += try tuner.step([batches[s]], train: data, step: s, encoderRate: 2e-5, headRate: 1e-3).tokens
+        for s in 0..<timed {
+            tokens += try tuner.step([batches[s]], train: data, step: s + 1, encoderRate: 2e-5, headRate: 1e-3).tokens
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let report = BenchReport(json: json)
         report.add("engine", "gemma-encoder")
         report.add("finetune", finetune)
-        report.add("steps", "\(min(batches.count, steps + 1) - 1)")
+        report.add("steps", "\(timed)")
         report.add("tokens", "\(tokens)")
         report.add("tokens_per_s", String(format: "%.1f", Double(tokens) / seconds))
         report.add("peak_rss_mib", String(format: "%.0f", peakResidentMiB()))
