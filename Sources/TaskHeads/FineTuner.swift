@@ -206,6 +206,16 @@ public final class EncoderFineTuner {
     /// to run the frozen layers too); returns the mean loss and the tokens processed. `bench-train` times this.
     public func step(_ microBatches: [[Int]], train: FineTuneData, prefixes: [Tensor]? = nil, step: Int,
                      encoderRate: Float, headRate: Float) throws -> (loss: Double, tokens: Int) {
+        let (loss, tokens, headGradients) = try gradients(microBatches, train: train, prefixes: prefixes, step: step)
+        headOptimizer.update(&network.parameters, gradients: headGradients, learningRate: headRate)
+        encoderOptimizer.update(learningRate: encoderRate)
+        return (loss, tokens)
+    }
+
+    /// The step's gradients, clipped: the encoder's accumulated in its parameters, the head's returned (a test
+    /// compares them across batchings; AdamW's update would hide a scale error).
+    public func gradients(_ microBatches: [[Int]], train: FineTuneData, prefixes: [Tensor]?, step: Int) throws
+        -> (loss: Double, tokens: Int, head: [Float]) {
         var headGradients = [Float](repeating: 0, count: network.layout.count)
         var lossSum = 0.0, tokens = 0
         let share = Float(1) / Float(microBatches.count)
@@ -239,9 +249,7 @@ public final class EncoderFineTuner {
                 for i in headGradients.indices { headGradients[i] *= factor }
             }
         }
-        headOptimizer.update(&network.parameters, gradients: headGradients, learningRate: headRate)
-        encoderOptimizer.update(learningRate: encoderRate)
-        return (lossSum / Double(microBatches.count), tokens)
+        return (lossSum / Double(microBatches.count), tokens, headGradients)
     }
 
     // MARK: Snapshots and checkpoints

@@ -107,4 +107,38 @@ final class FineTunerTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("other training settings"), "\(error)")
         }
     }
+
+    /// Two micro-batches of 4 per step are one batch of 8: the same mean loss and the same gradients.
+    func testAccumulationEqualsTheLargerBatch() throws {
+        let train = task(count: 8, seed: 1)
+        var o = options
+        o.dropout = .none
+        o.clipNorm = 0
+        func gradients(_ microBatches: [[Int]]) throws -> (Double, [Float]) {
+            let model = try trainableTiny("gemma2", scope: .none, embeddings: false)
+            let architecture = HeadArchitecture(inputDimension: 64, outputs: 3, pooling: .attention, hiddenSize: nil, dropout: 0)
+            let t = try EncoderFineTuner(model: model, architecture: architecture, options: o, threads: 1)
+            let (loss, _, head) = try t.gradients(microBatches, train: train, prefixes: nil, step: 0)
+            return (loss, t.model.trainedParameters.flatMap { $0.gradient!.array } + head)
+        }
+        let (bigLoss, big) = try gradients([Array(0..<8)])
+        let (accumulatedLoss, accumulated) = try gradients([Array(0..<4), Array(4..<8)])
+        XCTAssertEqual(bigLoss, accumulatedLoss, accuracy: 1e-6)
+        let scale = big.map(abs).max()!
+        XCTAssertGreaterThan(scale, 0)
+        XCTAssertLessThanOrEqual(zip(big, accumulated).map { abs($0 - $1) }.max()!, 1e-5 * scale)
+        let (_, half) = try gradients([Array(0..<4)])
+        XCTAssertGreaterThan(zip(big, half).map { abs($0 - $1) }.max()!, 1e-3 * scale, "other texts, other gradients")
+    }
+
+    func testSchedules() {
+        let linear = LearningRateSchedule(peak: 1, warmup: 10, total: 110)
+        let cosine = LearningRateSchedule(peak: 1, warmup: 10, total: 110, decay: .cosine)
+        XCTAssertEqual(linear.rate(at: 0), 0.1, accuracy: 1e-6)
+        XCTAssertEqual(cosine.rate(at: 9), 1, accuracy: 1e-6)
+        XCTAssertEqual(linear.rate(at: 60), 0.5, accuracy: 1e-6)
+        XCTAssertEqual(cosine.rate(at: 60), 0.5, accuracy: 1e-6)     // halfway: 0.5 · (1 + cos π/2)
+        XCTAssertEqual(cosine.rate(at: 35), 0.5 * (1 + cos(Float.pi / 4)), accuracy: 1e-6)
+        XCTAssertEqual(cosine.rate(at: 110), 0, accuracy: 1e-6)
+    }
 }
