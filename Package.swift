@@ -55,8 +55,9 @@ let package = Package(
         .target(name: "VectorSearch", dependencies: ["CFaissShim", "CSQLite", "AtomicFiles"]),
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
         .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "ModelFormats", "VectorSearch", "AtomicFiles"]),
-        // Task heads on a frozen encoder: head network (pooling from GemmaEncoder), dropout, MLP, training, metrics, reranker.
-        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "EncoderKernels", "AtomicFiles"]),
+        // Task heads on a frozen encoder: head network (pooling from GemmaEncoder), dropout, MLP, training (exact L-BFGS
+        // fits of linear heads, in double precision through CBLAS; AdamW otherwise), metrics, reranker.
+        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "ModelFormats", "EncoderKernels", "AtomicFiles", "CBLAS"]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
             "GemmaEncoder", "DocumentIndex", "TaskHeads",

@@ -26,8 +26,9 @@ public struct HeadTrainingPlan: Sendable {
     }
 }
 
-/// Trains classification and regression heads on a frozen encoder: token states once (cached on disk),
-/// then epochs over the cached states only.
+/// Trains classification and regression heads on a frozen encoder: token states once (cached on disk), then
+/// only the cached states: an exact L2-regularized fit for a linear head on fixed pooling (`LinearHeadFit`),
+/// AdamW epochs otherwise.
 public enum HeadBuilder {
     /// Progress of the stage named by the first argument: ("encoding", done, total) or ("training", …).
     public typealias ProgressHandler = (String, Int, Int) -> Void
@@ -37,8 +38,12 @@ public enum HeadBuilder {
                              progress: ProgressHandler? = nil,
                              onEpoch: ((EpochReport) -> Void)? = nil) throws -> HeadDirectory {
         guard plan.task != .rerank else { throw HeadError.invalidData("rerank heads are trained from pair data (RerankerBuilder)") }
-        var train = train
-        let valid = try valid ?? holdOut(from: &train, fraction: plan.validFraction, seed: plan.options.seed)
+        // Without validation rows, a seeded share of the training rows is held out (and, for an exact linear
+        // fit, folded back in once the L2 strength is chosen).
+        let all = train
+        let split = try valid == nil ? holdOutSplit(all, fraction: plan.validFraction, seed: plan.options.seed) : nil
+        let train = split.map { all.subset($0.train) } ?? all
+        let valid = valid ?? all.subset(split!.valid)
         let digest = try ModelFingerprint.digest(of: encoder.source)
 
         // Labels are checked before any encoding, so a bad validation row fails in seconds.
@@ -70,6 +75,12 @@ public enum HeadBuilder {
         case .rerank:
             preconditionFailure("handled above")
         }
+        let solver = plan.options.solver.resolved(for: config.architecture, targets: trainTargets)
+        if solver == .lbfgs {
+            // The exact fit uses no dropout; head.json says what was trained.
+            config.architecture.dropout = 0
+            config.architecture.hiddenDropout = 0
+        }
         try config.architecture.validate()
 
         func states(_ data: LabeledData) throws -> TokenStateSet {
@@ -77,14 +88,46 @@ public enum HeadBuilder {
                              encoder: encoder, progress: progress.map { p in { p("encoding \(data.path)", $0, $1) } })
         }
 
-        let trainStates = try states(train), validStates = try states(valid)
-        let result = try HeadTrainer.train(
+        // A held-out split is cut from the states of all training rows, so re-runs (other seeds, fractions,
+        // poolings) find those states in the cache instead of encoding each split anew.
+        let trainStates: TokenStateSet, validStates: TokenStateSet, allStates: TokenStateSet?
+        if let split {
+            let states = try states(all)
+            (trainStates, validStates, allStates) = (states.subset(split.train), states.subset(split.valid), states)
+        } else {
+            (trainStates, validStates, allStates) = (try states(train), try states(valid), nil)
+        }
+        var options = plan.options
+        options.solver = solver
+        var result = try HeadTrainer.train(
             architecture: config.architecture, train: trainStates, trainTargets: trainTargets,
-            valid: validStates, validTargets: validTargets, options: plan.options,
+            valid: validStates, validTargets: validTargets, options: options,
             onStep: progress.map { p in { p("training", $0, $1) } }, onEpoch: onEpoch)
-        config.training = TrainingSummary(options: plan.options, trainRows: train.texts.count, validRows: valid.texts.count,
+        var refitRows: Int?
+        if let allStates, solver == .lbfgs, let l2 = result.l2 {
+            // λ is chosen; the held-out rows are data the final fit should not waste (as a refit after a grid
+            // search does). The validation figures above stay those of the split.
+            let allTargets = try targets(of: all, config: config, plan: plan)
+            result.network = try LinearHeadFit.refit(result.network, states: allStates, targets: allTargets, l2: l2)
+            refitRows = all.texts.count
+        }
+        config.training = TrainingSummary(options: options, trainRows: train.texts.count, validRows: valid.texts.count,
                                           bestEpoch: result.bestEpoch, epochs: result.epochs)
+        config.training?.l2 = result.l2
+        config.training?.refitRows = refitRows
         return HeadDirectory(config: config, network: result.network)
+    }
+
+    /// `data`'s targets in the form (classes, standardization) already fixed by the training split.
+    private static func targets(of data: LabeledData, config: HeadConfig, plan: HeadTrainingPlan) throws -> Targets {
+        switch config.task {
+        case .classification:
+            return try data.targets(classes: config.labels ?? [], balanced: plan.balanced)
+        case .regression:
+            return try data.standardizedTargets(mean: config.targetMean ?? [], std: config.targetStd ?? [])
+        case .rerank:
+            preconditionFailure("rerank heads are refused at the start of train")
+        }
     }
 
     static func architecture(_ plan: HeadTrainingPlan, _ dimension: Int, _ outputs: Int) -> HeadArchitecture {
@@ -96,11 +139,16 @@ public enum HeadBuilder {
     /// Moves a seeded random `fraction` of `data`'s rows (at least one, and leaving at least one) into the
     /// returned validation split.
     public static func holdOut(from data: inout LabeledData, fraction: Double, seed: UInt64) throws(HoldOutError) -> LabeledData {
-        var rng = SeededGenerator(seed: seed &+ 0xA11D)
-        let split = try HoldOutSplit(count: data.texts.count, fraction: fraction, using: &rng, source: data.path)
+        let split = try holdOutSplit(data, fraction: fraction, seed: seed)
         let valid = data.subset(split.valid)
         data = data.subset(split.train)
         return valid
+    }
+
+    /// The rows `holdOut` moves, without moving them.
+    static func holdOutSplit(_ data: LabeledData, fraction: Double, seed: UInt64) throws(HoldOutError) -> HoldOutSplit {
+        var rng = SeededGenerator(seed: seed &+ 0xA11D)
+        return try HoldOutSplit(count: data.texts.count, fraction: fraction, using: &rng, source: data.path)
     }
 }
 
