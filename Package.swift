@@ -58,9 +58,10 @@ let package = Package(
         .target(name: "VectorSearch", dependencies: ["CFaissShim", "CSQLite", "AtomicFiles"]),
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
         .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "ModelFormats", "VectorSearch", "AtomicFiles"]),
-        // Task heads: head network (pooling from GemmaEncoder), dropout, MLP, training on a frozen or a fine-tuned encoder, metrics, reranker.
-        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "GemmaTraining", "GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels",
-                                                  "AtomicFiles"]),
+        // Task heads: head network (pooling from GemmaEncoder), dropout, MLP, training on a frozen encoder (exact
+        // L-BFGS fits of linear heads, in double precision through CBLAS; AdamW otherwise) or a fine-tuned one, metrics, reranker.
+        .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "GemmaTraining", "GemmaModel", "GemmaTokenizer", "ModelFormats",
+                                                  "EncoderKernels", "AtomicFiles", "CBLAS"]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
             "GemmaEncoder", "DocumentIndex", "TaskHeads",

@@ -26,8 +26,9 @@ public struct HeadTrainingPlan: Sendable {
     }
 }
 
-/// Trains classification and regression heads on a frozen encoder: token states once (cached on disk),
-/// then epochs over the cached states only.
+/// Trains classification and regression heads on a frozen encoder: token states once (cached on disk), then
+/// only the cached states: an exact L2-regularized fit for a linear head on fixed pooling (`LinearHeadFit`),
+/// AdamW epochs otherwise.
 public enum HeadBuilder {
     /// Progress of the stage named by the first argument: ("encoding", done, total) or ("training", …).
     public typealias ProgressHandler = (String, Int, Int) -> Void
@@ -39,26 +40,57 @@ public enum HeadBuilder {
         let digest = try ModelFingerprint.digest(of: encoder.source)
         var prepared = try prepare(train: train, valid: valid, plan: plan, dimension: encoder.hiddenSize,
                                    baseModel: .init(name: modelName, digest: digest))
+        var config = prepared.config
+        let solver = plan.options.solver.resolved(for: config.architecture, targets: prepared.trainTargets)
+        if solver == .lbfgs {
+            // The exact fit uses no dropout; head.json says what was trained.
+            config.architecture.dropout = 0
+            config.architecture.hiddenDropout = 0
+        }
+        try config.architecture.validate()
 
         func states(_ data: LabeledData) throws -> TokenStateSet {
             try cache.states(TokenStateCache.Request(texts: data.texts, prompt: plan.prompt, attention: plan.attention, modelDigest: digest),
                              encoder: encoder, progress: progress.map { p in { p("encoding \(data.path)", $0, $1) } })
         }
 
-        let trainStates = try states(prepared.train), validStates = try states(prepared.valid)
-        let result = try HeadTrainer.train(
-            architecture: prepared.config.architecture, train: trainStates, trainTargets: prepared.trainTargets,
-            valid: validStates, validTargets: prepared.validTargets, options: plan.options,
+        // A held-out split is cut from the states of all training rows, so re-runs (other seeds, fractions,
+        // poolings) find those states in the cache instead of encoding each split anew.
+        let trainStates: TokenStateSet, validStates: TokenStateSet, allStates: TokenStateSet?
+        if let split = prepared.split {
+            let states = try states(prepared.all)
+            (trainStates, validStates, allStates) = (states.subset(split.train), states.subset(split.valid), states)
+        } else {
+            (trainStates, validStates, allStates) = (try states(prepared.train), try states(prepared.valid), nil)
+        }
+        var options = plan.options
+        options.solver = solver
+        var result = try HeadTrainer.train(
+            architecture: config.architecture, train: trainStates, trainTargets: prepared.trainTargets,
+            valid: validStates, validTargets: prepared.validTargets, options: options,
             onStep: progress.map { p in { p("training", $0, $1) } }, onEpoch: onEpoch)
-        prepared.config.training = TrainingSummary(options: plan.options, trainRows: prepared.train.texts.count,
-                                                   validRows: prepared.valid.texts.count, bestEpoch: result.bestEpoch,
-                                                   epochs: result.epochs)
+        var refitRows: Int?
+        if let allStates, solver == .lbfgs, let l2 = result.l2 {
+            // λ is chosen; the held-out rows are data the final fit should not waste (as a refit after a grid
+            // search does). The validation figures above stay those of the split.
+            let allTargets = try targets(of: prepared.all, config: config, plan: plan)
+            result.network = try LinearHeadFit.refit(result.network, states: allStates, targets: allTargets, l2: l2)
+            refitRows = prepared.all.texts.count
+        }
+        config.training = TrainingSummary(options: options, trainRows: prepared.train.texts.count,
+                                          validRows: prepared.valid.texts.count, bestEpoch: result.bestEpoch,
+                                          epochs: result.epochs)
+        config.training?.l2 = result.l2
+        config.training?.refitRows = refitRows
+        prepared.config = config
         return HeadDirectory(config: prepared.config, network: result.network)
     }
 
     /// A run's data made ready, the same for a frozen and a fine-tuned encoder: the validation split (held
-    /// out when not given), the head's config (labels or target statistics) and both splits' targets.
+    /// out from `all` when not given), the head's config (labels or target statistics) and both splits' targets.
     struct Prepared {
+        var all: LabeledData
+        var split: HoldOutSplit?
         var train: LabeledData
         var valid: LabeledData
         var config: HeadConfig
@@ -66,11 +98,14 @@ public enum HeadBuilder {
         var validTargets: Targets
     }
 
-    static func prepare(train: LabeledData, valid: LabeledData?, plan: HeadTrainingPlan, dimension: Int,
+    static func prepare(train all: LabeledData, valid: LabeledData?, plan: HeadTrainingPlan, dimension: Int,
                         baseModel: HeadConfig.BaseModel) throws -> Prepared {
         guard plan.task != .rerank else { throw HeadError.invalidData("rerank heads are trained from pair data (RerankerBuilder)") }
-        var train = train
-        let valid = try valid ?? holdOut(from: &train, fraction: plan.validFraction, seed: plan.options.seed)
+        // Without validation rows, a seeded share of the training rows is held out (and, for an exact linear
+        // fit, folded back in once the L2 strength is chosen).
+        let split = try valid == nil ? holdOutSplit(all, fraction: plan.validFraction, seed: plan.options.seed) : nil
+        let train = split.map { all.subset($0.train) } ?? all
+        let valid = valid ?? all.subset(split!.valid)
         // Labels are checked before any encoding, so a bad validation row fails in seconds.
         var config: HeadConfig
         let trainTargets: Targets, validTargets: Targets, outputs: Int
@@ -100,7 +135,20 @@ public enum HeadBuilder {
             preconditionFailure("handled above")
         }
         try config.architecture.validate()
-        return Prepared(train: train, valid: valid, config: config, trainTargets: trainTargets, validTargets: validTargets)
+        return Prepared(all: all, split: split, train: train, valid: valid, config: config, trainTargets: trainTargets,
+                        validTargets: validTargets)
+    }
+
+    /// `data`'s targets in the form (classes, standardization) already fixed by the training split.
+    private static func targets(of data: LabeledData, config: HeadConfig, plan: HeadTrainingPlan) throws -> Targets {
+        switch config.task {
+        case .classification:
+            return try data.targets(classes: config.labels ?? [], balanced: plan.balanced)
+        case .regression:
+            return try data.standardizedTargets(mean: config.targetMean ?? [], std: config.targetStd ?? [])
+        case .rerank:
+            preconditionFailure("rerank heads are refused at the start of train")
+        }
     }
 
     static func architecture(_ plan: HeadTrainingPlan, _ dimension: Int, _ outputs: Int) -> HeadArchitecture {
@@ -112,11 +160,16 @@ public enum HeadBuilder {
     /// Moves a seeded random `fraction` of `data`'s rows (at least one, and leaving at least one) into the
     /// returned validation split.
     public static func holdOut(from data: inout LabeledData, fraction: Double, seed: UInt64) throws(HoldOutError) -> LabeledData {
-        var rng = SeededGenerator(seed: seed &+ 0xA11D)
-        let split = try HoldOutSplit(count: data.texts.count, fraction: fraction, using: &rng, source: data.path)
+        let split = try holdOutSplit(data, fraction: fraction, seed: seed)
         let valid = data.subset(split.valid)
         data = data.subset(split.train)
         return valid
+    }
+
+    /// The rows `holdOut` moves, without moving them.
+    static func holdOutSplit(_ data: LabeledData, fraction: Double, seed: UInt64) throws(HoldOutError) -> HoldOutSplit {
+        var rng = SeededGenerator(seed: seed &+ 0xA11D)
+        return try HoldOutSplit(count: data.texts.count, fraction: fraction, using: &rng, source: data.path)
     }
 }
 

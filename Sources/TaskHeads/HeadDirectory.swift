@@ -67,6 +67,10 @@ public struct RunSummary<Options: Codable & Sendable & Equatable>: Codable, Send
     public var validRows: Int
     public var bestEpoch: Int
     public var epochs: [EpochReport]
+    /// L-BFGS: the L2 strength chosen (or given), and the rows of the final fit when the held-out validation
+    /// rows were folded back in after choosing it.
+    public var l2: Double?
+    public var refitRows: Int?
 
     public init(options: Options, trainRows: Int, validRows: Int, bestEpoch: Int, epochs: [EpochReport]) {
         self.options = options
@@ -78,6 +82,7 @@ public struct RunSummary<Options: Codable & Sendable & Equatable>: Codable, Send
 
     enum CodingKeys: String, CodingKey {
         case options, trainRows = "train_rows", validRows = "valid_rows", bestEpoch = "best_epoch", epochs
+        case l2, refitRows = "refit_rows"
     }
 }
 

@@ -73,7 +73,9 @@ public enum RerankerBuilder {
                                             groupSize: plan.groupSize, queryPrompt: pairs.queryPrompt, documentPrompt: pairs.documentPrompt)
             config.fusion?.residual = plan.residual
         }
-        config.training = TrainingSummary(options: plan.options, trainRows: trainRows.count, validRows: validRows.count,
+        var options = plan.options
+        options.solver = result.solver  // what ran (AdamW: ranking groups are not a per-row convex loss)
+        config.training = TrainingSummary(options: options, trainRows: trainRows.count, validRows: validRows.count,
                                           bestEpoch: result.bestEpoch, epochs: result.epochs)
         return HeadDirectory(config: config, network: result.network)
     }

@@ -1,22 +1,60 @@
 import EncoderKernels
 import Foundation
 
+/// How a head's parameters are fitted.
+public enum HeadSolver: String, Codable, Sendable, CaseIterable {
+    /// L-BFGS where the problem is convex (`lbfgs`), AdamW otherwise.
+    case auto
+    /// Full-batch L-BFGS to the optimum of the L2-regularized loss, the L2 strength chosen on the validation
+    /// split: for a linear head on parameter-free pooling, whose loss is convex in its parameters.
+    case lbfgs
+    /// Minibatch AdamW with warm-up, linear decay, dropout and early stopping: hidden layers, attention
+    /// pooling, rerankers.
+    case adamw
+
+    /// What `auto` means for this head: a linear layer over fixed pooled vectors with a convex loss (classes,
+    /// labels, values) is solved exactly; anything else is trained by gradient steps.
+    public func resolved(for architecture: HeadArchitecture, targets: Targets) -> HeadSolver {
+        guard self == .auto else { return self }
+        return LinearHeadFit.accepts(architecture, targets) ? .lbfgs : .adamw
+    }
+}
+
 public struct TrainingOptions: Codable, Sendable, Equatable {
+    public var solver: HeadSolver = .auto
+    /// L-BFGS: the L2 strength λ of mean loss + λ/2·‖W‖², on features scaled to unit mean variance (so one
+    /// grid suits every model); nil chooses it on the validation split from `LinearHeadFit.l2Grid`.
+    public var l2: Double?
+    // AdamW only, from here on (patience also ends the L2 path of L-BFGS).
     public var epochs = 20
     public var learningRate: Float = 1e-3
     public var batchSize = 32
     public var weightDecay: Float = 0.01
     /// Fraction of all steps spent warming the learning rate up.
     public var warmupFraction: Float = 0.1
-    /// Epochs without a better validation score before stopping.
+    /// Epochs (L-BFGS: L2 values) without a better validation score before stopping.
     public var patience = 3
     public var seed: UInt64 = 0
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case epochs, learningRate = "learning_rate", batchSize = "batch_size", weightDecay = "weight_decay"
+        case solver, l2, epochs, learningRate = "learning_rate", batchSize = "batch_size", weightDecay = "weight_decay"
         case warmupFraction = "warmup_fraction", patience, seed
+    }
+
+    /// Heads written before the solver existed were all trained by AdamW: a missing solver reads as that.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        solver = try c.decodeIfPresent(HeadSolver.self, forKey: .solver) ?? .adamw
+        l2 = try c.decodeIfPresent(Double.self, forKey: .l2)
+        epochs = try c.decode(Int.self, forKey: .epochs)
+        learningRate = try c.decode(Float.self, forKey: .learningRate)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        weightDecay = try c.decode(Float.self, forKey: .weightDecay)
+        warmupFraction = try c.decode(Float.self, forKey: .warmupFraction)
+        patience = try c.decode(Int.self, forKey: .patience)
+        seed = try c.decode(UInt64.self, forKey: .seed)
     }
 }
 
@@ -27,20 +65,39 @@ public struct EpochReport: Codable, Sendable, Equatable {
     /// Classification: validation accuracy; rerank: how often the positive ranks first.
     public var validAccuracy: Double?
     public var seconds: Double
+    /// L-BFGS: the step of the L2 path this report is (`epoch` counts the steps), and its iterations.
+    public var l2: Double?
+    public var iterations: Int?
+
+    public init(epoch: Int, trainLoss: Double, validLoss: Double, validAccuracy: Double?, seconds: Double,
+                l2: Double? = nil, iterations: Int? = nil) {
+        self.epoch = epoch
+        self.trainLoss = trainLoss
+        self.validLoss = validLoss
+        self.validAccuracy = validAccuracy
+        self.seconds = seconds
+        self.l2 = l2
+        self.iterations = iterations
+    }
 
     enum CodingKeys: String, CodingKey {
         case epoch, trainLoss = "train_loss", validLoss = "valid_loss", validAccuracy = "valid_accuracy", seconds
+        case l2, iterations
     }
 }
 
 public struct TrainingResult: Sendable {
     public var network: HeadNetwork
     public var epochs: [EpochReport]
-    /// The epoch whose parameters were kept (best validation score).
+    /// The epoch (L-BFGS: step of the L2 path) whose parameters were kept (best validation score).
     public var bestEpoch: Int
+    /// The solver that ran (never `auto`), and the L2 strength kept when it was L-BFGS.
+    public var solver: HeadSolver = .adamw
+    public var l2: Double?
 }
 
-/// Trains a head on cached token states: minibatch AdamW with warm-up and linear decay, dropout, early
+/// Trains a head on cached token states. A linear head on fixed pooling is a convex problem and is solved
+/// exactly (`LinearHeadFit`, L-BFGS); otherwise minibatch AdamW with warm-up and linear decay, dropout, early
 /// stopping on the validation split keeping the best epoch's parameters. Everything random comes from the
 /// seed, so a run is repeatable.
 public enum HeadTrainer {
@@ -56,6 +113,16 @@ public enum HeadTrainer {
             throw HeadError.invalidData("epochs, batch size and learning rate must be positive")
         }
         precondition(trainOffsets.map { $0.count == train.count } ?? true && validOffsets.map { $0.count == valid.count } ?? true)
+        switch options.solver.resolved(for: architecture, targets: trainTargets) {
+        case .lbfgs:
+            guard LinearHeadFit.accepts(architecture, trainTargets), trainOffsets == nil, validOffsets == nil else {
+                throw HeadError.invalidData("the lbfgs solver fits a linear head (no hidden layer) on mean, first, last or max pooling, for classes or values")
+            }
+            return try LinearHeadFit.train(architecture: architecture, train: train, trainTargets: trainTargets, valid: valid,
+                                           validTargets: validTargets, options: options, onStep: onStep, onEpoch: onEpoch)
+        case .adamw, .auto:
+            break
+        }
         var network = try HeadNetwork(architecture: architecture, seed: options.seed)
         var optimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
         var rng: SeededGenerator? = SeededGenerator(seed: options.seed &+ 0x5EED)

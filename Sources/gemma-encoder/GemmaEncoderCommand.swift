@@ -8,7 +8,7 @@ struct GemmaEncoderCommand: AsyncParsableCommand {
         commandName: "gemma-encoder",
         abstract: "Gemma-family language models as text encoders: embeddings, heads, search and reranking on the CPU.",
         subcommands: [EmbedCommand.self, TokenizeCommand.self, IndexCommand.self, SearchCommand.self, ModelsCommand.self,
-                      TrainCommand.self, ClassifyCommand.self, EvalCommand.self, RerankCommand.self, MineNegativesCommand.self, EvalRetrievalCommand.self,
+                      TrainCommand.self, ClassifyCommand.self, EvalCommand.self, FeaturesCommand.self, RerankCommand.self, MineNegativesCommand.self, EvalRetrievalCommand.self,
                       ServeCommand.self, BenchCommand.self, BenchTrainCommand.self, BenchIndexCommand.self, BenchServeCommand.self])
 
     static func main() async {

@@ -6,6 +6,7 @@ import TaskHeads
 
 extension HeadTask: ExpressibleByArgument {}
 extension Pooling: ExpressibleByArgument {}
+extension HeadSolver: ExpressibleByArgument {}
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,7 +19,9 @@ struct TrainCommand: ParsableCommand {
         one pair text (--template), trained with a listwise or pairwise loss over the positive and --negatives \
         sampled negatives. Token states are computed once and cached under the model cache (states/), so more \
         epochs, other poolings and re-runs cost no encoding. Without --valid, --valid-fraction of the rows \
-        (seeded) is held out for early stopping.
+        (seeded) is held out for early stopping or the choice of L2. The default head is linear, fitted exactly \
+        (--solver lbfgs) with its L2 strength chosen on validation; --hidden, attention pooling or any AdamW \
+        option train by AdamW instead.
         Example: gemma-encoder train --task classification --data corpora/debian-sections-train.jsonl \
         --valid corpora/debian-sections-valid.jsonl --pooling attention --out heads/sections
         """)
@@ -50,31 +53,41 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Width of a GELU hidden layer (an MLP head); omit for a linear head.")
     var hidden: Int?
 
-    @Option(help: "Dropout on the pooled vector during training.")
-    var dropout: Float = 0.1
+    @Option(help: """
+        auto, lbfgs or adamw. auto: lbfgs for a linear head on mean, first, last or max pooling (classification \
+        or regression) unless an AdamW option below is given, else adamw. lbfgs fits the L2-regularized linear \
+        head exactly, the L2 strength chosen on the validation rows (held-out rows are folded back in for the \
+        final fit); adamw trains by minibatch steps with dropout and early stopping.
+        """)
+    var solver: HeadSolver = .auto
 
-    @Option(name: .customLong("hidden-dropout"), help: "Dropout on the hidden layer (default: --dropout).")
+    @Option(help: "lbfgs: the L2 strength λ (mean loss + λ/2·‖W‖² on unit-variance features) instead of choosing it on validation from 1 … 1e-5.")
+    var l2: Double?
+
+    @Option(help: "AdamW: dropout on the pooled vector during training (default 0.1).")
+    var dropout: Float?
+
+    @Option(name: .customLong("hidden-dropout"), help: "AdamW: dropout on the hidden layer (default: --dropout).")
     var hiddenDropout: Float?
 
-    @Option(name: .customLong("epochs"), help: "Maximum epochs (early stopping may end sooner). Default: 20 for a head on a frozen encoder, 3 when fine-tuning.")
-    var epochsOption: Int?
+    @Option(help: "Maximum epochs, early stopping may end sooner (default 20 for AdamW on a frozen encoder, 3 when fine-tuning).")
+    var epochs: Int?
 
     var isFineTuning: Bool { finetune.finetune != "none" }
-    var epochs: Int { epochsOption ?? (isFineTuning ? 3 : 20) }
 
-    @Option(help: "Peak learning rate (AdamW, linear warm-up then linear decay).")
-    var lr: Float = 1e-3
+    @Option(help: "AdamW: peak learning rate, linear warm-up then linear decay (default 0.001).")
+    var lr: Float?
 
-    @Option(name: .customLong("batch-size"), help: "Examples per optimizer step.")
-    var batchSize = 32
+    @Option(name: .customLong("batch-size"), help: "AdamW: examples per optimizer step (default 32).")
+    var batchSize: Int?
 
-    @Option(name: .customLong("weight-decay"), help: "AdamW weight decay.")
-    var weightDecay: Float = 0.01
+    @Option(name: .customLong("weight-decay"), help: "AdamW: weight decay (default 0.01).")
+    var weightDecay: Float?
 
-    @Option(help: "Share of all steps spent warming the learning rate up.")
-    var warmup: Float = 0.1
+    @Option(help: "AdamW: share of all steps spent warming the learning rate up (default 0.1).")
+    var warmup: Float?
 
-    @Option(help: "Epochs without a better validation score before stopping.")
+    @Option(help: "Epochs (lbfgs: L2 values) without a better validation score before stopping.")
     var patience = 3
 
     @Option(help: "Seed for initialization, shuffling, dropout and the held-out split.")
@@ -115,10 +128,30 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         if negatives <= 0 || maxLength <= 8 { throw ValidationError("--negatives must be positive and --max-length above 8") }
         if !(validFraction > 0 && validFraction < 1) { throw ValidationError("--valid-fraction must be between 0 and 1") }
-        if epochs <= 0 || batchSize <= 0 || patience <= 0 { throw ValidationError("--epochs, --batch-size and --patience must be positive") }
-        if !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if (epochs ?? 1) <= 0 || (batchSize ?? 1) <= 0 || patience <= 0 { throw ValidationError("--epochs, --batch-size and --patience must be positive") }
+        if !((lr ?? 1) > 0) { throw ValidationError("--lr must be positive") }
+        if let l2, !(l2 > 0 && l2.isFinite) { throw ValidationError("--l2 must be positive") }
         if let hidden, hidden <= 0 { throw ValidationError("--hidden must be positive") }
-        for p in [dropout, hiddenDropout ?? 0] where !(0..<1).contains(p) { throw ValidationError("dropout must be in [0, 1)") }
+        for p in [dropout ?? 0, hiddenDropout ?? 0] where !(0..<1).contains(p) { throw ValidationError("dropout must be in [0, 1)") }
+        if isFineTuning, solver == .lbfgs || l2 != nil {
+            throw ValidationError("--finetune trains the encoder and its head with AdamW: --solver lbfgs and --l2 fit a head on a frozen encoder")
+        }
+        if solver == .lbfgs, let flag = adamWFlags.first {
+            throw ValidationError("\(flag) is an AdamW option: it does not apply to --solver lbfgs")
+        }
+        if solver == .lbfgs, hidden != nil || pooling.isLearned || task == .rerank {
+            throw ValidationError("--solver lbfgs fits a linear head on mean, first, last or max pooling (no --hidden), for classification or regression")
+        }
+        if l2 != nil, solver == .adamw || !adamWFlags.isEmpty || hidden != nil || pooling.isLearned || task == .rerank {
+            throw ValidationError("--l2 is the lbfgs solver's L2 strength (a linear head on mean, first, last or max pooling, no AdamW options)")
+        }
+    }
+
+    /// The AdamW options given: any of them asks for AdamW training (as before the exact linear fit existed).
+    var adamWFlags: [String] {
+        [("--dropout", dropout != nil), ("--hidden-dropout", hiddenDropout != nil), ("--epochs", epochs != nil), ("--lr", lr != nil),
+         ("--batch-size", batchSize != nil), ("--weight-decay", weightDecay != nil), ("--warmup", warmup != nil)]
+            .filter(\.1).map(\.0)
     }
 
     func run() throws {
@@ -133,12 +166,12 @@ struct TrainCommand: ParsableCommand {
             var plan = HeadTrainingPlan(task: task, pooling: pooling)
             plan.attentionHeads = attentionHeads
             plan.hiddenSize = hidden
-            plan.dropout = dropout
-            plan.hiddenDropout = hiddenDropout ?? dropout
+            plan.dropout = dropout ?? plan.dropout
+            plan.hiddenDropout = hiddenDropout ?? dropout ?? plan.hiddenDropout
             plan.balanced = balanced
             plan.validFraction = validFraction
             plan.attention = attention
-            plan.prompt = try prompt.resolve(encoder, default: task == .classification ? "Classification" : nil)
+            plan.prompt = try prompt.resolve(encoder, default: task.defaultPromptName)
             plan.options = trainingOptions
             if isFineTuning { return try fineTune(encoder: encoder, train: train, valid: validation, plan: plan) }
 
@@ -148,14 +181,16 @@ struct TrainCommand: ParsableCommand {
                 cache: noCache ? nil : TokenStateCache(), progress: stages.update,
                 onEpoch: { report in
                     stages.finish()
-                    note(epochLine(report))
+                    note(epochLine(report, of: trainingOptions.epochs))
                 }) }
             stages.finish()
             try head.write(to: URL(fileURLWithPath: out))
             let summary = head.config.training!
             let best = summary.epochs[summary.bestEpoch - 1]
+            let kept = summary.l2.map { String(format: "lbfgs, l2 %.0e", $0) + (summary.refitRows.map { ", refit on all \($0) rows" } ?? "") }
+                ?? "best epoch \(summary.bestEpoch)"
             note("wrote \(out): \(task.rawValue), \(head.config.labels.map { "\($0.count) labels" } ?? "\(head.config.architecture.outputs) output(s)"), "
-                 + "\(pooling.rawValue) pooling, best epoch \(summary.bestEpoch) (valid loss \(String(format: "%.4f", best.validLoss))"
+                 + "\(pooling.rawValue) pooling, \(kept) (valid loss \(String(format: "%.4f", best.validLoss))"
                  + (best.validAccuracy.map { String(format: ", accuracy %.4f", $0) } ?? "") + ")")
         } catch let error as ValidationError {
             throw error
@@ -171,13 +206,13 @@ extension TrainCommand {
         var options = FineTuneOptions()
         options.scope = try finetune.scope()
         options.trainEmbeddings = finetune.trainEmbeddings
-        options.epochs = epochs
+        options.epochs = epochs ?? options.epochs
         options.encoderLearningRate = finetune.encoderLearningRate
-        options.headLearningRate = lr
-        options.batchSize = batchSize
+        options.headLearningRate = lr ?? options.headLearningRate
+        options.batchSize = batchSize ?? options.batchSize
         options.accumulation = finetune.accumulation
-        options.weightDecay = weightDecay
-        options.warmupFraction = warmup
+        options.weightDecay = weightDecay ?? options.weightDecay
+        options.warmupFraction = warmup ?? options.warmupFraction
         options.decay = finetune.decay
         options.clipNorm = finetune.clipNorm
         options.dropout = EncoderDropout(attention: finetune.attentionDropout, residual: finetune.residualDropout)
@@ -204,7 +239,7 @@ extension TrainCommand {
             onStep: progress.update,
             onEpoch: { report in
                 progress.finish()
-                note(epochLine(report))
+                note(epochLine(report, of: options.epochs))
             }) }
         progress.finish()
         let summary = head.config.fineTuning!
@@ -214,10 +249,12 @@ extension TrainCommand {
              + (best.validAccuracy.map { String(format: ", accuracy %.4f", $0) } ?? "") + "); encoder in \(out)/encoder")
     }
 
-    /// One epoch's report line (classification and regression runs).
-    private func epochLine(_ report: EpochReport) -> String {
-        var line = String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f", report.epoch, epochs,
-                          report.trainLoss, report.validLoss)
+    /// One epoch's (or, for the exact linear fit, one L2 value's) report line (classification and regression runs).
+    private func epochLine(_ report: EpochReport, of epochs: Int) -> String {
+        var line = report.l2.map { String(format: "l2 %.0e (%d iterations)  train loss %.4f  valid loss %.4f", $0,
+                                          report.iterations ?? 0, report.trainLoss, report.validLoss) }
+            ?? String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f", report.epoch, epochs,
+                      report.trainLoss, report.validLoss)
         if let accuracy = report.validAccuracy { line += String(format: "  valid accuracy %.4f", accuracy) }
         return line + String(format: "  (%.1f s)", report.seconds)
     }
@@ -237,8 +274,8 @@ extension TrainCommand {
             plan.pooling = pooling
             plan.attentionHeads = attentionHeads
             plan.hiddenSize = hidden
-            plan.dropout = dropout
-            plan.hiddenDropout = hiddenDropout ?? dropout
+            plan.dropout = dropout ?? plan.dropout
+            plan.hiddenDropout = hiddenDropout ?? dropout ?? plan.hiddenDropout
             plan.loss = loss
             plan.negatives = negatives
             plan.template = try PairTemplate(template)
@@ -255,7 +292,7 @@ extension TrainCommand {
                 onEpoch: { report in
                     stages.finish()
                     note(String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f  positive ranked first %.4f  (%.1f s)",
-                                report.epoch, epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds))
+                                report.epoch, trainingOptions.epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds))
                 }) }
             stages.finish()
             try head.write(to: URL(fileURLWithPath: out))
@@ -272,15 +309,23 @@ extension TrainCommand {
 
     var trainingOptions: TrainingOptions {
         var options = TrainingOptions()
-        options.epochs = epochs
-        options.learningRate = lr
-        options.batchSize = batchSize
-        options.weightDecay = weightDecay
-        options.warmupFraction = warmup
+        // An AdamW option given means AdamW, as every head was trained before the exact linear fit.
+        options.solver = solver == .auto && !adamWFlags.isEmpty ? .adamw : solver
+        options.l2 = l2
+        options.epochs = epochs ?? options.epochs
+        options.learningRate = lr ?? options.learningRate
+        options.batchSize = batchSize ?? options.batchSize
+        options.weightDecay = weightDecay ?? options.weightDecay
+        options.warmupFraction = warmup ?? options.warmupFraction
         options.patience = patience
         options.seed = seed
         return options
     }
+}
+
+extension HeadTask {
+    /// The model prompt a head of this task uses unless told otherwise (`train`, `features`).
+    var defaultPromptName: String? { self == .classification ? "Classification" : nil }
 }
 
 /// Field names of labelled rows.

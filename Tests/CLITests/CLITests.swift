@@ -252,6 +252,44 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("not a head directory"), missing.stderr)
     }
 
+    /// `train` with no tuning flags fits the linear head exactly (L2 path on the held-out rows, then a refit);
+    /// an AdamW flag keeps AdamW; flags of the other solver are refused; `features` writes what the head saw.
+    func testDefaultTrainIsTheExactLinearFitAndFeaturesMatchIt() throws {
+        let model = try tinyEncoderDirectory(in: dir).path
+        let texts = ["the cat sat", "a dog ran", "hello there", "tiny words", "more text"]
+        let rows = (0..<30).map { #"{"text": "\#(texts[$0 % 5]) \#($0)", "label": "\#(["x", "y", "z"][$0 % 3])"}"# }
+        let train = try write("train.jsonl", rows.joined(separator: "\n"))
+        let head = dir.appendingPathComponent("head").path
+
+        let t = try Tool.run(["train", "--task", "classification", "--data", train, "--model", model, "--no-cache", "--out", head])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stderr.contains("l2 1e+00 ("), t.stderr)
+        XCTAssertTrue(t.stderr.contains("mean pooling, lbfgs, l2 "), t.stderr)
+        XCTAssertTrue(t.stderr.contains("refit on all 30 rows"), t.stderr)
+
+        let a = try Tool.run(["train", "--task", "classification", "--data", train, "--model", model, "--no-cache",
+                              "--epochs", "2", "--out", head])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertTrue(a.stderr.contains("epoch 2/2  train loss"), a.stderr)
+        XCTAssertTrue(a.stderr.contains("mean pooling, best epoch"), a.stderr)
+
+        let bad = try Tool.run(["train", "--task", "classification", "--data", train, "--model", model, "--solver", "lbfgs",
+                                "--lr", "0.1", "--out", head])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--lr is an AdamW option"), bad.stderr)
+        let l2 = try Tool.run(["train", "--task", "classification", "--data", train, "--model", model, "--hidden", "4",
+                               "--l2", "0.1", "--out", head])
+        XCTAssertNotEqual(l2.status, 0)
+        XCTAssertTrue(l2.stderr.contains("--l2 is the lbfgs solver's"), l2.stderr)
+
+        let npy = dir.appendingPathComponent("train.npy").path
+        let f = try Tool.run(["features", "--input", train, "--model", model, "--no-cache", "--output", npy])
+        XCTAssertEqual(f.status, 0, f.stderr)
+        XCTAssertTrue(f.stderr.contains("30 × "), f.stderr)
+        let header = String(decoding: try Data(contentsOf: URL(fileURLWithPath: npy)).prefix(128), as: UTF8.self)
+        XCTAssertTrue(header.contains("'shape': (30, "), header)
+    }
+
     /// Retrieve-then-rerank end to end on the tiny model: index, mine negatives, train a reranker, rerank
     /// candidates, search with it, evaluate every mode.
     func testRerankerPipelineOnTheTinyModel() throws {

@@ -76,6 +76,27 @@ final class HeadDirectoryTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".head") }, [])
     }
 
+    /// The default head without validation rows: linear, fitted exactly (no dropout recorded), its L2 chosen
+    /// on the held-out rows, then refitted on all of them; the states of all rows are encoded once.
+    func testDefaultHeadChoosesL2OnHeldOutRowsThenRefitsOnAll() throws {
+        let (train, _) = try classificationData()
+        let cache = TokenStateCache(directory: dir.appendingPathComponent("states"))
+        let head = try HeadBuilder.train(encoder: encoder, modelName: "tiny", train: train, valid: nil,
+                                         plan: HeadTrainingPlan(task: .classification, pooling: .mean), cache: cache)
+        let summary = try XCTUnwrap(head.config.training)
+        XCTAssertEqual(summary.options.solver, .lbfgs)
+        XCTAssertEqual([summary.trainRows, summary.validRows, summary.refitRows], [27, 3, 30])
+        XCTAssertEqual(summary.l2, summary.epochs[summary.bestEpoch - 1].l2)
+        XCTAssertEqual(head.config.architecture.dropout, 0)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cache.directory.path).count, 1, "one cache file: all rows")
+        // With validation rows nothing is refitted.
+        let (_, valid) = try classificationData()
+        let given = try HeadBuilder.train(encoder: encoder, modelName: "tiny", train: train, valid: valid,
+                                          plan: HeadTrainingPlan(task: .classification, pooling: .mean), cache: nil)
+        XCTAssertNil(given.config.training?.refitRows)
+        XCTAssertNotNil(given.config.training?.l2)
+    }
+
     func testRegressionTargetsAreStandardizedAndRestored() throws {
         let rows = (0..<30).map { #"{"text": "\#(words($0))", "label": \#(1000 + 10 * Double($0 % 5))}"# }
         let data = try LabeledData(path: try file("values.jsonl", rows), task: .regression)
