@@ -10,6 +10,19 @@ public struct PackedBatch: Sendable {
         self.hiddenSize = hiddenSize
     }
 
+    /// Packs `sequences` of token ids, each id checked against the vocabulary (the inference and the training
+    /// forward both start here).
+    public init(sequences: [[Int32]], hiddenSize: Int, vocabularySize: Int) throws(ModelError) {
+        var offsets = [0]
+        for (s, ids) in sequences.enumerated() {
+            for (p, id) in ids.enumerated() where id < 0 || Int(id) >= vocabularySize {
+                throw .tokenOutOfRange(sequence: s, position: p, id: id, vocabularySize: vocabularySize)
+            }
+            offsets.append(offsets.last! + ids.count)
+        }
+        self.init(offsets: offsets, hiddenSize: hiddenSize)
+    }
+
     public var count: Int { offsets.count - 1 }
     public var tokens: Int { offsets.last! }
     public func length(_ i: Int) -> Int { offsets[i + 1] - offsets[i] }

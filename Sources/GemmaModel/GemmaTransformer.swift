@@ -46,14 +46,8 @@ public final class GemmaTransformer: EncoderModel {
     /// Runs unpadded sequences on up to `threads` cores. (Training runs its own forward over f32 master weights,
     /// GemmaTraining's TrainableGemma, from the same kernels; a test holds the two to the same outputs.)
     public func forward(_ sequences: [[Int32]], mode: AttentionMode, threads: Int) throws(ModelError) -> HiddenStates {
-        var offsets = [0]
-        for (s, ids) in sequences.enumerated() {
-            for (p, id) in ids.enumerated() where id < 0 || Int(id) >= config.vocabSize {
-                throw .tokenOutOfRange(sequence: s, position: p, id: id, vocabularySize: config.vocabSize)
-            }
-            offsets.append(offsets.last! + ids.count)
-        }
-        let batch = PackedBatch(offsets: offsets, hiddenSize: config.hiddenSize)
+        let batch = try PackedBatch(sequences: sequences, hiddenSize: config.hiddenSize, vocabularySize: config.vocabSize)
+        let offsets = batch.offsets
         var out = [Float](repeating: 0, count: batch.tokens * config.hiddenSize)
         if batch.tokens > 0 {
             out.withUnsafeMutableBufferPointer { dst in

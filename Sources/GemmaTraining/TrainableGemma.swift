@@ -201,14 +201,7 @@ public final class TrainableGemma: @unchecked Sendable {
     // MARK: Pieces
 
     private func pack(_ sequences: [[Int32]]) throws(ModelError) -> PackedBatch {
-        var offsets = [0]
-        for (s, ids) in sequences.enumerated() {
-            for (p, id) in ids.enumerated() where id < 0 || Int(id) >= config.vocabSize {
-                throw .tokenOutOfRange(sequence: s, position: p, id: id, vocabularySize: config.vocabSize)
-            }
-            offsets.append(offsets.last! + ids.count)
-        }
-        return PackedBatch(offsets: offsets, hiddenSize: config.hiddenSize)
+        try PackedBatch(sequences: sequences, hiddenSize: config.hiddenSize, vocabularySize: config.vocabSize)
     }
 
     /// Embedding rows × √hidden, the normalizer rounded to float32 as transformers does.
