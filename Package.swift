@@ -62,6 +62,11 @@ let package = Package(
         // L-BFGS fits of linear heads, in double precision through CBLAS; AdamW otherwise) or a fine-tuned one, metrics, reranker.
         .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "GemmaTraining", "GemmaModel", "GemmaTokenizer", "ModelFormats",
                                                   "EncoderKernels", "AtomicFiles", "CBLAS"]),
+        // Training retrievers: contrastive bi-encoder losses (multiple negatives, CoSENT, Matryoshka, the gradient
+        // cache), the trainable pipeline after the encoder (pooling, Dense, Normalize), sentence-transformers export.
+        .target(name: "RetrieverTraining", dependencies: ["TaskHeads", "GemmaTraining", "GemmaEncoder", "GemmaModel", "GemmaTokenizer",
+                                                          "ModelFormats", "EncoderKernels", "AtomicFiles"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // HTTP service: OpenAI and TEI routes on Hummingbird, dynamic batching, Prometheus metrics.
         .target(name: "EncoderService", dependencies: [
             "GemmaEncoder", "DocumentIndex", "TaskHeads",
@@ -77,7 +82,7 @@ let package = Package(
         ]),
         .executableTarget(name: "gemma-encoder", dependencies: [
             "GemmaEncoder", "EncoderKernels", "DocumentIndex", "VectorSearch", "TaskHeads", "GemmaTraining", "EncoderService",
-            "AtomicFiles",
+            "AtomicFiles", "RetrieverTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (fixture paths, the models loaded once, file writers, cosine).
@@ -95,6 +100,8 @@ let package = Package(
         .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch", "AtomicFiles"]),
         .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "TestSupport"]),
         .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "EncoderKernels", "TestSupport"]),
+        .testTarget(name: "RetrieverTrainingTests", dependencies: ["RetrieverTraining", "TaskHeads", "GemmaTraining", "GemmaEncoder",
+                                                                  "GemmaModel", "ModelFormats", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "EncoderServiceTests", dependencies: [
             "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "VectorSearch", "CSQLite", "TestSupport",

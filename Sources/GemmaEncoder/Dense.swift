@@ -13,8 +13,9 @@ public struct DenseLayer: Sendable {
     public let inputDimension: Int
     public let outputDimension: Int
     public let activation: ActivationFunction
-    let weight: FloatBuffer
-    let bias: FloatBuffer?
+    /// (out × in), row-major, and the optional bias (out): what training copies into its parameters.
+    public let weight: FloatBuffer
+    public let bias: FloatBuffer?
 
     public init(weight: FloatBuffer, bias: FloatBuffer?, inputDimension: Int, outputDimension: Int,
                 activation: ActivationFunction) {

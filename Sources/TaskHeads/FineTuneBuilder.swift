@@ -60,7 +60,7 @@ public enum FineTuneBuilder {
     /// The tokenizer the run trains with and the directory whose tokenizer files the export copies: the
     /// source's own, or `given`'s after checking that its vocabulary is the source's, id for id. Checked
     /// before any training, so a GGUF source without a usable tokenizer fails in seconds.
-    static func exportTokenizer(encoder: TextEncoder, given: URL?) throws -> (GemmaTokenizer, URL) {
+    public static func exportTokenizer(encoder: TextEncoder, given: URL?) throws -> (GemmaTokenizer, URL) {
         guard let given else {
             guard let own = encoder.source.tokenizerDirectory,
                   FileManager.default.fileExists(atPath: own.appendingPathComponent("tokenizer.json").path) else {

@@ -26,6 +26,14 @@ public struct FineTuneStep: Sendable {
     public var epoch: Int
     public var loss: Double
     public var tokensPerSecond: Double
+
+    public init(step: Int, totalSteps: Int, epoch: Int, loss: Double, tokensPerSecond: Double) {
+        self.step = step
+        self.totalSteps = totalSteps
+        self.epoch = epoch
+        self.loss = loss
+        self.tokensPerSecond = tokensPerSecond
+    }
 }
 
 public struct FineTuneResult: Sendable {
@@ -365,7 +373,7 @@ public final class EncoderFineTuner {
 }
 
 /// A per-step seed: SplitMix of the run's seed and the step.
-func mixSeed(_ seed: UInt64, _ step: UInt64) -> UInt64 {
+public func mixSeed(_ seed: UInt64, _ step: UInt64) -> UInt64 {
     var g = SeededGenerator(seed: seed ^ (step &* 0x9E37_79B9_7F4A_7C15))
     return g.next()
 }
