@@ -29,9 +29,13 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var fields: LabeledFieldOptions
     @OptionGroup(title: "Fine-tuning the encoder") var finetune: FineTuneFlags
+    @OptionGroup(title: "Training a bi-encoder (--task embedding)") var contrastive: ContrastiveFlags
 
-    @Option(help: "classification, regression or rerank.")
-    var task: HeadTask
+    @Option(help: "classification, regression, rerank, or embedding (a bi-encoder trained with a contrastive loss).")
+    var task: TrainTask
+
+    /// The head's task (classification, regression, rerank); embedding trains no head.
+    var headTask: HeadTask { HeadTask(rawValue: task.rawValue) ?? .classification }
 
     @Option(help: "Training rows (JSON Lines).")
     var data: String
@@ -155,15 +159,16 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        if task == .embedding { return try trainEmbedding() }
         if task == .rerank {
             if isFineTuning { fail("--finetune trains classification and regression encoders; reranker fine-tuning is not available yet") }
             return try trainReranker()
         }
         do {
-            let train = try LabeledData(path: data, task: task, textField: fields.textField, labelField: fields.labelField)
-            let validation = try valid.map { try LabeledData(path: $0, task: task, textField: fields.textField, labelField: fields.labelField) }
+            let train = try LabeledData(path: data, task: headTask, textField: fields.textField, labelField: fields.labelField)
+            let validation = try valid.map { try LabeledData(path: $0, task: headTask, textField: fields.textField, labelField: fields.labelField) }
             let encoder = try model.load()
-            var plan = HeadTrainingPlan(task: task, pooling: pooling)
+            var plan = HeadTrainingPlan(task: headTask, pooling: pooling)
             plan.attentionHeads = attentionHeads
             plan.hiddenSize = hidden
             plan.dropout = dropout ?? plan.dropout
@@ -171,7 +176,7 @@ struct TrainCommand: ParsableCommand {
             plan.balanced = balanced
             plan.validFraction = validFraction
             plan.attention = attention
-            plan.prompt = try prompt.resolve(encoder, default: task.defaultPromptName)
+            plan.prompt = try prompt.resolve(encoder, default: headTask.defaultPromptName)
             plan.options = trainingOptions
             if isFineTuning { return try fineTune(encoder: encoder, train: train, valid: validation, plan: plan) }
 
@@ -203,6 +208,30 @@ struct TrainCommand: ParsableCommand {
 extension TrainCommand {
     /// The encoder and the head trained together; checkpoints go to OUT.checkpoint.
     private func fineTune(encoder: TextEncoder, train: LabeledData, valid: LabeledData?, plan: HeadTrainingPlan) throws {
+        let options = try fineTuneOptions()
+        var run = FineTuneBuilder.Run(plan: plan, options: options)
+        run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
+        run.resume = finetune.resume
+        run.saveAdapter = finetune.saveAdapter
+        run.tokenizerDirectory = try tokenizerDirectory()
+        let progress = StepProgress()
+        let head = try FlagHints.validation(data: data) { try FineTuneBuilder.train(
+            encoder: encoder, modelName: model.model, train: train, valid: valid, run: run, out: URL(fileURLWithPath: out),
+            onStep: progress.update,
+            onEpoch: { report in
+                progress.finish()
+                note(epochLine(report, of: options.epochs))
+            }) }
+        progress.finish()
+        let summary = head.config.fineTuning!
+        let best = summary.epochs[summary.bestEpoch - 1]
+        note("wrote \(out): \(task.rawValue) with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, "
+             + "best epoch \(summary.bestEpoch) (valid loss \(String(format: "%.4f", best.validLoss))"
+             + (best.validAccuracy.map { String(format: ", accuracy %.4f", $0) } ?? "") + "); encoder in \(out)/encoder")
+    }
+
+    /// FineTuneOptions from the flags (classification, regression and embedding runs share them).
+    func fineTuneOptions() throws -> FineTuneOptions {
         var options = FineTuneOptions()
         options.scope = try finetune.scope()
         options.trainEmbeddings = finetune.trainEmbeddings
@@ -223,30 +252,17 @@ extension TrainCommand {
         options.checkpointEvery = finetune.checkpointEvery
         options.activationCheckpointing = finetune.activationCheckpointing
         options.attention = attention
-        var run = FineTuneBuilder.Run(plan: plan, options: options)
-        run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
-        run.resume = finetune.resume
-        run.saveAdapter = finetune.saveAdapter
-        run.tokenizerDirectory = try finetune.tokenizer.map { name in
+        return options
+    }
+
+    /// --tokenizer's directory (a GGUF source's tokenizer files for the export).
+    func tokenizerDirectory() throws -> URL? {
+        try finetune.tokenizer.map { name in
             guard let directory = try ModelStore().source(name).tokenizerDirectory else {
                 throw ValidationError("--tokenizer \(name): a GGUF file has no tokenizer.json; name a model directory")
             }
             return directory
         }
-        let progress = StepProgress()
-        let head = try FlagHints.validation(data: data) { try FineTuneBuilder.train(
-            encoder: encoder, modelName: model.model, train: train, valid: valid, run: run, out: URL(fileURLWithPath: out),
-            onStep: progress.update,
-            onEpoch: { report in
-                progress.finish()
-                note(epochLine(report, of: options.epochs))
-            }) }
-        progress.finish()
-        let summary = head.config.fineTuning!
-        let best = summary.epochs[summary.bestEpoch - 1]
-        note("wrote \(out): \(task.rawValue) with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, "
-             + "best epoch \(summary.bestEpoch) (valid loss \(String(format: "%.4f", best.validLoss))"
-             + (best.validAccuracy.map { String(format: ", accuracy %.4f", $0) } ?? "") + "); encoder in \(out)/encoder")
     }
 
     /// One epoch's (or, for the exact linear fit, one L2 value's) report line (classification and regression runs).

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import GemmaEncoder
+import GemmaTraining
+import RetrieverTraining
+import TaskHeads
+
+/// What `train` trains: a head (classification, regression, rerank) or the encoder as a bi-encoder.
+enum TrainTask: String, ExpressibleByArgument, CaseIterable {
+    case classification, regression, rerank, embedding
+}
+
+/// `train --task embedding`'s own flags; the encoder's (scope, rate, dropout, schedule) are FineTuneFlags.
+struct ContrastiveFlags: ParsableArguments {
+    @Option(help: "Embedding: multiplies cosines before the softmax (1 / temperature).")
+    var scale: Double = 20
+
+    @Flag(help: "Embedding: add the positives-to-anchors direction to the multiple-negatives loss (averaged).")
+    var symmetric = false
+
+    @Option(help: "Embedding: Matryoshka dimensions, comma-separated (e.g. 768,512,256,128): the loss summed over each leading slice.")
+    var matryoshka: String?
+
+    @Option(name: .customLong("mini-batch-size"), help: "Embedding: texts per forward pass; a larger --batch-size is gradient-cached (same gradients, memory of one mini-batch).")
+    var miniBatchSize: Int?
+
+    @Option(name: .customLong("query-prompt"), help: "Embedding: the model prompt for queries and anchors (default: its 'query' prompt, if it has one).")
+    var queryPrompt: String?
+
+    @Option(name: .customLong("document-prompt"), help: "Embedding: the model prompt for positives, negatives and scored pairs (default: its 'document' prompt, if any).")
+    var documentPrompt: String?
+
+    func dimensions() throws -> [Int] {
+        guard let matryoshka else { return [] }
+        let values = matryoshka.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            throw ValidationError("--matryoshka takes positive dimensions separated by commas, e.g. 768,512,256,128")
+        }
+        return values.map { $0! }
+    }
+}
+
+extension TrainCommand {
+    /// A bi-encoder: the encoder and its pipeline fine-tuned with a contrastive loss, written as a
+    /// sentence-transformers directory at --out.
+    func trainEmbedding() throws {
+        do {
+            if poolingOption?.isLearned == true { fail("an embedding model pools without learned parameters: --pooling mean, first, last, …") }
+            let train = try ContrastiveData.read(path: data)
+            let validation = try valid.map(ContrastiveData.read)
+            let encoder = try model.load()
+            var options = EmbeddingTrainingOptions()
+            options.encoder = try fineTuneOptions()
+            if finetune.finetune == "none" { options.encoder.scope = .all }
+            options.encoder.epochs = epochs ?? 1
+            options.encoder.batchSize = batchSize ?? 32
+            options.loss = ContrastiveLoss(scale: contrastive.scale, symmetric: contrastive.symmetric,
+                                           matryoshkaDimensions: try contrastive.dimensions())
+            options.miniBatchSize = contrastive.miniBatchSize
+            var run = EmbeddingBuilder.Run(options: options)
+            func named(_ given: String?, _ fallback: String) throws -> String? {
+                if prompt.noPrompt { return nil }
+                if let given { return try encoder.prompt(named: given) }
+                return encoder.prompts[fallback]
+            }
+            run.queryPrompt = try named(contrastive.queryPrompt, "query")
+            run.documentPrompt = try named(contrastive.documentPrompt, "document")
+            run.pooling = poolingOption
+            run.saveAdapter = finetune.saveAdapter
+            run.tokenizerDirectory = try tokenizerDirectory()
+            let progress = StepProgress()
+            let summary = try EmbeddingBuilder.train(
+                encoder: encoder, modelName: model.model, train: train, valid: validation, run: run, out: URL(fileURLWithPath: out),
+                onStep: progress.update,
+                onEpoch: { report in
+                    progress.finish()
+                    note(String(format: "epoch %d/%d  train loss %.4f", report.epoch, options.encoder.epochs, report.trainLoss)
+                         + (report.validLoss.map { String(format: "  valid loss %.4f", $0) } ?? "")
+                         + String(format: "  (%.1f s)", report.seconds))
+                })
+            progress.finish()
+            note("wrote \(out): a sentence-transformers model (\(summary.options.loss.kind.rawValue) loss, encoder \(summary.options.encoder.scope)"
+                 + (summary.validRows != nil ? ", best epoch \(summary.bestEpoch)" : "") + "); embed, index build and serve take it as --model")
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            fail(error)
+        }
+    }
+}

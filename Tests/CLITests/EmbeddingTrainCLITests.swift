@@ -1,0 +1,102 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `train --task embedding` as a user runs it on the tiny checkpoint: rows mined from an index, a
+/// sentence-transformers directory out, and the tools (`embed`, `index build`, `search`) taking it as --model.
+final class EmbeddingTrainCLITests: XCTestCase {
+    var dir: URL!
+    var model: String!
+
+    override func setUpWithError() throws {
+        dir = try temporaryDirectory("embedding-cli")
+        model = try tinyEncoderDirectory(in: dir).path
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func write(_ name: String, _ text: String) throws -> String {
+        let url = dir.appendingPathComponent(name)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    /// Corpus, queries (each package's title, relevant: itself) and an index over the corpus.
+    func minedPairs() throws -> (corpus: String, pairs: String) {
+        let lines = try debianCorpusLines(40)
+        let corpus = try write("corpus.jsonl", lines.joined(separator: "\n"))
+        let queries = try write("queries.jsonl", try lines.prefix(32).map { line -> String in
+            let row = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let title = try XCTUnwrap((row["metadata"] as? [String: Any])?["title"] as? String)
+            let object: [String: Any] = ["id": try XCTUnwrap(row["id"]), "text": title, "relevant": [try XCTUnwrap(row["id"])]]
+            return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        }.joined(separator: "\n"))
+        let index = dir.appendingPathComponent("index").path
+        XCTAssertEqual(try Tool.run(["index", "build", "--index", index, "--corpus", corpus, "--model", model]).status, 0)
+        let pairs = dir.appendingPathComponent("pairs.jsonl").path
+        let m = try Tool.run(["mine-negatives", "--index", index, "--queries", queries, "--output", pairs, "--negatives", "2"])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        return (corpus, pairs)
+    }
+
+    func testTrainedBiEncoderIsAModelEveryToolOpens() throws {
+        let (corpus, pairs) = try minedPairs()
+        let out = dir.appendingPathComponent("bi-encoder").path
+        let t = try Tool.run(["train", "--task", "embedding", "--data", pairs, "--valid", pairs, "--model", model, "--epochs", "2",
+                              "--batch-size", "8", "--mini-batch-size", "5", "--encoder-lr", "1e-3", "--matryoshka", "64,32",
+                              "--max-length", "64", "--out", out])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stderr.contains("epoch 2/2"), t.stderr)
+        XCTAssertTrue(t.stderr.contains("a sentence-transformers model (mnrl loss"), t.stderr)
+        let modules = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/modules.json"))) as? [[String: Any]]
+        XCTAssertEqual(modules?.compactMap { $0["type"] as? String },
+                       ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+                        "sentence_transformers.models.Normalize"])
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/gemma_encoder_training.json"))) as? [String: Any]
+        XCTAssertEqual((record?["epochs"] as? [Any])?.count, 2)
+
+        let tuned = try Tool.run(["embed", "--model", out, "--text", "text editor"])
+        let base = try Tool.run(["embed", "--model", model, "--text", "text editor"])
+        XCTAssertEqual(tuned.status, 0, tuned.stderr)
+        XCTAssertNotEqual(tuned.stdout, base.stdout, "training changed the encoder")
+
+        let index = dir.appendingPathComponent("tuned-index").path
+        let b = try Tool.run(["index", "build", "--index", index, "--corpus", corpus, "--model", out])
+        XCTAssertEqual(b.status, 0, b.stderr)
+        let s = try Tool.run(["search", "--index", index, "-k", "3", "--json", "text editor"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+    }
+
+    func testLoRAAdapterAndScoredPairs() throws {
+        let (_, pairs) = try minedPairs()
+        let out = dir.appendingPathComponent("lora").path
+        let t = try Tool.run(["train", "--task", "embedding", "--data", pairs, "--model", model, "--finetune", "lora:4",
+                              "--save-adapter", "--batch-size", "8", "--out", out])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/adapter/adapter_config.json"))
+
+        let scored = try write("scored.jsonl", (0..<12).map { i in
+            #"{"sentence1": "a cat \#(i)", "sentence2": "a dog \#(i % 4)", "score": \#(Double(i % 4) / 3)}"#
+        }.joined(separator: "\n"))
+        let c = try Tool.run(["train", "--task", "embedding", "--data", scored, "--model", model, "--batch-size", "6",
+                              "--out", dir.appendingPathComponent("cosent").path])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertTrue(c.stderr.contains("(cosent loss"), c.stderr)
+    }
+
+    func testBadRowsNameTheirLine() throws {
+        let rows = try write("bad.jsonl", #"{"query": "a", "positive": "b"}"# + "\n" + #"{"query": "c"}"#)
+        let t = try Tool.run(["train", "--task", "embedding", "--data", rows, "--model", model, "--out", dir.appendingPathComponent("x").path])
+        XCTAssertNotEqual(t.status, 0)
+        XCTAssertTrue(t.stderr.contains("bad.jsonl:2: missing or non-string field \"positive\""), t.stderr)
+        let mixed = try write("mixed.jsonl", #"{"query": "a", "positive": "b"}"# + "\n" + #"{"sentence1": "c", "sentence2": "d", "score": 1}"#)
+        let m = try Tool.run(["train", "--task", "embedding", "--data", mixed, "--model", model, "--out", dir.appendingPathComponent("x").path])
+        XCTAssertTrue(m.stderr.contains("mixed.jsonl:2: mixes"), m.stderr)
+        let good = try write("good.jsonl", #"{"query": "a", "positive": "b"}"# + "\n" + #"{"query": "c", "positive": "d"}"#)
+        let wide = try Tool.run(["train", "--task", "embedding", "--data", good, "--model", model, "--matryoshka", "64,999",
+                                 "--out", dir.appendingPathComponent("x").path])
+        XCTAssertNotEqual(wide.status, 0)
+        XCTAssertTrue(wide.stderr.contains("Matryoshka dimension 999 must be between 1 and the embedding's 64"), wide.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("x").path), "nothing written on an error")
+    }
+}
