@@ -57,7 +57,7 @@ let package = Package(
         // FAISS vector index and SQLite document store (FTS5 keyword search).
         .target(name: "VectorSearch", dependencies: ["CFaissShim", "CSQLite", "AtomicFiles"]),
         // Index directories: manifest, resumable builds, vector / keyword / hybrid search.
-        .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "ModelFormats", "VectorSearch", "AtomicFiles"]),
+        .target(name: "DocumentIndex", dependencies: ["GemmaEncoder", "ModelFormats", "VectorSearch", "AtomicFiles", "EncoderKernels"]),
         // Task heads: head network (pooling from GemmaEncoder), dropout, MLP, training on a frozen encoder (exact
         // L-BFGS fits of linear heads, in double precision through CBLAS; AdamW otherwise) or a fine-tuned one, metrics, reranker.
         .target(name: "TaskHeads", dependencies: ["GemmaEncoder", "GemmaTraining", "GemmaModel", "GemmaTokenizer", "ModelFormats",

@@ -85,11 +85,17 @@ struct RerankCommand: ParsableCommand {
 struct MineNegativesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mine-negatives",
-        abstract: "Build reranker training rows from an index's top results (hard negatives).",
+        abstract: "Build training rows from an index's top results (hard negatives), as sentence-transformers' miner does.",
         discussion: """
         Queries: {"id", "text", "relevant": [document ids]} rows. Output: {"id", "query", "positive", "negatives": […]} \
-        rows, the positive being the first relevant document's text, the negatives the best-ranked documents that are \
-        not relevant.
+        rows (what `train --task rerank` and `train --task embedding` read), the positive being the first relevant \
+        document's text, the negatives chosen among the best-ranked documents that are not relevant: ranks \
+        --range-min ..< --range-max of them, scored by the cosine of the stored vectors (or by --cross-encoder), \
+        kept if they pass the score bounds and margins, then the first (--sampling top) or a seeded random choice \
+        (random) of --num-negatives. A margin keeps near-duplicates of the positive, which are often unlabelled \
+        positives, out of the negatives.
+        Example: gemma-encoder mine-negatives --index indexes/debian --queries corpora/debian-retrieval-train.jsonl \
+        --output pairs.jsonl --num-negatives 3 --range-min 2 --relative-margin 0.05
         """)
 
     @Option(help: "The index directory.")
@@ -103,36 +109,87 @@ struct MineNegativesCommand: ParsableCommand {
     @Option(help: "Output JSON Lines file.")
     var output: String
 
-    @Option(help: "Hard negatives per query.")
+    @Option(name: [.customLong("num-negatives"), .customLong("negatives")], help: "Hard negatives per query.")
     var negatives = 7
 
-    @Option(help: "Skip this many top non-relevant results first (near-duplicates of the positive).")
-    var skip = 0
+    @Option(name: [.customLong("range-min"), .customLong("skip")], help: "Skip this many top non-relevant results first (near-duplicates of the positive).")
+    var rangeMin = 0
 
-    @Option(help: "Which search finds the negatives: vector, keyword or hybrid.")
+    @Option(name: .customLong("range-max"), help: "Consider only this many top non-relevant results (default: range-min + 10 × negatives, at least 50).")
+    var rangeMax: Int?
+
+    @Option(name: .customLong("absolute-margin"), help: "Keep a negative only if its score ≤ the positive's − this.")
+    var absoluteMargin: Double?
+
+    @Option(name: .customLong("relative-margin"), help: "Keep a negative only if its score ≤ the positive's × (1 − this).")
+    var relativeMargin: Double?
+
+    @Option(name: .customLong("max-score"), help: "Keep a negative only if its score ≤ this.")
+    var maxScore: Double?
+
+    @Option(name: .customLong("min-score"), help: "Keep a negative only if its score ≥ this.")
+    var minScore: Double?
+
+    @Option(help: "top (the best-ranked that pass) or random (a seeded choice among all that pass).")
+    var sampling: NegativeMining.Sampling = .top
+
+    @Option(help: "Seed of random sampling.")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("cross-encoder"), help: "A reranker directory (train --task rerank) that rescores the positive and the candidates; bounds and margins then apply to its scores.")
+    var crossEncoder: String?
+
+    @Flag(name: .customLong("output-scores"), help: "Also write positive_score and negative_scores.")
+    var outputScores = false
+
+    @Option(help: "Which search finds the candidates: vector, keyword or hybrid.")
     var mode: SearchMode = .vector
 
+    var options: NegativeMining.Options {
+        var o = NegativeMining.Options()
+        o.negatives = negatives
+        o.rangeMin = rangeMin
+        o.rangeMax = rangeMax
+        o.absoluteMargin = absoluteMargin
+        o.relativeMargin = relativeMargin
+        o.maxScore = maxScore
+        o.minScore = minScore
+        o.sampling = sampling
+        o.seed = seed
+        o.mode = mode
+        return o
+    }
+
     func validate() throws {
-        if negatives <= 0 || skip < 0 { throw ValidationError("--negatives must be positive and --skip not negative") }
+        do { try options.validate() } catch { throw ValidationError("\(error)") }
     }
 
     func run() throws {
         do {
             let searchIndex = try model.open(index)
-            let rows = try NegativeMining.mine(searchIndex, queries: try RetrievalQuery.read(path: queries),
-                                               negatives: negatives, mode: mode, skip: skip)
+            let rescorer = try crossEncoder.map { try RerankerOptions(reranker: $0).load() }
+            let rows = try NegativeMining.mine(searchIndex, queries: try RetrievalQuery.read(path: queries), options: options,
+                                               rescorer: rescorer)
             let out = try AtomicOutput(path: output)
             for row in rows {
-                let object: [String: Any] = ["id": row.queryID, "query": row.query, "positive": row.positive, "negatives": row.negatives]
+                var object: [String: Any] = ["id": row.queryID, "query": row.query, "positive": row.positive, "negatives": row.negatives]
+                if outputScores {
+                    object["positive_score"] = row.positiveScore
+                    object["negative_scores"] = row.negativeScores
+                }
                 out.write(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n")
             }
             try out.commit()
-            note("\(output): \(rows.count) rows, \(rows.map(\.negatives.count).min() ?? 0)–\(rows.map(\.negatives.count).max() ?? 0) negatives each")
+            let short = rows.filter { $0.negatives.count < negatives }.count
+            note("\(output): \(rows.count) rows, \(rows.map(\.negatives.count).min() ?? 0)–\(rows.map(\.negatives.count).max() ?? 0) negatives each"
+                 + (short > 0 ? "; \(short) row(s) found fewer than \(negatives) that pass the filters (raise --range-max or loosen the margins)" : ""))
         } catch {
             fail(error)
         }
     }
 }
+
+extension NegativeMining.Sampling: ExpressibleByArgument {}
 
 struct EvalRetrievalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -34,8 +34,14 @@ final class EmbeddingTrainCLITests: XCTestCase {
         let index = dir.appendingPathComponent("index").path
         XCTAssertEqual(try Tool.run(["index", "build", "--index", index, "--corpus", corpus, "--model", model]).status, 0)
         let pairs = dir.appendingPathComponent("pairs.jsonl").path
-        let m = try Tool.run(["mine-negatives", "--index", index, "--queries", queries, "--output", pairs, "--negatives", "2"])
+        let m = try Tool.run(["mine-negatives", "--index", index, "--queries", queries, "--output", pairs, "--num-negatives", "2",
+                              "--range-min", "1", "--relative-margin", "0.01", "--sampling", "random", "--output-scores"])
         XCTAssertEqual(m.status, 0, m.stderr)
+        let first = try JSONSerialization.jsonObject(with: Data(try String(contentsOfFile: pairs, encoding: .utf8).split(separator: "\n")[0].utf8)) as? [String: Any]
+        let positive = try XCTUnwrap(first?["positive_score"] as? Double)
+        let scores = try XCTUnwrap(first?["negative_scores"] as? [Double])
+        XCTAssertEqual(scores.count, 2)
+        XCTAssertTrue(scores.allSatisfy { $0 <= positive * 0.99 }, "\(scores) vs \(positive)")
         return (corpus, pairs)
     }
 

@@ -135,4 +135,72 @@ final class RetrievalTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("relevant document no-such-package is not in the index"), "\($0)")
         }
     }
+
+    /// sentence-transformers' miner controls: the rank window, margins below the positive's score, score
+    /// bounds, random sampling, and a cross-encoder whose scores replace the cosines.
+    func testMiningControls() throws {
+        let (index, queries, _) = try tinyIndex()
+        var wide = NegativeMining.Options()
+        wide.negatives = 40
+        let all = try NegativeMining.mine(index, queries: queries, options: wide)
+        for row in all {
+            XCTAssertEqual(row.negativeScores, row.negativeScores.sorted(by: >), "top sampling keeps rank order")
+            XCTAssertEqual(row.negatives.count, 39, "every other document of the 40")
+        }
+        var skip = NegativeMining.Options()
+        skip.negatives = 3
+        skip.rangeMin = 2
+        for (row, full) in zip(try NegativeMining.mine(index, queries: queries, options: skip), all) {
+            XCTAssertEqual(row.negatives, Array(full.negatives[2..<5]))
+        }
+        var margin = NegativeMining.Options()
+        margin.negatives = 40
+        margin.absoluteMargin = 0.05
+        margin.maxScore = 0.99
+        var relative = margin
+        relative.absoluteMargin = nil
+        relative.relativeMargin = 0.1
+        for (options, bound) in [(margin, { (p: Double) in p - 0.05 }), (relative, { (p: Double) in p * 0.9 })] {
+            let rows = try NegativeMining.mine(index, queries: queries, options: options)
+            var removed = 0
+            for (row, full) in zip(rows, all) {
+                XCTAssertTrue(row.negativeScores.allSatisfy { $0 <= bound(row.positiveScore) && $0 <= 0.99 })
+                // Exactly the candidates above the bound are gone, the rest kept in order.
+                let kept = zip(full.negatives, full.negativeScores).filter { $0.1 <= bound(full.positiveScore) && $0.1 <= 0.99 }.map(\.0)
+                XCTAssertTrue(row.negatives == kept, "\(row.queryID): \(row.negatives.count) kept, \(kept.count) expected")
+                removed += full.negatives.count - row.negatives.count
+            }
+            XCTAssertGreaterThan(removed, 0, "the margin removed candidates on this index")
+        }
+        var random = NegativeMining.Options()
+        random.negatives = 4
+        random.sampling = .random
+        random.seed = 9
+        let sampled = try NegativeMining.mine(index, queries: queries, options: random)
+        XCTAssertEqual(sampled, try NegativeMining.mine(index, queries: queries, options: random), "seeded")
+        XCTAssertNotEqual(sampled.map(\.negatives), all.map { Array($0.negatives.prefix(4)) })
+        for (row, full) in zip(sampled, all) { XCTAssertTrue(Set(row.negatives).isSubset(of: full.negatives)) }
+
+        // A cross-encoder that scores by text length: candidates re-ranked by it, the margin on its scores.
+        struct Length: PairScorer {
+            var fusedSimilarity: FusedSimilarity? { nil }
+            func rerankScores(query: String, documents: [String], similarity: [Float]?) throws -> RerankScores {
+                RerankScores(final: documents.map { Float($0.count) })
+            }
+        }
+        var rescored = NegativeMining.Options()
+        rescored.negatives = 5
+        rescored.absoluteMargin = 1
+        for row in try NegativeMining.mine(index, queries: queries, options: rescored, rescorer: Length()) {
+            XCTAssertEqual(row.positiveScore, Double(row.positive.count))
+            XCTAssertEqual(row.negativeScores, row.negatives.map { Double($0.count) })
+            XCTAssertEqual(row.negativeScores, row.negativeScores.sorted(by: >))
+            XCTAssertTrue(row.negatives.allSatisfy { $0.count < row.positive.count })
+        }
+        var bad = NegativeMining.Options()
+        bad.relativeMargin = 1.5
+        XCTAssertThrowsError(try NegativeMining.mine(index, queries: queries, options: bad)) {
+            XCTAssertTrue("\($0)".contains("relative margin must be below 1"), "\($0)")
+        }
+    }
 }
