@@ -30,15 +30,26 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
     /// Keep only each layer's input and recompute the rest in the backward (bounded memory on long inputs).
     public var activationCheckpointing = false
     public var attention: AttentionMode = .bidirectional
+    /// How the head starts. Optional so that runs recorded before the choice existed decode (as `.random`,
+    /// what they did).
+    public var headInit: HeadInit? = .probe
 
     public init() {}
+
+    /// `.probe`: the exact L2 linear fit on the frozen encoder's states, then everything fine-tunes from there
+    /// (linear probing then fine-tuning, Kumar et al. 2022: a random head's first large gradients are
+    /// back-propagated into the pretrained encoder and distort its features before the head is any good).
+    /// Used for linear heads on fixed pooling; other heads start random.
+    public enum HeadInit: String, Codable, Sendable, CaseIterable {
+        case probe, random
+    }
 
     enum CodingKeys: String, CodingKey {
         case scope, trainEmbeddings = "train_embeddings", epochs, encoderLearningRate = "encoder_learning_rate"
         case headLearningRate = "head_learning_rate", batchSize = "batch_size", accumulation, weightDecay = "weight_decay"
         case warmupFraction = "warmup_fraction", decay, clipNorm = "clip_norm", dropout, maxLength = "max_length"
         case lengthGrouped = "length_grouped", patience, seed, checkpointEvery = "checkpoint_every"
-        case activationCheckpointing = "activation_checkpointing", attention
+        case activationCheckpointing = "activation_checkpointing", attention, headInit = "head_init"
     }
 
     public func validate() throws(TrainingError) {

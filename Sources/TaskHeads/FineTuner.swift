@@ -164,6 +164,9 @@ public final class EncoderFineTuner {
             state = try restore(from: checkpoint)
         }
         let trainPrefixes = try frozenPrefixes(train), validPrefixes = try frozenPrefixes(valid)
+        if state.step == 0, options.headInit == .probe, LinearHeadFit.accepts(network.architecture, train.targets) {
+            try probeHead(train: train, valid: valid, trainPrefixes: trainPrefixes, validPrefixes: validPrefixes)
+        }
         var stepsRun = 0
         epochs: for epoch in state.epoch...options.epochs {
             let epochStart = Date()
@@ -208,6 +211,17 @@ public final class EncoderFineTuner {
         }
         if let best = state.best, stopAfter == nil || stepsRun < stopAfter! { restoreSnapshot(best) }
         return FineTuneResult(network: network, epochs: state.reports, bestEpoch: state.bestEpoch, stepsRun: stepsRun)
+    }
+
+    /// Replaces the random head by the exact L2 linear fit on the encoder's current states (λ chosen on the
+    /// validation rows), the starting point of linear probing then fine-tuning.
+    func probeHead(train: FineTuneData, valid: FineTuneData, trainPrefixes: [Tensor]?, validPrefixes: [Tensor]?) throws {
+        var fit = TrainingOptions()
+        fit.solver = .lbfgs
+        let result = try LinearHeadFit.train(architecture: network.architecture, train: try states(train, prefixes: trainPrefixes),
+                                             trainTargets: train.targets, valid: try states(valid, prefixes: validPrefixes),
+                                             validTargets: valid.targets, options: fit, onStep: nil, onEpoch: nil)
+        network.parameters = result.network.parameters
     }
 
     /// One optimizer step over its micro-batches (indices into `train`; `prefixes` is top:K's cache, or nil

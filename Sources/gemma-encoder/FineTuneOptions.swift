@@ -23,6 +23,9 @@ struct FineTuneFlags: ParsableArguments {
     @Option(name: .customLong("encoder-lr"), help: "Peak learning rate of the encoder (the head's is --lr).")
     var encoderLearningRate: Float = 2e-5
 
+    @Option(name: .customLong("head-init"), help: "How a linear head starts: probe (the exact linear fit on the frozen encoder first, then everything fine-tunes: linear probing then fine-tuning) or random.")
+    var headInit: FineTuneOptions.HeadInit = .probe
+
     @Option(name: .customLong("attention-dropout"), help: "Encoder dropout on the attention weights while fine-tuning.")
     var attentionDropout: Float = 0
 
@@ -100,3 +103,5 @@ final class StepProgress: @unchecked Sendable {
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 }
+
+extension FineTuneOptions.HeadInit: ExpressibleByArgument {}

@@ -252,6 +252,7 @@ extension TrainCommand {
         options.checkpointEvery = finetune.checkpointEvery
         options.activationCheckpointing = finetune.activationCheckpointing
         options.attention = attention
+        options.headInit = finetune.headInit
         return options
     }
 

@@ -58,6 +58,29 @@ final class FineTunerTests: XCTestCase {
         XCTAssertGreaterThan(tunedAccuracy, frozenAccuracy, "fine-tuned \(full.epochs) vs frozen \(head.epochs)")
     }
 
+    /// Linear probing then fine-tuning: before the first step, a linear head is the exact L2 fit on the frozen
+    /// encoder's states (the frozen default head), far better than the random start it replaces.
+    func testHeadStartsFromTheLinearProbe() throws {
+        let train = task(count: 96, seed: 1), valid = task(count: 48, seed: 2)
+        let linear = HeadArchitecture(inputDimension: 64, outputs: 3, pooling: .mean, hiddenSize: nil, dropout: 0.1)
+        func start(_ headInit: FineTuneOptions.HeadInit) throws -> (EncoderFineTuner, Double) {
+            var o = options
+            o.headInit = headInit
+            let tuner = try EncoderFineTuner(model: try trainableTiny("gemma3", scope: .none, embeddings: false), architecture: linear,
+                                             options: o, threads: 2)
+            let result = try tuner.run(train: train, valid: valid, stopAfter: 0)
+            return (tuner, HeadTrainer.evaluate(result.network, try tuner.states(valid), valid.targets).loss)
+        }
+        let (probed, probeLoss) = try start(.probe)
+        let (_, randomLoss) = try start(.random)
+        XCTAssertLessThan(probeLoss, randomLoss - 0.05, "probe \(probeLoss), random \(randomLoss)")
+        var fit = TrainingOptions()
+        fit.solver = .lbfgs
+        let exact = try HeadTrainer.train(architecture: linear, train: try probed.states(train), trainTargets: train.targets,
+                                          valid: try probed.states(valid), validTargets: valid.targets, options: fit)
+        XCTAssertEqual(probed.network.parameters, exact.network.parameters)
+    }
+
     func testSameSeedSameResult() throws {
         let train = task(count: 40, seed: 1), valid = task(count: 16, seed: 2)
         var o = options
