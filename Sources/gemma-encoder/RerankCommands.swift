@@ -194,7 +194,7 @@ extension NegativeMining.Sampling: ExpressibleByArgument {}
 struct EvalRetrievalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval-retrieval",
-        abstract: "nDCG@10, MRR@10 and Recall@100 of vector, keyword, hybrid and reranked search over labelled queries.",
+        abstract: "nDCG@10, MRR@10, Recall@k and MAP of vector, keyword, hybrid and reranked search over labelled queries.",
         discussion: """
         Queries: {"id", "text", "relevant": [document ids]} rows. "reranked" re-scores the first --candidates vector \
         results with --rerank and keeps the rest of the top 100 after them.
@@ -214,8 +214,11 @@ struct EvalRetrievalCommand: ParsableCommand {
     @Option(help: "First-stage results the reranker re-scores.")
     var candidates = 50
 
-    @Flag(help: "Print one JSON object {mode: {\"ndcg@10\", \"mrr@10\", \"recall@100\"}}.")
+    @Flag(help: "Print one JSON object {mode: {\"ndcg@10\", \"mrr@10\", \"recall@1\" … \"recall@100\", \"map@100\"}}.")
     var json = false
+
+    @Option(name: .customLong("per-query"), help: "Also write each query's metrics per mode to this JSON Lines file ({\"id\", \"mode\", metrics…}).")
+    var perQuery: String?
 
     func validate() throws {
         if candidates <= 0 { throw ValidationError("--candidates must be positive") }
@@ -227,18 +230,34 @@ struct EvalRetrievalCommand: ParsableCommand {
             let reranker = try rerank.map { try RerankerOptions(reranker: $0).load() }
             let rows = try RetrievalQuery.read(path: queries)
             let progress = Progress(total: reranker == nil ? 0 : rows.count, label: "reranking")
-            let metrics = try RetrievalEvaluation.evaluate(searchIndex, queries: rows, reranker: reranker, candidates: candidates,
-                                                           progress: { done, _ in progress.update(done) })
+            let each = try RetrievalEvaluation.evaluatePerQuery(searchIndex, queries: rows, reranker: reranker, candidates: candidates,
+                                                                progress: { done, _ in progress.update(done) })
             progress.finish()
+            let metrics = each.mapValues(RetrievalMetrics.mean)
+            if let perQuery {
+                let out = try AtomicOutput(path: perQuery)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                for mode in each.keys.sorted() {
+                    for (query, m) in zip(rows, each[mode]!) {
+                        var object = try JSONSerialization.jsonObject(with: try encoder.encode(m)) as! [String: Any]
+                        object["id"] = query.id
+                        object["mode"] = mode
+                        out.write(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n")
+                    }
+                }
+                try out.commit()
+            }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 print(String(decoding: try encoder.encode(metrics), as: UTF8.self))
             } else {
-                print("\(rows.count) queries\n" + "mode".padding(toLength: 19, withPad: " ", startingAt: 0) + "  nDCG@10   MRR@10  Recall@100")
+                print("\(rows.count) queries\n" + "mode".padding(toLength: 19, withPad: " ", startingAt: 0)
+                      + "  nDCG@10   MRR@10  Recall@1  Recall@10  Recall@100   MAP@100")
                 for mode in ["vector", "keyword", "hybrid", "reranked", "reranked_cross_only"] {
                     guard let m = metrics[mode] else { continue }
-                    print(mode.padding(toLength: 19, withPad: " ", startingAt: 0) + String(format: " %8.4f %8.4f %10.4f", m.ndcg10, m.mrr10, m.recall100))
+                    print(mode.padding(toLength: 19, withPad: " ", startingAt: 0) + String(format: " %8.4f %8.4f %9.4f %10.4f %11.4f %9.4f", m.ndcg10, m.mrr10, m.recall1, m.recall10, m.recall100, m.map100))
                 }
             }
         } catch {

@@ -40,6 +40,15 @@ final class RetrievalTests: XCTestCase {
         XCTAssertEqual(third.mrr10, 1.0 / 3, accuracy: 1e-12)
         XCTAssertEqual(third.recall100, 0.5)
         XCTAssertEqual(RetrievalMetrics.mean([m, late]).mrr10, 0.5)
+        // Recall@k and MAP: hits at ranks 1 and 3 of 2 relevant → AP (1/1 + 2/3) / 2; a miss counts 0.
+        XCTAssertEqual(m.recall1, 0.5)
+        XCTAssertEqual(m.recall5, 1)
+        XCTAssertEqual(m.map100, (1 + 2.0 / 3) / 2, accuracy: 1e-12)
+        XCTAssertEqual(third.map100, (1.0 / 3) / 2, accuracy: 1e-12)
+        XCTAssertEqual(late.recall10, 0)
+        XCTAssertEqual(late.recall20, 1)
+        XCTAssertEqual(late.map100, 1.0 / 11, accuracy: 1e-12)
+        XCTAssertEqual(RetrievalMetrics.mean([m, late]).map100, (m.map100 + late.map100) / 2, accuracy: 1e-12)
     }
 
     func testQueryRowsErrorsNameTheLine() throws {
