@@ -72,24 +72,30 @@ public final class EncoderFineTuner {
 
     // MARK: Batches
 
-    /// The batches of `epoch`: a seeded shuffle; with length grouping, pools of 50 batches sorted by length,
-    /// cut into batches, and the batches shuffled again (so no epoch runs shortest-first).
-    func batches(count: Int, lengths: [Int], epoch: Int) -> [[Int]] {
+    /// The batches of `epoch` (indices into the data): a seeded shuffle; with length grouping, pools of 50
+    /// batches sorted by length, cut into batches, and the batches shuffled again (so no epoch runs
+    /// shortest-first). Rerank groups (the positive and its negatives) stay whole and in order: the batch
+    /// size counts pairs, rounded down to whole groups (at least one).
+    func batches(count: Int, lengths: [Int], epoch: Int, unit: Int = 1) -> [[Int]] {
         var rng = SeededGenerator(seed: options.seed ^ (0xBA7C_4000 &+ UInt64(epoch)))
-        var order = Array(0..<count)
+        let units = count / unit
+        let unitLengths = (0..<units).map { u in (0..<unit).reduce(0) { $0 + lengths[u * unit + $1] } }
+        var order = Array(0..<units)
         order.shuffle(using: &rng)
-        let size = options.batchSize
-        guard options.lengthGrouped else {
-            return stride(from: 0, to: count, by: size).map { Array(order[$0..<min($0 + size, count)]) }
+        let size = max(1, options.batchSize / unit)
+        var result: [[Int]]
+        if options.lengthGrouped {
+            result = []
+            let pool = size * 50
+            for start in stride(from: 0, to: units, by: pool) {
+                let sorted = order[start..<min(start + pool, units)].sorted { unitLengths[$0] > unitLengths[$1] }
+                for b in stride(from: 0, to: sorted.count, by: size) { result.append(Array(sorted[b..<min(b + size, sorted.count)])) }
+            }
+            result.shuffle(using: &rng)
+        } else {
+            result = stride(from: 0, to: units, by: size).map { Array(order[$0..<min($0 + size, units)]) }
         }
-        var result: [[Int]] = []
-        let pool = size * 50
-        for start in stride(from: 0, to: count, by: pool) {
-            let sorted = order[start..<min(start + pool, count)].sorted { lengths[$0] > lengths[$1] }
-            for b in stride(from: 0, to: sorted.count, by: size) { result.append(Array(sorted[b..<min(b + size, sorted.count)])) }
-        }
-        result.shuffle(using: &rng)
-        return result
+        return unit == 1 ? result : result.map { batch in batch.flatMap { u in (u * unit)..<((u + 1) * unit) } }
     }
 
     // MARK: Encoding
@@ -150,8 +156,11 @@ public final class EncoderFineTuner {
                     stopAfter: Int? = nil, onStep: ((FineTuneStep) -> Void)? = nil,
                     onEpoch: ((EpochReport) -> Void)? = nil) throws -> FineTuneResult {
         guard train.count > 0, valid.count > 0 else { throw HeadError.invalidData("training and validation sets must not be empty") }
-        let lengths = train.sequences.map(\.count)
-        let stepsPerEpoch = (batches(count: train.count, lengths: lengths, epoch: 1).count + options.accumulation - 1)
+        let lengths = train.sequences.map(\.count), unit = train.targets.groupSize
+        guard train.count % unit == 0, valid.count % valid.targets.groupSize == 0 else {
+            throw HeadError.invalidData("rerank rows must come in whole groups of \(unit)")
+        }
+        let stepsPerEpoch = (batches(count: train.count, lengths: lengths, epoch: 1, unit: unit).count + options.accumulation - 1)
             / options.accumulation
         let totalSteps = stepsPerEpoch * options.epochs
         let warmup = Int((Float(totalSteps) * options.warmupFraction).rounded())
@@ -170,7 +179,7 @@ public final class EncoderFineTuner {
         var stepsRun = 0
         epochs: for epoch in state.epoch...options.epochs {
             let epochStart = Date()
-            let groups = batches(count: train.count, lengths: lengths, epoch: epoch)
+            let groups = batches(count: train.count, lengths: lengths, epoch: epoch, unit: unit)
             let steps = stride(from: 0, to: groups.count, by: options.accumulation).map {
                 Array(groups[$0..<min($0 + options.accumulation, groups.count)])
             }
@@ -399,7 +408,7 @@ extension Targets {
         case let .classes(labels, weights): .classes(items.map { labels[$0] }, weights: weights)
         case let .multiLabel(y): .multiLabel(items.flatMap { y[($0 * outputs)..<(($0 + 1) * outputs)] })
         case let .values(y): .values(items.flatMap { y[($0 * outputs)..<(($0 + 1) * outputs)] })
-        case .groups, .pairs: self
+        case .groups, .pairs, .binary, .lambda: self
         }
     }
 }

@@ -14,11 +14,17 @@ public enum Targets: Sendable, Equatable {
     case groups(size: Int)
     /// The same groups under the pairwise (RankNet) loss: log(1 + exp(s_negative − s_positive)) per negative.
     case pairs(size: Int)
+    /// The same groups scored one pair at a time: binary cross-entropy, the positive 1 and each negative 0.
+    case binary(size: Int)
+    /// LambdaRank: the pairwise loss of each (positive, negative) weighted by |ΔnDCG|, the change in the
+    /// group's nDCG if the two swapped places in the current ranking (the LambdaLoss framework's LambdaRank
+    /// scheme), so mistakes near the top weigh most.
+    case lambda(size: Int)
 
     /// Rows per unit that must stay together in a batch (1 outside rerank groups).
     public var groupSize: Int {
         switch self {
-        case let .groups(size), let .pairs(size): size
+        case let .groups(size), let .pairs(size), let .binary(size), let .lambda(size): size
         default: 1
         }
     }
@@ -68,17 +74,33 @@ public enum Loss {
                 loss -= log(Double(max(p[0], .leastNormalMagnitude))) / Double(groups)
                 for j in 0..<size { grad[(g * size + j) * outputs] = (p[j] - (j == 0 ? 1 : 0)) / Float(groups) }
             }
-        case let .pairs(size):
-            let groups = items.count / size, n = Double(groups * (size - 1))
+        case let .pairs(size), let .lambda(size):
+            let groups = items.count / size
+            let lambda: Bool = if case .lambda = targets { true } else { false }
+            let n = lambda ? Double(groups) : Double(groups * (size - 1))
             for g in 0..<groups {
-                let positive = logits[g * size * outputs]
+                let scores = (0..<size).map { logits[(g * size + $0) * outputs] }
+                let positive = scores[0]
+                // 1-based ranks in the current order (ties broken by position, as a stable sort does).
+                let order = scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+                var rank = [Int](repeating: 0, count: size)
+                for (r, i) in order.enumerated() { rank[i] = r + 1 }
                 for j in 1..<size {
-                    let d = logits[(g * size + j) * outputs] - positive
-                    loss += Double(max(d, 0) + log1p(exp(-abs(d)))) / n   // softplus(d), stably
-                    let sigma = Float(1 / (1 + exp(-Double(d))) / n)
+                    let d = scores[j] - positive
+                    // One relevant document: swapping it with a negative changes nDCG by the difference of discounts.
+                    let weight = lambda ? abs(1 / log2(Double(rank[0]) + 1) - 1 / log2(Double(rank[j]) + 1)) : 1
+                    loss += weight * Double(max(d, 0) + log1p(exp(-abs(d)))) / n   // softplus(d), stably
+                    let sigma = Float(weight / (1 + exp(-Double(d))) / n)
                     grad[(g * size + j) * outputs] += sigma
                     grad[g * size * outputs] -= sigma
                 }
+            }
+        case let .binary(size):
+            let n = Double(items.count)
+            for row in 0..<items.count {
+                let z = logits[row * outputs], t: Float = row % size == 0 ? 1 : 0
+                loss += Double(max(z, 0) - z * t + log1p(exp(-abs(z)))) / n
+                grad[row * outputs] = Float(Double(sigmoid(z) - t) / n)
             }
         }
         return (loss, grad)

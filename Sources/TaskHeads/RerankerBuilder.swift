@@ -2,10 +2,21 @@ import EncoderKernels
 import Foundation
 import GemmaEncoder
 
-/// How the reranker is trained: the listwise loss (softmax over the positive and its negatives) or the
-/// pairwise one (RankNet: the positive above each negative).
+/// How the reranker is trained: the listwise loss (softmax over the positive and its negatives, ListNet with
+/// one relevant document), the pairwise one (RankNet: the positive above each negative), binary
+/// cross-entropy per pair, or LambdaRank (pairwise weighted by each swap's |ΔnDCG|).
 public enum RankingLoss: String, Codable, Sendable, CaseIterable {
-    case listwise, pairwise
+    case listwise, pairwise, bce, lambda
+
+    /// The targets of groups of `size` (the positive first) under this loss.
+    public func targets(groupSize size: Int) -> Targets {
+        switch self {
+        case .listwise: .groups(size: size)
+        case .pairwise: .pairs(size: size)
+        case .bce: .binary(size: size)
+        case .lambda: .lambda(size: size)
+        }
+    }
 }
 
 public struct RerankerTrainingPlan: Sendable {
@@ -58,7 +69,7 @@ public enum RerankerBuilder {
         let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 1, pooling: plan.pooling,
                                             attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
                                             dropout: plan.dropout, hiddenDropout: plan.hiddenDropout)
-        let targets: Targets = plan.loss == .listwise ? .groups(size: plan.groupSize) : .pairs(size: plan.groupSize)
+        let targets = plan.loss.targets(groupSize: plan.groupSize)
         let result = try HeadTrainer.train(architecture: architecture, train: train.states, trainTargets: targets,
                                            valid: validation.states, validTargets: targets, options: plan.options,
                                            trainOffsets: offsets?.train, validOffsets: offsets?.valid,

@@ -16,7 +16,8 @@ struct RerankerOptions: ParsableArguments {
         guard head.config.task == .rerank else {
             throw InputError(description: "\(reranker) is a \(head.config.task.rawValue) head, not a reranker (train one with `train --task rerank`)")
         }
-        return try Reranker(head: head, encoder: try TextEncoder(model: model ?? head.config.baseModel.name))
+        // A fine-tuned cross-encoder carries its encoder (encoder/); a head on a frozen one names its base model.
+        return try Reranker(head: head, encoder: try TextEncoder(model: model ?? head.encoderLocation?.path ?? head.config.baseModel.name))
     }
 }
 

@@ -131,7 +131,7 @@ struct ServeCommand: AsyncParsableCommand {
         var loadedReranker: Reranker?
         if let reranker {
             let directory = try HeadDirectory.read(URL(fileURLWithPath: reranker))
-            loadedReranker = try Reranker(head: directory, encoder: encoder(directory.config.baseModel.name))
+            loadedReranker = try Reranker(head: directory, encoder: encoder(directory.encoderLocation?.path ?? directory.config.baseModel.name))
         }
         return EncoderService(models: models, heads: heads, reranker: loadedReranker,
                               rerankerName: reranker.map { URL(fileURLWithPath: $0).lastPathComponent },

@@ -108,7 +108,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Rerank: negatives per positive in a training group.")
     var negatives = 3
 
-    @Option(help: "Rerank: listwise (softmax over the group) or pairwise (RankNet).")
+    @Option(help: "Rerank: listwise (softmax over the group), pairwise (RankNet), bce (binary cross-entropy per pair) or lambda (LambdaRank: pairwise weighted by |ΔnDCG|).")
     var loss: RankingLoss = .listwise
 
     @Option(help: "Rerank: the pair template, with {query} and {document}.")
@@ -160,10 +160,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         if task == .embedding { return try trainEmbedding() }
-        if task == .rerank {
-            if isFineTuning { fail("--finetune trains classification and regression encoders; reranker fine-tuning is not available yet") }
-            return try trainReranker()
-        }
+        if task == .rerank { return try trainReranker() }
         do {
             let train = try LabeledData(path: data, task: headTask, textField: fields.textField, labelField: fields.labelField)
             let validation = try valid.map { try LabeledData(path: $0, task: headTask, textField: fields.textField, labelField: fields.labelField) }
@@ -302,6 +299,7 @@ extension TrainCommand {
             plan.fuseSimilarity = fuseSimilarity
             plan.residual = residual
             plan.options = trainingOptions
+            if isFineTuning { return try fineTuneReranker(encoder: encoder, examples: examples, validation: validation, plan: plan) }
             let stages = StageProgress()
             let head = try FlagHints.validation(data: data) { try RerankerBuilder.train(
                 encoder: encoder, modelName: model.model, examples: examples, valid: validation, plan: plan,
@@ -322,6 +320,31 @@ extension TrainCommand {
         } catch {
             fail(error)
         }
+    }
+
+    /// A cross-encoder trained with its encoder; the encoder goes to OUT/encoder, checkpoints to OUT.checkpoint.
+    private func fineTuneReranker(encoder: TextEncoder, examples: [RerankExample], validation: [RerankExample]?,
+                                  plan: RerankerTrainingPlan) throws {
+        if fuseSimilarity { fail("--fuse-similarity fuses a frozen encoder's cosine with its head; a fine-tuned cross-encoder is scored alone") }
+        let options = try fineTuneOptions()
+        var run = FineTuneBuilder.Run(plan: HeadTrainingPlan(task: .rerank, pooling: pooling), options: options)
+        run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
+        run.resume = finetune.resume
+        run.saveAdapter = finetune.saveAdapter
+        run.tokenizerDirectory = try tokenizerDirectory()
+        let progress = StepProgress()
+        let head = try FlagHints.validation(data: data) { try RerankerBuilder.fineTune(
+            encoder: encoder, modelName: model.model, examples: examples, valid: validation, plan: plan, run: run,
+            out: URL(fileURLWithPath: out), onStep: progress.update,
+            onEpoch: { report in
+                progress.finish()
+                note(String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f  positive ranked first %.4f  (%.1f s)",
+                            report.epoch, options.epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds))
+            }) }
+        progress.finish()
+        let summary = head.config.fineTuning!
+        note("wrote \(out): reranker with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, \(loss.rawValue) loss, "
+             + "best epoch \(summary.bestEpoch) of \(summary.epochs.count); encoder in \(out)/encoder")
     }
 
     var trainingOptions: TrainingOptions {

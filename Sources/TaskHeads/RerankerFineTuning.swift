@@ -1,0 +1,60 @@
+import EncoderKernels
+import Foundation
+import GemmaEncoder
+
+extension RerankerBuilder {
+    /// A cross-encoder whose encoder trains with its pair head (`train --task rerank --finetune …`): each row
+    /// a group of pair texts (the positive, then `plan.negatives` negatives sampled once, seeded), the ranking
+    /// loss over each group, the encoder exported to `encoder/` inside the reranker directory, which
+    /// `rerank`, `search --rerank`, `eval-retrieval` and `serve` then load.
+    public static func fineTune(encoder: TextEncoder, modelName: String, examples: [RerankExample], valid: [RerankExample]?,
+                                plan: RerankerTrainingPlan, run: FineTuneBuilder.Run, out: URL,
+                                onStep: ((FineTuneStep) -> Void)? = nil, onEpoch: ((EpochReport) -> Void)? = nil) throws -> HeadDirectory {
+        guard plan.negatives > 0 else { throw HeadError.invalidData("negatives per group must be positive, got \(plan.negatives)") }
+        guard !plan.fuseSimilarity else {
+            throw HeadError.invalidData("--fuse-similarity fuses a frozen encoder's cosine; a fine-tuned cross-encoder is scored alone")
+        }
+        var rng = SeededGenerator(seed: run.options.seed &+ 0x5EED_0F)
+        let (trainRows, validRows) = try split(examples, valid: valid, fraction: plan.validFraction, rng: &rng)
+        for row in trainRows + validRows where row.negatives.count < plan.negatives {
+            throw HeadError.invalidData("line \(row.line): \(row.negatives.count) negatives, fewer than the \(plan.negatives) per group asked for")
+        }
+        let (tokenizer, tokenizerDirectory) = try FineTuneBuilder.exportTokenizer(encoder: encoder, given: run.tokenizerDirectory)
+        let targets = plan.loss.targets(groupSize: plan.groupSize)
+        func data(_ rows: [RerankExample]) -> FineTuneData {
+            var sequences: [[Int32]] = []
+            for row in rows {
+                for document in [row.positive] + Array(row.negatives.shuffled(using: &rng).prefix(plan.negatives)) {
+                    sequences.append(TextEncoder.tokenizePair(query: row.query, document: document, template: plan.template,
+                                                              maxLength: plan.maxLength, with: tokenizer).ids)
+                }
+            }
+            return FineTuneData(sequences: sequences, targets: targets)
+        }
+        let trainData = data(trainRows), validData = data(validRows)
+        let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 1, pooling: plan.pooling,
+                                            attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
+                                            dropout: plan.dropout, hiddenDropout: plan.hiddenDropout)
+        let model = try encoder.source.loadTrainable()
+        var options = run.options
+        options.attention = plan.attention
+        let tuner = try EncoderFineTuner(model: model, architecture: architecture, options: options)
+        let result = try tuner.run(train: trainData, valid: validData, checkpoint: run.checkpoint, resume: run.resume,
+                                   onStep: onStep, onEpoch: onEpoch)
+        var config = HeadConfig(task: .rerank, architecture: architecture, baseModel: .init(name: modelName, digest: ""),
+                                attention: plan.attention, prompt: nil)
+        config.pairTemplate = plan.template.text
+        config.maxLength = plan.maxLength
+        config.rankingLoss = plan.loss
+        config.fineTuning = FineTuneSummary(options: options, trainRows: trainRows.count, validRows: validRows.count,
+                                            bestEpoch: result.bestEpoch, epochs: result.epochs)
+        let head = HeadDirectory(config: config, network: result.network)
+        try head.write(to: out) { directory in
+            try EncoderExport.write(model, attention: plan.attention, tokenizerDirectory: tokenizerDirectory, baseModelName: modelName,
+                                    adapterDirectory: run.saveAdapter ? directory.deletingLastPathComponent().appendingPathComponent("adapter") : nil,
+                                    to: directory)
+        }
+        if let checkpoint = run.checkpoint { try? FileManager.default.removeItem(at: checkpoint) }
+        return try HeadDirectory.read(out)
+    }
+}
