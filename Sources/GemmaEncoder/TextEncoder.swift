@@ -69,7 +69,9 @@ public final class TextEncoder: Sendable {
 
     /// The same with another tokenizer (a fine-tuned GGUF model exported with a tokenizer.json of the same vocabulary).
     public static func tokenize(_ texts: [String], with tokenizer: GemmaTokenizer, prompt: String?, maxLength limit: Int) -> [EncoderInput] {
-        // sentence-transformers: prompt_length = len(tokenize(prompt)) − 1 (the trailing <eos>).
+        // sentence-transformers: prompt_length = len(tokenize(prompt)) − 1 (the trailing <eos>); an empty prompt is
+        // no prompt (no prompt_length, so include_prompt=false excludes nothing, not the <bos>).
+        let prompt = prompt?.isEmpty == true ? nil : prompt
         let promptTokens = prompt.map { p in
             let ids = tokenizer.encode(p)
             return ids.last == tokenizer.eosTokenId ? ids.count - 1 : ids.count

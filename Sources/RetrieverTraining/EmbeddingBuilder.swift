@@ -61,10 +61,14 @@ public enum EmbeddingBuilder {
                               trainRows: train.count, validRows: valid?.count, bestEpoch: result.bestEpoch, epochs: result.epochs)
         let json = JSONEncoder()
         json.outputFormatting = [.prettyPrinted, .sortedKeys]
-        // The model's own prompts, with the ones training used under the names retrieval looks up.
+        // The model's own prompts, with the ones training used under the names retrieval looks up. A side trained
+        // without a prompt (--no-prompt, or a model with none, e.g. GGUF) gets "" under its name: the base's prompt
+        // would otherwise be kept there, and sentence-transformers (encode_query, prompt_name="query"), index build
+        // and search would prepend a prompt the model was not trained with; "" is also what sentence-transformers
+        // itself saves for a model without query/document prompts, and lets `embed --prompt query` open it.
         var prompts = encoder.prompts
-        if let q = run.queryPrompt { prompts["query"] = q }
-        if let d = run.documentPrompt { prompts["document"] = d }
+        prompts["query"] = run.queryPrompt ?? ""
+        prompts["document"] = run.documentPrompt ?? ""
         try SentenceTransformersExport.write(
             model: model, pipeline: pipeline,
             settings: .init(attention: options.encoder.attention, tokenizerDirectory: tokenizerDirectory, baseModelName: modelName,

@@ -65,11 +65,12 @@ public enum SentenceTransformersExport {
                               root.appendingPathComponent("\(path)/model.safetensors"))
             }
             if pipeline.normalize {
+                // The config.json sentence-transformers 6.2 saves (older releases ignore it): an empty directory
+                // would not survive git or a Hub upload.
                 let path = "\(modules.count)_Normalize"
                 module("Normalize", path)
-                do { try FileManager.default.createDirectory(at: root.appendingPathComponent(path), withIntermediateDirectories: true) } catch {
-                    throw AtomicWriteError(error, path: root.appendingPathComponent(path).path, step: .write)
-                }
+                try writeJSON(["module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"],
+                              root.appendingPathComponent("\(path)/config.json"))
             }
             try writeJSON(modules, root.appendingPathComponent("modules.json"))
             try writeJSON(["max_seq_length": settings.maxSequenceLength, "do_lower_case": false],
