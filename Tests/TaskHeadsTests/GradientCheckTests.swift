@@ -88,11 +88,27 @@ final class GradientCheckTests: XCTestCase {
         let values = Targets.values([0.5, -1, 2, 0.1, -0.3, 1.2, 0, 0.7, -2, 1, 0.2, -0.6])
         try check(HeadArchitecture(inputDimension: 8, outputs: 2, pooling: .max, hiddenSize: 4, dropout: 0, hiddenDropout: 0),
                   values, items: [0, 1, 2, 3, 4, 5], dropoutSeed: nil)
-        // Rerank: groups of 3 rows, the first of each the positive; one score per row; listwise and pairwise.
-        for targets in [Targets.groups(size: 3), .pairs(size: 3)] {
+        // Rerank: groups of 3 rows, the first of each the positive; one score per row; every ranking loss.
+        for targets in [Targets.groups(size: 3), .pairs(size: 3), .binary(size: 3)] {
             try check(HeadArchitecture(inputDimension: 8, outputs: 1, pooling: .attention, attentionHeads: 2, hiddenSize: 4,
                                        dropout: 0, hiddenDropout: 0), targets, items: [0, 1, 2, 3, 4, 5], dropoutSeed: nil)
         }
+    }
+
+    /// LambdaRank's weights are constant between rank swaps: its gradient against central differences on
+    /// logits whose gaps a step cannot close (a step in the head's parameters could reorder near-ties).
+    func testLambdaGradient() {
+        let logits: [Float] = [2, 0, 3, -1, 1.5, 0.5], items = Array(0..<6)
+        let (_, grad) = Loss.evaluate(logits, outputs: 1, targets: .lambda(size: 3), items: items)
+        for i in items {
+            var plus = logits, minus = logits
+            plus[i] += 1e-2
+            minus[i] -= 1e-2
+            let numeric = (Loss.evaluate(plus, outputs: 1, targets: .lambda(size: 3), items: items).loss
+                           - Loss.evaluate(minus, outputs: 1, targets: .lambda(size: 3), items: items).loss) / 2e-2
+            XCTAssertEqual(Double(grad[i]), numeric, accuracy: 1e-4, "logit \(i)")
+        }
+        XCTAssertNotEqual(grad[1], 0)
     }
 
     /// The losses' values against hand-computed ones.
@@ -114,6 +130,15 @@ final class GradientCheckTests: XCTestCase {
         // Pairwise: mean over negatives of log(1 + exp(s_neg − s_pos)): (log(1 + e⁻²) + log(1 + e¹)) / 2.
         XCTAssertEqual(Loss.evaluate([2, 0, 3], outputs: 1, targets: .pairs(size: 3), items: [0, 1, 2]).loss,
                        (log(1 + exp(-2.0)) + log(1 + exp(1.0))) / 2, accuracy: 1e-6)
+        // Binary cross-entropy per pair, the positive 1: mean of softplus(−2), softplus(0), softplus(3).
+        func softplus(_ x: Double) -> Double { log(1 + exp(x)) }
+        XCTAssertEqual(Loss.evaluate([2, 0, 3], outputs: 1, targets: .binary(size: 3), items: [0, 1, 2]).loss,
+                       (softplus(-2) + softplus(0) + softplus(3)) / 3, accuracy: 1e-6)
+        // LambdaRank: the positive ranks 2nd (after the score 3); swapping it with rank 3 changes nDCG by
+        // 1/log2(3) − 1/log2(4), with rank 1 by 1 − 1/log2(3); each weights its pair's softplus; sum per group.
+        let swapLow = 1 / log2(3.0) - 0.5, swapHigh = 1 - 1 / log2(3.0)
+        XCTAssertEqual(Loss.evaluate([2, 0, 3], outputs: 1, targets: .lambda(size: 3), items: [0, 1, 2]).loss,
+                       swapLow * softplus(-2) + swapHigh * softplus(1), accuracy: 1e-6)
     }
 }
 

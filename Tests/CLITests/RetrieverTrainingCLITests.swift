@@ -2,9 +2,10 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// `train --task embedding` as a user runs it on the tiny checkpoint: rows mined from an index, a
-/// sentence-transformers directory out, and the tools (`embed`, `index build`, `search`) taking it as --model.
-final class EmbeddingTrainCLITests: XCTestCase {
+/// `train --task embedding` and `train --task rerank --finetune` as a user runs them on the tiny checkpoint:
+/// rows mined from an index, a sentence-transformers directory or a reranker carrying its encoder out, and the
+/// tools (`embed`, `index build`, `search`, `rerank`, `eval-retrieval`) taking them.
+final class RetrieverTrainingCLITests: XCTestCase {
     var dir: URL!
     var model: String!
 
@@ -58,6 +59,10 @@ final class EmbeddingTrainCLITests: XCTestCase {
         XCTAssertEqual(modules?.compactMap { $0["type"] as? String },
                        ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
                         "sentence_transformers.models.Normalize"])
+        // The tiny model has no prompts: the export says so under the names retrieval looks up.
+        let st = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config_sentence_transformers.json"))) as? [String: Any]
+        XCTAssertEqual(st?["prompts"] as? [String: String], ["query": "", "document": ""])
+        XCTAssertEqual(try Tool.run(["embed", "--model", out, "--prompt", "query", "--text", "x"]).status, 0)
         let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/gemma_encoder_training.json"))) as? [String: Any]
         XCTAssertEqual((record?["epochs"] as? [Any])?.count, 2)
 
@@ -88,6 +93,37 @@ final class EmbeddingTrainCLITests: XCTestCase {
                               "--out", dir.appendingPathComponent("cosent").path])
         XCTAssertEqual(c.status, 0, c.stderr)
         XCTAssertTrue(c.stderr.contains("(cosent loss"), c.stderr)
+    }
+
+    func testFineTunedCrossEncoderCarriesItsEncoder() throws {
+        let (corpus, pairs) = try minedPairs()
+        let reranker = dir.appendingPathComponent("reranker").path
+        let t = try Tool.run(["train", "--task", "rerank", "--finetune", "all", "--data", pairs, "--model", model, "--negatives", "2",
+                              "--loss", "lambda", "--epochs", "2", "--batch-size", "6", "--encoder-lr", "1e-3", "--max-length", "96",
+                              "--out", reranker])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stderr.contains("reranker with the encoder fine-tuned (all)"), t.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: reranker + "/encoder/model.safetensors"))
+        let head = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reranker + "/head.json"))) as? [String: Any]
+        XCTAssertEqual(head?["task"] as? String, "rerank")
+        XCTAssertEqual(head?["encoder"] as? String, "encoder")
+
+        let candidates = try write("candidates.jsonl", #"{"id": "a", "text": "a text editor"}"# + "\n" + #"{"id": "b", "text": "a game"}"#)
+        let r = try Tool.run(["rerank", "--reranker", reranker, "--query", "edit text", "--input", candidates, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let index = dir.appendingPathComponent("index").path
+        let s = try Tool.run(["search", "--index", index, "--rerank", reranker, "--candidates", "5", "-k", "3", "--json", "text editor"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let queries = dir.appendingPathComponent("queries.jsonl").path
+        let e = try Tool.run(["eval-retrieval", "--index", index, "--queries", queries, "--rerank", reranker, "--candidates", "5", "--json"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertNotNil((try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Any])?["reranked"])
+        _ = corpus
+
+        let fused = try Tool.run(["train", "--task", "rerank", "--finetune", "all", "--fuse-similarity", "--data", pairs, "--model", model,
+                                  "--negatives", "2", "--out", dir.appendingPathComponent("fused").path])
+        XCTAssertNotEqual(fused.status, 0)
+        XCTAssertTrue(fused.stderr.contains("--fuse-similarity"), fused.stderr)
     }
 
     func testBadRowsNameTheirLine() throws {
