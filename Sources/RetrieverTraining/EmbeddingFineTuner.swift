@@ -122,8 +122,7 @@ public final class EmbeddingFineTuner {
     public let model: TrainableGemma
     public let pipeline: TrainablePipeline
     public let options: EmbeddingTrainingOptions
-    let threads: Int
-    private let optimizer: EncoderOptimizer
+    private let biEncoder: BiEncoder
 
     public init(model: TrainableGemma, pipeline: TrainablePipeline, options: EmbeddingTrainingOptions,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
@@ -131,12 +130,7 @@ public final class EmbeddingFineTuner {
         self.model = model
         self.pipeline = pipeline
         self.options = options
-        self.threads = max(1, threads)
-        try model.prepare(options.encoder.scope, trainEmbeddings: options.encoder.trainEmbeddings, seed: options.encoder.seed)
-        // LoRA trains adapters only (what PEFT saves); the other scopes train the Dense layers with the encoder.
-        if case .lora = options.encoder.scope { pipeline.setTrained(false) } else { pipeline.setTrained(true) }
-        optimizer = EncoderOptimizer(parameters: model.trainedParameters + pipeline.parameters.filter(\.isTrained),
-                                     weightDecay: options.encoder.weightDecay, threads: self.threads)
+        biEncoder = try BiEncoder(model: model, pipeline: pipeline, options: options.encoder, threads: threads)
     }
 
     // MARK: Batches
@@ -192,33 +186,10 @@ public final class EmbeddingFineTuner {
     // MARK: Embedding and gradients
 
     /// Embeddings of `inputs` (dropout off, no tape), in order, `chunk` texts per forward.
-    public func embed(_ inputs: [EncoderInput], chunk: Int = 32) throws -> [Float] {
-        var out: [Float] = []
-        for start in stride(from: 0, to: inputs.count, by: chunk) {
-            let part = Array(inputs[start..<min(start + chunk, inputs.count)])
-            out += try forward(part, seed: 0, training: false).tape.output
-        }
-        return out
-    }
-
-    private func forward(_ inputs: [EncoderInput], seed: UInt64, training: Bool) throws
-        -> (pass: TrainableGemma.Pass, tape: TrainablePipeline.Tape) {
-        let o = options.encoder
-        let pass = try model.forward(inputs.map(\.ids), mode: o.attention, dropout: training ? o.dropout : .none, seed: seed,
-                                     threads: threads, checkpointing: o.activationCheckpointing, keepTape: training)
-        let tape = pipeline.forward(hidden: pass.hidden.pointer, offsets: pass.batch.offsets,
-                                    promptTokens: inputs.map(\.promptTokens), threads: threads)
-        return (pass, tape)
-    }
-
-    private func backward(_ pass: TrainableGemma.Pass, _ tape: TrainablePipeline.Tape, gradOutput: [Float]) {
-        let gradHidden = Tensor(count: pass.hidden.count)
-        pipeline.backward(tape, gradOutput: gradOutput, gradHidden: gradHidden.pointer, threads: threads)
-        model.backward(pass, gradHidden: gradHidden.pointer)
-    }
+    public func embed(_ inputs: [EncoderInput], chunk: Int = 32) throws -> [Float] { try biEncoder.embed(inputs, chunk: chunk) }
 
     /// The loss of one batch (rows of `examples`) and its gradients, accumulated into the trained parameters
-    /// (clipped). Mini-batches of `options.miniBatchSize` texts (all of them when nil) share the step's seed
+    /// (unclipped: the training loop clips). Mini-batches of `options.miniBatchSize` texts (all of them when nil) share the step's seed
     /// so the cached pass and its replay draw the same dropout. Returns the loss and the tokens processed.
     public func gradients(_ batch: [Int], examples: ContrastiveExamples, step: Int) throws -> (loss: Double, tokens: Int) {
         let (order, layout) = layout(examples, batch)
@@ -230,33 +201,26 @@ public final class EmbeddingFineTuner {
         var tokens = inputs.reduce(0) { $0 + $1.ids.count }
         let loss: Double
         if chunks.count == 1 {
-            let (pass, tape) = try forward(chunks[0], seed: seeds[0], training: true)
+            let (pass, tape) = try biEncoder.forward(chunks[0], seed: seeds[0], training: true)
             let result = options.loss.evaluate(tape.output, dimension: d, layout: layout)
             loss = result.loss
-            backward(pass, tape, gradOutput: result.gradient)
+            biEncoder.backward(pass, tape, gradOutput: result.gradient)
         } else {
-            // GradCache: embeddings first without tapes, then each chunk again with its tape.
+            // GradCache: embeddings first without tapes (dropout on, the same draws as the replay), then each
+            // chunk again with its tape.
             var embeddings: [Float] = []
             for (chunk, seed) in zip(chunks, seeds) {
-                let o = options.encoder
-                let pass = try model.forward(chunk.map(\.ids), mode: o.attention, dropout: o.dropout, seed: seed,
-                                             threads: threads, keepTape: false)
-                embeddings += pipeline.forward(hidden: pass.hidden.pointer, offsets: pass.batch.offsets,
-                                               promptTokens: chunk.map(\.promptTokens), threads: threads).output
+                embeddings += try biEncoder.forward(chunk, seed: seed, training: true, keepTape: false).tape.output
             }
             let result = options.loss.evaluate(embeddings, dimension: d, layout: layout)
             loss = result.loss
             var row = 0
             for (chunk, seed) in zip(chunks, seeds) {
-                let (pass, tape) = try forward(chunk, seed: seed, training: true)
-                backward(pass, tape, gradOutput: Array(result.gradient[(row * d)..<((row + chunk.count) * d)]))
+                let (pass, tape) = try biEncoder.forward(chunk, seed: seed, training: true)
+                biEncoder.backward(pass, tape, gradOutput: Array(result.gradient[(row * d)..<((row + chunk.count) * d)]))
                 row += chunk.count
             }
             tokens *= 2
-        }
-        if options.encoder.clipNorm > 0 {
-            let norm = optimizer.squaredGradientNorm().squareRoot()
-            if norm > Double(options.encoder.clipNorm) { optimizer.scaleGradients(by: Float(Double(options.encoder.clipNorm) / (norm + 1e-6))) }
         }
         return (loss, tokens)
     }
@@ -279,42 +243,8 @@ public final class EmbeddingFineTuner {
     public func run(train: ContrastiveExamples, valid: ContrastiveExamples?, onStep: ((FineTuneStep) -> Void)? = nil,
                     onEpoch: ((EmbeddingEpochReport) -> Void)? = nil) throws -> EmbeddingTrainingResult {
         guard train.count > 0 else { throw RetrieverTrainingError.invalidData("no training rows") }
-        let o = options.encoder
-        let stepsPerEpoch = batches(train, epoch: 1).count
-        let total = stepsPerEpoch * o.epochs
-        let schedule = LearningRateSchedule(peak: o.encoderLearningRate, warmup: Int((Float(total) * o.warmupFraction).rounded()),
-                                            total: total, decay: o.decay)
-        var step = 0, reports: [EmbeddingEpochReport] = [], best: (epoch: Int, loss: Double, values: [[Float]])?
-        for epoch in 1...o.epochs {
-            let started = Date()
-            var lossSum = 0.0
-            let groups = batches(train, epoch: epoch)
-            for batch in groups {
-                let stepStart = Date()
-                let (loss, tokens) = try gradients(batch, examples: train, step: step)
-                optimizer.update(learningRate: schedule.rate(at: step))
-                step += 1
-                lossSum += loss
-                onStep?(FineTuneStep(step: step, totalSteps: total, epoch: epoch, loss: loss,
-                                     tokensPerSecond: Double(tokens) / max(Date().timeIntervalSince(stepStart), 1e-9)))
-            }
-            let validLoss = try valid.map(evaluate)
-            let report = EmbeddingEpochReport(epoch: epoch, trainLoss: lossSum / Double(max(groups.count, 1)), validLoss: validLoss,
-                                              seconds: Date().timeIntervalSince(started))
-            reports.append(report)
-            onEpoch?(report)
-            guard let validLoss else { continue }
-            if best == nil || validLoss < best!.loss {
-                best = (epoch, validLoss, optimizer.parameters.map(\.value.array))
-            } else if epoch - best!.epoch >= o.patience {
-                break
-            }
-        }
-        if let best, best.epoch != reports.count {
-            for (p, values) in zip(optimizer.parameters, best.values) {
-                values.withUnsafeBufferPointer { p.value.pointer.update(from: $0.baseAddress!, count: p.count) }
-            }
-        }
-        return EmbeddingTrainingResult(epochs: reports, bestEpoch: best?.epoch ?? reports.count)
+        return try biEncoder.train(batches: { self.batches(train, epoch: $0) },
+                                   gradients: { try self.gradients($0, examples: train, step: $1) },
+                                   validate: valid.map { v in { try self.evaluate(v) } }, onStep: onStep, onEpoch: onEpoch)
     }
 }

@@ -5,23 +5,24 @@ import GemmaTraining
 import ModelFormats
 
 extension ModelSource {
-    /// The transformer of this source as a trainable model (f32 master weights from whatever is stored).
-    public func loadTrainable() throws -> TrainableGemma {
+    /// The transformer of this source as a trainable model (f32 master weights from whatever is stored); with
+    /// `layers`, a smaller model made of those of its layers (a distillation student).
+    public func loadTrainable(layers: [Int]? = nil) throws -> TrainableGemma {
+        func make(_ config: GemmaConfig, _ weights: some WeightProvider) throws -> TrainableGemma {
+            guard let layers else { return try TrainableGemma(config: config, weights: weights) }
+            return try TrainableGemma(config: try config.keepingLayers(layers), weights: LayerSubsetWeights(weights, layers: layers))
+        }
         switch self {
         case .gguf(let url):
             let gguf = try GGUFFile(url: url)
             let config = try GemmaConfig(gguf: gguf)
-            return try TrainableGemma(config: config, weights: GGUFWeights(gguf, family: config.family))
+            return try make(config, GGUFWeights(gguf, family: config.family))
         case .sentenceTransformers(let directory):
-            return try Self.trainable(directory: try SentenceTransformersLayout.load(directory: directory).transformerDirectory)
+            let transformer = try SentenceTransformersLayout.load(directory: directory).transformerDirectory
+            return try make(try GemmaConfig.load(transformer.appendingPathComponent("config.json")), SafetensorsWeights(url: transformer))
         case .huggingFace(let directory):
-            return try Self.trainable(directory: directory)
+            return try make(try GemmaConfig.load(directory.appendingPathComponent("config.json")), SafetensorsWeights(url: directory))
         }
-    }
-
-    private static func trainable(directory: URL) throws -> TrainableGemma {
-        let config = try GemmaConfig.load(directory.appendingPathComponent("config.json"))
-        return try TrainableGemma(config: config, weights: SafetensorsWeights(url: directory))
     }
 
     /// The directory whose tokenizer files a model trained from this source reuses (nil for a GGUF file,

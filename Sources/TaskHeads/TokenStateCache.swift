@@ -100,3 +100,24 @@ public struct TokenStateCache: Sendable {
         }
     }
 }
+
+extension TokenStateCache {
+    /// Embeddings of `inputs` by `encoder` with `options` (a distillation teacher's vectors), computed once and
+    /// kept beside the token states, one vector per "state" row.
+    public func embeddings(_ inputs: [EncoderInput], encoder: TextEncoder, modelDigest: String, options: EmbeddingOptions) throws -> [[Float]] {
+        var hash = SHA256()
+        hash.update("embeddings-v1\0\(modelDigest)\0\(encoder.model.precision.rawValue)\0\(options.attention.rawValue)\0")
+        hash.update("\(options.pooling?.rawValue ?? "-")\0\(options.normalize.map { "\($0)" } ?? "-")\0\(options.dimension ?? 0)\0\(inputs.count)\0")
+        for input in inputs { hash.update(input.ids.map(String.init).joined(separator: ",") + ";\(input.promptTokens);") }
+        let url = directory.appendingPathComponent(hash.hexDigest() + ".vectors.bin")
+        if let cached = try? Self.read(url), cached.count == inputs.count {
+            let d = cached.dimension
+            return (0..<cached.count).map { Array(cached.values[($0 * d)..<(($0 + 1) * d)]) }
+        }
+        let vectors = try encoder.embed(inputs, options: options)
+        var set = TokenStateSet(dimension: vectors.first?.count ?? 0)
+        for v in vectors { set.append(v) }
+        try Self.write(set, to: url)
+        return vectors
+    }
+}

@@ -7,8 +7,22 @@ import TaskHeads
 
 /// What `train` trains: a head (classification, regression, rerank) or the encoder as a bi-encoder.
 enum TrainTask: String, ExpressibleByArgument, CaseIterable {
-    case classification, regression, rerank, embedding
+    case classification, regression, rerank, embedding, distill
 }
+
+/// `train --task distill`'s own flags.
+struct DistillFlags: ParsableArguments {
+    @Option(help: "Distill: the teacher model whose embeddings the student (--model) learns.")
+    var teacher: String?
+
+    @Option(name: .customLong("student-layers"), help: "Distill: build the student from this many of --model's own layers, evenly spaced (e.g. half of them).")
+    var studentLayers: Int?
+
+    @Option(help: "Distill: mse (every component, sentence-transformers' MSELoss) or cosine (1 − cosine).")
+    var objective: DistillationOptions.Objective = .mse
+}
+
+extension DistillationOptions.Objective: ExpressibleByArgument {}
 
 /// `train --task embedding`'s own flags; the encoder's (scope, rate, dropout, schedule) are FineTuneFlags.
 struct ContrastiveFlags: ParsableArguments {
@@ -41,6 +55,59 @@ struct ContrastiveFlags: ParsableArguments {
 }
 
 extension TrainCommand {
+    /// A student trained to reproduce a teacher's embeddings of the texts in --data, written as a
+    /// sentence-transformers directory at --out.
+    func distill() throws {
+        do {
+            guard let teacherName = distillation.teacher else { fail("--task distill needs --teacher") }
+            let rows = try JSONLines.read(path: data)
+            let texts = try rows.map { row -> String in
+                guard let text = row.object[fields.textField] as? String, !text.isEmpty else {
+                    throw InputError(description: "\(data):\(row.line): missing, empty or non-string field \"\(fields.textField)\"")
+                }
+                return text
+            }
+            let teacher = try TextEncoder(model: teacherName)
+            let student = try model.load()
+            var options = DistillationOptions()
+            options.encoder = try fineTuneOptions()
+            if finetune.finetune == "none" { options.encoder.scope = .all }
+            options.encoder.epochs = epochs ?? 1
+            options.encoder.batchSize = batchSize ?? 32
+            options.objective = distillation.objective
+            var run = DistillationBuilder.Run(options: options)
+            run.studentLayers = distillation.studentLayers
+            run.validFraction = validFraction
+            run.tokenizerDirectory = try tokenizerDirectory()
+            if prompt.noPrompt {
+                run.prompts = [nil]
+            } else if let name = prompt.prompt {
+                run.prompts = [try teacher.prompt(named: name)]
+            } else if let text = prompt.promptText {
+                run.prompts = [text]
+            } else {
+                let named = ["query", "document"].compactMap { teacher.prompts[$0] }
+                run.prompts = named.isEmpty ? [nil] : named
+            }
+            let progress = StepProgress()
+            let summary = try DistillationBuilder.train(
+                teacher: teacher, teacherName: teacherName, student: student, studentName: model.model, texts: texts, run: run,
+                cache: noCache ? nil : TokenStateCache(), out: URL(fileURLWithPath: out), onStep: progress.update,
+                onEpoch: { report in
+                    progress.finish()
+                    note(String(format: "epoch %d/%d  train loss %.6f", report.epoch, options.encoder.epochs, report.trainLoss)
+                         + (report.validLoss.map { String(format: "  valid loss %.6f", $0) } ?? "") + String(format: "  (%.1f s)", report.seconds))
+                }, progress: { note($0) })
+            progress.finish()
+            note("wrote \(out): a student of \(teacherName) (\(summary.studentLayers.map { "\($0.count) of its layers: \($0.map(String.init).joined(separator: ","))" } ?? model.model)"
+                 + (summary.projection ? ", a learned projection to the teacher's dimension" : "") + "), best epoch \(summary.bestEpoch)")
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            fail(error)
+        }
+    }
+
     /// A bi-encoder: the encoder and its pipeline fine-tuned with a contrastive loss, written as a
     /// sentence-transformers directory at --out.
     func trainEmbedding() throws {

@@ -30,8 +30,9 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var fields: LabeledFieldOptions
     @OptionGroup(title: "Fine-tuning the encoder") var finetune: FineTuneFlags
     @OptionGroup(title: "Training a bi-encoder (--task embedding)") var contrastive: ContrastiveFlags
+    @OptionGroup(title: "Distilling a student (--task distill)") var distillation: DistillFlags
 
-    @Option(help: "classification, regression, rerank, or embedding (a bi-encoder trained with a contrastive loss).")
+    @Option(help: "classification, regression, rerank, embedding (a bi-encoder trained with a contrastive loss) or distill (a student learning a teacher's embeddings).")
     var task: TrainTask
 
     /// The head's task (classification, regression, rerank); embedding trains no head.
@@ -160,6 +161,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         if task == .embedding { return try trainEmbedding() }
+        if task == .distill { return try distill() }
         if task == .rerank { return try trainReranker() }
         do {
             let train = try LabeledData(path: data, task: headTask, textField: fields.textField, labelField: fields.labelField)

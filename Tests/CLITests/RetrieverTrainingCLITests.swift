@@ -126,6 +126,26 @@ final class RetrieverTrainingCLITests: XCTestCase {
         XCTAssertTrue(fused.stderr.contains("--fuse-similarity"), fused.stderr)
     }
 
+    func testDistilledStudentHasHalfTheLayers() throws {
+        let corpus = try write("texts.jsonl", try debianCorpusLines(24).joined(separator: "\n"))
+        let out = dir.appendingPathComponent("student").path
+        let t = try Tool.run(["train", "--task", "distill", "--teacher", model, "--model", model, "--student-layers", "2", "--data", corpus,
+                              "--epochs", "2", "--batch-size", "8", "--encoder-lr", "1e-3", "--max-length", "64", "--out", out])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stderr.contains("2 of its layers"), t.stderr)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any]
+        XCTAssertEqual(config?["num_hidden_layers"] as? Int, 2)
+        XCTAssertEqual((config?["layer_types"] as? [String])?.count, 2)
+        let e = try Tool.run(["embed", "--model", out, "--text", "a text editor"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let missing = try Tool.run(["train", "--task", "distill", "--model", model, "--data", corpus, "--out", out + "2"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("--teacher"), missing.stderr)
+        let bad = try write("bad-texts.jsonl", #"{"text": "fine"}"# + "\n" + #"{"body": "no text"}"#)
+        let b = try Tool.run(["train", "--task", "distill", "--teacher", model, "--model", model, "--data", bad, "--out", out + "3"])
+        XCTAssertTrue(b.stderr.contains("bad-texts.jsonl:2: missing, empty or non-string field \"text\""), b.stderr)
+    }
+
     func testBadRowsNameTheirLine() throws {
         let rows = try write("bad.jsonl", #"{"query": "a", "positive": "b"}"# + "\n" + #"{"query": "c"}"#)
         let t = try Tool.run(["train", "--task", "embedding", "--data", rows, "--model", model, "--out", dir.appendingPathComponent("x").path])
