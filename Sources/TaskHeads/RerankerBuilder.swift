@@ -41,6 +41,11 @@ public struct RerankerTrainingPlan: Sendable {
     /// With `fuseSimilarity`: train the head on top of the cosine (its weight first fitted on the training
     /// groups alone), so the head learns what the cosine gets wrong instead of repeating what it gets right.
     public var residual = false
+    /// Without `fuseSimilarity`: when the trained head ranks the positive first no more often than the
+    /// bi-encoder cosine (the first stage) on the validation groups, fuse the two anyway (weights fitted
+    /// there, the head's weight 0 if fusing does not help), so a default reranker never replaces a first
+    /// stage with something worse.
+    public var guardFirstStage = true
 
     public init() {}
 }
@@ -83,6 +88,14 @@ public enum RerankerBuilder {
             config.fusion = ScoreFusion.fit(cross: result.network.predict(validation.states), similarity: validSimilarity,
                                             groupSize: plan.groupSize, queryPrompt: pairs.queryPrompt, documentPrompt: pairs.documentPrompt)
             config.fusion?.residual = plan.residual
+        } else if plan.guardFirstStage {
+            let similarity = try pairs.similarities(validation, label: "validation")
+            let fusion = ScoreFusion.fit(cross: result.network.predict(validation.states), similarity: similarity,
+                                         groupSize: plan.groupSize, queryPrompt: pairs.queryPrompt, documentPrompt: pairs.documentPrompt)
+            if fusion.validTop1.cross <= fusion.validTop1.similarity {
+                config.fusion = fusion.neverBelowSimilarity
+                config.fusion?.fallback = true
+            }
         }
         var options = plan.options
         options.solver = result.solver  // what ran (AdamW: ranking groups are not a per-row convex loss)

@@ -18,16 +18,48 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
     public var validTop1: Top1
     /// Whether the head was trained on top of the cosine (RerankerTrainingPlan.residual).
     public var residual: Bool?
+    /// Set when the fusion was not asked for but added because the head alone ranked no better than the
+    /// cosine on validation (`RerankerTrainingPlan.guardFirstStage`).
+    public var fallback: Bool?
 
     public struct Top1: Codable, Sendable, Equatable {
         public var cross: Double
         public var similarity: Double
         public var fused: Double
+
+        public init(cross: Double, similarity: Double, fused: Double) {
+            self.cross = cross
+            self.similarity = similarity
+            self.fused = fused
+        }
+    }
+
+    public init(crossWeight: Double, similarityWeight: Double, queryPrompt: String?, documentPrompt: String?, validGroups: Int,
+                validTop1: Top1, residual: Bool? = nil, fallback: Bool? = nil) {
+        self.crossWeight = crossWeight
+        self.similarityWeight = similarityWeight
+        self.queryPrompt = queryPrompt
+        self.documentPrompt = documentPrompt
+        self.validGroups = validGroups
+        self.validTop1 = validTop1
+        self.residual = residual
+        self.fallback = fallback
     }
 
     enum CodingKeys: String, CodingKey {
         case crossWeight = "cross_weight", similarityWeight = "similarity_weight", queryPrompt = "query_prompt"
-        case documentPrompt = "document_prompt", validGroups = "valid_groups", validTop1 = "valid_top1", residual
+        case documentPrompt = "document_prompt", validGroups = "valid_groups", validTop1 = "valid_top1", residual, fallback
+    }
+
+    /// The fusion that never ranks below the cosine on the groups it was fitted on: itself, or the cosine
+    /// alone (head weight 0) when fused scores did worse there.
+    public var neverBelowSimilarity: ScoreFusion {
+        guard validTop1.fused < validTop1.similarity else { return self }
+        var f = self
+        f.crossWeight = 0
+        f.similarityWeight = 1
+        f.validTop1.fused = validTop1.similarity
+        return f
     }
 
     public func combine(cross: [Float], similarity: [Float]) -> [Float] {

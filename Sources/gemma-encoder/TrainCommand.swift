@@ -124,6 +124,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Rerank with --fuse-similarity: train the head on top of the cosine, so it learns what the cosine gets wrong.")
     var residual = false
 
+    @Flag(name: .customLong("no-first-stage-guard"), help: "Rerank: keep the head alone even when it ranks no better than the first-stage cosine on validation (by default the reranker then fuses with the cosine).")
+    var noFirstStageGuard = false
+
     @Flag(name: .customLong("no-cache"), help: "Do not read or write the token-state cache.")
     var noCache = false
 
@@ -300,6 +303,7 @@ extension TrainCommand {
             plan.attention = attention
             plan.fuseSimilarity = fuseSimilarity
             plan.residual = residual
+            plan.guardFirstStage = !noFirstStageGuard
             plan.options = trainingOptions
             if isFineTuning { return try fineTuneReranker(encoder: encoder, examples: examples, validation: validation, plan: plan) }
             let stages = StageProgress()
@@ -315,7 +319,10 @@ extension TrainCommand {
             try head.write(to: URL(fileURLWithPath: out))
             let summary = head.config.training!
             note("wrote \(out): reranker, \(pooling.rawValue) pooling, \(loss.rawValue) loss, best epoch \(summary.bestEpoch) of \(summary.epochs.count)")
-            if let f = head.config.fusion {
+            if let f = head.config.fusion, f.fallback == true {
+                note(String(format: "the head alone ranked the positive first on %.3f of the validation groups, the first-stage cosine on %.3f: the reranker fuses them (%.4g × head + %.4g × cosine, %.3f) so it never ranks below the first stage; more or harder training rows, --finetune, or --no-first-stage-guard change this",
+                            f.validTop1.cross, f.validTop1.similarity, f.crossWeight, f.similarityWeight, f.validTop1.fused))
+            } else if let f = head.config.fusion {
                 note(String(format: "score = %.4g × head + %.4g × cosine; positive first on %d validation groups: head %.3f, cosine %.3f, fused %.3f",
                             f.crossWeight, f.similarityWeight, f.validGroups, f.validTop1.cross, f.validTop1.similarity, f.validTop1.fused))
             }

@@ -335,13 +335,16 @@ final class CLITests: XCTestCase {
                               "--per-query", perQuery])
         XCTAssertEqual(e.status, 0, e.stderr)
         let metrics = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: [String: Double]]
-        XCTAssertEqual(Set(metrics?.keys ?? [:].keys), ["vector", "keyword", "hybrid", "reranked"])
+        // The tiny model's head ranks no better than the cosine on validation: the default reranker fuses the
+        // two (and says so), and evaluation reports the head alone as well.
+        XCTAssertTrue(t.stderr.contains("so it never ranks below the first stage"), t.stderr)
+        XCTAssertEqual(Set(metrics?.keys ?? [:].keys), ["vector", "keyword", "hybrid", "reranked", "reranked_cross_only"])
         XCTAssertEqual(Set(metrics?["reranked"]?.keys ?? [:].keys),
                        ["ndcg@10", "mrr@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "map@100"])
         let each = try String(contentsOfFile: perQuery, encoding: .utf8).split(separator: "\n").compactMap {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
-        XCTAssertEqual(each.count, 4 * 16, "each query once per mode")
+        XCTAssertEqual(each.count, 5 * 16, "each query once per mode")
         let vectorNDCG = each.filter { $0["mode"] as? String == "vector" }.compactMap { $0["ndcg@10"] as? Double }
         XCTAssertEqual(vectorNDCG.reduce(0, +) / 16, metrics?["vector"]?["ndcg@10"] ?? -1, accuracy: 1e-9, "the summary is the mean of the rows")
         let wrong = try Tool.run(["rerank", "--reranker", dir.path, "--query", "q", "--input", candidates])

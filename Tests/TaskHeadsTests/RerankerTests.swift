@@ -97,6 +97,7 @@ final class RerankerTests: XCTestCase {
         }
         plan.fuseSimilarity = false
         plan.residual = false
+        plan.guardFirstStage = false
         let plain = try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
                                               valid: nil, plan: plan, cache: nil)
         XCTAssertNil(plain.config.fusion)
@@ -161,5 +162,40 @@ final class RerankerTests: XCTestCase {
                                                           attention: .bidirectional, prompt: nil),
                                        network: try HeadNetwork(architecture: HeadArchitecture(inputDimension: 64, outputs: 2, pooling: .mean), seed: 0))
         XCTAssertThrowsError(try Reranker(head: classifier, encoder: encoder)) { XCTAssertTrue("\($0)".contains("not a reranker")) }
+    }
+
+    /// The default reranker never ranks below the first stage on validation: when the head alone does no
+    /// better than the cosine there, it is fused with it (marked as a fallback), and a fusion that would do
+    /// worse than the cosine keeps the cosine alone.
+    func testDefaultRerankerNeverRanksBelowTheFirstStage() throws {
+        let rows = (0..<24).map { i in
+            #"{"query": "the cat \#(i)", "positive": "a cat sat \#(i)", "negatives": ["a dog ran", "hello there", "tiny words \#(i)"]}"#
+        }
+        let path = dir.appendingPathComponent("pairs.jsonl")
+        try rows.joined(separator: "\n").write(to: path, atomically: true, encoding: .utf8)
+        for rate: Float in [1e-9, 1e-2] {
+            var plan = RerankerTrainingPlan()
+            plan.negatives = 3
+            plan.hiddenSize = 8
+            plan.validFraction = 0.5
+            plan.options.epochs = 2
+            plan.options.learningRate = rate
+            let head = try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
+                                                 valid: nil, plan: plan, cache: nil)
+            if let fusion = head.config.fusion {
+                XCTAssertEqual(fusion.fallback, true)
+                XCTAssertLessThanOrEqual(fusion.validTop1.cross, fusion.validTop1.similarity)
+                XCTAssertGreaterThanOrEqual(fusion.validTop1.fused, fusion.validTop1.similarity, "rate \(rate)")
+            }
+        }
+        let worse = ScoreFusion(crossWeight: 2, similarityWeight: 1, queryPrompt: nil, documentPrompt: nil, validGroups: 10,
+                                validTop1: .init(cross: 0.2, similarity: 0.8, fused: 0.6))
+        let guarded = worse.neverBelowSimilarity
+        XCTAssertEqual([guarded.crossWeight, guarded.similarityWeight], [0, 1])
+        XCTAssertEqual(guarded.validTop1.fused, 0.8)
+        XCTAssertEqual(guarded.combine(cross: [5, -5], similarity: [0.1, 0.3]), [0.1, 0.3])
+        let better = ScoreFusion(crossWeight: 2, similarityWeight: 1, queryPrompt: nil, documentPrompt: nil, validGroups: 10,
+                                 validTop1: .init(cross: 0.2, similarity: 0.8, fused: 0.9))
+        XCTAssertEqual(better.neverBelowSimilarity, better)
     }
 }
