@@ -409,6 +409,7 @@ extension Targets {
         case let .multiLabel(y): .multiLabel(items.flatMap { y[($0 * outputs)..<(($0 + 1) * outputs)] })
         case let .values(y): .values(items.flatMap { y[($0 * outputs)..<(($0 + 1) * outputs)] })
         case .groups, .pairs, .binary, .lambda: self
+        case let .margins(size, teacher): .margins(size: size, teacher: items.map { teacher[$0] })
         }
     }
 }

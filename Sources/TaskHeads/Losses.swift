@@ -20,11 +20,14 @@ public enum Targets: Sendable, Equatable {
     /// group's nDCG if the two swapped places in the current ranking (the LambdaLoss framework's LambdaRank
     /// scheme), so mistakes near the top weigh most.
     case lambda(size: Int)
+    /// Distillation from a teacher reranker (margin-MSE, Hofstätter et al. 2020): per negative,
+    /// ((s_positive − s_negative) − (t_positive − t_negative))², `teacher` holding t for every row.
+    case margins(size: Int, teacher: [Float])
 
     /// Rows per unit that must stay together in a batch (1 outside rerank groups).
     public var groupSize: Int {
         switch self {
-        case let .groups(size), let .pairs(size), let .binary(size), let .lambda(size): size
+        case let .groups(size), let .pairs(size), let .binary(size), let .lambda(size), let .margins(size, _): size
         default: 1
         }
     }
@@ -93,6 +96,18 @@ public enum Loss {
                     let sigma = Float(weight / (1 + exp(-Double(d))) / n)
                     grad[(g * size + j) * outputs] += sigma
                     grad[g * size * outputs] -= sigma
+                }
+            }
+        case let .margins(size, teacher):
+            let groups = items.count / size, n = Double(groups * (size - 1))
+            for g in 0..<groups {
+                let p = g * size, tp = teacher[items[p]]
+                for j in 1..<size {
+                    let e = Double(logits[p * outputs] - logits[(p + j) * outputs]) - Double(tp - teacher[items[p + j]])
+                    loss += e * e / n
+                    let ge = Float(2 * e / n)
+                    grad[p * outputs] += ge
+                    grad[(p + j) * outputs] -= ge
                 }
             }
         case let .binary(size):

@@ -7,14 +7,20 @@ import GemmaEncoder
 /// cross-entropy per pair, or LambdaRank (pairwise weighted by each swap's |ΔnDCG|).
 public enum RankingLoss: String, Codable, Sendable, CaseIterable {
     case listwise, pairwise, bce, lambda
+    /// Distillation: the score margins of a teacher reranker (`RerankerTrainingPlan.teacher`).
+    case marginMSE = "margin-mse"
 
-    /// The targets of groups of `size` (the positive first) under this loss.
-    public func targets(groupSize size: Int) -> Targets {
+    /// The targets of groups of `size` (the positive first) under this loss; margin-MSE needs the teacher's
+    /// score of every row.
+    public func targets(groupSize size: Int, teacher: [Float]? = nil) throws(HeadError) -> Targets {
         switch self {
-        case .listwise: .groups(size: size)
-        case .pairwise: .pairs(size: size)
-        case .bce: .binary(size: size)
-        case .lambda: .lambda(size: size)
+        case .listwise: return .groups(size: size)
+        case .pairwise: return .pairs(size: size)
+        case .bce: return .binary(size: size)
+        case .lambda: return .lambda(size: size)
+        case .marginMSE:
+            guard let teacher else { throw .invalidData("the margin-mse loss learns a teacher reranker's scores: give --teacher") }
+            return .margins(size: size, teacher: teacher)
         }
     }
 }
@@ -46,8 +52,16 @@ public struct RerankerTrainingPlan: Sendable {
     /// there, the head's weight 0 if fusing does not help), so a default reranker never replaces a first
     /// stage with something worse.
     public var guardFirstStage = true
+    /// A teacher reranker whose scores of every training and validation pair the margin-MSE loss learns.
+    public var teacher: (any PairScorer)?
 
     public init() {}
+
+    /// The teacher's scores of every pair of `groups`, in row order (nil without a teacher or another loss).
+    func teacherScores(_ groups: [(query: String, documents: [String])]) throws -> [Float]? {
+        guard loss == .marginMSE, let teacher else { return nil }
+        return try groups.flatMap { try teacher.rerankScores(query: $0.query, documents: $0.documents, similarity: nil).final }
+    }
 }
 
 /// Trains cross-encoder rerankers: encoder + pooling + a one-score head over (query, document) pair texts.
@@ -74,9 +88,12 @@ public enum RerankerBuilder {
         let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 1, pooling: plan.pooling,
                                             attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
                                             dropout: plan.dropout, hiddenDropout: plan.hiddenDropout)
-        let targets = plan.loss.targets(groupSize: plan.groupSize)
+        let targets = try plan.loss.targets(groupSize: plan.groupSize,
+                                            teacher: try plan.teacherScores(zip(train.rows, train.documents).map { ($0.query, $1) }))
+        let validTargets = try plan.loss.targets(groupSize: plan.groupSize,
+                                                 teacher: try plan.teacherScores(zip(validation.rows, validation.documents).map { ($0.query, $1) }))
         let result = try HeadTrainer.train(architecture: architecture, train: train.states, trainTargets: targets,
-                                           valid: validation.states, validTargets: targets, options: plan.options,
+                                           valid: validation.states, validTargets: validTargets, options: plan.options,
                                            trainOffsets: offsets?.train, validOffsets: offsets?.valid,
                                            onStep: progress.map { p in { p("training", $0, $1) } }, onEpoch: onEpoch)
         var config = HeadConfig(task: .rerank, architecture: architecture, baseModel: .init(name: modelName, digest: digest),

@@ -20,18 +20,20 @@ extension RerankerBuilder {
             throw HeadError.invalidData("line \(row.line): \(row.negatives.count) negatives, fewer than the \(plan.negatives) per group asked for")
         }
         let (tokenizer, tokenizerDirectory) = try FineTuneBuilder.exportTokenizer(encoder: encoder, given: run.tokenizerDirectory)
-        let targets = plan.loss.targets(groupSize: plan.groupSize)
-        func data(_ rows: [RerankExample]) -> FineTuneData {
-            var sequences: [[Int32]] = []
+        func data(_ rows: [RerankExample]) throws -> FineTuneData {
+            var sequences: [[Int32]] = [], groups: [(query: String, documents: [String])] = []
             for row in rows {
-                for document in [row.positive] + Array(row.negatives.shuffled(using: &rng).prefix(plan.negatives)) {
+                let documents = [row.positive] + Array(row.negatives.shuffled(using: &rng).prefix(plan.negatives))
+                groups.append((row.query, documents))
+                for document in documents {
                     sequences.append(TextEncoder.tokenizePair(query: row.query, document: document, template: plan.template,
                                                               maxLength: plan.maxLength, with: tokenizer).ids)
                 }
             }
-            return FineTuneData(sequences: sequences, targets: targets)
+            return FineTuneData(sequences: sequences,
+                                targets: try plan.loss.targets(groupSize: plan.groupSize, teacher: try plan.teacherScores(groups)))
         }
-        let trainData = data(trainRows), validData = data(validRows)
+        let trainData = try data(trainRows), validData = try data(validRows)
         let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 1, pooling: plan.pooling,
                                             attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
                                             dropout: plan.dropout, hiddenDropout: plan.hiddenDropout)

@@ -12,7 +12,7 @@ enum TrainTask: String, ExpressibleByArgument, CaseIterable {
 
 /// `train --task distill`'s own flags.
 struct DistillFlags: ParsableArguments {
-    @Option(help: "Distill: the teacher model whose embeddings the student (--model) learns.")
+    @Option(help: "Distill: the teacher model whose embeddings the student (--model) learns; rerank with --loss margin-mse: the teacher reranker directory.")
     var teacher: String?
 
     @Option(name: .customLong("student-layers"), help: "Distill: build the student from this many of --model's own layers, evenly spaced (e.g. half of them).")

@@ -109,7 +109,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Rerank: negatives per positive in a training group.")
     var negatives = 3
 
-    @Option(help: "Rerank: listwise (softmax over the group), pairwise (RankNet), bce (binary cross-entropy per pair) or lambda (LambdaRank: pairwise weighted by |ΔnDCG|).")
+    @Option(help: "Rerank: listwise (softmax over the group), pairwise (RankNet), bce (binary cross-entropy per pair), lambda (LambdaRank: pairwise weighted by |ΔnDCG|) or margin-mse (learn --teacher's score margins).")
     var loss: RankingLoss = .listwise
 
     @Option(help: "Rerank: the pair template, with {query} and {document}.")
@@ -304,6 +304,12 @@ extension TrainCommand {
             plan.fuseSimilarity = fuseSimilarity
             plan.residual = residual
             plan.guardFirstStage = !noFirstStageGuard
+            if let teacher = distillation.teacher {
+                guard loss == .marginMSE else { fail("--teacher with --task rerank distills a teacher reranker's scores: use --loss margin-mse") }
+                plan.teacher = try RerankerOptions(reranker: teacher).load()
+            } else if loss == .marginMSE {
+                fail("--loss margin-mse learns a teacher reranker's scores: give --teacher RERANKER")
+            }
             plan.options = trainingOptions
             if isFineTuning { return try fineTuneReranker(encoder: encoder, examples: examples, validation: validation, plan: plan) }
             let stages = StageProgress()

@@ -120,6 +120,15 @@ final class RetrieverTrainingCLITests: XCTestCase {
         XCTAssertNotNil((try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Any])?["reranked"])
         _ = corpus
 
+        // A student learns the fine-tuned reranker's score margins (margin-MSE), on a frozen encoder.
+        let student = dir.appendingPathComponent("student-reranker").path
+        let m = try Tool.run(["train", "--task", "rerank", "--loss", "margin-mse", "--teacher", reranker, "--data", pairs, "--model", model,
+                              "--negatives", "2", "--epochs", "2", "--max-length", "96", "--no-cache", "--out", student])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        let noTeacher = try Tool.run(["train", "--task", "rerank", "--loss", "margin-mse", "--data", pairs, "--model", model,
+                                      "--negatives", "2", "--out", student + "2"])
+        XCTAssertTrue(noTeacher.stderr.contains("give --teacher"), noTeacher.stderr)
+
         let fused = try Tool.run(["train", "--task", "rerank", "--finetune", "all", "--fuse-similarity", "--data", pairs, "--model", model,
                                   "--negatives", "2", "--out", dir.appendingPathComponent("fused").path])
         XCTAssertNotEqual(fused.status, 0)

@@ -89,7 +89,7 @@ final class GradientCheckTests: XCTestCase {
         try check(HeadArchitecture(inputDimension: 8, outputs: 2, pooling: .max, hiddenSize: 4, dropout: 0, hiddenDropout: 0),
                   values, items: [0, 1, 2, 3, 4, 5], dropoutSeed: nil)
         // Rerank: groups of 3 rows, the first of each the positive; one score per row; every ranking loss.
-        for targets in [Targets.groups(size: 3), .pairs(size: 3), .binary(size: 3)] {
+        for targets in [Targets.groups(size: 3), .pairs(size: 3), .binary(size: 3), .margins(size: 3, teacher: [1, 0.5, 1.5, -1, 2, 0])] {
             try check(HeadArchitecture(inputDimension: 8, outputs: 1, pooling: .attention, attentionHeads: 2, hiddenSize: 4,
                                        dropout: 0, hiddenDropout: 0), targets, items: [0, 1, 2, 3, 4, 5], dropoutSeed: nil)
         }
@@ -134,6 +134,9 @@ final class GradientCheckTests: XCTestCase {
         func softplus(_ x: Double) -> Double { log(1 + exp(x)) }
         XCTAssertEqual(Loss.evaluate([2, 0, 3], outputs: 1, targets: .binary(size: 3), items: [0, 1, 2]).loss,
                        (softplus(-2) + softplus(0) + softplus(3)) / 3, accuracy: 1e-6)
+        // Margin-MSE: teacher (1, 0.5, 1.5): ((2 − 0) − 0.5)² and ((2 − 3) − (−0.5))², averaged.
+        XCTAssertEqual(Loss.evaluate([2, 0, 3], outputs: 1, targets: .margins(size: 3, teacher: [1, 0.5, 1.5]), items: [0, 1, 2]).loss,
+                       (1.5 * 1.5 + 0.25) / 2, accuracy: 1e-6)
         // LambdaRank: the positive ranks 2nd (after the score 3); swapping it with rank 3 changes nDCG by
         // 1/log2(3) − 1/log2(4), with rank 1 by 1 − 1/log2(3); each weights its pair's softplus; sum per group.
         let swapLow = 1 / log2(3.0) - 0.5, swapHigh = 1 - 1 / log2(3.0)

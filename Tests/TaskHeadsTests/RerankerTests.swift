@@ -55,7 +55,7 @@ final class RerankerTests: XCTestCase {
         plan.hiddenSize = 8
         plan.fuseSimilarity = true
         // Both losses, and the listwise head trained on top of the cosine (residual).
-        for (loss, residual) in RankingLoss.allCases.map({ ($0, false) }) + [(.listwise, true)] {
+        for (loss, residual) in RankingLoss.allCases.filter({ $0 != .marginMSE }).map({ ($0, false) }) + [(.listwise, true)] {
             plan.loss = loss
             plan.residual = residual
             let head = try RerankerBuilder.train(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
