@@ -55,6 +55,21 @@ struct ContrastiveFlags: ParsableArguments {
 }
 
 extension TrainCommand {
+    /// The encoder's settings for embedding training and distillation: the fine-tuning flags, every layer by
+    /// default, one epoch of batches of 32 unless told otherwise.
+    func encoderTrainingOptions() throws -> FineTuneOptions {
+        var options = try fineTuneOptions()
+        if finetune.finetune == "none" { options.scope = .all }
+        options.epochs = epochs ?? 1
+        options.batchSize = batchSize ?? 32
+        return options
+    }
+
+    func epochLine(_ report: EmbeddingEpochReport, of epochs: Int) -> String {
+        String(format: "epoch %d/%d  train loss %.6f", report.epoch, epochs, report.trainLoss)
+            + (report.validLoss.map { String(format: "  valid loss %.6f", $0) } ?? "") + String(format: "  (%.1f s)", report.seconds)
+    }
+
     /// A student trained to reproduce a teacher's embeddings of the texts in --data, written as a
     /// sentence-transformers directory at --out.
     func distill() throws {
@@ -70,10 +85,7 @@ extension TrainCommand {
             let teacher = try TextEncoder(model: teacherName)
             let student = try model.load()
             var options = DistillationOptions()
-            options.encoder = try fineTuneOptions()
-            if finetune.finetune == "none" { options.encoder.scope = .all }
-            options.encoder.epochs = epochs ?? 1
-            options.encoder.batchSize = batchSize ?? 32
+            options.encoder = try encoderTrainingOptions()
             options.objective = distillation.objective
             var run = DistillationBuilder.Run(options: options)
             run.studentLayers = distillation.studentLayers
@@ -95,8 +107,7 @@ extension TrainCommand {
                 cache: noCache ? nil : TokenStateCache(), out: URL(fileURLWithPath: out), onStep: progress.update,
                 onEpoch: { report in
                     progress.finish()
-                    note(String(format: "epoch %d/%d  train loss %.6f", report.epoch, options.encoder.epochs, report.trainLoss)
-                         + (report.validLoss.map { String(format: "  valid loss %.6f", $0) } ?? "") + String(format: "  (%.1f s)", report.seconds))
+                    note(epochLine(report, of: options.encoder.epochs))
                 }, progress: { note($0) })
             progress.finish()
             note("wrote \(out): a student of \(teacherName) (\(summary.studentLayers.map { "\($0.count) of its layers: \($0.map(String.init).joined(separator: ","))" } ?? model.model)"
@@ -117,10 +128,7 @@ extension TrainCommand {
             let validation = try valid.map(ContrastiveData.read)
             let encoder = try model.load()
             var options = EmbeddingTrainingOptions()
-            options.encoder = try fineTuneOptions()
-            if finetune.finetune == "none" { options.encoder.scope = .all }
-            options.encoder.epochs = epochs ?? 1
-            options.encoder.batchSize = batchSize ?? 32
+            options.encoder = try encoderTrainingOptions()
             options.loss = ContrastiveLoss(scale: contrastive.scale, symmetric: contrastive.symmetric,
                                            matryoshkaDimensions: try contrastive.dimensions())
             options.miniBatchSize = contrastive.miniBatchSize
@@ -141,9 +149,7 @@ extension TrainCommand {
                 onStep: progress.update,
                 onEpoch: { report in
                     progress.finish()
-                    note(String(format: "epoch %d/%d  train loss %.4f", report.epoch, options.encoder.epochs, report.trainLoss)
-                         + (report.validLoss.map { String(format: "  valid loss %.4f", $0) } ?? "")
-                         + String(format: "  (%.1f s)", report.seconds))
+                    note(epochLine(report, of: options.encoder.epochs))
                 })
             progress.finish()
             note("wrote \(out): a sentence-transformers model (\(summary.options.loss.kind.rawValue) loss, encoder \(summary.options.encoder.scope)"

@@ -210,12 +210,8 @@ struct TrainCommand: ParsableCommand {
 extension TrainCommand {
     /// The encoder and the head trained together; checkpoints go to OUT.checkpoint.
     private func fineTune(encoder: TextEncoder, train: LabeledData, valid: LabeledData?, plan: HeadTrainingPlan) throws {
-        let options = try fineTuneOptions()
-        var run = FineTuneBuilder.Run(plan: plan, options: options)
-        run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
-        run.resume = finetune.resume
-        run.saveAdapter = finetune.saveAdapter
-        run.tokenizerDirectory = try tokenizerDirectory()
+        let run = try fineTuneRun(plan: plan)
+        let options = run.options
         let progress = StepProgress()
         let head = try FlagHints.validation(data: data) { try FineTuneBuilder.train(
             encoder: encoder, modelName: model.model, train: train, valid: valid, run: run, out: URL(fileURLWithPath: out),
@@ -230,6 +226,16 @@ extension TrainCommand {
         note("wrote \(out): \(task.rawValue) with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, "
              + "best epoch \(summary.bestEpoch) (valid loss \(String(format: "%.4f", best.validLoss))"
              + (best.validAccuracy.map { String(format: ", accuracy %.4f", $0) } ?? "") + "); encoder in \(out)/encoder")
+    }
+
+    /// A fine-tuning run from the flags: checkpoints beside --out (OUT.checkpoint), --resume, --save-adapter, --tokenizer.
+    func fineTuneRun(plan: HeadTrainingPlan) throws -> FineTuneBuilder.Run {
+        var run = FineTuneBuilder.Run(plan: plan, options: try fineTuneOptions())
+        run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
+        run.resume = finetune.resume
+        run.saveAdapter = finetune.saveAdapter
+        run.tokenizerDirectory = try tokenizerDirectory()
+        return run
     }
 
     /// FineTuneOptions from the flags (classification, regression and embedding runs share them).
@@ -341,12 +347,8 @@ extension TrainCommand {
     private func fineTuneReranker(encoder: TextEncoder, examples: [RerankExample], validation: [RerankExample]?,
                                   plan: RerankerTrainingPlan) throws {
         if fuseSimilarity { fail("--fuse-similarity fuses a frozen encoder's cosine with its head; a fine-tuned cross-encoder is scored alone") }
-        let options = try fineTuneOptions()
-        var run = FineTuneBuilder.Run(plan: HeadTrainingPlan(task: .rerank, pooling: pooling), options: options)
-        run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
-        run.resume = finetune.resume
-        run.saveAdapter = finetune.saveAdapter
-        run.tokenizerDirectory = try tokenizerDirectory()
+        let run = try fineTuneRun(plan: HeadTrainingPlan(task: .rerank, pooling: pooling))
+        let options = run.options
         let progress = StepProgress()
         let head = try FlagHints.validation(data: data) { try RerankerBuilder.fineTune(
             encoder: encoder, modelName: model.model, examples: examples, valid: validation, plan: plan, run: run,
