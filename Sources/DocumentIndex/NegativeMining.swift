@@ -35,7 +35,7 @@ public enum NegativeMining {
         public var rangeMax: Int?
         /// A negative's score must be ≤ the positive's − this.
         public var absoluteMargin: Double?
-        /// A negative's score must be ≤ the positive's × (1 − this).
+        /// A negative's score must be ≤ the positive's × (1 − this) (positive − this × |positive| for a score below 0).
         public var relativeMargin: Double?
         public var maxScore: Double?
         public var minScore: Double?
@@ -76,7 +76,10 @@ public enum NegativeMining {
                 throw IndexError.invalidCorpus("query \(query.id): relevant document \(query.relevant[0]) is not in the index")
             }
             let relevant = Set(query.relevant)
-            let window = Array(pair.1.filter { !relevant.contains($0.id) }.prefix(options.depth).dropFirst(options.rangeMin))
+            // Relevant by id, or the positive's very text under another id (a duplicate would be a "negative" the
+            // loss can never rank below the positive).
+            let window = Array(pair.1.filter { !relevant.contains($0.id) && $0.text != positiveText }.prefix(options.depth)
+                .dropFirst(options.rangeMin))
             let positive = SearchResult(id: query.relevant[0], score: 0, text: positiveText, metadataJSON: "{}")
             var scores: [Double]
             var candidates = window
@@ -99,7 +102,8 @@ public enum NegativeMining {
             var passing: [(SearchResult, Double)] = []
             for (candidate, score) in zip(candidates, scores.dropFirst()) {
                 if let m = options.absoluteMargin, score > positiveScore - m { continue }
-                if let m = options.relativeMargin, score > positiveScore * (1 - m) { continue }
+                // p·(1 − m) for a positive score; p − m·|p| keeps "below the positive" for a cross-encoder's negative logits.
+                if let m = options.relativeMargin, score > positiveScore - m * abs(positiveScore) { continue }
                 if let high = options.maxScore, score > high { continue }
                 if let low = options.minScore, score < low { continue }
                 passing.append((candidate, score))

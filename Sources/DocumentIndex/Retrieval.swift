@@ -112,7 +112,10 @@ public enum RetrievalEvaluation {
             let ranked = try pipeline.rerank(query.text, firstStage: first, queryEmbedding: embeddings.isEmpty ? nil : embeddings[n],
                                              scorer: reranker, k: 100)
             record("reranked", ranked.final.map(\.result.id), query)
-            if let crossOnly = ranked.crossOnly { record("reranked_cross_only", crossOnly.map(\.result.id), query) }
+            // Every query gets a row in every mode (a query without candidates has no separate head-only ranking).
+            if reranker.fusedSimilarity != nil || ranked.crossOnly != nil {
+                record("reranked_cross_only", (ranked.crossOnly ?? ranked.final).map(\.result.id), query)
+            }
             progress?(n + 1, queries.count)
         }
         return results

@@ -67,14 +67,17 @@ final class BiEncoder {
     func train(batches: (Int) -> [[Int]], gradients: ([Int], Int) throws -> (loss: Double, tokens: Int),
                validate: (() throws -> Double)?, onStep: ((FineTuneStep) -> Void)?,
                onEpoch: ((EmbeddingEpochReport) -> Void)?) throws -> EmbeddingTrainingResult {
-        let total = batches(1).count * options.epochs
+        // Every epoch's batches up front: without repeated texts their number varies from epoch to epoch, and
+        // the schedule must end where training does.
+        let plan = (1...options.epochs).map(batches)
+        let total = plan.reduce(0) { $0 + $1.count }
         let schedule = LearningRateSchedule(peak: options.encoderLearningRate, warmup: Int((Float(total) * options.warmupFraction).rounded()),
                                             total: total, decay: options.decay)
         var step = 0, reports: [EmbeddingEpochReport] = [], best: (epoch: Int, loss: Double, values: [[Float]])?
         for epoch in 1...options.epochs {
             let started = Date()
             var lossSum = 0.0
-            let groups = batches(epoch)
+            let groups = plan[epoch - 1]
             for batch in groups {
                 let stepStart = Date()
                 let (loss, tokens) = try gradients(batch, step)

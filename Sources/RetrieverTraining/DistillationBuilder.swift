@@ -47,9 +47,12 @@ public enum DistillationBuilder {
                              progress: ((String) -> Void)? = nil) throws -> Summary {
         guard texts.count >= 2 else { throw RetrieverTrainingError.invalidData("distillation needs at least 2 texts, got \(texts.count)") }
         let o = run.options.encoder
+        // One pass per distinct prompt (a model whose query and document prompts are the same, e.g. both "").
+        var prompts: [String?] = []
+        for p in run.prompts.map({ $0?.isEmpty == true ? nil : $0 }) where !prompts.contains(p) { prompts.append(p) }
         let (tokenizer, tokenizerDirectory) = try FineTuneBuilder.exportTokenizer(encoder: student, given: run.tokenizerDirectory)
         var studentInputs: [EncoderInput] = [], teacherInputs: [EncoderInput] = []
-        for prompt in run.prompts {
+        for prompt in prompts {
             studentInputs += TextEncoder.tokenize(texts, with: tokenizer, prompt: prompt, maxLength: o.maxLength)
             teacherInputs += teacher.tokenize(texts, prompt: prompt, maxLength: o.maxLength)
         }
@@ -63,14 +66,17 @@ public enum DistillationBuilder {
         // Held-out texts by text, so a text's query- and document-prompt versions stay on one side.
         var rng = SeededGenerator(seed: o.seed &+ 0xD157)
         let split = try HoldOutSplit(count: texts.count, fraction: run.validFraction, using: &rng)
-        func rows(_ textIndices: [Int]) -> [Int] { run.prompts.indices.flatMap { p in textIndices.map { p * texts.count + $0 } } }
+        func rows(_ textIndices: [Int]) -> [Int] { prompts.indices.flatMap { p in textIndices.map { p * texts.count + $0 } } }
         let trainRows = rows(split.train), validRows = rows(split.valid)
 
         var layers: [Int]?
         if let n = run.studentLayers {
             // The student's own depth decides the spacing.
-            guard let config = (student.model as? GemmaTransformer)?.config, n > 0, n < config.numLayers else {
-                throw RetrieverTrainingError.invalidOption("--student-layers \(n) must be between 1 and the model's layer count − 1")
+            guard let config = (student.model as? GemmaTransformer)?.config else {
+                throw RetrieverTrainingError.invalidOption("--student-layers builds a student from a Gemma model's own layers; \(studentName) is not one")
+            }
+            guard n > 0, n < config.numLayers else {
+                throw RetrieverTrainingError.invalidOption("--student-layers \(n) must be between 1 and \(config.numLayers - 1) (the model has \(config.numLayers) layers)")
             }
             layers = config.evenlySpacedLayers(n)
         }
@@ -99,10 +105,19 @@ public enum DistillationBuilder {
                               bestEpoch: result.bestEpoch, epochs: result.epochs)
         let json = JSONEncoder()
         json.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // The teacher's prompts, except that the names retrieval looks up say what the student learned under:
+        // its query and document prompts when it learned both, else the one prompt (or none, "") it saw.
+        var exported = teacher.prompts
+        let distilledBoth = prompts.count == 2 && prompts[0] == teacher.prompts["query"] && prompts[1] == teacher.prompts["document"]
+        if !distilledBoth {
+            exported["query"] = (prompts.first ?? nil) ?? ""
+            exported["document"] = (prompts.first ?? nil) ?? ""
+        }
         try SentenceTransformersExport.write(
             model: model, pipeline: pipeline,
             settings: .init(attention: o.attention, tokenizerDirectory: tokenizerDirectory, baseModelName: studentName,
-                            prompts: teacher.prompts, maxSequenceLength: teacher.maxSequenceLength, training: try json.encode(summary)),
+                            prompts: exported, maxSequenceLength: min(student.maxSequenceLength, teacher.maxSequenceLength),
+                            training: try json.encode(summary)),
             to: out)
         return summary
     }

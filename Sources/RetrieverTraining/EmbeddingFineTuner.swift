@@ -78,8 +78,10 @@ public struct ContrastiveExamples: Sendable {
         }
         switch data {
         case let .triplets(rows):
+            // A negative that is the positive's own text could never rank below it: left out.
             self.rows = .triplets(rows.map { row in
-                (index(row.anchor, queryPrompt), index(row.positive, documentPrompt), row.negatives.map { index($0, documentPrompt) })
+                (index(row.anchor, queryPrompt), index(row.positive, documentPrompt),
+                 row.negatives.filter { $0 != row.positive }.map { index($0, documentPrompt) })
             })
         case let .scored(rows):
             self.rows = .scored(rows.map { (index($0.first, documentPrompt), index($0.second, documentPrompt), $0.score) })
@@ -145,13 +147,14 @@ public final class EmbeddingFineTuner {
         var result: [[Int]] = []
         while !pending.isEmpty {
             var batch: [Int] = [], seen = Set<String>(), rest: [Int] = []
-            for row in pending {
+            for (position, row) in pending.enumerated() {
+                if batch.count == options.encoder.batchSize {
+                    // Full: the rest waits for the next batches in order, as sentence-transformers' sampler does.
+                    rest += pending[position...]
+                    break
+                }
                 let texts = rowTexts(examples, row).map { examples.raw[$0] }
-                if batch.count < options.encoder.batchSize, seen.isDisjoint(with: texts), Set(texts).count == texts.count {
-                    batch.append(row)
-                    seen.formUnion(texts)
-                } else if batch.isEmpty {
-                    // A row that repeats a text within itself still trains, alone.
+                if batch.isEmpty || seen.isDisjoint(with: texts) {
                     batch.append(row)
                     seen.formUnion(texts)
                 } else {

@@ -26,6 +26,9 @@ public final class TrainablePipeline: @unchecked Sendable {
         guard !pipeline.pooling.modes.contains(where: \.isLearned) else {
             throw .invalidOption("an embedding model pools without learned parameters; attention pooling belongs to a head")
         }
+        if let first = pipeline.dense.first, first.inputDimension != pipeline.pooling.outputDimension {
+            throw .invalidOption("the pooling gives \(pipeline.pooling.outputDimension) values but the first Dense layer takes \(first.inputDimension): choose a pooling with as many modes as the model's")
+        }
         pooling = pipeline.pooling
         normalize = pipeline.normalize
         dense = pipeline.dense.enumerated().map { i, layer in

@@ -131,18 +131,27 @@ public final class EncoderFineTuner {
         return joined
     }
 
-    /// Final token states of `data` (dropout off), as the head reads them.
-    public func states(_ data: FineTuneData, prefixes: [Tensor]? = nil) throws -> TokenStateSet {
+    /// Final token states of `data` (dropout off), as the head reads them; with `pooling` (one without
+    /// parameters), each text's pooled vector alone, as a one-row "sequence": what a linear fit on that pooling
+    /// needs, at a fraction of the memory (the same head: pooling one row returns it).
+    public func states(_ data: FineTuneData, prefixes: [Tensor]? = nil, pooling: Pooling? = nil) throws -> TokenStateSet {
         var set = TokenStateSet(dimension: model.config.hiddenSize)
         for start in stride(from: 0, to: data.count, by: 32) {
             let items = Array(start..<min(start + 32, data.count))
             let pass = try model.forward(items.map { data.sequences[$0] }, prefix: prefix(prefixes, items),
                                          mode: options.attention, threads: threads, keepTape: false)
             let h = model.config.hiddenSize
+            var batch = TokenStateSet(dimension: h)
             for (row, _) in items.enumerated() {
                 let range = (pass.batch.offsets[row] * h)..<(pass.batch.offsets[row + 1] * h)
-                set.append(UnsafeBufferPointer(start: pass.hidden.pointer + range.lowerBound, count: range.count))
+                batch.append(UnsafeBufferPointer(start: pass.hidden.pointer + range.lowerBound, count: range.count))
             }
+            guard let pooling else {
+                for i in 0..<batch.count { set.append(batch.values[(batch.offsets[i] * h)..<(batch.offsets[i + 1] * h)]) }
+                continue
+            }
+            let pooled = try HeadFeatures.pooled(batch, pooling: pooling)
+            for i in 0..<batch.count { set.append(pooled[(i * h)..<((i + 1) * h)]) }
         }
         return set
     }
@@ -157,8 +166,8 @@ public final class EncoderFineTuner {
                     onEpoch: ((EpochReport) -> Void)? = nil) throws -> FineTuneResult {
         guard train.count > 0, valid.count > 0 else { throw HeadError.invalidData("training and validation sets must not be empty") }
         let lengths = train.sequences.map(\.count), unit = train.targets.groupSize
-        guard train.count % unit == 0, valid.count % valid.targets.groupSize == 0 else {
-            throw HeadError.invalidData("rerank rows must come in whole groups of \(unit)")
+        for (name, data) in [("training", train), ("validation", valid)] where data.count % data.targets.groupSize != 0 {
+            throw HeadError.invalidData("\(name) rerank rows must come in whole groups of \(data.targets.groupSize), got \(data.count) rows")
         }
         let stepsPerEpoch = (batches(count: train.count, lengths: lengths, epoch: 1, unit: unit).count + options.accumulation - 1)
             / options.accumulation
@@ -227,8 +236,10 @@ public final class EncoderFineTuner {
     func probeHead(train: FineTuneData, valid: FineTuneData, trainPrefixes: [Tensor]?, validPrefixes: [Tensor]?) throws {
         var fit = TrainingOptions()
         fit.solver = .lbfgs
-        let result = try LinearHeadFit.train(architecture: network.architecture, train: try states(train, prefixes: trainPrefixes),
-                                             trainTargets: train.targets, valid: try states(valid, prefixes: validPrefixes),
+        let pooling = network.architecture.pooling
+        let result = try LinearHeadFit.train(architecture: network.architecture,
+                                             train: try states(train, prefixes: trainPrefixes, pooling: pooling), trainTargets: train.targets,
+                                             valid: try states(valid, prefixes: validPrefixes, pooling: pooling),
                                              validTargets: valid.targets, options: fit, onStep: nil, onEpoch: nil)
         network.parameters = result.network.parameters
     }
@@ -366,7 +377,12 @@ public final class EncoderFineTuner {
         do throws(FormatError) {
             saved = try JSONFile.decode(CheckpointState.self, from: url.appendingPathComponent("state.json"))
         } catch { throw HeadError.invalidHead("\(error)") }
-        guard saved.options == options else {
+        // How the head started matters only before the first step, and every checkpoint comes after one (runs
+        // checkpointed before the choice existed record none).
+        var savedOptions = saved.options, ourOptions = options
+        savedOptions.headInit = nil
+        ourOptions.headInit = nil
+        guard savedOptions == ourOptions else {
             throw HeadError.invalidData("\(url.path): the checkpoint was made with other training settings; resume with the same flags")
         }
         let file = try SafetensorsFile(url: url.appendingPathComponent("state.safetensors"))

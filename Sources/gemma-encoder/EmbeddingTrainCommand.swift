@@ -124,6 +124,10 @@ extension TrainCommand {
     func trainEmbedding() throws {
         do {
             if poolingOption?.isLearned == true { fail("an embedding model pools without learned parameters: --pooling mean, first, last, …") }
+            if prompt.prompt != nil || prompt.promptText != nil {
+                fail("--task embedding prompts queries and documents apart: use --query-prompt and --document-prompt (or --no-prompt)")
+            }
+            if distillation.teacher != nil { fail("--teacher belongs to --task distill (and to --task rerank --loss margin-mse)") }
             let train = try ContrastiveData.read(path: data)
             let validation = try valid.map(ContrastiveData.read)
             let encoder = try model.load()

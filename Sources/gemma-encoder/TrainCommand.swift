@@ -47,7 +47,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("valid-fraction"), help: "Share of --data held out when --valid is not given.")
     var validFraction = 0.1
 
-    @Option(name: .customLong("pooling"), help: "Pooling: mean, first, last, max or attention (learned, multi-head). Default: mean, attention for rerank (a reranker's head must find the few tokens that match the query).")
+    @Option(name: .customLong("pooling"), help: "Pooling: mean, first, last, max or attention (learned, multi-head). Default: mean, attention for rerank (a reranker's head must find the few tokens that match the query); embedding and distill keep the model's own.")
     var poolingOption: Pooling?
 
     var pooling: Pooling { poolingOption ?? (task == .rerank ? .attention : .mean) }

@@ -116,6 +116,19 @@ final class FineTunerTests: XCTestCase {
         XCTAssertEqual(weights(second), weights(whole))
         func withoutTimes(_ reports: [EpochReport]) -> [EpochReport] { reports.map { var r = $0; r.seconds = 0; return r } }
         XCTAssertEqual(withoutTimes(resumed.epochs), withoutTimes(reference.epochs))
+
+        // A checkpoint written before the head's start was a setting (no "head_init") still resumes.
+        let third = try tuner(o)
+        _ = try third.run(train: train, valid: valid, checkpoint: directory, stopAfter: 7)
+        let stateURL = directory.appendingPathComponent("state.json")
+        var state = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: stateURL)) as? [String: Any])
+        var recorded = try XCTUnwrap(state["options"] as? [String: Any])
+        XCTAssertNotNil(recorded.removeValue(forKey: "head_init"))
+        state["options"] = recorded
+        try JSONSerialization.data(withJSONObject: state).write(to: stateURL)
+        let fourth = try tuner(o)
+        _ = try fourth.run(train: train, valid: valid, checkpoint: directory, resume: true)
+        XCTAssertEqual(weights(fourth), weights(whole))
     }
 
     func testCheckpointWithOtherSettingsIsRefused() throws {

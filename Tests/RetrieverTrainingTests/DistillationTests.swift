@@ -89,6 +89,9 @@ final class DistillationTests: XCTestCase {
         // The written student is smaller and closer to the teacher than the untrained 2-layer start.
         let student = try TextEncoder(directory: out)
         XCTAssertEqual((student.model as? GemmaTransformer)?.config.numLayers, 2)
+        // The teacher has no prompts: the student says it was trained under none.
+        XCTAssertEqual(student.prompts["query"], "")
+        XCTAssertEqual(student.prompts["document"], "")
         let probe = Array(texts.suffix(12))
         let t = try teacher.embed(probe), s = try student.embed(probe)
         let trained = zip(t, s).map { cosine($0, $1) }.reduce(0, +) / Double(probe.count)
