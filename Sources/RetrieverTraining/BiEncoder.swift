@@ -62,8 +62,8 @@ final class BiEncoder {
     }
 
     /// The epochs: each epoch's `batches`, one optimizer step per batch (`gradients` accumulates and returns
-    /// the loss and tokens), `validate` after each epoch; with validation, early stopping on its loss and the
-    /// best epoch's weights restored at the end.
+    /// the loss and tokens), `validate` before training and after each epoch; with validation, early stopping on
+    /// its loss and the best epoch's weights restored at the end (the starting weights when none beat them).
     func train(batches: (Int) -> [[Int]], gradients: ([Int], Int) throws -> (loss: Double, tokens: Int),
                validate: (() throws -> Double)?, onStep: ((FineTuneStep) -> Void)?,
                onEpoch: ((EmbeddingEpochReport) -> Void)?) throws -> EmbeddingTrainingResult {
@@ -74,6 +74,8 @@ final class BiEncoder {
         let schedule = LearningRateSchedule(peak: options.encoderLearningRate, warmup: Int((Float(total) * options.warmupFraction).rounded()),
                                             total: total, decay: options.decay)
         var step = 0, reports: [EmbeddingEpochReport] = [], best: (epoch: Int, loss: Double, values: [[Float]])?
+        // The untrained model is "epoch 0": training is kept only where it beats it on validation.
+        if let validate { best = (0, try validate(), optimizer.parameters.map(\.value.array)) }
         for epoch in 1...options.epochs {
             let started = Date()
             var lossSum = 0.0
@@ -100,11 +102,11 @@ final class BiEncoder {
                 break
             }
         }
-        if let best, best.epoch != reports.count {
+        if let best, best.epoch != reports.count || best.epoch == 0 {
             for (p, values) in zip(optimizer.parameters, best.values) {
                 values.withUnsafeBufferPointer { p.value.pointer.update(from: $0.baseAddress!, count: p.count) }
             }
         }
-        return EmbeddingTrainingResult(epochs: reports, bestEpoch: best?.epoch ?? reports.count)
+        return EmbeddingTrainingResult(epochs: reports, bestEpoch: best?.epoch ?? reports.count)  // 0: the model as it came
     }
 }

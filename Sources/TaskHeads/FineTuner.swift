@@ -39,6 +39,7 @@ public struct FineTuneStep: Sendable {
 public struct FineTuneResult: Sendable {
     public var network: HeadNetwork
     public var epochs: [EpochReport]
+    /// 0 when no epoch beat the linear probe on the untouched encoder (which is then what the run returns).
     public var bestEpoch: Int
     /// Steps this call ran (fewer than the run's when it resumed from a checkpoint).
     public var stepsRun: Int
@@ -184,6 +185,12 @@ public final class EncoderFineTuner {
         let trainPrefixes = try frozenPrefixes(train), validPrefixes = try frozenPrefixes(valid)
         if state.step == 0, options.headInit == .probe, LinearHeadFit.accepts(network.architecture, train.targets) {
             try probeHead(train: train, valid: valid, trainPrefixes: trainPrefixes, validPrefixes: validPrefixes)
+            // The probe on the untouched encoder is "epoch 0": fine-tuning is kept only where it beats it on
+            // validation, so a run can never end below the frozen encoder's exact linear head.
+            let (loss, accuracy) = HeadTrainer.evaluate(network, try states(valid, prefixes: validPrefixes), valid.targets)
+            state.bestScore = (accuracy ?? 0) * 1e6 - loss
+            state.bestEpoch = 0
+            state.best = snapshot()
         }
         var stepsRun = 0
         epochs: for epoch in state.epoch...options.epochs {
@@ -216,7 +223,7 @@ public final class EncoderFineTuner {
             state.reports.append(report)
             onEpoch?(report)
             let score = (validAccuracy ?? 0) * 1e6 - validLoss
-            if state.bestEpoch == 0 || score > state.bestScore {
+            if state.best == nil || score > state.bestScore {
                 state.bestScore = score
                 state.bestEpoch = epoch
                 state.best = snapshot()
@@ -361,7 +368,7 @@ public final class EncoderFineTuner {
         json.outputFormatting = [.prettyPrinted, .sortedKeys]
         let stateData = try json.encode(CheckpointState(
             step: state.step, epoch: state.epoch, stepInEpoch: state.stepInEpoch, lossSum: state.lossSum,
-            bestScore: state.bestEpoch > 0 ? state.bestScore : nil, bestEpoch: state.bestEpoch, reports: state.reports,
+            bestScore: state.best != nil ? state.bestScore : nil, bestEpoch: state.bestEpoch, reports: state.reports,
             options: options, headOptimizerStep: headOptimizer.step, encoderOptimizerStep: encoderState.step))
         try createDestinationDirectory(url.deletingLastPathComponent())
         try AtomicDirectory.replace(url) { temporary in
@@ -397,7 +404,7 @@ public final class EncoderFineTuner {
             value.withUnsafeBufferPointer { p.value.pointer.update(from: $0.baseAddress!, count: p.count) }
             m.append(try values("m.\(p.name)"))
             v.append(try values("v.\(p.name)"))
-            if saved.bestEpoch > 0 { best.append(try values("best.\(p.name)")) }
+            if saved.bestScore != nil { best.append(try values("best.\(p.name)")) }
         }
         try encoderOptimizer.restore(step: saved.encoderOptimizerStep, m: m, v: v)
         network.parameters = try values("head.value")
@@ -406,7 +413,7 @@ public final class EncoderFineTuner {
         headOptimizer.step = saved.headOptimizerStep
         var state = RunState(step: saved.step, epoch: saved.epoch, stepInEpoch: saved.stepInEpoch, lossSum: saved.lossSum,
                              bestScore: saved.bestScore ?? -.infinity, bestEpoch: saved.bestEpoch, reports: saved.reports)
-        if saved.bestEpoch > 0 { state.best = Snapshot(encoder: best, head: try values("head.best")) }
+        if saved.bestScore != nil { state.best = Snapshot(encoder: best, head: try values("head.best")) }
         return state
     }
 }

@@ -110,6 +110,7 @@ extension TrainCommand {
                     note(epochLine(report, of: options.encoder.epochs))
                 }, progress: { note($0) })
             progress.finish()
+            if summary.bestEpoch == 0 { note("no epoch beat the untrained student on the held-out texts: the student written is the untrained one") }
             note("wrote \(out): a student of \(teacherName) (\(summary.studentLayers.map { "\($0.count) of its layers: \($0.map(String.init).joined(separator: ","))" } ?? model.model)"
                  + (summary.projection ? ", a learned projection to the teacher's dimension" : "") + "), best epoch \(summary.bestEpoch)")
         } catch let error as ValidationError {
@@ -156,6 +157,7 @@ extension TrainCommand {
                     note(epochLine(report, of: options.encoder.epochs))
                 })
             progress.finish()
+            if summary.bestEpoch == 0 { note("no epoch beat the model as it came on the validation rows: the weights written are the starting ones (try a lower --encoder-lr or more rows)") }
             note("wrote \(out): a sentence-transformers model (\(summary.options.loss.kind.rawValue) loss, encoder \(summary.options.encoder.scope)"
                  + (summary.validRows != nil ? ", best epoch \(summary.bestEpoch)" : "") + "); embed, index build and serve take it as --model")
         } catch let error as ValidationError {

@@ -222,6 +222,10 @@ extension TrainCommand {
             }) }
         progress.finish()
         let summary = head.config.fineTuning!
+        guard summary.bestEpoch > 0 else {
+            note("wrote \(out): no fine-tuned epoch beat the linear probe on the untouched encoder on validation, so the head is that probe and \(out)/encoder the base model's weights (try a lower --encoder-lr, more data or more epochs)")
+            return
+        }
         let best = summary.epochs[summary.bestEpoch - 1]
         note("wrote \(out): \(task.rawValue) with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, "
              + "best epoch \(summary.bestEpoch) (valid loss \(String(format: "%.4f", best.validLoss))"

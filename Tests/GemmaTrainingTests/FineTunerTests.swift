@@ -81,6 +81,28 @@ final class FineTunerTests: XCTestCase {
         XCTAssertEqual(probed.network.parameters, exact.network.parameters)
     }
 
+    /// The probe on the untouched encoder is epoch 0: a run whose epochs all do worse on validation (here, a
+    /// learning rate that wrecks the encoder) returns the probe and the encoder it started from.
+    func testARunNeverEndsBelowTheLinearProbe() throws {
+        let train = task(count: 64, seed: 1), valid = task(count: 32, seed: 2)
+        var o = options
+        o.epochs = 2
+        o.encoderLearningRate = 5
+        o.headLearningRate = 5
+        o.patience = 2
+        let linear = HeadArchitecture(inputDimension: 64, outputs: 3, pooling: .mean, hiddenSize: nil, dropout: 0.1)
+        let start = try trainableTiny("gemma3", scope: .none, embeddings: false)
+        let initial = start.checkpointTensors().flatMap(\.values)
+        let tuner = try EncoderFineTuner(model: start, architecture: linear, options: o, threads: 2)
+        let probeOnly = try EncoderFineTuner(model: try trainableTiny("gemma3", scope: .none, embeddings: false), architecture: linear,
+                                             options: o, threads: 2)
+        let probe = try probeOnly.run(train: train, valid: valid, stopAfter: 0).network
+        let result = try tuner.run(train: train, valid: valid)
+        XCTAssertEqual(result.bestEpoch, 0, "\(result.epochs)")
+        XCTAssertEqual(result.network.parameters, probe.parameters)
+        XCTAssertEqual(tuner.model.checkpointTensors().flatMap(\.values), initial)
+    }
+
     func testSameSeedSameResult() throws {
         let train = task(count: 40, seed: 1), valid = task(count: 16, seed: 2)
         var o = options
