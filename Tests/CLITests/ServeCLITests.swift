@@ -11,13 +11,31 @@ final class ServeCLITests: XCTestCase {
     func testServeAnswersWhatEmbedPrintsAndStopsOnSIGTERM() async throws {
         let dir = try temporaryDirectory("serve")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let model = try tinyEncoderDirectory(in: dir).path
+        try await serveAndCompare(model: try tinyEncoderDirectory(in: dir).path, dimension: 64)
+    }
+
+    /// A bi-encoder trained here (a sentence-transformers directory) is a model `serve --model` takes.
+    func testServeTakesATrainedBiEncoder() async throws {
+        let dir = try temporaryDirectory("serve-bi")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = try tinyEncoderDirectory(in: dir).path
+        let rows = (0..<16).map { i in #"{"query": "cat \#(i)", "positive": "a cat sat \#(i)", "negatives": ["a dog ran \#(i)"]}"# }
+        let data = dir.appendingPathComponent("rows.jsonl")
+        try rows.joined(separator: "\n").write(to: data, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("bi").path
+        let t = try Tool.run(["train", "--task", "embedding", "--data", data.path, "--model", base, "--batch-size", "8",
+                              "--encoder-lr", "1e-4", "--out", out])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        try await serveAndCompare(model: out, dimension: 64)
+    }
+
+    func serveAndCompare(model: String, dimension: Int) async throws {
         let text = "the cat sat on the mat"
 
         let cli = try Tool.run(["embed", "--model", model, "--text", text])
         XCTAssertEqual(cli.status, 0, cli.stderr)
         let expected = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [Double] ?? []
-        XCTAssertEqual(expected.count, 64)
+        XCTAssertEqual(expected.count, dimension)
 
         let process = Process()
         process.executableURL = Tool.binary
