@@ -1,5 +1,7 @@
+import AtomicFiles
 import EncoderKernels
 import Foundation
+import ModelFormats
 import GemmaEncoder
 import GemmaTraining
 import TaskHeads
@@ -61,11 +63,38 @@ final class BiEncoder {
         if norm > Double(options.clipNorm) { optimizer.scaleGradients(by: Float(Double(options.clipNorm) / (norm + 1e-6))) }
     }
 
+    /// Where a run's state goes, every `every` steps and after each epoch, and whether to continue from it.
+    /// `settings` (the run's whole options, encoded) must match on resume.
+    struct Checkpoint {
+        var url: URL
+        var every: Int
+        var resume: Bool
+        var settings: Data
+    }
+
+    /// What a run has done so far (and a checkpoint holds).
+    struct RunState: Codable {
+        var step = 0
+        var epoch = 1
+        var stepInEpoch = 0
+        var lossSum = 0.0
+        var reports: [EmbeddingEpochReport] = []
+        var bestEpoch: Int?
+        var bestLoss: Double?
+        var settings: Data
+
+        enum CodingKeys: String, CodingKey {
+            case step, epoch, stepInEpoch = "step_in_epoch", lossSum = "loss_sum", reports, bestEpoch = "best_epoch"
+            case bestLoss = "best_loss", settings
+        }
+    }
+
     /// The epochs: each epoch's `batches`, one optimizer step per batch (`gradients` accumulates and returns
     /// the loss and tokens), `validate` before training and after each epoch; with validation, early stopping on
     /// its loss and the best epoch's weights restored at the end (the starting weights when none beat them).
+    /// With `checkpoint`, a run killed at any point and resumed ends with the weights of a run never killed.
     func train(batches: (Int) -> [[Int]], gradients: ([Int], Int) throws -> (loss: Double, tokens: Int),
-               validate: (() throws -> Double)?, onStep: ((FineTuneStep) -> Void)?,
+               validate: (() throws -> Double)?, checkpoint: Checkpoint? = nil, onStep: ((FineTuneStep) -> Void)?,
                onEpoch: ((EmbeddingEpochReport) -> Void)?) throws -> EmbeddingTrainingResult {
         // Every epoch's batches up front: without repeated texts their number varies from epoch to epoch, and
         // the schedule must end where training does.
@@ -73,40 +102,117 @@ final class BiEncoder {
         let total = plan.reduce(0) { $0 + $1.count }
         let schedule = LearningRateSchedule(peak: options.encoderLearningRate, warmup: Int((Float(total) * options.warmupFraction).rounded()),
                                             total: total, decay: options.decay)
-        var step = 0, reports: [EmbeddingEpochReport] = [], best: (epoch: Int, loss: Double, values: [[Float]])?
-        // The untrained model is "epoch 0": training is kept only where it beats it on validation.
-        if let validate { best = (0, try validate(), optimizer.parameters.map(\.value.array)) }
-        for epoch in 1...options.epochs {
+        var state = RunState(settings: checkpoint?.settings ?? Data())
+        var best: [[Float]]?
+        if let checkpoint, checkpoint.resume, FileManager.default.fileExists(atPath: checkpoint.url.appendingPathComponent("state.json").path) {
+            (state, best) = try restore(from: checkpoint)
+        } else if let validate {
+            // The untrained model is "epoch 0": training is kept only where it beats it on validation.
+            (state.bestEpoch, state.bestLoss, best) = (0, try validate(), optimizer.parameters.map(\.value.array))
+        }
+        epochs: for epoch in state.epoch...options.epochs {
             let started = Date()
-            var lossSum = 0.0
             let groups = plan[epoch - 1]
-            for batch in groups {
+            while state.stepInEpoch < groups.count {
                 let stepStart = Date()
-                let (loss, tokens) = try gradients(batch, step)
+                let (loss, tokens) = try gradients(groups[state.stepInEpoch], state.step)
                 clip()
-                optimizer.update(learningRate: schedule.rate(at: step))
-                step += 1
-                lossSum += loss
-                onStep?(FineTuneStep(step: step, totalSteps: total, epoch: epoch, loss: loss,
+                optimizer.update(learningRate: schedule.rate(at: state.step))
+                state.step += 1
+                state.stepInEpoch += 1
+                state.lossSum += loss
+                onStep?(FineTuneStep(step: state.step, totalSteps: total, epoch: epoch, loss: loss,
                                      tokensPerSecond: Double(tokens) / max(Date().timeIntervalSince(stepStart), 1e-9)))
+                if let checkpoint, checkpoint.every > 0, state.step % checkpoint.every == 0, state.stepInEpoch < groups.count {
+                    try save(state, best: best, to: checkpoint.url)
+                }
             }
             let validLoss = try validate?()
-            let report = EmbeddingEpochReport(epoch: epoch, trainLoss: lossSum / Double(max(groups.count, 1)), validLoss: validLoss,
+            let report = EmbeddingEpochReport(epoch: epoch, trainLoss: state.lossSum / Double(max(groups.count, 1)), validLoss: validLoss,
                                               seconds: Date().timeIntervalSince(started))
-            reports.append(report)
+            state.reports.append(report)
             onEpoch?(report)
-            guard let validLoss else { continue }
-            if best == nil || validLoss < best!.loss {
-                best = (epoch, validLoss, optimizer.parameters.map(\.value.array))
-            } else if epoch - best!.epoch >= options.patience {
-                break
+            state.epoch = epoch + 1
+            state.stepInEpoch = 0
+            state.lossSum = 0
+            var stop = false
+            if let validLoss {
+                if state.bestLoss == nil || validLoss < state.bestLoss! {
+                    (state.bestEpoch, state.bestLoss, best) = (epoch, validLoss, optimizer.parameters.map(\.value.array))
+                } else if epoch - (state.bestEpoch ?? 0) >= options.patience {
+                    stop = true
+                }
             }
+            if let checkpoint { try save(state, best: best, to: checkpoint.url) }
+            if stop { break epochs }
         }
-        if let best, best.epoch != reports.count || best.epoch == 0 {
-            for (p, values) in zip(optimizer.parameters, best.values) {
+        if let best, let bestEpoch = state.bestEpoch, bestEpoch != state.reports.count {
+            for (p, values) in zip(optimizer.parameters, best) {
                 values.withUnsafeBufferPointer { p.value.pointer.update(from: $0.baseAddress!, count: p.count) }
             }
         }
-        return EmbeddingTrainingResult(epochs: reports, bestEpoch: best?.epoch ?? reports.count)  // 0: the model as it came
+        // 0: the model as it came.
+        return EmbeddingTrainingResult(epochs: state.reports, bestEpoch: state.bestEpoch ?? state.reports.count)
     }
+
+    /// The run's state, every trained value, the optimizer's moments and the best snapshot, swapped in at once.
+    private func save(_ state: RunState, best: [[Float]]?, to url: URL) throws {
+        let moments = optimizer.state()
+        var tensors: [(name: String, shape: [Int], values: [Float])] = []
+        for (i, p) in optimizer.parameters.enumerated() {
+            tensors += [("value.\(p.name)", [p.count], p.value.array), ("m.\(p.name)", [p.count], moments.m[i]),
+                        ("v.\(p.name)", [p.count], moments.v[i])]
+            if let best { tensors.append(("best.\(p.name)", [p.count], best[i])) }
+        }
+        let weights = try SafetensorsWriter.encode(tensors, metadata: ["format": "gemma-encoder-checkpoint", "optimizer_step": "\(moments.step)"])
+        let json = JSONEncoder()
+        json.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let stateData = try json.encode(state)
+        try createDestinationDirectory(url.deletingLastPathComponent())
+        try AtomicDirectory.replace(url) { temporary in
+            for (name, data) in [("state.json", stateData), ("state.safetensors", weights)] {
+                let file = temporary.appendingPathComponent(name)
+                do { try data.write(to: file) } catch { throw AtomicWriteError(error, path: file.path, step: .write) }
+            }
+        }
+    }
+
+    private func restore(from checkpoint: Checkpoint) throws -> (RunState, [[Float]]?) {
+        let url = checkpoint.url
+        let state: RunState
+        do throws(FormatError) { state = try JSONFile.decode(RunState.self, from: url.appendingPathComponent("state.json")) } catch {
+            throw RetrieverTrainingError.invalidData("\(error)")
+        }
+        guard state.settings == checkpoint.settings else {
+            throw RetrieverTrainingError.invalidData("\(url.path): the checkpoint was made with other training settings; resume with the same flags")
+        }
+        let file = try SafetensorsFile(url: url.appendingPathComponent("state.safetensors"))
+        func values(_ name: String, _ count: Int) throws -> [Float] {
+            guard let t = file.tensors[name], t.elementCount == count else {
+                throw RetrieverTrainingError.invalidData("\(url.path)/state.safetensors: \(name) is missing or has the wrong size")
+            }
+            return t.floats().array
+        }
+        var m: [[Float]] = [], v: [[Float]] = [], best: [[Float]] = []
+        for p in optimizer.parameters {
+            let value = try values("value.\(p.name)", p.count)
+            value.withUnsafeBufferPointer { p.value.pointer.update(from: $0.baseAddress!, count: p.count) }
+            m.append(try values("m.\(p.name)", p.count))
+            v.append(try values("v.\(p.name)", p.count))
+            if state.bestLoss != nil { best.append(try values("best.\(p.name)", p.count)) }
+        }
+        guard let step = file.metadata["optimizer_step"].flatMap(Int.init) else {
+            throw RetrieverTrainingError.invalidData("\(url.path)/state.safetensors: no optimizer step")
+        }
+        try optimizer.restore(step: step, m: m, v: v)
+        return (state, state.bestLoss != nil ? best : nil)
+    }
+}
+
+/// `value` as JSON with sorted keys: the same bytes in every process (a plain encoder's key order follows
+/// hashing, which is seeded per process), so two runs' settings compare equal.
+func canonicalJSON(_ value: some Encodable) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return try encoder.encode(value)
 }

@@ -88,7 +88,7 @@ public final class EmbeddingDistiller {
     /// Trains on `inputs` against `targets` (inputs.count × the student's output dimension, the teacher's
     /// embeddings); with validation texts, early stopping keeps the best epoch.
     public func run(inputs: [EncoderInput], targets: [Float], valid: (inputs: [EncoderInput], targets: [Float])?,
-                    onStep: ((FineTuneStep) -> Void)? = nil,
+                    checkpoint: URL? = nil, resume: Bool = false, onStep: ((FineTuneStep) -> Void)? = nil,
                     onEpoch: ((EmbeddingEpochReport) -> Void)? = nil) throws -> EmbeddingTrainingResult {
         let d = pipeline.outputDimension
         guard !inputs.isEmpty, targets.count == inputs.count * d else {
@@ -104,6 +104,9 @@ public final class EmbeddingDistiller {
                 self.biEncoder.backward(pass, tape, gradOutput: gradient)
                 return (loss, chunk.reduce(0) { $0 + $1.ids.count })
             },
-            validate: valid.map { v in { try self.evaluate(v.inputs, targets: v.targets) } }, onStep: onStep, onEpoch: onEpoch)
+            validate: valid.map { v in { try self.evaluate(v.inputs, targets: v.targets) } },
+            checkpoint: try checkpoint.map { .init(url: $0, every: options.encoder.checkpointEvery, resume: resume,
+                                                   settings: try canonicalJSON(options)) },
+            onStep: onStep, onEpoch: onEpoch)
     }
 }

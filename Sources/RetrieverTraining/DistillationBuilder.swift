@@ -20,6 +20,9 @@ public enum DistillationBuilder {
         public var prompts: [String?] = [nil]
         public var validFraction = 0.05
         public var tokenizerDirectory: URL?
+        /// Where checkpoints go (removed once the student is written), and whether to continue from one.
+        public var checkpoint: URL?
+        public var resume = false
 
         public init(options: DistillationOptions) { self.options = options }
     }
@@ -99,7 +102,8 @@ public enum DistillationBuilder {
             (rows.map { studentInputs[$0] }, rows.flatMap { vectors[$0] })
         }
         let train = gather(trainRows), valid = gather(validRows)
-        let result = try distiller.run(inputs: train.inputs, targets: train.targets, valid: valid, onStep: onStep, onEpoch: onEpoch)
+        let result = try distiller.run(inputs: train.inputs, targets: train.targets, valid: valid, checkpoint: run.checkpoint,
+                                       resume: run.resume, onStep: onStep, onEpoch: onEpoch)
         let summary = Summary(teacher: teacherName, student: studentName, studentLayers: layers, projection: projection,
                               options: run.options, trainTexts: split.train.count, validTexts: split.valid.count,
                               bestEpoch: result.bestEpoch, epochs: result.epochs)
@@ -119,6 +123,7 @@ public enum DistillationBuilder {
                             prompts: exported, maxSequenceLength: min(student.maxSequenceLength, teacher.maxSequenceLength),
                             training: try json.encode(summary)),
             to: out)
+        if let checkpoint = run.checkpoint { try? FileManager.default.removeItem(at: checkpoint) }
         return summary
     }
 }

@@ -15,6 +15,9 @@ public enum EmbeddingBuilder {
         /// Replaces the model's pooling mode (the paper's mean / first / last).
         public var pooling: Pooling?
         public var saveAdapter = false
+        /// Where checkpoints go (removed once the model is written), and whether to continue from one.
+        public var checkpoint: URL?
+        public var resume = false
         /// Tokenizer files for a source without its own (a GGUF file); see `FineTuneBuilder.Run`.
         public var tokenizerDirectory: URL?
 
@@ -56,7 +59,8 @@ public enum EmbeddingBuilder {
             ContrastiveExamples(data, tokenizer: tokenizer, queryPrompt: run.queryPrompt, documentPrompt: run.documentPrompt,
                                 maxLength: options.encoder.maxLength)
         }
-        let result = try tuner.run(train: examples(train), valid: valid.map(examples), onStep: onStep, onEpoch: onEpoch)
+        let result = try tuner.run(train: examples(train), valid: valid.map(examples), checkpoint: run.checkpoint, resume: run.resume,
+                                   onStep: onStep, onEpoch: onEpoch)
         let summary = Summary(baseModel: modelName, options: options, queryPrompt: run.queryPrompt, documentPrompt: run.documentPrompt,
                               trainRows: train.count, validRows: valid?.count, bestEpoch: result.bestEpoch, epochs: result.epochs)
         let json = JSONEncoder()
@@ -75,6 +79,7 @@ public enum EmbeddingBuilder {
                             prompts: prompts, maxSequenceLength: encoder.maxSequenceLength, saveAdapter: run.saveAdapter,
                             training: try json.encode(summary)),
             to: out)
+        if let checkpoint = run.checkpoint { try? FileManager.default.removeItem(at: checkpoint) }
         return summary
     }
 

@@ -243,11 +243,17 @@ public final class EmbeddingFineTuner {
     // MARK: The run
 
     /// Trains for the options' epochs; with `valid`, stops early on its loss and keeps the best epoch's weights.
-    public func run(train: ContrastiveExamples, valid: ContrastiveExamples?, onStep: ((FineTuneStep) -> Void)? = nil,
+    /// With `checkpoint`, state is written there every `checkpointEvery` steps and after each epoch, and with
+    /// `resume` a run continues from what is there to the weights of a run never stopped.
+    public func run(train: ContrastiveExamples, valid: ContrastiveExamples?, checkpoint: URL? = nil, resume: Bool = false,
+                    onStep: ((FineTuneStep) -> Void)? = nil,
                     onEpoch: ((EmbeddingEpochReport) -> Void)? = nil) throws -> EmbeddingTrainingResult {
         guard train.count > 0 else { throw RetrieverTrainingError.invalidData("no training rows") }
+        let settings = try canonicalJSON(options)
         return try biEncoder.train(batches: { self.batches(train, epoch: $0) },
                                    gradients: { try self.gradients($0, examples: train, step: $1) },
-                                   validate: valid.map { v in { try self.evaluate(v) } }, onStep: onStep, onEpoch: onEpoch)
+                                   validate: valid.map { v in { try self.evaluate(v) } },
+                                   checkpoint: checkpoint.map { .init(url: $0, every: options.encoder.checkpointEvery, resume: resume, settings: settings) },
+                                   onStep: onStep, onEpoch: onEpoch)
     }
 }

@@ -51,9 +51,9 @@ public final class EncoderOptimizer {
     }
 
     /// Moments and step, for a checkpoint.
-    func state() -> (step: Int, m: [[Float]], v: [[Float]]) { (step, m.map(\.array), v.map(\.array)) }
+    public func state() -> (step: Int, m: [[Float]], v: [[Float]]) { (step, m.map(\.array), v.map(\.array)) }
 
-    func restore(step: Int, m: [[Float]], v: [[Float]]) throws(HeadError) {
+    public func restore(step: Int, m: [[Float]], v: [[Float]]) throws(HeadError) {
         guard m.count == parameters.count, v.count == parameters.count,
               zip(parameters, zip(m, v)).allSatisfy({ $0.count == $1.0.count && $0.count == $1.1.count }) else {
             throw .invalidHead("the checkpoint's optimizer state does not match the model's trained parameters")

@@ -91,6 +91,8 @@ extension TrainCommand {
             run.studentLayers = distillation.studentLayers
             run.validFraction = validFraction
             run.tokenizerDirectory = try tokenizerDirectory()
+            run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
+            run.resume = finetune.resume
             if prompt.noPrompt {
                 run.prompts = [nil]
             } else if let name = prompt.prompt {
@@ -148,6 +150,8 @@ extension TrainCommand {
             run.pooling = poolingOption
             run.saveAdapter = finetune.saveAdapter
             run.tokenizerDirectory = try tokenizerDirectory()
+            run.checkpoint = URL(fileURLWithPath: out + ".checkpoint")
+            run.resume = finetune.resume
             let progress = StepProgress()
             let summary = try EmbeddingBuilder.train(
                 encoder: encoder, modelName: model.model, train: train, valid: validation, run: run, out: URL(fileURLWithPath: out),

@@ -155,6 +155,47 @@ final class RetrieverTrainingCLITests: XCTestCase {
         XCTAssertTrue(b.stderr.contains("bad-texts.jsonl:2: missing, empty or non-string field \"text\""), b.stderr)
     }
 
+    /// A bi-encoder run killed with SIGKILL and resumed ends with the weights of a run never killed.
+    func testKilledBiEncoderRunResumesToTheSameWeights() throws {
+        let rows = try write("rows.jsonl", (0..<120).map { i in
+            #"{"query": "cat \#(i)", "positive": "a cat sat on mat \#(i)", "negatives": ["a dog ran \#(i % 7)"]}"#
+        }.joined(separator: "\n"))
+        let flags = ["--task", "embedding", "--data", rows, "--valid", rows, "--model", model!, "--batch-size", "4", "--epochs", "3",
+                     "--encoder-lr", "1e-4", "--checkpoint-every", "1", "--residual-dropout", "0.1", "--mini-batch-size", "3"]
+        let whole = dir.appendingPathComponent("whole").path
+        let w = try Tool.run(["train"] + flags + ["--out", whole])
+        XCTAssertEqual(w.status, 0, w.stderr)
+
+        let killed = dir.appendingPathComponent("killed").path
+        let process = Process()
+        process.executableURL = Tool.binary
+        process.arguments = ["train"] + flags + ["--out", killed]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let state = URL(fileURLWithPath: killed + ".checkpoint/state.json")
+        let deadline = Date().addingTimeInterval(60)
+        var step = 0
+        while Date() < deadline, process.isRunning {
+            if let data = try? Data(contentsOf: state), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                step = json["step"] as? Int ?? 0
+                if step >= 40 { break }
+            }
+            usleep(2_000)
+        }
+        XCTAssertTrue(process.isRunning, "the run ended before it could be killed (step \(step))")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: killed + "/modules.json"))
+
+        let r = try Tool.run(["train"] + flags + ["--resume", "--out", killed])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: killed + "/model.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: whole + "/model.safetensors")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: killed + ".checkpoint"), "the checkpoint goes once the model is written")
+        let other = try Tool.run(["train"] + flags + ["--scale", "10", "--resume", "--out", killed + "-x"])
+        XCTAssertEqual(other.status, 0, "no checkpoint there: a fresh run")
+    }
+
     func testBadRowsNameTheirLine() throws {
         let rows = try write("bad.jsonl", #"{"query": "a", "positive": "b"}"# + "\n" + #"{"query": "c"}"#)
         let t = try Tool.run(["train", "--task", "embedding", "--data", rows, "--model", model, "--out", dir.appendingPathComponent("x").path])
