@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
         .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch", "AtomicFiles"]),
         .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "TestSupport"]),
-        .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "EncoderKernels", "TestSupport"]),
+        .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "EncoderKernels", "ModelFormats", "TestSupport"]),
         .testTarget(name: "RetrieverTrainingTests", dependencies: ["RetrieverTraining", "TaskHeads", "GemmaTraining", "GemmaEncoder",
                                                                   "GemmaModel", "ModelFormats", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),

@@ -12,13 +12,14 @@ public enum Targets: Sendable, Equatable {
     /// Rerank groups: example rows come in groups of `size`, the first of each group the positive; listwise
     /// loss (softmax over the group).
     case groups(size: Int)
-    /// The same groups under the pairwise (RankNet) loss: log(1 + exp(s_negative − s_positive)) per negative.
+    /// The same groups under the pairwise (RankNet) loss: log2(1 + exp(s_negative − s_positive)) per negative,
+    /// averaged (sentence-transformers' RankNetLoss).
     case pairs(size: Int)
     /// The same groups scored one pair at a time: binary cross-entropy, the positive 1 and each negative 0.
     case binary(size: Int)
-    /// LambdaRank: the pairwise loss of each (positive, negative) weighted by |ΔnDCG|, the change in the
-    /// group's nDCG if the two swapped places in the current ranking (the LambdaLoss framework's LambdaRank
-    /// scheme), so mistakes near the top weigh most.
+    /// LambdaLoss (Wang et al. 2018) with the NDCG-Loss2++ weighting, as sentence-transformers' LambdaLoss
+    /// computes it by default: the pairwise loss of each (positive, negative) weighted by how much their places
+    /// in the current ranking matter to nDCG, so mistakes near the top weigh most.
     case lambda(size: Int)
     /// Distillation from a teacher reranker (margin-MSE, Hofstätter et al. 2020): per negative,
     /// ((s_positive − s_negative) − (t_positive − t_negative))², `teacher` holding t for every row.
@@ -78,9 +79,14 @@ public enum Loss {
                 for j in 0..<size { grad[(g * size + j) * outputs] = (p[j] - (j == 0 ? 1 : 0)) / Float(groups) }
             }
         case let .pairs(size), let .lambda(size):
+            // sentence-transformers 6.2's RankNetLoss and LambdaLoss (its default NDCGLoss2++ weighting, μ = 10):
+            // −Σ W · log σ(s_positive − s_negative) / ln 2 over every (positive, negative) pair of the batch,
+            // divided by the number of pairs; W = 1 for RankNet. With one relevant document (gain 1, ideal DCG 1)
+            // at current rank r and a negative at rank u (1-based, D_k = log2(1 + k)):
+            // W = μ · |1/log2(1 + d) − 1/log2(2 + d)| (d = |r − u|) + |1/D_r − 1/D_u|.
             let groups = items.count / size
             let lambda: Bool = if case .lambda = targets { true } else { false }
-            let n = lambda ? Double(groups) : Double(groups * (size - 1))
+            let n = Double(groups * (size - 1)) * log(2.0)
             for g in 0..<groups {
                 let scores = (0..<size).map { logits[(g * size + $0) * outputs] }
                 let positive = scores[0]
@@ -90,9 +96,14 @@ public enum Loss {
                 for (r, i) in order.enumerated() { rank[i] = r + 1 }
                 for j in 1..<size {
                     let d = scores[j] - positive
-                    // One relevant document: swapping it with a negative changes nDCG by the difference of discounts.
-                    let weight = lambda ? abs(1 / log2(Double(rank[0]) + 1) - 1 / log2(Double(rank[j]) + 1)) : 1
-                    loss += weight * Double(max(d, 0) + log1p(exp(-abs(d)))) / n   // softplus(d), stably
+                    var weight = 1.0
+                    if lambda {
+                        let gap = Double(abs(rank[0] - rank[j]))
+                        let ndcg2 = abs(1 / log2(1 + gap) - 1 / log2(2 + gap))
+                        let lambdaRank = abs(1 / log2(1 + Double(rank[0])) - 1 / log2(1 + Double(rank[j])))
+                        weight = 10 * ndcg2 + lambdaRank
+                    }
+                    loss += weight * Double(max(d, 0) + log1p(exp(-abs(d)))) / n   // softplus(d) = −log σ(−d), stably
                     let sigma = Float(weight / (1 + exp(-Double(d))) / n)
                     grad[(g * size + j) * outputs] += sigma
                     grad[g * size * outputs] -= sigma

@@ -2,9 +2,10 @@ import EncoderKernels
 import Foundation
 import GemmaEncoder
 
-/// How the reranker is trained: the listwise loss (softmax over the positive and its negatives, ListNet with
-/// one relevant document), the pairwise one (RankNet: the positive above each negative), binary
-/// cross-entropy per pair, or LambdaRank (pairwise weighted by each swap's |ΔnDCG|).
+/// How the reranker is trained: the listwise loss (softmax cross-entropy over the positive and its negatives,
+/// the positive the target — not sentence-transformers' ListNetLoss, whose target is softmax(labels)), the
+/// pairwise one (RankNet), binary cross-entropy per pair, LambdaLoss (NDCG-Loss2++), all three as
+/// sentence-transformers 6.2 computes them, or margin-MSE from a teacher.
 public enum RankingLoss: String, Codable, Sendable, CaseIterable {
     case listwise, pairwise, bce, lambda
     /// Distillation: the score margins of a teacher reranker (`RerankerTrainingPlan.teacher`).

@@ -129,7 +129,7 @@ final class GradientCheckTests: XCTestCase {
                        -log(exp(2.0) / (exp(2.0) + 2)), accuracy: 1e-6)
         // Pairwise: mean over negatives of log(1 + exp(s_neg − s_pos)): (log(1 + e⁻²) + log(1 + e¹)) / 2.
         XCTAssertEqual(Loss.evaluate([2, 0, 3], outputs: 1, targets: .pairs(size: 3), items: [0, 1, 2]).loss,
-                       (log(1 + exp(-2.0)) + log(1 + exp(1.0))) / 2, accuracy: 1e-6)
+                       (log(1 + exp(-2.0)) + log(1 + exp(1.0))) / 2 / log(2.0), accuracy: 1e-6)
         // Binary cross-entropy per pair, the positive 1: mean of softplus(−2), softplus(0), softplus(3).
         func softplus(_ x: Double) -> Double { log(1 + exp(x)) }
         XCTAssertEqual(Loss.evaluate([2, 0, 3], outputs: 1, targets: .binary(size: 3), items: [0, 1, 2]).loss,
@@ -137,11 +137,13 @@ final class GradientCheckTests: XCTestCase {
         // Margin-MSE: teacher (1, 0.5, 1.5): ((2 − 0) − 0.5)² and ((2 − 3) − (−0.5))², averaged.
         XCTAssertEqual(Loss.evaluate([2, 0, 3], outputs: 1, targets: .margins(size: 3, teacher: [1, 0.5, 1.5]), items: [0, 1, 2]).loss,
                        (1.5 * 1.5 + 0.25) / 2, accuracy: 1e-6)
-        // LambdaRank: the positive ranks 2nd (after the score 3); swapping it with rank 3 changes nDCG by
-        // 1/log2(3) − 1/log2(4), with rank 1 by 1 − 1/log2(3); each weights its pair's softplus; sum per group.
-        let swapLow = 1 / log2(3.0) - 0.5, swapHigh = 1 - 1 / log2(3.0)
+        // LambdaLoss (NDCG-Loss2++, μ = 10): the positive ranks 2nd, between the score 3 (1st) and 0 (3rd); both
+        // pairs are one place apart: 10 · (1 − 1/log2 3) plus |1/D_2 − 1/D_3| resp. |1/D_2 − 1/D_1|; mean over
+        // pairs, in bits.
+        let near = 10 * (1 - 1 / log2(3.0))
+        let w1 = near + (1 / log2(3.0) - 0.5), w2 = near + (1 - 1 / log2(3.0))
         XCTAssertEqual(Loss.evaluate([2, 0, 3], outputs: 1, targets: .lambda(size: 3), items: [0, 1, 2]).loss,
-                       swapLow * softplus(-2) + swapHigh * softplus(1), accuracy: 1e-6)
+                       (w1 * softplus(-2) + w2 * softplus(1)) / 2 / log(2.0), accuracy: 1e-6)
     }
 }
 
