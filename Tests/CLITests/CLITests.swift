@@ -41,6 +41,30 @@ struct Tool {
                       stdout: try String(contentsOf: outURL, encoding: .utf8),
                       stderr: try String(contentsOf: errURL, encoding: .utf8))
     }
+
+    /// Starts the tool and kills it with SIGKILL once the checkpoint's `state.json` records `step` steps (a
+    /// power cut in the middle of a run); returns the step it was killed at, or nil if it ended first.
+    static func killAtCheckpoint(_ arguments: [String], checkpoint: String, step target: Int) throws -> Int? {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let state = URL(fileURLWithPath: checkpoint + "/state.json")
+        let deadline = Date().addingTimeInterval(60)
+        var step = 0
+        while Date() < deadline, process.isRunning {
+            if let data = try? Data(contentsOf: state), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                step = json["step"] as? Int ?? 0
+                if step >= target { break }
+            }
+            usleep(2_000)
+        }
+        guard process.isRunning else { return nil }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return process.terminationReason == .uncaughtSignal ? step : nil
+    }
 }
 
 final class CLITests: XCTestCase {

@@ -93,27 +93,9 @@ final class FineTuneCLITests: XCTestCase {
         XCTAssertEqual(w.status, 0, w.stderr)
 
         let killed = dir.appendingPathComponent("killed").path
-        let process = Process()
-        process.executableURL = Tool.binary
-        process.arguments = ["train", "--task", "classification", "--data", data, "--model", model, "--batch-size", "4",
-                             "--encoder-lr", "1e-3", "--out", killed] + flags
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let state = URL(fileURLWithPath: killed + ".checkpoint/state.json")
-        let deadline = Date().addingTimeInterval(60)
-        var step = 0
-        while Date() < deadline, process.isRunning {
-            if let data = try? Data(contentsOf: state),
-               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-                step = json["step"] as? Int ?? 0
-                if step >= 12 { break }
-            }
-            usleep(2_000)
-        }
-        XCTAssertTrue(process.isRunning, "the run ended before it could be killed (step \(step))")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+        let step = try Tool.killAtCheckpoint(["train", "--task", "classification", "--data", data, "--model", model, "--batch-size", "4",
+                                              "--encoder-lr", "1e-3", "--out", killed] + flags, checkpoint: killed + ".checkpoint", step: 12)
+        XCTAssertNotNil(step, "the run ended before it could be killed")
         XCTAssertFalse(FileManager.default.fileExists(atPath: killed + "/head.json"))
 
         let r = try train(flags + ["--resume"], data: data, out: killed)

@@ -167,24 +167,8 @@ final class RetrieverTrainingCLITests: XCTestCase {
         XCTAssertEqual(w.status, 0, w.stderr)
 
         let killed = dir.appendingPathComponent("killed").path
-        let process = Process()
-        process.executableURL = Tool.binary
-        process.arguments = ["train"] + flags + ["--out", killed]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let state = URL(fileURLWithPath: killed + ".checkpoint/state.json")
-        let deadline = Date().addingTimeInterval(60)
-        var step = 0
-        while Date() < deadline, process.isRunning {
-            if let data = try? Data(contentsOf: state), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-                step = json["step"] as? Int ?? 0
-                if step >= 40 { break }
-            }
-            usleep(2_000)
-        }
-        XCTAssertTrue(process.isRunning, "the run ended before it could be killed (step \(step))")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        let step = try Tool.killAtCheckpoint(["train"] + flags + ["--out", killed], checkpoint: killed + ".checkpoint", step: 40)
+        XCTAssertNotNil(step, "the run ended before it could be killed")
         XCTAssertFalse(FileManager.default.fileExists(atPath: killed + "/modules.json"))
 
         let r = try Tool.run(["train"] + flags + ["--resume", "--out", killed])
