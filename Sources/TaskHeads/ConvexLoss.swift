@@ -37,7 +37,7 @@ public enum ConvexLoss {
                 loss += e * e / n
                 grad[i] = 2 * e / n
             }
-        case .groups, .pairs, .binary, .lambda, .margins:
+        case .groups, .pairs, .binary, .lambda, .margins, .listnet:
             preconditionFailure("rerank losses are not fitted by LinearHeadFit (LinearHeadFit.accepts)")
         }
         return (loss, grad)

@@ -431,7 +431,7 @@ extension Targets {
         case let .classes(labels, weights): .classes(items.map { labels[$0] }, weights: weights)
         case let .multiLabel(y): .multiLabel(items.flatMap { y[($0 * outputs)..<(($0 + 1) * outputs)] })
         case let .values(y): .values(items.flatMap { y[($0 * outputs)..<(($0 + 1) * outputs)] })
-        case .groups, .pairs, .binary, .lambda: self
+        case .groups, .pairs, .binary, .lambda, .listnet: self
         case let .margins(size, teacher): .margins(size: size, teacher: items.map { teacher[$0] })
         }
     }

@@ -25,7 +25,7 @@ public enum LinearHeadFit {
         guard architecture.hiddenSize == nil, !architecture.pooling.isLearned else { return false }
         switch targets {
         case .classes, .multiLabel, .values: return true
-        case .groups, .pairs, .binary, .lambda, .margins: return false
+        case .groups, .pairs, .binary, .lambda, .margins, .listnet: return false
         }
     }
 

@@ -15,6 +15,9 @@ public enum Targets: Sendable, Equatable {
     /// The same groups under the pairwise (RankNet) loss: log2(1 + exp(s_negative − s_positive)) per negative,
     /// averaged (sentence-transformers' RankNetLoss).
     case pairs(size: Int)
+    /// sentence-transformers' ListNetLoss: cross-entropy between softmax(labels) — the positive's label 1,
+    /// the negatives' 0 — and softmax(scores) over each group, averaged over groups.
+    case listnet(size: Int)
     /// The same groups scored one pair at a time: binary cross-entropy, the positive 1 and each negative 0.
     case binary(size: Int)
     /// LambdaLoss (Wang et al. 2018) with the NDCG-Loss2++ weighting, as sentence-transformers' LambdaLoss
@@ -28,7 +31,7 @@ public enum Targets: Sendable, Equatable {
     /// Rows per unit that must stay together in a batch (1 outside rerank groups).
     public var groupSize: Int {
         switch self {
-        case let .groups(size), let .pairs(size), let .binary(size), let .lambda(size), let .margins(size, _): size
+        case let .groups(size), let .pairs(size), let .binary(size), let .lambda(size), let .margins(size, _), let .listnet(size): size
         default: 1
         }
     }
@@ -108,6 +111,19 @@ public enum Loss {
                     grad[(g * size + j) * outputs] += sigma
                     grad[g * size * outputs] -= sigma
                 }
+            }
+        case let .listnet(size):
+            let groups = items.count / size
+            // softmax(1, 0, …, 0).
+            let e = exp(1.0), denominator = e + Double(size - 1)
+            let target = (0..<size).map { $0 == 0 ? e / denominator : 1 / denominator }
+            for g in 0..<groups {
+                var p = (0..<size).map { logits[(g * size + $0) * outputs] }
+                let top = p.max()!
+                let logSum = Double(top) + log(p.reduce(0.0) { $0 + exp(Double($1 - top)) })
+                for j in 0..<size { loss -= target[j] * (Double(p[j]) - logSum) / Double(groups) }
+                p.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: size) }
+                for j in 0..<size { grad[(g * size + j) * outputs] = Float((Double(p[j]) - target[j]) / Double(groups)) }
             }
         case let .margins(size, teacher):
             let groups = items.count / size, n = Double(groups * (size - 1))

@@ -7,7 +7,7 @@ import GemmaEncoder
 /// pairwise one (RankNet), binary cross-entropy per pair, LambdaLoss (NDCG-Loss2++), all three as
 /// sentence-transformers 6.2 computes them, or margin-MSE from a teacher.
 public enum RankingLoss: String, Codable, Sendable, CaseIterable {
-    case listwise, pairwise, bce, lambda
+    case listwise, pairwise, bce, lambda, listnet
     /// Distillation: the score margins of a teacher reranker (`RerankerTrainingPlan.teacher`).
     case marginMSE = "margin-mse"
 
@@ -19,6 +19,7 @@ public enum RankingLoss: String, Codable, Sendable, CaseIterable {
         case .pairwise: return .pairs(size: size)
         case .bce: return .binary(size: size)
         case .lambda: return .lambda(size: size)
+        case .listnet: return .listnet(size: size)
         case .marginMSE:
             guard let teacher else { throw .invalidData("the margin-mse loss learns a teacher reranker's scores: give --teacher") }
             return .margins(size: size, teacher: teacher)

@@ -186,7 +186,7 @@ public enum HeadTrainer {
         case let .classes(labels, _):
             let correct = items.filter { i in argmax(logits[(i * c)..<((i + 1) * c)]) == labels[i] }.count
             return (loss, Double(correct) / Double(items.count))
-        case let .groups(size), let .pairs(size), let .binary(size), let .lambda(size), let .margins(size, _):
+        case let .groups(size), let .pairs(size), let .binary(size), let .lambda(size), let .margins(size, _), let .listnet(size):
             let groups = items.count / size
             let correct = (0..<groups).filter { g in argmax((0..<size).map { logits[(g * size + $0) * c] }) == 0 }.count
             return (loss, Double(correct) / Double(max(groups, 1)))

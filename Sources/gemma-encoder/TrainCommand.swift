@@ -109,7 +109,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Rerank: negatives per positive in a training group.")
     var negatives = 3
 
-    @Option(help: "Rerank: listwise (softmax over the group), pairwise (RankNet), bce (binary cross-entropy per pair), lambda (LambdaLoss, NDCG-Loss2++ weights) or margin-mse (learn --teacher's score margins).")
+    @Option(help: "Rerank: listwise (softmax over the group), pairwise (RankNet), bce (binary cross-entropy per pair), listnet (sentence-transformers' ListNetLoss), lambda (LambdaLoss, NDCG-Loss2++ weights) or margin-mse (learn --teacher's score margins).")
     var loss: RankingLoss = .listwise
 
     @Option(help: "Rerank: the pair template, with {query} and {document}.")

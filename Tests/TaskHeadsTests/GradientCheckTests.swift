@@ -89,7 +89,7 @@ final class GradientCheckTests: XCTestCase {
         try check(HeadArchitecture(inputDimension: 8, outputs: 2, pooling: .max, hiddenSize: 4, dropout: 0, hiddenDropout: 0),
                   values, items: [0, 1, 2, 3, 4, 5], dropoutSeed: nil)
         // Rerank: groups of 3 rows, the first of each the positive; one score per row; every ranking loss.
-        for targets in [Targets.groups(size: 3), .pairs(size: 3), .binary(size: 3), .margins(size: 3, teacher: [1, 0.5, 1.5, -1, 2, 0])] {
+        for targets in [Targets.groups(size: 3), .pairs(size: 3), .binary(size: 3), .listnet(size: 3), .margins(size: 3, teacher: [1, 0.5, 1.5, -1, 2, 0])] {
             try check(HeadArchitecture(inputDimension: 8, outputs: 1, pooling: .attention, attentionHeads: 2, hiddenSize: 4,
                                        dropout: 0, hiddenDropout: 0), targets, items: [0, 1, 2, 3, 4, 5], dropoutSeed: nil)
         }

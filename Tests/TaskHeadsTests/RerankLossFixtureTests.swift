@@ -22,6 +22,7 @@ final class RerankLossFixtureTests: XCTestCase {
     }
 
     func testBinaryCrossEntropy() throws { try compare("bce") { _ in .binary(size: 4) } }
+    func testListNet() throws { try compare("listnet") { _ in .listnet(size: 4) } }
     func testRankNet() throws { try compare("ranknet") { _ in .pairs(size: 4) } }
     func testLambdaLossNDCG2PlusPlus() throws { try compare("lambda-ndcg2pp") { _ in .lambda(size: 4) } }
     func testMarginMSE() throws {
