@@ -162,6 +162,11 @@ struct MineNegativesCommand: ParsableCommand {
     }
 
     func validate() throws {
+        if negatives <= 0 { throw ValidationError("--negatives must be positive (--num-negatives)") }
+        if rangeMin < 0 { throw ValidationError("--range-min must not be negative") }
+        if let rangeMax, rangeMax <= rangeMin { throw ValidationError("--range-max must be above --range-min") }
+        if let m = absoluteMargin, !(m.isFinite && m >= 0) { throw ValidationError("--absolute-margin must be a number ≥ 0") }
+        if let m = relativeMargin, !(m.isFinite && m >= 0 && m < 1) { throw ValidationError("--relative-margin must be in [0, 1)") }
         do { try options.validate() } catch { throw ValidationError("\(error)") }
     }
 
