@@ -142,15 +142,14 @@ public final class EncoderFineTuner {
             let pass = try model.forward(items.map { data.sequences[$0] }, prefix: prefix(prefixes, items),
                                          mode: options.attention, threads: threads, keepTape: false)
             let h = model.config.hiddenSize
+            // Unpooled, the states go straight into the set; pooled, through this batch's own set.
             var batch = TokenStateSet(dimension: h)
             for (row, _) in items.enumerated() {
                 let range = (pass.batch.offsets[row] * h)..<(pass.batch.offsets[row + 1] * h)
-                batch.append(UnsafeBufferPointer(start: pass.hidden.pointer + range.lowerBound, count: range.count))
+                let states = UnsafeBufferPointer(start: pass.hidden.pointer + range.lowerBound, count: range.count)
+                if pooling == nil { set.append(states) } else { batch.append(states) }
             }
-            guard let pooling else {
-                for i in 0..<batch.count { set.append(batch.values[(batch.offsets[i] * h)..<(batch.offsets[i + 1] * h)]) }
-                continue
-            }
+            guard let pooling else { continue }
             let pooled = try HeadFeatures.pooled(batch, pooling: pooling)
             for i in 0..<batch.count { set.append(pooled[(i * h)..<((i + 1) * h)]) }
         }
