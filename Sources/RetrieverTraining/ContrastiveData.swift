@@ -1,5 +1,6 @@
 import Foundation
 import GemmaEncoder
+import TaskHeads
 
 public enum RetrieverTrainingError: Error, Equatable, CustomStringConvertible {
     case invalidOption(String)
@@ -72,8 +73,7 @@ public enum ContrastiveData: Sendable, Equatable {
                 return value
             }
             if row.object["sentence1"] != nil || row.object["score"] != nil {
-                // JSONSerialization gives true/false as NSNumbers of ObjC type "c".
-                guard let number = row.object["score"] as? NSNumber, String(cString: number.objCType) != "c",
+                guard let number = row.object["score"] as? NSNumber, !LabeledData.isBoolean(number),
                       number.doubleValue.isFinite else { throw bad("field \"score\" must be a finite number") }
                 scored.append(ScoredPair(first: try text("sentence1"), second: try text("sentence2"), score: number.doubleValue,
                                          line: row.line))

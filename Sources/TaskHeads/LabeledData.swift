@@ -66,7 +66,7 @@ public struct LabeledData: Sendable {
     }
 
     /// JSONSerialization gives true/false as NSNumbers of ObjC type "c" (char).
-    static func isBoolean(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
+    public static func isBoolean(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
 
     /// The rows at `indices`, in that order.
     public func subset(_ indices: [Int]) -> LabeledData {
