@@ -143,6 +143,9 @@ struct MineNegativesCommand: ParsableCommand {
     @Flag(name: .customLong("output-scores"), help: "Also write positive_score and negative_scores.")
     var outputScores = false
 
+    @Flag(name: .customLong("keep-short-rows"), help: "Also write the queries that found fewer negatives than asked (by default they are left out, as sentence-transformers' n-tuple output does: `train --task rerank --negatives N` needs N in every row).")
+    var keepShortRows = false
+
     @Option(help: "Which search finds the candidates: vector, keyword or hybrid.")
     var mode: SearchMode = .vector
 
@@ -174,8 +177,13 @@ struct MineNegativesCommand: ParsableCommand {
         do {
             let searchIndex = try model.open(index)
             let rescorer = try crossEncoder.map { try RerankerOptions(reranker: $0).load() }
-            let rows = try NegativeMining.mine(searchIndex, queries: try RetrievalQuery.read(path: queries), options: options,
-                                               rescorer: rescorer)
+            let mined = try NegativeMining.mine(searchIndex, queries: try RetrievalQuery.read(path: queries), options: options,
+                                                rescorer: rescorer)
+            let short = mined.filter { $0.negatives.count < negatives }.count
+            let rows = keepShortRows ? mined : mined.filter { $0.negatives.count >= negatives }
+            guard !rows.isEmpty else {
+                fail("\(queries): no query found \(negatives) negatives that pass the filters, nothing written (raise --range-max, loosen the margins or lower --num-negatives)")
+            }
             let out = try AtomicOutput(path: output)
             for row in rows {
                 var object: [String: Any] = ["id": row.queryID, "query": row.query, "positive": row.positive, "negatives": row.negatives]
@@ -186,9 +194,10 @@ struct MineNegativesCommand: ParsableCommand {
                 out.write(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n")
             }
             try out.commit()
-            let short = rows.filter { $0.negatives.count < negatives }.count
-            note("\(output): \(rows.count) rows, \(rows.map(\.negatives.count).min() ?? 0)–\(rows.map(\.negatives.count).max() ?? 0) negatives each"
-                 + (short > 0 ? "; \(short) row(s) found fewer than \(negatives) that pass the filters (raise --range-max or loosen the margins)" : ""))
+            let shortNote = short == 0 ? ""
+                : keepShortRows ? "; \(short) of them found fewer than \(negatives) that pass the filters (raise --range-max or loosen the margins)"
+                : "; \(short) quer\(short == 1 ? "y" : "ies") left out, having found fewer than \(negatives) that pass the filters (raise --range-max, loosen the margins, or --keep-short-rows)"
+            note("\(output): \(rows.count) rows, \(rows.map(\.negatives.count).min() ?? 0)–\(rows.map(\.negatives.count).max() ?? 0) negatives each" + shortNote)
         } catch {
             fail(error)
         }

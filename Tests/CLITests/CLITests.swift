@@ -334,6 +334,22 @@ final class CLITests: XCTestCase {
         let m = try Tool.run(["mine-negatives", "--index", index, "--queries", queries, "--output", pairs, "--negatives", "3"])
         XCTAssertEqual(m.status, 0, m.stderr)
         XCTAssertEqual(try String(contentsOfFile: pairs, encoding: .utf8).split(separator: "\n").count, 16)
+        // A window of 2 candidates cannot give 3 negatives: such queries are left out (none left is an error and
+        // writes nothing); --keep-short-rows writes them as found.
+        let narrow = dir.appendingPathComponent("narrow.jsonl").path
+        let none = try Tool.run(["mine-negatives", "--index", index, "--queries", queries, "--output", narrow, "--negatives", "3",
+                                 "--range-max", "2"])
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.stderr.contains("no query found 3 negatives"), none.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: narrow))
+        let kept = try Tool.run(["mine-negatives", "--index", index, "--queries", queries, "--output", narrow, "--negatives", "3",
+                                 "--range-max", "2", "--keep-short-rows"])
+        XCTAssertEqual(kept.status, 0, kept.stderr)
+        XCTAssertTrue(kept.stderr.contains("16 of them found fewer than 3"), kept.stderr)
+        let narrowRows = try String(contentsOfFile: narrow, encoding: .utf8).split(separator: "\n").compactMap {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        XCTAssertEqual(narrowRows.map { ($0["negatives"] as? [String])?.count ?? -1 }, Array(repeating: 2, count: 16))
 
         let reranker = dir.appendingPathComponent("reranker").path
         let t = try Tool.run(["train", "--task", "rerank", "--data", pairs, "--model", model, "--negatives", "2", "--epochs", "2",
