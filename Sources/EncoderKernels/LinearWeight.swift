@@ -61,6 +61,8 @@ public final class LinearWeight: @unchecked Sendable {
     private let owned: UnsafeMutableRawPointer?
     /// Keeps borrowed bytes (a mapping, a FloatBuffer) alive.
     private let owner: AnyObject?
+    /// The bytes are bf16 panels for bf16 products (`packsBF16`), not rows.
+    public let isPackedBF16: Bool
 
     /// Borrows `rows` rows of `format` at `bytes`, kept valid by `owner`.
     public init(format: WeightFormat, rows: Int, columns: Int, borrowing bytes: UnsafeRawPointer,
@@ -75,6 +77,7 @@ public final class LinearWeight: @unchecked Sendable {
         self.bytes = bytes
         self.owned = nil
         self.owner = owner
+        self.isPackedBF16 = false
     }
 
     /// Converts f32 values (rows × columns) to `format`, in an allocation of its own.
@@ -83,10 +86,16 @@ public final class LinearWeight: @unchecked Sendable {
         guard let rowBytes = format.rowBytes(columns: columns) else {
             throw .notWholeBlocks(format: format, columns: columns)
         }
-        guard let storage = ck_alloc_weights(max(rows * rowBytes, 1)) else {
+        let packed = LinearWeight.packsBF16(format)
+        guard let storage = ck_alloc_weights(max(packed ? ck_bf16_panels_bytes(rows, columns) : rows * rowBytes, 1)) else {
             fatalError("out of memory for a \(rows)×\(columns) weight")
         }
-        guard ck_quantize(format.rawValue, values, rows * columns, storage) == 0 else {
+        if packed {
+            let converted = UnsafeMutablePointer<UInt16>.allocate(capacity: max(rows * columns, 1))
+            defer { converted.deallocate() }
+            guard ck_quantize(format.rawValue, values, rows * columns, converted) == 0 else { fatalError("bf16 always converts") }
+            ck_bf16_pack(converted, columns, rows, columns, storage.assumingMemoryBound(to: UInt16.self))
+        } else if ck_quantize(format.rawValue, values, rows * columns, storage) != 0 {
             ck_free_weights(storage, max(rows * rowBytes, 1))
             throw .cannotQuantize(format)
         }
@@ -97,6 +106,14 @@ public final class LinearWeight: @unchecked Sendable {
         self.bytes = UnsafeRawPointer(storage)
         self.owned = storage
         self.owner = nil
+        self.isPackedBF16 = packed
+    }
+
+    /// Whether bf16 weights are packed for bf16 products: when the CPU has them (AVX512-BF16), weights are
+    /// kept only as panels, and products round the activations to bf16 as PyTorch's bf16 autocast does.
+    /// Elsewhere bf16 stays half the memory with f32 arithmetic on the converted values.
+    public static func packsBF16(_ format: WeightFormat) -> Bool {
+        format == .bf16 && ck_cpu_features() & UInt32(CK_ISA_AVX512_BF16) != 0
     }
 
     /// A copy of `source` in memory of its own on huge pages: weights read on every forward pass stream
@@ -110,34 +127,62 @@ public final class LinearWeight: @unchecked Sendable {
     public init?(stacking parts: [LinearWeight]) {
         guard let first = parts.first,
               parts.allSatisfy({ $0.format == first.format && $0.columns == first.columns }) else { return nil }
-        let rows = parts.reduce(0) { $0 + $1.rows }
-        guard let storage = ck_alloc_weights(max(rows * first.rowBytes, 1)) else {
-            fatalError("out of memory for a \(rows)×\(first.columns) weight")
+        let rows = parts.reduce(0) { $0 + $1.rows }, columns = first.columns
+        let packed = LinearWeight.packsBF16(first.format)
+        // Panels are built from rows: stacked rows first (in a temporary buffer when packing), then packed.
+        let rowsBytes = max(rows * first.rowBytes, 1)
+        guard let storage = ck_alloc_weights(max(packed ? ck_bf16_panels_bytes(rows, columns) : rowsBytes, 1)) else {
+            fatalError("out of memory for a \(rows)×\(columns) weight")
         }
+        let stackedRows = packed ? UnsafeMutableRawPointer.allocate(byteCount: rowsBytes, alignment: 64) : storage
         var offset = 0
         for part in parts {
-            (storage + offset).copyMemory(from: part.bytes, byteCount: part.byteCount)
-            offset += part.byteCount
+            part.copyRows(0..<part.rows, into: stackedRows + offset)
+            offset += part.rows * part.rowBytes
+        }
+        if packed {
+            ck_bf16_pack(stackedRows.assumingMemoryBound(to: UInt16.self), columns, rows, columns,
+                         storage.assumingMemoryBound(to: UInt16.self))
+            stackedRows.deallocate()
         }
         format = first.format
         self.rows = rows
-        columns = first.columns
+        self.columns = columns
         rowBytes = first.rowBytes
         bytes = UnsafeRawPointer(storage)
         owned = storage
         owner = nil
+        isPackedBF16 = packed
     }
 
     deinit { if let owned { ck_free_weights(owned, max(byteCount, 1)) } }
+
+    /// Rows `range` in the stored format, row after row (`rowBytes` each), into `out`.
+    private func copyRows(_ range: Range<Int>, into out: UnsafeMutableRawPointer) {
+        if isPackedBF16 {
+            ck_bf16_unpack(bytes.assumingMemoryBound(to: UInt16.self), rows, columns, range.lowerBound, range.count,
+                           out.assumingMemoryBound(to: UInt16.self))
+        } else {
+            out.copyMemory(from: bytes + range.lowerBound * rowBytes, byteCount: range.count * rowBytes)
+        }
+    }
 
     /// Whether the bytes are borrowed (from a mapping) rather than owned.
     public var isBorrowed: Bool { owned == nil }
 
     /// Bytes the weight occupies.
-    public var byteCount: Int { rows * rowBytes }
+    public var byteCount: Int { isPackedBF16 ? ck_bf16_panels_bytes(rows, columns) : rows * rowBytes }
 
     /// Rows `range` as f32 into `out` (range.count × columns).
     public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        if isPackedBF16 {
+            let values = UnsafeMutablePointer<UInt16>.allocate(capacity: max(range.count * columns, 1))
+            defer { values.deallocate() }
+            copyRows(range, into: UnsafeMutableRawPointer(values))
+            let status = ck_dequantize(format.rawValue, values, range.count * columns, out)
+            precondition(status == 0, "bf16 always converts")
+            return
+        }
         if format == .f32 {
             out.update(from: (bytes + range.lowerBound * rowBytes).assumingMemoryBound(to: Float.self),
                        count: range.count * columns)
@@ -169,6 +214,16 @@ public func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeig
                       ldw: k, c: c, ldc: ldc, threads: threads)
     }
     nonisolated(unsafe) let a = a, c = c
+    if weight.isPackedBF16 {
+        // Threads split whole panels of 16 output columns.
+        let panels = (n + 15) / 16, panelValues = ck_bf16_panels_bytes(16, k) / 2
+        nonisolated(unsafe) let base = weight.bytes.assumingMemoryBound(to: UInt16.self)
+        splitColumns(n: panels, parts: threads, minimum: 4) { start, count in
+            let status = ck_bf16_gemm(m, k, a, lda, base + start * panelValues, min(n - 16 * start, 16 * count), c + 16 * start, ldc)
+            precondition(status == 0, "out of memory in the bf16 kernel")
+        }
+        return
+    }
     splitColumns(n: n, parts: threads) { start, count in
         if m <= skinnyGemmMaxRows {
             let status = ck_skinny_linear(weight.format.rawValue, m, count, k, a, lda,

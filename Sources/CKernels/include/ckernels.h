@@ -48,6 +48,30 @@ void *ck_alloc_weights(long bytes);
 void ck_keep_freed_buffers(void);
 void ck_free_weights(void *p, long bytes);
 
+// CPU features the kernels can use (cpuid and the OS's saved register state), capped by the environment
+// variable GEMMA_ENCODER_MAX_ISA = baseline | avx2 | avx512 | avx512_vnni | avx512_bf16 (read once).
+enum {
+    CK_ISA_AVX2 = 1,          // AVX2 + FMA + F16C
+    CK_ISA_AVX512 = 2,        // AVX-512 F, BW, VL, DQ
+    CK_ISA_AVX512_VNNI = 4,
+    CK_ISA_AVX512_BF16 = 8,
+};
+uint32_t ck_cpu_features(void);
+// The features the CPU has, without the cap.
+uint32_t ck_cpu_features_detected(void);
+
+// bf16 weights packed for bf16 products (see bf16gemm.c): bytes of the panels of an n × k weight, packing from
+// bf16 rows (row_stride values apart), and rows [first_row, first_row + count) back as bf16 rows of k values.
+long ck_bf16_panels_bytes(long n, long k);
+void ck_bf16_pack(const uint16_t *rows, long row_stride, long n, long k, uint16_t *panels);
+void ck_bf16_unpack(const uint16_t *panels, long n, long k, long first_row, long count, uint16_t *rows);
+// c[i*ldc + j] = sum_p bf16(a[i*lda + p]) * W[j][p] for i < m, j < cols, from the panels of W (the first
+// panel is output column 0 of c), products summed in f32. ck_bf16_gemm_isa runs the path of `isa` (tests);
+// ck_bf16_gemm the best the CPU has. Returns 0, or -2 when out of memory.
+int ck_bf16_gemm(long m, long k, const float *a, long lda, const uint16_t *panels, long cols, float *c, long ldc);
+int ck_bf16_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint16_t *panels, long cols,
+                     float *c, long ldc);
+
 // IEEE half and bfloat16 conversions, rounding to nearest even.
 float ck_half_to_float(uint16_t h);
 uint16_t ck_float_to_half(float f);

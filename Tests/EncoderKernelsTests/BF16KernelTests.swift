@@ -1,0 +1,119 @@
+import CKernels
+import EncoderKernels
+import XCTest
+
+/// The bf16 products (bf16gemm.c): packed panels hold the weight exactly, and every path the CPU can run
+/// computes Σ bf16(a)·w summed in f32, against a double-precision reference on the same rounded values.
+final class BF16KernelTests: XCTestCase {
+    private func bf16(_ x: Float) -> Float { Float(bitPattern: UInt32(ck_float_to_bf16(x)) << 16) }
+
+    /// The paths to test here: the portable one always, the AVX512-BF16 one where the CPU has it.
+    private var paths: [UInt32] {
+        [0] + (ck_cpu_features_detected() & UInt32(CK_ISA_AVX512_BF16) != 0 ? [UInt32(CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_BF16)] : [])
+    }
+
+    private func randomBF16(_ count: Int, using rng: inout SeededGenerator) -> [UInt16] {
+        (0..<count).map { _ in ck_float_to_bf16(rng.unit() * 2 - 1) }
+    }
+
+    func testPanelsRoundTripEveryShape() {
+        var rng = SeededGenerator(seed: 1)
+        for (n, k) in [(1, 1), (16, 2), (17, 3), (37, 101), (48, 768)] {
+            let rows = randomBF16(n * k, using: &rng)
+            var panels = [UInt16](repeating: 0xFFFF, count: ck_bf16_panels_bytes(n, k) / 2)
+            ck_bf16_pack(rows, k, n, k, &panels)
+            var back = [UInt16](repeating: 0, count: n * k)
+            ck_bf16_unpack(panels, n, k, 0, n, &back)
+            XCTAssertEqual(back, rows, "\(n)×\(k)")
+            // Rows from the middle, and the padding (rows past n, the column past an odd k) is zeros.
+            var middle = [UInt16](repeating: 0, count: k)
+            ck_bf16_unpack(panels, n, k, n / 2, 1, &middle)
+            XCTAssertEqual(middle, Array(rows[(n / 2 * k)..<(n / 2 * k + k)]))
+            XCTAssertEqual(panels.filter { $0 == 0xFFFF }.count, 0, "every panel value written")
+        }
+    }
+
+    func testProductsMatchTheReferenceOnEveryPath() throws {
+        var rng = SeededGenerator(seed: 2)
+        for (n, k) in [(16, 64), (37, 101), (100, 768)] {
+            let w = randomBF16(n * k, using: &rng)
+            var panels = [UInt16](repeating: 0, count: ck_bf16_panels_bytes(n, k) / 2)
+            ck_bf16_pack(w, k, n, k, &panels)
+            for m in [1, 3, 8, 10, 33, 200] {
+                let lda = k + 3  // a row stride other than k
+                let a = (0..<(m * lda)).map { _ in rng.unit() * 4 - 2 }
+                for isa in paths {
+                    var c = [Float](repeating: .nan, count: m * (n + 1))
+                    XCTAssertEqual(ck_bf16_gemm_isa(isa, m, k, a, lda, panels, n, &c, n + 1), 0)
+                    var worst = 0.0
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var s = 0.0, magnitude = 0.0
+                            for p in 0..<k {
+                                let t = Double(bf16(a[i * lda + p])) * Double(Float(bitPattern: UInt32(w[j * k + p]) << 16))
+                                s += t
+                                magnitude += abs(t)
+                            }
+                            worst = max(worst, abs(Double(c[i * (n + 1) + j]) - s) / max(magnitude, 1e-30))
+                        }
+                        XCTAssertTrue(c[i * (n + 1) + n].isNaN, "nothing written past the columns asked for")
+                    }
+                    XCTAssertLessThanOrEqual(worst, 1e-5, "isa \(isa), \(m)×\(n)×\(k)")
+                }
+            }
+        }
+    }
+
+    /// A bf16 weight on a CPU with bf16 products is kept as panels only (half the bytes of f32, no row copy),
+    /// reads back exactly, and its products — stacked, split across threads — are the rounded-activation ones.
+    func testPackedWeightsThroughLinear() throws {
+        try XCTSkipUnless(LinearWeight.packsBF16(.bf16), "this CPU has no bf16 products (AVX512-BF16)")
+        var rng = SeededGenerator(seed: 3)
+        let k = 256, parts = [48, 24, 40]
+        var values: [[Float]] = []
+        var weights: [LinearWeight] = []
+        for rows in parts {
+            let v = (0..<(rows * k)).map { _ in rng.unit() - 0.5 }
+            values.append(v)
+            weights.append(try LinearWeight(quantizing: v, rows: rows, columns: k, to: .bf16))
+        }
+        XCTAssertTrue(weights.allSatisfy(\.isPackedBF16))
+        let stacked = try XCTUnwrap(LinearWeight(stacking: weights))
+        XCTAssertTrue(stacked.isPackedBF16)
+        let n = stacked.rows
+        XCTAssertEqual(stacked.dequantized(), values.flatMap { $0 }.map(bf16), "panels hold the bf16 values exactly")
+        let w = stacked.dequantized()
+        for m in [5, 64] {
+            let a = (0..<(m * k)).map { _ in rng.unit() * 2 - 1 }
+            for threads in [1, 2] {
+                var c = [Float](repeating: .nan, count: m * n)
+                a.withUnsafeBufferPointer { ab in
+                    c.withUnsafeMutableBufferPointer { cb in
+                        linear(m: m, a: ab.baseAddress!, lda: k, weight: stacked, c: cb.baseAddress!, ldc: n, threads: threads)
+                    }
+                }
+                var worst = 0.0, worstF32 = 0.0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s = 0.0, f32 = 0.0, magnitude = 0.0
+                        for p in 0..<k {
+                            s += Double(bf16(a[i * k + p])) * Double(w[j * k + p])
+                            f32 += Double(a[i * k + p]) * Double(w[j * k + p])
+                            magnitude += abs(Double(a[i * k + p]) * Double(w[j * k + p]))
+                        }
+                        worst = max(worst, abs(Double(c[i * n + j]) - s) / magnitude)
+                        worstF32 = max(worstF32, abs(Double(c[i * n + j]) - f32) / magnitude)
+                    }
+                }
+                XCTAssertLessThanOrEqual(worst, 1e-5, "\(m) rows, \(threads) threads")
+                // Against the f32 activations: bf16's 8-bit mantissa, 2^-9 relative per value at most.
+                XCTAssertLessThanOrEqual(worstF32, 4e-3, "\(m) rows, \(threads) threads")
+            }
+        }
+    }
+
+    func testTheCapNeverAddsFeatures() {
+        let used = ck_cpu_features(), detected = ck_cpu_features_detected()
+        XCTAssertEqual(used & ~detected, 0)
+    }
+}
