@@ -51,9 +51,13 @@ public protocol EncoderModel: AnyObject, Sendable {
     func flops(length: Int, mode: AttentionMode) -> Double
     /// Runs unpadded sequences of token ids on up to `threads` cores; returns the final hidden state of every token.
     func forward(_ sequences: [[Int32]], mode: AttentionMode, threads: Int) throws(ModelError) -> HiddenStates
+    /// Time per operation of the forward calls, for models that keep one.
+    var profile: OperationProfile? { get }
 }
 
 extension EncoderModel {
+    public var profile: OperationProfile? { nil }
+
     /// One core: what a batch running beside other batches uses.
     public func forward(_ sequences: [[Int32]], mode: AttentionMode) throws(ModelError) -> HiddenStates {
         try forward(sequences, mode: mode, threads: 1)

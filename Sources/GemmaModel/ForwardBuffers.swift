@@ -47,10 +47,12 @@ final class ForwardBuffers {
     let scores: UnsafeMutablePointer<Float>
     /// Cores this call may use for one product or one sequence's attention heads.
     let threads: Int
+    /// This call's time per operation, when the model's profile is on.
+    var timer: OperationTimer
     private let all: [UnsafeMutablePointer<Float>]
 
     init(tokens t: Int, maxLength: Int, hiddenSize h: Int, stackedQKV: Int, queryWidth: Int, intermediateSize: Int,
-         threads: Int) {
+         threads: Int, profiling: Bool = false) {
         func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
             UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64).bindMemory(to: Float.self, capacity: max(n, 1))
         }
@@ -62,6 +64,7 @@ final class ForwardBuffers {
         gateUp = allocate(t * 2 * intermediateSize)
         scores = allocate(threads * maxLength * maxLength)
         self.threads = threads
+        timer = OperationTimer(enabled: profiling)
         all = [residual, normed, branch, qkv, attention, gateUp, scores]
     }
 

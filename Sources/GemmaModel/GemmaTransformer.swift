@@ -14,6 +14,8 @@ public final class GemmaTransformer: EncoderModel {
     let layers: [DecoderLayer]
     let finalNorm: RMSNorm
     let rotary: RotaryEmbedding
+    /// Time per operation of this model's forward calls, when enabled (`bench --profile`).
+    public let profile: OperationProfile? = OperationProfile()
 
     public init(config: GemmaConfig, weights: some WeightProvider, precision: WeightPrecision = .f32) throws(FormatError) {
         // The forward pass spreads its products over the cores itself; BLAS must not do the same underneath.
@@ -62,14 +64,16 @@ public final class GemmaTransformer: EncoderModel {
         let attention = layers[0].attention
         let buffers = ForwardBuffers(tokens: batch.tokens, maxLength: batch.maxLength, hiddenSize: config.hiddenSize,
                                      stackedQKV: attention.stackedWidth, queryWidth: attention.queryWidth,
-                                     intermediateSize: config.intermediateSize, threads: threads)
+                                     intermediateSize: config.intermediateSize, threads: threads,
+                                     profiling: profile?.isEnabled ?? false)
         let rotary = self.rotary.covering(batch.maxLength)
-        embed(sequences, into: buffers.residual)
+        buffers.timer.time(.embed) { embed(sequences, into: buffers.residual) }
         for (l, layer) in layers.enumerated() {
             layer.forward(buffers.residual, batch: batch, rope: rotary.table(for: layer.type),
                           span: config.attentionSpan(layer: l, mode: mode), buffers: buffers)
         }
-        finalNorm.forward(buffers.residual, rows: batch.tokens, out: output)
+        buffers.timer.time(.norm) { finalNorm.forward(buffers.residual, rows: batch.tokens, out: output) }
+        if buffers.timer.enabled { profile?.add(buffers.timer.spent) }
     }
 
     /// Embedding rows × √hidden, the normalizer rounded to float32 as transformers does.

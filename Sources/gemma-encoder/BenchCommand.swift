@@ -35,6 +35,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .customLong("tokenizer-only"), help: "Measure only the tokenizer (single-threaded, one text at a time).")
     var tokenizerOnly = false
 
+    @Flag(help: "Also time each operation of the forward pass (products, attention, norms, …) in the throughput and query runs.")
+    var profile = false
+
     func run() throws {
         do { try bench() } catch { fail(error) }
     }
@@ -57,6 +60,9 @@ struct BenchCommand: ParsableCommand {
         // The ceiling is measured before and after the workload and the higher figure kept: on a shared
         // machine a single measurement can land in a slow moment and flatter the ratio.
         let peakBefore = measureGemmPeak()
+        report.add("cpu_features", CPUFeatures.detected.joined(separator: " "))
+        if CPUFeatures.used != CPUFeatures.detected { report.add("cpu_features_used", CPUFeatures.used.joined(separator: " ")) }
+        report.add("product_path", CPUFeatures.productPath(model.precision.format))
 
         var encoder: TextEncoder!
         let loadSeconds = try seconds { encoder = try model.load() }
@@ -92,7 +98,9 @@ struct BenchCommand: ParsableCommand {
     private func throughput(_ encoder: TextEncoder, _ inputs: [EncoderInput], _ options: EmbeddingOptions,
                             peakBefore: Double, _ report: BenchReport) throws {
         _ = try encoder.embed(Array(inputs.prefix(8)), options: options)
+        encoder.model.profile?.enable(profile)
         let embedSeconds = try seconds { _ = try encoder.embed(inputs, options: options) }
+        reportProfile(encoder, prefix: "profile", report)
         let tokens = inputs.reduce(0) { $0 + $1.ids.count }
         let flops = inputs.reduce(0.0) { $0 + encoder.model.flops(length: $1.ids.count, mode: .bidirectional) }
         let gflops = flops / embedSeconds / 1e9
@@ -104,6 +112,27 @@ struct BenchCommand: ParsableCommand {
         report.add("gemm_ceiling_gflops", String(format: "%.1f", peak))
         report.add("gemm_ceiling_before_after", String(format: "%.1f / %.1f", peakBefore, peakAfter))
         report.add("ratio_to_gemm_ceiling", String(format: "%.3f", gflops / peak))
+        let format = model.precision.format
+        if format != .f32 {
+            // The same 2048³ product on weights in this precision: the ceiling of the path the model's products take.
+            let own = measureGemmPeak(format: format)
+            report.add("gemm_ceiling_\(model.precision.rawValue)_gflops", String(format: "%.1f", own))
+            report.add("ratio_to_\(model.precision.rawValue)_ceiling", String(format: "%.3f", gflops / own))
+        }
+    }
+
+    /// Seconds and share of the measured time per operation since the profile was enabled; then starts afresh.
+    private func reportProfile(_ encoder: TextEncoder, prefix: String, _ report: BenchReport) {
+        guard profile, let model = encoder.model.profile else { return }
+        let (seconds, _) = model.snapshot()
+        let total = seconds.values.reduce(0, +)
+        for op in OperationProfile.Operation.allCases {
+            let s = seconds[op] ?? 0
+            guard s > 0 else { continue }
+            report.add("\(prefix)_\(op.rawValue)_ms", String(format: "%.1f", s * 1000))
+            report.add("\(prefix)_\(op.rawValue)_share", String(format: "%.3f", s / max(total, 1e-12)))
+        }
+        model.enable(false)
     }
 
     /// One short query per call, warm, exactly --query-tokens long (<bos> … <eos>).
@@ -111,9 +140,11 @@ struct BenchCommand: ParsableCommand {
         let query = latencyQuery(encoder)
         var latencies: [Double] = []
         _ = try encoder.embed([query])
+        encoder.model.profile?.enable(profile)
         for _ in 0..<queries {
             latencies.append(try seconds { _ = try encoder.embed([query]) } * 1000)
         }
+        reportProfile(encoder, prefix: "profile_query", report)
         latencies.sort()
         func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
         report.add("query_tokens", "\(query.ids.count)")

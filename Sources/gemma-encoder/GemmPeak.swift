@@ -5,7 +5,8 @@ import Foundation
 /// shared/tools/sgemm_peak.c): the compute ceiling that benchmark figures are reported against. BLAS runs
 /// single-threaded under `ComputeThreads`, so the product is split across the cores the way the encoder
 /// splits its own products. Benchmark code, so it lives with the `bench` command.
-func measureGemmPeak(n: Int = 2048, repeats: Int = 5,
+/// With another `format`, the same product on a weight stored in it: the ceiling of that precision's path.
+func measureGemmPeak(n: Int = 2048, repeats: Int = 5, format: WeightFormat = .f32,
                             threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> Double {
     ComputeThreads.configure()
     let count = n * n
@@ -17,11 +18,16 @@ func measureGemmPeak(n: Int = 2048, repeats: Int = 5,
         a[i] = Float(i % 7) / 7
         b[i] = Float(i % 5) / 5
     }
-    linear(m: n, n: n, k: n, a: a, lda: n, w: b, ldw: n, c: c, ldc: n, threads: threads)  // warm-up
+    let weight = format == .f32 ? nil : try? LinearWeight(quantizing: b, rows: n, columns: n, to: format)
+    func product() {
+        if let weight { linear(m: n, a: a, lda: n, weight: weight, c: c, ldc: n, threads: threads) }
+        else { linear(m: n, n: n, k: n, a: a, lda: n, w: b, ldw: n, c: c, ldc: n, threads: threads) }
+    }
+    product()  // warm-up
     var best = Double.infinity
     for _ in 0..<repeats {
         let start = DispatchTime.now().uptimeNanoseconds
-        linear(m: n, n: n, k: n, a: a, lda: n, w: b, ldw: n, c: c, ldc: n, threads: threads)
+        product()
         best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
     return 2 * Double(n) * Double(n) * Double(n) / best / 1e9

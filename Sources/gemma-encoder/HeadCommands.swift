@@ -11,8 +11,10 @@ struct HeadOptions: ParsableArguments {
     @Option(help: "The base model (default: the one recorded in head.json; another model is an error).")
     var model: String?
 
-    @Option(help: "How the encoder's Linear weights are stored: f32, bf16 or int8.")
-    var precision: WeightPrecision = .f32
+    @Option(name: .customLong("precision"), help: "How Linear weights are stored and multiplied: f32, bf16, int8 or auto (see embed --help).")
+    var precisionChoice: PrecisionChoice = .f32
+
+    var precision: WeightPrecision { precisionChoice.resolved }
 
     func load() throws -> HeadPredictor {
         let directory = try HeadDirectory.read(URL(fileURLWithPath: head))

@@ -6,15 +6,17 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A cached model name (see `models list`) or a path to a model directory or .gguf file.")
     var model: String = KnownModel.defaultName
 
-    @Option(name: .long, help: "How Linear weights are stored: f32 (default, exact), bf16 or int8 (Q8_0 blocks).")
-    var precision: WeightPrecision = .f32
+    @Option(name: .customLong("precision"), help: "How Linear weights are stored and multiplied: f32 (default, exact), bf16 (bf16 products where the CPU has them), int8 (Q8_0 blocks), or auto (the fastest here whose cosine to f32 stays ≥ 0.9999).")
+    var precisionChoice: PrecisionChoice = .f32
+
+    var precision: WeightPrecision { precisionChoice.resolved }
 
     func source() throws -> ModelSource { try ModelStore().source(model) }
 
     func load() throws -> TextEncoder { try TextEncoder(source: try source(), precision: precision) }
 }
 
-extension WeightPrecision: ExpressibleByArgument {}
+extension PrecisionChoice: ExpressibleByArgument {}
 
 struct InputOptions: ParsableArguments {
     @Option(name: .long, help: "JSON Lines input, one object per line.")

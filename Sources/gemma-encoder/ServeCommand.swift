@@ -20,8 +20,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A model to serve, as NAME=PATH or a cached name or path; repeat to serve several (a request picks one with \"model\"; the first is the default).")
     var model: [String] = []
 
-    @Option(help: "How Linear weights are stored: f32, bf16 or int8.")
-    var precision: WeightPrecision = .f32
+    @Option(name: .customLong("precision"), help: "How Linear weights are stored and multiplied: f32, bf16, int8 or auto (see embed --help).")
+    var precisionChoice: PrecisionChoice = .f32
+
+    var precision: WeightPrecision { precisionChoice.resolved }
 
     @Option(help: "A search index, as NAME=DIR; repeatable.")
     var index: [String] = []

@@ -56,6 +56,23 @@ final class EmbeddingGemmaParityTests: XCTestCase {
         }
     }
 
+    /// `--precision auto` is the fastest precision here whose embeddings keep four nines of cosine to our f32
+    /// on every parity row: bf16 where the CPU has bf16 products, f32 elsewhere.
+    func testAutoPrecisionKeepsFourNines() throws {
+        let rows = try reference()
+        let auto = PrecisionChoice.auto.resolved
+        XCTAssertEqual(auto, WeightPrecision.hasBF16Products ? .bf16 : .f32)
+        let path = try TestModels.path(KnownModel.embeddingGemma300M.name)
+        let fast = try TextEncoder(directory: path, precision: auto), exact = try TextEncoder(directory: path, precision: .f32)
+        for name in ["document", "query"] {
+            let options = EmbeddingOptions(prompt: try exact.prompt(named: name))
+            let cosines = zip(try fast.embed(rows.map(\.text), options: options), try exact.embed(rows.map(\.text), options: options))
+                .map { cosine($0, $1) }
+            for (i, c) in cosines.enumerated() { XCTAssertGreaterThanOrEqual(c, 0.9999, "auto = \(auto), \(name) row \(i)") }
+            print("embeddinggemma auto (\(auto)) \(name): min cosine to f32 \(cosines.min()!)")
+        }
+    }
+
     func testPromptsComeFromTheModelDirectory() throws {
         let encoder = try TestModels.embeddingGemma()
         XCTAssertEqual(try encoder.prompt(named: "query"), "task: search result | query: ")

@@ -40,24 +40,32 @@ struct SelfAttention: Sendable {
                  buffers: ForwardBuffers, out: UnsafeMutablePointer<Float>) {
         let t = batch.tokens, width = stackedWidth
         let q = buffers.qkv, k = q + queryWidth, v = k + keyValueWidth
-        qkv.apply(m: t, a: normed, lda: batch.hiddenSize, c: q, ldc: width, threads: buffers.threads)
+        buffers.timer.time(.qkv) { qkv.apply(m: t, a: normed, lda: batch.hiddenSize, c: q, ldc: width, threads: buffers.threads) }
         if let queryNorm, let keyNorm {
-            queryNorm.forward(q, rows: t, vectors: shape.numHeads, stride: width)
-            keyNorm.forward(k, rows: t, vectors: shape.numKVHeads, stride: width)
+            buffers.timer.time(.qkNorm) {
+                queryNorm.forward(q, rows: t, vectors: shape.numHeads, stride: width)
+                keyNorm.forward(k, rows: t, vectors: shape.numKVHeads, stride: width)
+            }
         }
         for s in 0..<batch.count {
             let start = batch.offsets[s], length = batch.length(s)
             guard length > 0 else { continue }
-            for p in 0..<length {
-                rope.apply(q + (start + p) * width, heads: shape.numHeads, position: p)
-                rope.apply(k + (start + p) * width, heads: shape.numKVHeads, position: p)
+            buffers.timer.time(.rope) {
+                for p in 0..<length {
+                    rope.apply(q + (start + p) * width, heads: shape.numHeads, position: p)
+                    rope.apply(k + (start + p) * width, heads: shape.numKVHeads, position: p)
+                }
             }
-            attention(shape: shape, span: span, length: length,
-                      q: q + start * width, ldq: width, k: k + start * width, v: v + start * width, ldkv: width,
-                      out: buffers.attention + start * queryWidth, ldo: queryWidth, scores: buffers.scores,
-                      threads: buffers.threads)
+            buffers.timer.time(.attention) {
+                attention(shape: shape, span: span, length: length,
+                          q: q + start * width, ldq: width, k: k + start * width, v: v + start * width, ldkv: width,
+                          out: buffers.attention + start * queryWidth, ldo: queryWidth, scores: buffers.scores,
+                          threads: buffers.threads)
+            }
         }
-        linear(m: t, a: buffers.attention, lda: queryWidth, weight: o, c: out, ldc: batch.hiddenSize, threads: buffers.threads)
+        buffers.timer.time(.output) {
+            linear(m: t, a: buffers.attention, lda: queryWidth, weight: o, c: out, ldc: batch.hiddenSize, threads: buffers.threads)
+        }
     }
 
     var weights: [LinearWeight] { qkv.weights + [o] }

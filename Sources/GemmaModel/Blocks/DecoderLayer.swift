@@ -40,15 +40,15 @@ struct DecoderLayer: Sendable {
                  buffers: ForwardBuffers) {
         let t = batch.tokens, h = batch.hiddenSize, count = t * h
         let normed = buffers.normed, branch = buffers.branch
-        attentionInputNorm.forward(x, rows: t, out: normed)
+        buffers.timer.time(.norm) { attentionInputNorm.forward(x, rows: t, out: normed) }
         attention.forward(normed, batch: batch, rope: rope, span: span, buffers: buffers, out: branch)
-        attentionOutputNorm?.forward(branch, rows: t, out: branch)
-        addInPlace(x, branch, count: count)
+        buffers.timer.time(.norm) { attentionOutputNorm?.forward(branch, rows: t, out: branch) }
+        buffers.timer.time(.residual) { addInPlace(x, branch, count: count) }
 
-        mlpInputNorm.forward(x, rows: t, out: normed)
+        buffers.timer.time(.norm) { mlpInputNorm.forward(x, rows: t, out: normed) }
         mlp.forward(normed, rows: t, hiddenSize: h, buffers: buffers, out: branch)
-        mlpOutputNorm?.forward(branch, rows: t, out: branch)
-        addInPlace(x, branch, count: count)
+        buffers.timer.time(.norm) { mlpOutputNorm?.forward(branch, rows: t, out: branch) }
+        buffers.timer.time(.residual) { addInPlace(x, branch, count: count) }
     }
 
     var weights: [LinearWeight] { attention.weights + mlp.weights }

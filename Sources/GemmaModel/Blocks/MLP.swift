@@ -20,15 +20,17 @@ struct GatedMLP: Sendable {
     func forward(_ normed: UnsafePointer<Float>, rows t: Int, hiddenSize h: Int, buffers: ForwardBuffers,
                  out: UnsafeMutablePointer<Float>) {
         let inter = intermediateSize, gateUpRows = buffers.gateUp
-        gateUp.apply(m: t, a: normed, lda: h, c: gateUpRows, ldc: 2 * inter, threads: buffers.threads)
-        for i in 0..<t {
-            let gate = gateUpRows + i * 2 * inter, up = gate + inter
-            switch activation {
-            case .geluTanh: geluTanhGate(gate, up, count: inter)
-            case .gelu: geluErfGate(gate, up, count: inter)
+        buffers.timer.time(.gateUp) { gateUp.apply(m: t, a: normed, lda: h, c: gateUpRows, ldc: 2 * inter, threads: buffers.threads) }
+        buffers.timer.time(.activation) {
+            for i in 0..<t {
+                let gate = gateUpRows + i * 2 * inter, up = gate + inter
+                switch activation {
+                case .geluTanh: geluTanhGate(gate, up, count: inter)
+                case .gelu: geluErfGate(gate, up, count: inter)
+                }
             }
         }
-        linear(m: t, a: gateUpRows, lda: 2 * inter, weight: down, c: out, ldc: h, threads: buffers.threads)
+        buffers.timer.time(.down) { linear(m: t, a: gateUpRows, lda: 2 * inter, weight: down, c: out, ldc: h, threads: buffers.threads) }
     }
 
     var weights: [LinearWeight] { gateUp.weights + [down] }

@@ -1,0 +1,23 @@
+import CKernels
+
+/// The CPU features the kernels use, and which product path each weight format takes on this CPU: what
+/// `bench` prints next to every figure, since the same binary runs different code on different machines.
+public enum CPUFeatures {
+    private static let names: [(UInt32, String)] = [(UInt32(CK_ISA_AVX2), "avx2"), (UInt32(CK_ISA_AVX512), "avx512"),
+                                                    (UInt32(CK_ISA_AVX512_VNNI), "avx512_vnni"), (UInt32(CK_ISA_AVX512_BF16), "avx512_bf16")]
+
+    /// What the CPU has.
+    public static var detected: [String] { names.filter { ck_cpu_features_detected() & $0.0 != 0 }.map(\.1) }
+    /// What the kernels use (the detected features under GEMMA_ENCODER_MAX_ISA).
+    public static var used: [String] { names.filter { ck_cpu_features() & $0.0 != 0 }.map(\.1) }
+
+    /// The product path of Linear layers stored in `format`, few rows and batches.
+    public static func productPath(_ format: WeightFormat) -> String {
+        let vector = ck_cpu_features() & UInt32(CK_ISA_AVX512) != 0 ? "avx512" : ck_cpu_features() & UInt32(CK_ISA_AVX2) != 0 ? "avx2" : "baseline"
+        switch format {
+        case .f32: return "f32: skinny \(vector) (≤ \(skinnyGemmMaxRows) rows), OpenBLAS sgemm"
+        case .bf16 where LinearWeight.packsBF16(.bf16): return "bf16: avx512_bf16 vdpbf16ps on packed panels, activations rounded to bf16"
+        default: return "\(format): f32 \(vector) on weights converted tile by tile"
+        }
+    }
+}
