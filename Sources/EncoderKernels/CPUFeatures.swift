@@ -16,7 +16,10 @@ public enum CPUFeatures {
         let vector = ck_cpu_features() & UInt32(CK_ISA_AVX512) != 0 ? "avx512" : ck_cpu_features() & UInt32(CK_ISA_AVX2) != 0 ? "avx2" : "baseline"
         switch format {
         case .f32: return "f32: skinny \(vector) (≤ \(skinnyGemmMaxRows) rows), OpenBLAS sgemm"
-        case .bf16 where LinearWeight.packsBF16(.bf16): return "bf16: avx512_bf16 vdpbf16ps on packed panels, activations rounded to bf16"
+        case .bf16 where LinearWeight.panels(for: .bf16) == .bf16Panels:
+            return "bf16: avx512_bf16 vdpbf16ps on packed panels, activations rounded to bf16"
+        case .q8_0 where LinearWeight.panels(for: .q8_0) == .q8Panels:
+            return "int8: avx512_vnni vpdpbusd on packed Q8_0 panels, activations quantized per 32 values (Q8_0)"
         default: return "\(format): f32 \(vector) on weights converted tile by tile"
         }
     }

@@ -61,8 +61,29 @@ public final class LinearWeight: @unchecked Sendable {
     private let owned: UnsafeMutableRawPointer?
     /// Keeps borrowed bytes (a mapping, a FloatBuffer) alive.
     private let owner: AnyObject?
-    /// The bytes are bf16 panels for bf16 products (`packsBF16`), not rows.
-    public let isPackedBF16: Bool
+    /// How the bytes are laid out: rows, or panels for the CPU's native low-precision products.
+    public let packing: Packing
+
+    /// Panels for native low-precision products (bf16gemm.c, q8gemm.c), chosen where the CPU has the
+    /// instructions: the weight is kept only in that layout, and the products round the activations to the
+    /// weight's precision (bf16 as PyTorch's bf16 autocast does; Q8_0 blocks as llama.cpp does).
+    public enum Packing: Sendable, Equatable {
+        case rows
+        /// bf16, multiplied with vdpbf16ps (AVX512-BF16).
+        case bf16Panels
+        /// Q8_0, multiplied with vpdpbusd (AVX512-VNNI).
+        case q8Panels
+    }
+
+    /// The panels `format` is packed into on this CPU when low-precision products are asked for.
+    public static func panels(for format: WeightFormat) -> Packing {
+        let features = ck_cpu_features()
+        switch format {
+        case .bf16 where features & UInt32(CK_ISA_AVX512_BF16) != 0: return .bf16Panels
+        case .q8_0 where features & UInt32(CK_ISA_AVX512_VNNI) != 0: return .q8Panels
+        default: return .rows
+        }
+    }
 
     /// Borrows `rows` rows of `format` at `bytes`, kept valid by `owner`.
     public init(format: WeightFormat, rows: Int, columns: Int, borrowing bytes: UnsafeRawPointer,
@@ -77,25 +98,19 @@ public final class LinearWeight: @unchecked Sendable {
         self.bytes = bytes
         self.owned = nil
         self.owner = owner
-        self.isPackedBF16 = false
+        self.packing = .rows
     }
 
-    /// Converts f32 values (rows × columns) to `format`, in an allocation of its own.
+    /// Converts f32 values (rows × columns) to `format`, in an allocation of its own (rows).
     public init(quantizing values: UnsafePointer<Float>, rows: Int, columns: Int,
                 to format: WeightFormat) throws(WeightError) {
         guard let rowBytes = format.rowBytes(columns: columns) else {
             throw .notWholeBlocks(format: format, columns: columns)
         }
-        let packed = LinearWeight.packsBF16(format)
-        guard let storage = ck_alloc_weights(max(packed ? ck_bf16_panels_bytes(rows, columns) : rows * rowBytes, 1)) else {
+        guard let storage = ck_alloc_weights(max(rows * rowBytes, 1)) else {
             fatalError("out of memory for a \(rows)×\(columns) weight")
         }
-        if packed {
-            let converted = UnsafeMutablePointer<UInt16>.allocate(capacity: max(rows * columns, 1))
-            defer { converted.deallocate() }
-            guard ck_quantize(format.rawValue, values, rows * columns, converted) == 0 else { fatalError("bf16 always converts") }
-            ck_bf16_pack(converted, columns, rows, columns, storage.assumingMemoryBound(to: UInt16.self))
-        } else if ck_quantize(format.rawValue, values, rows * columns, storage) != 0 {
+        guard ck_quantize(format.rawValue, values, rows * columns, storage) == 0 else {
             ck_free_weights(storage, max(rows * rowBytes, 1))
             throw .cannotQuantize(format)
         }
@@ -106,45 +121,43 @@ public final class LinearWeight: @unchecked Sendable {
         self.bytes = UnsafeRawPointer(storage)
         self.owned = storage
         self.owner = nil
-        self.isPackedBF16 = packed
-    }
-
-    /// Whether bf16 weights are packed for bf16 products: when the CPU has them (AVX512-BF16), weights are
-    /// kept only as panels, and products round the activations to bf16 as PyTorch's bf16 autocast does.
-    /// Elsewhere bf16 stays half the memory with f32 arithmetic on the converted values.
-    public static func packsBF16(_ format: WeightFormat) -> Bool {
-        format == .bf16 && ck_cpu_features() & UInt32(CK_ISA_AVX512_BF16) != 0
+        self.packing = .rows
     }
 
     /// A copy of `source` in memory of its own on huge pages: weights read on every forward pass stream
-    /// faster from there than from a file mapping's 4 KiB pages.
-    public convenience init(copying source: LinearWeight) {
-        self.init(stacking: [source])!
+    /// faster from there than from a file mapping's 4 KiB pages. `packed`: in the CPU's panels for its format.
+    public convenience init(copying source: LinearWeight, packed: Bool = false) {
+        self.init(stacking: [source], packed: packed)!
     }
 
     /// The rows of `parts` stacked into one weight (one product then computes them all), or nil when their
-    /// formats or column counts differ.
-    public init?(stacking parts: [LinearWeight]) {
+    /// formats or column counts differ. `packed`: in the CPU's panels for their format (`panels(for:)`).
+    public init?(stacking parts: [LinearWeight], packed: Bool = false) {
         guard let first = parts.first,
               parts.allSatisfy({ $0.format == first.format && $0.columns == first.columns }) else { return nil }
         let rows = parts.reduce(0) { $0 + $1.rows }, columns = first.columns
-        let packed = LinearWeight.packsBF16(first.format)
+        let packing = packed ? LinearWeight.panels(for: first.format) : .rows
         // Panels are built from rows: stacked rows first (in a temporary buffer when packing), then packed.
         let rowsBytes = max(rows * first.rowBytes, 1)
-        guard let storage = ck_alloc_weights(max(packed ? ck_bf16_panels_bytes(rows, columns) : rowsBytes, 1)) else {
+        guard let storage = ck_alloc_weights(max(LinearWeight.bytes(packing, rows: rows, columns: columns, rowBytes: first.rowBytes), 1)) else {
             fatalError("out of memory for a \(rows)×\(columns) weight")
         }
-        let stackedRows = packed ? UnsafeMutableRawPointer.allocate(byteCount: rowsBytes, alignment: 64) : storage
+        let stackedRows = packing == .rows ? storage : UnsafeMutableRawPointer.allocate(byteCount: rowsBytes, alignment: 64)
         var offset = 0
         for part in parts {
             part.copyRows(0..<part.rows, into: stackedRows + offset)
             offset += part.rows * part.rowBytes
         }
-        if packed {
+        switch packing {
+        case .rows: break
+        case .bf16Panels:
             ck_bf16_pack(stackedRows.assumingMemoryBound(to: UInt16.self), columns, rows, columns,
                          storage.assumingMemoryBound(to: UInt16.self))
-            stackedRows.deallocate()
+        case .q8Panels:
+            let status = ck_q8_pack(stackedRows, first.rowBytes, rows, columns, storage.assumingMemoryBound(to: UInt8.self))
+            precondition(status == 0, "Q8_0 rows are whole blocks by construction")
         }
+        if packing != .rows { stackedRows.deallocate() }
         format = first.format
         self.rows = rows
         self.columns = columns
@@ -152,18 +165,30 @@ public final class LinearWeight: @unchecked Sendable {
         bytes = UnsafeRawPointer(storage)
         owned = storage
         owner = nil
-        isPackedBF16 = packed
+        self.packing = packing
     }
 
     deinit { if let owned { ck_free_weights(owned, max(byteCount, 1)) } }
 
+    private static func bytes(_ packing: Packing, rows: Int, columns: Int, rowBytes: Int) -> Int {
+        switch packing {
+        case .rows: rows * rowBytes
+        case .bf16Panels: ck_bf16_panels_bytes(rows, columns)
+        case .q8Panels: ck_q8_panels_bytes(rows, columns)
+        }
+    }
+
     /// Rows `range` in the stored format, row after row (`rowBytes` each), into `out`.
     private func copyRows(_ range: Range<Int>, into out: UnsafeMutableRawPointer) {
-        if isPackedBF16 {
+        switch packing {
+        case .rows:
+            out.copyMemory(from: bytes + range.lowerBound * rowBytes, byteCount: range.count * rowBytes)
+        case .bf16Panels:
             ck_bf16_unpack(bytes.assumingMemoryBound(to: UInt16.self), rows, columns, range.lowerBound, range.count,
                            out.assumingMemoryBound(to: UInt16.self))
-        } else {
-            out.copyMemory(from: bytes + range.lowerBound * rowBytes, byteCount: range.count * rowBytes)
+        case .q8Panels:
+            let status = ck_q8_unpack(bytes.assumingMemoryBound(to: UInt8.self), rows, columns, range.lowerBound, range.count, out)
+            precondition(status == 0, "Q8_0 rows are whole blocks by construction")
         }
     }
 
@@ -171,16 +196,16 @@ public final class LinearWeight: @unchecked Sendable {
     public var isBorrowed: Bool { owned == nil }
 
     /// Bytes the weight occupies.
-    public var byteCount: Int { isPackedBF16 ? ck_bf16_panels_bytes(rows, columns) : rows * rowBytes }
+    public var byteCount: Int { LinearWeight.bytes(packing, rows: rows, columns: columns, rowBytes: rowBytes) }
 
     /// Rows `range` as f32 into `out` (range.count × columns).
     public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        if isPackedBF16 {
-            let values = UnsafeMutablePointer<UInt16>.allocate(capacity: max(range.count * columns, 1))
+        if packing != .rows {
+            let values = UnsafeMutableRawPointer.allocate(byteCount: max(range.count * rowBytes, 1), alignment: 64)
             defer { values.deallocate() }
-            copyRows(range, into: UnsafeMutableRawPointer(values))
+            copyRows(range, into: values)
             let status = ck_dequantize(format.rawValue, values, range.count * columns, out)
-            precondition(status == 0, "bf16 always converts")
+            precondition(status == 0, "rows are whole blocks by construction")
             return
         }
         if format == .f32 {
@@ -214,13 +239,17 @@ public func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeig
                       ldw: k, c: c, ldc: ldc, threads: threads)
     }
     nonisolated(unsafe) let a = a, c = c
-    if weight.isPackedBF16 {
+    if weight.packing != .rows {
         // Threads split whole panels of 16 output columns.
-        let panels = (n + 15) / 16, panelValues = ck_bf16_panels_bytes(16, k) / 2
-        nonisolated(unsafe) let base = weight.bytes.assumingMemoryBound(to: UInt16.self)
+        let panels = (n + 15) / 16
+        let panelBytes = weight.packing == .bf16Panels ? ck_bf16_panels_bytes(16, k) : ck_q8_panels_bytes(16, k)
+        nonisolated(unsafe) let base = weight.bytes, packing = weight.packing
         splitColumns(n: panels, parts: threads, minimum: 4) { start, count in
-            let status = ck_bf16_gemm(m, k, a, lda, base + start * panelValues, min(n - 16 * start, 16 * count), c + 16 * start, ldc)
-            precondition(status == 0, "out of memory in the bf16 kernel")
+            let cols = min(n - 16 * start, 16 * count), panel = base + start * panelBytes
+            let status = packing == .bf16Panels
+                ? ck_bf16_gemm(m, k, a, lda, panel.assumingMemoryBound(to: UInt16.self), cols, c + 16 * start, ldc)
+                : ck_q8_gemm(m, k, a, lda, panel.assumingMemoryBound(to: UInt8.self), cols, c + 16 * start, ldc)
+            precondition(status == 0, "out of memory in the low-precision kernel")
         }
         return
     }
@@ -259,11 +288,11 @@ public struct StackedLinear: Sendable {
     private let parts: [LinearWeight]
 
     /// Stacks `parts` (a copy of their bytes) or, when their formats differ, keeps resident copies of those
-    /// that are borrowed.
-    public init(_ parts: [LinearWeight]) {
+    /// that are borrowed. `packed`: in the CPU's panels for native low-precision products.
+    public init(_ parts: [LinearWeight], packed: Bool = false) {
         widths = parts.map(\.rows)
-        stacked = LinearWeight(stacking: parts)
-        self.parts = stacked == nil ? parts.map { $0.isBorrowed ? LinearWeight(copying: $0) : $0 } : []
+        stacked = LinearWeight(stacking: parts, packed: packed)
+        self.parts = stacked == nil ? parts.map { $0.isBorrowed || packed ? LinearWeight(copying: $0, packed: packed) : $0 } : []
     }
 
     /// All output columns.

@@ -39,7 +39,7 @@ public enum PrecisionChoice: String, Sendable, CaseIterable, Codable {
 
 extension WeightPrecision {
     /// Whether bf16 weights get bf16 products on this CPU (AVX512-BF16), not only half the memory.
-    public static var hasBF16Products: Bool { LinearWeight.packsBF16(.bf16) }
+    public static var hasBF16Products: Bool { LinearWeight.panels(for: .bf16) == .bf16Panels }
 }
 
 /// Where the transformer's weights come from: a safetensors checkpoint or a GGUF file. Names are the
@@ -68,7 +68,9 @@ extension WeightProvider {
     public func linear(_ name: String, shape: [Int], precision: WeightPrecision) throws(FormatError) -> LinearWeight {
         let stored = try storedLinear(name, shape: shape, precision: precision)
         defer { stored.release() }
-        return stored.weight.isBorrowed ? LinearWeight(copying: stored.weight) : stored.weight
+        // Below f32, products run on the CPU's panels for the format where it has them (LinearWeight.Packing).
+        let packed = precision != .f32
+        return stored.weight.isBorrowed || packed ? LinearWeight(copying: stored.weight, packed: packed) : stored.weight
     }
 
     /// Linear weights over the same input, stacked into one resident weight (each part copied once).
@@ -76,7 +78,7 @@ extension WeightProvider {
         var stored: [(weight: LinearWeight, release: () -> Void)] = []
         defer { for part in stored { part.release() } }
         for part in parts { stored.append(try storedLinear(part.name, shape: part.shape, precision: precision)) }
-        return StackedLinear(stored.map(\.weight))
+        return StackedLinear(stored.map(\.weight), packed: precision != .f32)
     }
 
     /// Hugging Face checkpoints store w.

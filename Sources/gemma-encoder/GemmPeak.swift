@@ -18,7 +18,7 @@ func measureGemmPeak(n: Int = 2048, repeats: Int = 5, format: WeightFormat = .f3
         a[i] = Float(i % 7) / 7
         b[i] = Float(i % 5) / 5
     }
-    let weight = format == .f32 ? nil : try? LinearWeight(quantizing: b, rows: n, columns: n, to: format)
+    let weight = format == .f32 ? nil : (try? LinearWeight(quantizing: b, rows: n, columns: n, to: format)).map { LinearWeight(copying: $0, packed: true) }
     func product() {
         if let weight { linear(m: n, a: a, lda: n, weight: weight, c: c, ldc: n, threads: threads) }
         else { linear(m: n, n: n, k: n, a: a, lda: n, w: b, ldw: n, c: c, ldc: n, threads: threads) }

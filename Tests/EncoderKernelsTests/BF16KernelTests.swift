@@ -67,7 +67,7 @@ final class BF16KernelTests: XCTestCase {
     /// A bf16 weight on a CPU with bf16 products is kept as panels only (half the bytes of f32, no row copy),
     /// reads back exactly, and its products — stacked, split across threads — are the rounded-activation ones.
     func testPackedWeightsThroughLinear() throws {
-        try XCTSkipUnless(LinearWeight.packsBF16(.bf16), "this CPU has no bf16 products (AVX512-BF16)")
+        try XCTSkipUnless(LinearWeight.panels(for: .bf16) == .bf16Panels, "this CPU has no bf16 products (AVX512-BF16)")
         var rng = SeededGenerator(seed: 3)
         let k = 256, parts = [48, 24, 40]
         var values: [[Float]] = []
@@ -77,9 +77,10 @@ final class BF16KernelTests: XCTestCase {
             values.append(v)
             weights.append(try LinearWeight(quantizing: v, rows: rows, columns: k, to: .bf16))
         }
-        XCTAssertTrue(weights.allSatisfy(\.isPackedBF16))
-        let stacked = try XCTUnwrap(LinearWeight(stacking: weights))
-        XCTAssertTrue(stacked.isPackedBF16)
+        XCTAssertTrue(weights.allSatisfy { $0.packing == .rows }, "quantizing gives rows; packing is asked for")
+        let stacked = try XCTUnwrap(LinearWeight(stacking: weights, packed: true))
+        XCTAssertEqual(stacked.packing, .bf16Panels)
+        XCTAssertEqual(stacked.byteCount, 112 * k * 2, "panels only: no row copy kept")
         let n = stacked.rows
         XCTAssertEqual(stacked.dequantized(), values.flatMap { $0 }.map(bf16), "panels hold the bf16 values exactly")
         let w = stacked.dequantized()

@@ -1,0 +1,222 @@
+// Linear layers on 8-bit weights with 8-bit integer products: C (m × n) = A · Wᵀ with W in Q8_0 blocks (32
+// values, one f16 scale) and A quantized the same way per row and block, as llama.cpp multiplies Q8_0 — so a
+// block's dot product is exact in int32 and scaled once. On AVX512-VNNI one vpdpbusd does 64 multiply-adds.
+//
+// vpdpbusd multiplies unsigned by signed bytes, so A is stored as q + 128 (1 … 255) and the 128 · Σ w that
+// adds is taken off per block: Σ (q + 128) w − 128 Σ w = Σ q w. Weights are packed once, at load, in panels of
+// 16 output rows; per block of 32 input columns a panel holds the 16 rows' f16 scales, their Σ w (int16), and
+// then 8 groups of 4 columns × 16 rows (64 bytes each: the signed operand of one vpdpbusd).
+#include "ckernels.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+
+#define PANEL 16
+#define QK 32
+#define BLOCK_BYTES (PANEL * 2 + PANEL * 2 + PANEL * QK)  // scales, sums, values: 576 bytes per 16 × 32 values
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+long ck_q8_panels_bytes(long n, long k) { return (n + PANEL - 1) / PANEL * (k / QK) * BLOCK_BYTES; }
+
+static inline uint16_t load16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+int ck_q8_pack(const void *rows, long row_bytes, long n, long k, uint8_t *panels) {
+    if (k % QK) return -1;
+    long blocks = k / QK, panel_count = (n + PANEL - 1) / PANEL;
+    for (long q = 0; q < panel_count; q++) {
+        for (long b = 0; b < blocks; b++) {
+            uint8_t *dst = panels + (q * blocks + b) * BLOCK_BYTES;
+            uint16_t *scales = (uint16_t *)dst;
+            int16_t *sums = (int16_t *)(dst + PANEL * 2);
+            int8_t *values = (int8_t *)(dst + PANEL * 4);
+            for (long l = 0; l < PANEL; l++) {
+                long r = q * PANEL + l;
+                // A Q8_0 block: f16 scale, then 32 signed bytes. Rows past n are zero blocks.
+                const uint8_t *src = r < n ? (const uint8_t *)rows + r * row_bytes + b * (2 + QK) : NULL;
+                scales[l] = src ? load16(src) : 0;
+                int sum = 0;
+                for (long c = 0; c < QK; c++) {
+                    int8_t v = src ? (int8_t)src[2 + c] : 0;
+                    sum += v;
+                    values[(c / 4) * PANEL * 4 + l * 4 + c % 4] = v;
+                }
+                sums[l] = (int16_t)sum;
+            }
+        }
+    }
+    return 0;
+}
+
+int ck_q8_unpack(const uint8_t *panels, long n, long k, long first_row, long count, void *rows) {
+    if (k % QK) return -1;
+    long blocks = k / QK;
+    for (long r = first_row; r < first_row + count && r < n; r++) {
+        long q = r / PANEL, l = r % PANEL;
+        uint8_t *dst_row = (uint8_t *)rows + (r - first_row) * blocks * (2 + QK);
+        for (long b = 0; b < blocks; b++) {
+            const uint8_t *src = panels + (q * blocks + b) * BLOCK_BYTES;
+            uint8_t *dst = dst_row + b * (2 + QK);
+            memcpy(dst, src + l * 2, 2);
+            for (long c = 0; c < QK; c++) dst[2 + c] = src[PANEL * 4 + (c / 4) * PANEL * 4 + l * 4 + c % 4];
+        }
+    }
+    return 0;
+}
+
+// A row's blocks as ggml quantizes Q8_0 (scale max|a| / 127, values rounded to nearest), stored as q + 128,
+// and the scales as f32 (the f16 rounding of ggml's stored scale is kept, so results match its Q8_0).
+static void quantize_rows(long m, long k, const float *a, long lda, uint8_t *u, float *scales) {
+    long blocks = k / QK;
+    for (long i = 0; i < m; i++) {
+        for (long b = 0; b < blocks; b++) {
+            const float *x = a + i * lda + b * QK;
+            float amax = 0.0f;
+            for (long c = 0; c < QK; c++) amax = fmaxf(amax, fabsf(x[c]));
+            float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+            scales[i * blocks + b] = ck_half_to_float(ck_float_to_half(d));
+            for (long c = 0; c < QK; c++) u[i * k + b * QK + c] = (uint8_t)(int)(roundf(x[c] * inv) + 128.0f);
+        }
+    }
+}
+
+// Any CPU: the same integer block sums in C.
+static void gemm_portable(long m, long k, const uint8_t *u, const float *da, const uint8_t *panels, long cols,
+                          float *c, long ldc) {
+    long blocks = k / QK, panel_count = (cols + PANEL - 1) / PANEL;
+    for (long i = 0; i < m; i++) {
+        for (long q = 0; q < panel_count; q++) {
+            float acc[PANEL] = {0};
+            for (long b = 0; b < blocks; b++) {
+                const uint8_t *blk = panels + (q * blocks + b) * BLOCK_BYTES;
+                const int16_t *sums = (const int16_t *)(blk + PANEL * 2);
+                const int8_t *values = (const int8_t *)(blk + PANEL * 4);
+                const uint8_t *x = u + i * k + b * QK;
+                for (long l = 0; l < PANEL; l++) {
+                    int32_t s = 0;
+                    for (long cc = 0; cc < QK; cc++) s += (int32_t)x[cc] * values[(cc / 4) * PANEL * 4 + l * 4 + cc % 4];
+                    s -= 128 * (int32_t)sums[l];
+                    acc[l] += (float)s * (ck_half_to_float(load16(blk + l * 2)) * da[i * blocks + b]);
+                }
+            }
+            long valid = MIN(PANEL, cols - q * PANEL);
+            for (long l = 0; l < valid; l++) c[i * ldc + q * PANEL + l] = acc[l];
+        }
+    }
+}
+
+#if HAVE_AVX512_PATH
+#include <immintrin.h>
+#define TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")))
+
+// MR rows × NP panels: MR·NP int32 block sums and as many f32 accumulators (at most 24 zmm) + NP weight
+// vectors + one broadcast.
+TARGET_VNNI static inline __attribute__((always_inline)) void tile(const int MR, const int NP, long blocks, long k,
+                                                                   const uint8_t *u, const float *da,
+                                                                   const uint8_t *b, long panel_stride, float *c,
+                                                                   long ldc, long cols) {
+    __m512 acc[4][3];
+#pragma unroll
+    for (int i = 0; i < MR; i++)
+#pragma unroll
+        for (int j = 0; j < NP; j++) acc[i][j] = _mm512_setzero_ps();
+    for (long blk = 0; blk < blocks; blk++) {
+        __m512i s[4][3];
+#pragma unroll
+        for (int i = 0; i < MR; i++)
+#pragma unroll
+            for (int j = 0; j < NP; j++) s[i][j] = _mm512_setzero_si512();
+#pragma unroll
+        for (int g = 0; g < 8; g++) {
+            __m512i w[3];
+#pragma unroll
+            for (int j = 0; j < NP; j++) w[j] = _mm512_loadu_si512(b + j * panel_stride + blk * BLOCK_BYTES + PANEL * 4 + g * 64);
+#pragma unroll
+            for (int i = 0; i < MR; i++) {
+                int32_t quad;
+                memcpy(&quad, u + i * k + blk * QK + g * 4, 4);
+                __m512i x = _mm512_set1_epi32(quad);
+#pragma unroll
+                for (int j = 0; j < NP; j++) s[i][j] = _mm512_dpbusd_epi32(s[i][j], x, w[j]);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < NP; j++) {
+            const uint8_t *head = b + j * panel_stride + blk * BLOCK_BYTES;
+            __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)head));
+            __m512i offset = _mm512_slli_epi32(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(head + PANEL * 2))), 7);
+#pragma unroll
+            for (int i = 0; i < MR; i++) {
+                __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(da[i * blocks + blk]));
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s[i][j], offset)), scale, acc[i][j]);
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < MR; i++) {
+#pragma unroll
+        for (int j = 0; j < NP; j++) {
+            long left = cols - PANEL * j;
+            float *dst = c + i * ldc + PANEL * j;
+            if (left >= PANEL) _mm512_storeu_ps(dst, acc[i][j]);
+            else if (left > 0) _mm512_mask_storeu_ps(dst, (__mmask16)((1u << left) - 1), acc[i][j]);
+        }
+    }
+}
+
+#define Q8_TILE_CASE(MR)                                                                        \
+    case MR:                                                                                    \
+        if (np == 3) tile(MR, 3, blocks, k, u, da, b, panel_stride, c, ldc, cols);              \
+        else if (np == 2) tile(MR, 2, blocks, k, u, da, b, panel_stride, c, ldc, cols);         \
+        else tile(MR, 1, blocks, k, u, da, b, panel_stride, c, ldc, cols);                      \
+        break;
+
+TARGET_VNNI static void tile_dispatch(int mr, int np, long blocks, long k, const uint8_t *u, const float *da,
+                                      const uint8_t *b, long panel_stride, float *c, long ldc, long cols) {
+    switch (mr) { Q8_TILE_CASE(1) Q8_TILE_CASE(2) Q8_TILE_CASE(3) Q8_TILE_CASE(4) }
+}
+
+// Rows in blocks of 128 (their quantized bytes stay in L2 while every 48-column slice of W passes over them).
+TARGET_VNNI static void gemm_avx512_vnni(long m, long k, const uint8_t *u, const float *da, const uint8_t *panels,
+                                         long cols, float *c, long ldc) {
+    long blocks = k / QK, panel_count = (cols + PANEL - 1) / PANEL, panel_stride = blocks * BLOCK_BYTES;
+    for (long i0 = 0; i0 < m; i0 += 128) {
+        long rows = MIN(128, m - i0);
+        for (long q = 0; q < panel_count; q += 3) {
+            int np = (int)MIN(3, panel_count - q);
+            for (long i = i0; i < i0 + rows; i += 4) {
+                int mr = (int)MIN(4, i0 + rows - i);
+                tile_dispatch(mr, np, blocks, k, u + i * k, da + i * blocks, panels + q * panel_stride, panel_stride,
+                              c + i * ldc + q * PANEL, ldc, cols - q * PANEL);
+            }
+        }
+    }
+}
+#endif
+
+int ck_q8_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint8_t *panels, long cols,
+                   float *c, long ldc) {
+    if (k % QK) return -1;
+    if (m <= 0 || cols <= 0) return 0;
+    uint8_t *u = malloc((size_t)(m * k));
+    float *da = malloc((size_t)(m * (k / QK)) * sizeof(float));
+    if (!u || !da) {
+        free(u);
+        free(da);
+        return -2;
+    }
+    quantize_rows(m, k, a, lda, u, da);
+#if HAVE_AVX512_PATH
+    if (isa & CK_ISA_AVX512_VNNI) gemm_avx512_vnni(m, k, u, da, panels, cols, c, ldc);
+    else
+#endif
+        gemm_portable(m, k, u, da, panels, cols, c, ldc);
+    free(u);
+    free(da);
+    return 0;
+}
+
+int ck_q8_gemm(long m, long k, const float *a, long lda, const uint8_t *panels, long cols, float *c, long ldc) {
+    return ck_q8_gemm_isa(ck_cpu_features(), m, k, a, lda, panels, cols, c, ldc);
+}
