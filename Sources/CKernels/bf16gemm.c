@@ -160,12 +160,155 @@ TARGET_BF16 static void gemm_avx512_bf16(long m, long kp, const uint16_t *a, lon
         }
     }
 }
+
+// AMX: one tdpbf16ps multiplies a 16 × 32 tile of A by 32 × 16 of W into a 16 × 16 f32 tile — 8,192 multiply-
+// adds where a vdpbf16ps does 32. W's panels are already the B operand's layout (for each pair of input columns
+// the 16 rows' two values, 64 bytes), so 16 pairs of a panel are one B tile, loaded 64 bytes a row.
+// Tiles 0-3 hold a 32 × 32 block of C, 4-5 two 16-row tiles of A, 6-7 two panels' B tiles: per step of 32
+// input columns four loads feed four products. k must be a multiple of 32 (every Gemma width is); other
+// shapes, and single rows (where a tile would be 15/16 zeros), take the AVX512-BF16 path.
+#define TARGET_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+typedef struct __attribute__((aligned(64))) {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+TARGET_AMX static void amx_configure(void) {
+    tile_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.rows[t] = 16;
+        config.colsb[t] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+// C tile t (16 × 16 f32) into rows × cols of c: straight when whole, through a buffer at the edges.
+#define STORE_TILE(t, dst, ldc, rows, cols)                                                          \
+    do {                                                                                             \
+        if ((rows) >= 16 && (cols) >= 16) _tile_stored(t, dst, (ldc) * 4);                          \
+        else if ((rows) > 0 && (cols) > 0) {                                                         \
+            float edge[16 * 16];                                                                     \
+            _tile_stored(t, edge, 64);                                                               \
+            for (long r_ = 0; r_ < MIN(16, rows); r_++)                                              \
+                memcpy((dst) + r_ * (ldc), edge + r_ * 16, (size_t)MIN(16, cols) * sizeof(float));   \
+        }                                                                                            \
+    } while (0)
+
+// C tile t from rows × cols of c (zeros elsewhere), for products that add to C.
+#define LOAD_TILE(t, src, ldc, rows, cols)                                                           \
+    do {                                                                                             \
+        if ((rows) >= 16 && (cols) >= 16) _tile_loadd(t, src, (ldc) * 4);                            \
+        else {                                                                                       \
+            float edge[16 * 16] = {0};                                                               \
+            for (long r_ = 0; r_ < MIN(16, rows); r_++)                                              \
+                if ((cols) > 0) memcpy(edge + r_ * 16, (src) + r_ * (ldc), (size_t)MIN(16, cols) * sizeof(float)); \
+            _tile_loadd(t, edge, 64);                                                                \
+        }                                                                                            \
+    } while (0)
+
+// A (rows padded to a multiple of 16 with zeros, ld a multiple of 32) times the panels into c (m × cols).
+// Row chunks of ROW_CHUNK stay in cache while each pair of panels passes over them.
+#ifndef ROW_CHUNK
+#define ROW_CHUNK 32
+#endif
+TARGET_AMX static void gemm_amx_bf16(long m, long kp, const uint16_t *a, long ld, const uint16_t *panels, long cols,
+                                     float *c, long ldc, int accumulate) {
+    long panel_count = (cols + PANEL - 1) / PANEL, panel_stride = kp * PANEL * 2, stride_a = ld * 2;
+    amx_configure();
+    for (long i0 = 0; i0 < m; i0 += ROW_CHUNK) {
+        long chunk_end = MIN(m, i0 + ROW_CHUNK);
+        for (long q = 0; q < panel_count; q += 2) {
+            const uint16_t *b0 = panels + q * panel_stride, *b1 = b0 + panel_stride;
+            int two = q + 1 < panel_count;
+            long cols0 = cols - q * PANEL, cols1 = cols0 - PANEL;
+            for (long i = i0; i < chunk_end; i += 32) {
+                const uint16_t *a0 = a + i * ld, *a1 = a0 + 16 * ld;
+                long rows0 = m - i, rows1 = rows0 - 16;
+                float *c0 = c + i * ldc + q * PANEL;
+                if (accumulate) {
+                    LOAD_TILE(0, c0, ldc, rows0, cols0);
+                    LOAD_TILE(1, c0 + PANEL, ldc, rows0, two ? cols1 : 0);
+                    LOAD_TILE(2, c0 + 16 * ldc, ldc, rows1, cols0);
+                    LOAD_TILE(3, c0 + 16 * ldc + PANEL, ldc, rows1, two ? cols1 : 0);
+                } else {
+                    _tile_zero(0);
+                    _tile_zero(1);
+                    _tile_zero(2);
+                    _tile_zero(3);
+                }
+                if (two && rows1 > 0) {
+                    for (long p = 0; p < kp; p += 16) {
+                        _tile_loadd(4, a0 + 2 * p, stride_a);
+                        _tile_loadd(6, b0 + p * PANEL * 2, 64);
+                        _tile_loadd(7, b1 + p * PANEL * 2, 64);
+                        _tile_loadd(5, a1 + 2 * p, stride_a);
+                        _tile_dpbf16ps(0, 4, 6);
+                        _tile_dpbf16ps(1, 4, 7);
+                        _tile_dpbf16ps(2, 5, 6);
+                        _tile_dpbf16ps(3, 5, 7);
+                    }
+                } else if (two) {
+                    for (long p = 0; p < kp; p += 16) {
+                        _tile_loadd(4, a0 + 2 * p, stride_a);
+                        _tile_loadd(6, b0 + p * PANEL * 2, 64);
+                        _tile_loadd(7, b1 + p * PANEL * 2, 64);
+                        _tile_dpbf16ps(0, 4, 6);
+                        _tile_dpbf16ps(1, 4, 7);
+                    }
+                } else if (rows1 > 0) {
+                    for (long p = 0; p < kp; p += 16) {
+                        _tile_loadd(4, a0 + 2 * p, stride_a);
+                        _tile_loadd(6, b0 + p * PANEL * 2, 64);
+                        _tile_loadd(5, a1 + 2 * p, stride_a);
+                        _tile_dpbf16ps(0, 4, 6);
+                        _tile_dpbf16ps(2, 5, 6);
+                    }
+                } else {
+                    for (long p = 0; p < kp; p += 16) {
+                        _tile_loadd(4, a0 + 2 * p, stride_a);
+                        _tile_loadd(6, b0 + p * PANEL * 2, 64);
+                        _tile_dpbf16ps(0, 4, 6);
+                    }
+                }
+                STORE_TILE(0, c0, ldc, rows0, cols0);
+                if (two) STORE_TILE(1, c0 + PANEL, ldc, rows0, cols1);
+                if (rows1 > 0) {
+                    STORE_TILE(2, c0 + 16 * ldc, ldc, rows1, cols0);
+                    if (two) STORE_TILE(3, c0 + 16 * ldc + PANEL, ldc, rows1, cols1);
+                }
+            }
+        }
+    }
+    // Gives the tile state back, so the kernel need not save 8 KiB of it on every context switch.
+    _tile_release();
+}
 #endif
 
 int ck_bf16_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint16_t *panels, long cols,
                      float *c, long ldc) {
+    // Never a path the CPU lacks; detection also asks Linux for the AMX permission before the first tile.
+    isa &= ck_cpu_features_detected();
     if (m <= 0 || cols <= 0) return 0;
     long kp = pairs_of(k), ld = 2 * kp;
+#if HAVE_AVX512_PATH
+    if ((isa & CK_ISA_AMX_BF16) && k % 32 == 0 && m >= 2) {
+        // Rows padded to whole tiles with zeros; their results are never stored.
+        long padded = (m + 15) / 16 * 16;
+        uint16_t *rounded = aligned_alloc(64, (size_t)(padded * ld) * sizeof(uint16_t));
+        if (!rounded) return -2;
+        round_rows_avx512(m, k, a, lda, rounded, ld);
+        memset(rounded + m * ld, 0, (size_t)((padded - m) * ld) * sizeof(uint16_t));
+        gemm_amx_bf16(m, kp, rounded, ld, panels, cols, c, ldc, 0);
+        free(rounded);
+        return 0;
+    }
+#endif
     uint16_t *rounded = malloc((size_t)(m * ld) * sizeof(uint16_t));
     if (!rounded) return -2;
 #if HAVE_AVX512_PATH
@@ -184,4 +327,102 @@ int ck_bf16_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, con
 
 int ck_bf16_gemm(long m, long k, const float *a, long lda, const uint16_t *panels, long cols, float *c, long ldc) {
     return ck_bf16_gemm_isa(ck_cpu_features(), m, k, a, lda, panels, cols, c, ldc);
+}
+
+// ---- Products of two f32 operands in bf16 (training): C (m × n) (+)= bf16(op(A)) · bf16(op(B)), f32 sums. ----
+// Both operands change every step (weights after each update, activations and gradients per batch), so each
+// call packs them: A into bf16 rows and B into the same panels as a weight, k padded with zeros to a multiple
+// of 32 so every shape takes whole AMX tiles. Packing reads each operand once: O((m + n)·k) against m·n·k.
+
+// op(B)(p, j) = trans_b ? b[j*ldb + p] : b[p*ldb + j], columns [0, n) into panels of kp pairs (zeros past k, n).
+static void pack_b(int trans_b, long n, long k, long kp, const float *b, long ldb, uint16_t *panels) {
+    long panel_count = (n + PANEL - 1) / PANEL;
+    for (long q = 0; q < panel_count; q++) {
+        uint16_t *dst = panels + q * kp * PANEL * 2;
+        long lanes = MIN(PANEL, n - q * PANEL);
+        if (trans_b) {
+            for (long l = 0; l < PANEL; l++) {
+                const float *row = l < lanes ? b + (q * PANEL + l) * ldb : NULL;
+                for (long p = 0; p < kp; p++) {
+                    long c0 = 2 * p, c1 = 2 * p + 1;
+                    dst[(p * PANEL + l) * 2] = row && c0 < k ? ck_float_to_bf16(row[c0]) : 0;
+                    dst[(p * PANEL + l) * 2 + 1] = row && c1 < k ? ck_float_to_bf16(row[c1]) : 0;
+                }
+            }
+        } else {
+            for (long p = 0; p < kp; p++) {
+                const float *r0 = 2 * p < k ? b + (2 * p) * ldb + q * PANEL : NULL;
+                const float *r1 = 2 * p + 1 < k ? b + (2 * p + 1) * ldb + q * PANEL : NULL;
+                for (long l = 0; l < PANEL; l++) {
+                    dst[(p * PANEL + l) * 2] = r0 && l < lanes ? ck_float_to_bf16(r0[l]) : 0;
+                    dst[(p * PANEL + l) * 2 + 1] = r1 && l < lanes ? ck_float_to_bf16(r1[l]) : 0;
+                }
+            }
+        }
+    }
+}
+
+// op(A)(i, p) = trans_a ? a[p*lda + i] : a[i*lda + p] into `rows` rows of ld values (zeros past m and k).
+static void pack_a(int trans_a, long m, long k, const float *a, long lda, uint16_t *out, long rows, long ld) {
+    if (!trans_a) {
+        round_rows(m, k, a, lda, out, ld);
+    } else {
+        // Column blocks of 32 reduction indices: their rows of a stay in cache while every output row is written.
+        for (long p0 = 0; p0 < k; p0 += 32) {
+            long p1 = MIN(k, p0 + 32);
+            for (long i = 0; i < m; i++)
+                for (long p = p0; p < p1; p++) out[i * ld + p] = ck_float_to_bf16(a[p * lda + i]);
+        }
+        for (long i = 0; i < m; i++)
+            for (long p = k; p < ld; p++) out[i * ld + p] = 0;
+    }
+    memset(out + m * ld, 0, (size_t)((rows - m) * ld) * sizeof(uint16_t));
+}
+
+int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n, long k, const float *a, long lda,
+                         const float *b, long ldb, int accumulate, float *c, long ldc) {
+    isa &= ck_cpu_features_detected();
+    if (m <= 0 || n <= 0) return 0;
+    if (k <= 0) {
+        if (!accumulate)
+            for (long i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+        return 0;
+    }
+    long ld = (k + 31) / 32 * 32, kp = ld / 2, rows = (m + 15) / 16 * 16;
+    long panel_bytes = (n + PANEL - 1) / PANEL * kp * PANEL * 2 * 2;
+    uint16_t *packed_a = aligned_alloc(64, (size_t)(rows * ld) * sizeof(uint16_t));
+    uint16_t *panels = aligned_alloc(64, (size_t)((panel_bytes + 63) / 64 * 64));
+    float *sums = accumulate && !(isa & CK_ISA_AMX_BF16) ? malloc((size_t)(m * n) * sizeof(float)) : NULL;
+    if (!packed_a || !panels || (accumulate && !(isa & CK_ISA_AMX_BF16) && !sums)) {
+        free(packed_a);
+        free(panels);
+        free(sums);
+        return -2;
+    }
+    pack_a(trans_a, m, k, a, lda, packed_a, rows, ld);
+    pack_b(trans_b, n, k, kp, b, ldb, panels);
+    float *out = sums ? sums : c;
+    long ldo = sums ? n : ldc;
+#if HAVE_AVX512_PATH
+    if (isa & CK_ISA_AMX_BF16) {
+        gemm_amx_bf16(m, kp, packed_a, ld, panels, n, c, ldc, accumulate);
+    } else if (isa & CK_ISA_AVX512_BF16) {
+        gemm_avx512_bf16(m, kp, packed_a, ld, panels, n, out, ldo);
+    } else
+#endif
+    {
+        gemm_portable(m, kp, packed_a, ld, panels, n, out, ldo);
+    }
+    if (sums)
+        for (long i = 0; i < m; i++)
+            for (long j = 0; j < n; j++) c[i * ldc + j] += sums[i * n + j];
+    free(packed_a);
+    free(panels);
+    free(sums);
+    return 0;
+}
+
+int ck_bf16_gemm_f32(int trans_a, int trans_b, long m, long n, long k, const float *a, long lda, const float *b,
+                     long ldb, int accumulate, float *c, long ldc) {
+    return ck_bf16_gemm_f32_isa(ck_cpu_features(), trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
 }

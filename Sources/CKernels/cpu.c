@@ -7,6 +7,16 @@
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+// Linux keeps AMX's 8 KiB of tile state off until a process asks for it (arch/x86/include/uapi/asm/prctl.h);
+// without the request the first tile instruction faults. The permission is per process, so asking once covers
+// every thread, including those started later.
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+static int amx_permitted(void) { return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0; }
 
 static uint64_t xgetbv0(void) {
     uint32_t lo, hi;
@@ -23,7 +33,7 @@ static uint32_t detect(void) {
     int ymm = (xcr0 & 0x6) == 0x6, zmm = ymm && (xcr0 & 0xE0) == 0xE0;
     if (__get_cpuid_max(0, 0) < 7) return 0;
     __cpuid_count(7, 0, a, b, c, d);
-    uint32_t b7 = b, c7 = c;
+    uint32_t b7 = b, c7 = c, d7 = d;
     __cpuid_count(7, 1, a, b, c, d);
     uint32_t a71 = a;
     if (ymm && fma && f16c && ((b7 >> 5) & 1)) features |= CK_ISA_AVX2;
@@ -33,6 +43,9 @@ static uint32_t detect(void) {
         features |= CK_ISA_AVX512;
         if ((a71 >> 5) & 1) features |= CK_ISA_AVX512_BF16;
         if ((c7 >> 11) & 1) features |= CK_ISA_AVX512_VNNI;
+        // AMX-TILE and AMX-BF16, the OS saving tile configuration and data (XCR0 bits 17, 18), and the permission.
+        int tiles = ((d7 >> 24) & 1) && ((d7 >> 22) & 1) && (xcr0 & (3ull << 17)) == (3ull << 17);
+        if (tiles && (features & CK_ISA_AVX512_BF16) && amx_permitted()) features |= CK_ISA_AMX_BF16;
     }
     return features;
 }
@@ -49,19 +62,27 @@ static uint32_t limit_from_environment(void) {
     if (!strcmp(v, "avx512")) return CK_ISA_AVX2 | CK_ISA_AVX512;
     if (!strcmp(v, "avx512_vnni")) return CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_VNNI;
     if (!strcmp(v, "avx512_bf16")) return CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_VNNI | CK_ISA_AVX512_BF16;
+    if (!strcmp(v, "amx")) return ~0u;
     return ~0u;
 }
 
 // Read-mostly: set once (the value is the same on every thread, so a race only repeats the same work).
-static _Atomic uint32_t cached = 0xFFFFFFFFu;
+static _Atomic uint32_t cached_detected = 0xFFFFFFFFu, cached = 0xFFFFFFFFu;
 
-uint32_t ck_cpu_features(void) {
-    uint32_t f = atomic_load_explicit(&cached, memory_order_relaxed);
+uint32_t ck_cpu_features_detected(void) {
+    uint32_t f = atomic_load_explicit(&cached_detected, memory_order_relaxed);
     if (f == 0xFFFFFFFFu) {
-        f = detect() & limit_from_environment();
-        atomic_store_explicit(&cached, f, memory_order_relaxed);
+        f = detect();
+        atomic_store_explicit(&cached_detected, f, memory_order_relaxed);
     }
     return f;
 }
 
-uint32_t ck_cpu_features_detected(void) { return detect(); }
+uint32_t ck_cpu_features(void) {
+    uint32_t f = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (f == 0xFFFFFFFFu) {
+        f = ck_cpu_features_detected() & limit_from_environment();
+        atomic_store_explicit(&cached, f, memory_order_relaxed);
+    }
+    return f;
+}

@@ -25,15 +25,38 @@ public func gemm(m: Int, n: Int, k: Int, alpha: Float = 1,
 /// which for a 10-token query costs more than the arithmetic. The skinny kernel streams each weight row once.
 public let skinnyGemmMaxRows = 32
 
+/// How the products of two f32 operands are computed: exactly in f32 (BLAS), or with both operands rounded to
+/// bf16 and the products summed in f32 — training's products on CPUs with bf16 units (AMX, AVX512-BF16), the
+/// master weights, gradients and sums staying f32, as PyTorch's bf16 autocast trains.
+public enum ProductPrecision: String, Sendable, Codable, CaseIterable {
+    case f32, bf16
+
+    /// bf16 where the CPU has bf16 products, f32 elsewhere (bf16 by emulation would only be slower).
+    public static var fastest: ProductPrecision { ck_cpu_features() & UInt32(CK_ISA_AVX512_BF16) != 0 ? .bf16 : .f32 }
+}
+
+/// C (m×n) (+)= op(A) · op(B) in bf16 (ProductPrecision.bf16), row-major: the one call into the bf16 kernel.
+@inline(__always)
+private func bf16Gemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                      b: UnsafePointer<Float>, ldb: Int, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0, n > 0 else { return }
+    let status = ck_bf16_gemm_f32(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, a, lda, b, ldb, accumulate ? 1 : 0, c, ldc)
+    precondition(status == 0, "out of memory in the bf16 product")
+}
+
 /// A Linear layer, C (m×n) = A (m×k) · Wᵀ with W (n×k): BLAS for batches, the skinny kernel for a few rows.
 /// With `threads` > 1 the output columns (weight rows) are split into that many ranges computed at once, so
 /// each core streams its own part of W; BLAS itself always runs single-threaded (`ComputeThreads`).
+/// `precision` .bf16 rounds both operands to bf16 (training's forward on f32 master weights).
 public func linear(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, w: UnsafePointer<Float>, ldw: Int,
-                   c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1) {
+                   c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1, precision: ProductPrecision = .f32) {
     // The ranges write disjoint columns of c.
     nonisolated(unsafe) let a = a, w = w, c = c
     splitColumns(n: n, parts: threads) { start, count in
-        if m <= skinnyGemmMaxRows {
+        if precision == .bf16 {
+            bf16Gemm(transposeA: false, transposeB: true, m: m, n: count, k: k, a: a, lda: lda, b: w + start * ldw, ldb: ldw,
+                     accumulate: false, c: c + start, ldc: ldc)
+        } else if m <= skinnyGemmMaxRows {
             ck_skinny_gemm_nt(m, count, k, a, lda, w + start * ldw, ldw, c + start, ldc)
         } else {
             gemmTransposedB(m: m, n: count, k: k, a: a, lda: lda, w: w + start * ldw, ldw: ldw, c: c + start, ldc: ldc)
@@ -101,21 +124,31 @@ public enum ComputeThreads {
 /// dx (m×k) = dy (m×n) · W (n×k), written or (with `accumulate`) added; the k columns are split across cores.
 public func linearInputGradient(m: Int, n: Int, k: Int, gradOut dy: UnsafePointer<Float>, lddy: Int,
                                 w: UnsafePointer<Float>, ldw: Int, gradIn dx: UnsafeMutablePointer<Float>, lddx: Int,
-                                accumulate: Bool = false, threads: Int = 1) {
+                                accumulate: Bool = false, threads: Int = 1, precision: ProductPrecision = .f32) {
     nonisolated(unsafe) let dy = dy, w = w, dx = dx
     splitColumns(n: k, parts: threads) { start, count in
-        gemm(m: m, n: count, k: n, a: dy, lda: lddy, b: w + start, ldb: ldw, beta: accumulate ? 1 : 0,
-             c: dx + start, ldc: lddx)
+        if precision == .bf16 {
+            bf16Gemm(transposeA: false, transposeB: false, m: m, n: count, k: n, a: dy, lda: lddy, b: w + start, ldb: ldw,
+                     accumulate: accumulate, c: dx + start, ldc: lddx)
+        } else {
+            gemm(m: m, n: count, k: n, a: dy, lda: lddy, b: w + start, ldb: ldw, beta: accumulate ? 1 : 0,
+                 c: dx + start, ldc: lddx)
+        }
     }
 }
 
 /// dW (n×k) += dyᵀ (n×m) · x (m×k); the n weight rows are split across cores.
 public func linearWeightGradient(m: Int, n: Int, k: Int, gradOut dy: UnsafePointer<Float>, lddy: Int,
                                  x: UnsafePointer<Float>, ldx: Int, gradWeight dw: UnsafeMutablePointer<Float>, ldw: Int,
-                                 threads: Int = 1) {
+                                 threads: Int = 1, precision: ProductPrecision = .f32) {
     nonisolated(unsafe) let dy = dy, x = x, dw = dw
     splitColumns(n: n, parts: threads) { start, count in
-        gemmTransposedA(m: count, n: k, k: m, a: dy + start, lda: lddy, b: x, ldb: ldx, beta: 1,
-                        c: dw + start * ldw, ldc: ldw)
+        if precision == .bf16 {
+            bf16Gemm(transposeA: true, transposeB: false, m: count, n: k, k: m, a: dy + start, lda: lddy, b: x, ldb: ldx,
+                     accumulate: true, c: dw + start * ldw, ldc: ldw)
+        } else {
+            gemmTransposedA(m: count, n: k, k: m, a: dy + start, lda: lddy, b: x, ldb: ldx, beta: 1,
+                            c: dw + start * ldw, ldc: ldw)
+        }
     }
 }

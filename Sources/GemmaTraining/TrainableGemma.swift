@@ -20,6 +20,9 @@ public final class TrainableGemma: @unchecked Sendable {
     public private(set) var firstTrainedLayer = 0
     /// What `prepare` last set up.
     public private(set) var scope: FineTuneScope = .none
+    /// The Linear layers' products in every pass: f32 (exact, the default) or bf16 operands with f32 sums, the
+    /// master weights, gradients and optimizer state staying f32 (`ProductPrecision.fastest` where bf16 pays).
+    public var products: ProductPrecision = .f32
 
     public init(config: GemmaConfig, weights: some WeightProvider) throws(FormatError) {
         ComputeThreads.configure()
@@ -128,7 +131,7 @@ public final class TrainableGemma: @unchecked Sendable {
     public func frozenPrefix(_ sequences: [[Int32]], mode: AttentionMode, threads: Int = 1) throws(ModelError) -> Tensor {
         let batch = try pack(sequences)
         let context = StepContext(batch: batch, mode: mode, dropout: .none, seed: 0, threads: max(1, threads),
-                                  rotary: rotary.covering(batch.maxLength), training: false)
+                                  rotary: rotary.covering(batch.maxLength), training: false, products: products)
         return runFrozen(embed(sequences, batch: batch), upTo: firstTrainedLayer, context: context)
     }
 
@@ -141,7 +144,7 @@ public final class TrainableGemma: @unchecked Sendable {
         let batch = try pack(sequences)
         let t = batch.tokens, h = config.hiddenSize
         let context = StepContext(batch: batch, mode: mode, dropout: dropout, seed: seed, threads: max(1, threads),
-                                  rotary: rotary.covering(batch.maxLength), training: true)
+                                  rotary: rotary.covering(batch.maxLength), training: true, products: products)
         var x: Tensor
         if let prefix {
             guard prefix.count == t * h else {
@@ -151,7 +154,7 @@ public final class TrainableGemma: @unchecked Sendable {
         } else {
             x = embed(sequences, batch: batch)
             let frozen = StepContext(batch: batch, mode: mode, dropout: .none, seed: seed, threads: context.threads,
-                                     rotary: context.rotary, training: false)
+                                     rotary: context.rotary, training: false, products: products)
             x = runFrozen(x, upTo: firstTrainedLayer, context: frozen)
         }
         var tapes: [LayerTape] = []

@@ -37,6 +37,8 @@ struct StepContext {
     let rotary: RotaryEmbedding
     /// Whether frozen weights still get their gradient (never, outside parity tests and `all`).
     var training: Bool
+    /// The Linear layers' products, forward and backward: f32, or bf16 operands with f32 sums and master weights.
+    var products: ProductPrecision = .f32
 }
 
 /// One Gemma decoder layer with f32 master weights, run as an encoder layer that can be trained: the same
@@ -192,7 +194,7 @@ final class TrainableLayer: @unchecked Sendable {
         norm(x, inputNorm, context, out: tape.attentionInput.pointer)
         let qkvRows = Tensor(uninitialized: t * width)
         linear(m: t, n: width, k: h, a: tape.attentionInput.pointer, lda: h, w: qkv.value.pointer, ldw: h,
-               c: qkvRows.pointer, ldc: width, threads: threads)
+               c: qkvRows.pointer, ldc: width, threads: threads, precision: context.products)
         for adapter in adapters(on: [.q, .k, .v]) {
             let u = Tensor(count: t * adapter.rank)
             adapter.forward(tape.attentionInput.pointer, ldx: h, rows: t, y: qkvRows.pointer, ldy: width, u: u.pointer)
@@ -234,7 +236,7 @@ final class TrainableLayer: @unchecked Sendable {
         }
         tape.attentionBranch = Tensor(uninitialized: t * h)
         linear(m: t, n: h, k: queryWidth, a: tape.attentionOutput.pointer, lda: queryWidth, w: o.value.pointer,
-               ldw: queryWidth, c: tape.attentionBranch.pointer, ldc: h, threads: threads)
+               ldw: queryWidth, c: tape.attentionBranch.pointer, ldc: h, threads: threads, precision: context.products)
         for adapter in adapters(on: [.o]) {
             let u = Tensor(count: t * adapter.rank)
             adapter.forward(tape.attentionOutput.pointer, ldx: queryWidth, rows: t, y: tape.attentionBranch.pointer, ldy: h,
@@ -256,7 +258,7 @@ final class TrainableLayer: @unchecked Sendable {
         norm(x, mlpInputNorm, context, out: tape.mlpInput.pointer)
         tape.gateUp = Tensor(uninitialized: t * 2 * inter)
         linear(m: t, n: 2 * inter, k: h, a: tape.mlpInput.pointer, lda: h, w: gateUp.value.pointer, ldw: h,
-               c: tape.gateUp.pointer, ldc: 2 * inter, threads: threads)
+               c: tape.gateUp.pointer, ldc: 2 * inter, threads: threads, precision: context.products)
         for adapter in adapters(on: [.gate, .up]) {
             let u = Tensor(count: t * adapter.rank)
             adapter.forward(tape.mlpInput.pointer, ldx: h, rows: t, y: tape.gateUp.pointer, ldy: 2 * inter, u: u.pointer)
@@ -277,7 +279,7 @@ final class TrainableLayer: @unchecked Sendable {
         }
         tape.mlpBranch = Tensor(uninitialized: t * h)
         linear(m: t, n: h, k: inter, a: tape.gated.pointer, lda: inter, w: down.value.pointer, ldw: inter,
-               c: tape.mlpBranch.pointer, ldc: h, threads: threads)
+               c: tape.mlpBranch.pointer, ldc: h, threads: threads, precision: context.products)
         for adapter in adapters(on: [.down]) {
             let u = Tensor(count: t * adapter.rank)
             adapter.forward(tape.gated.pointer, ldx: inter, rows: t, y: tape.mlpBranch.pointer, ldy: h, u: u.pointer)
@@ -328,7 +330,8 @@ final class TrainableLayer: @unchecked Sendable {
                             gradOut: db.pointer, gradIn: db.pointer, gradScale: mlpOutputNorm.gradient?.pointer)
         }
         let dGated = Tensor(uninitialized: t * inter)
-        linearBackward(down, input: tape.gated.pointer, rows: t, gradOut: db.pointer, gradIn: dGated.pointer, threads: threads)
+        linearBackward(down, input: tape.gated.pointer, rows: t, gradOut: db.pointer, gradIn: dGated.pointer, threads: threads,
+                       precision: context.products)
         for adapter in adapters(on: [.down]) {
             adapter.backward(tape.gated.pointer, ldx: inter, rows: t, u: tape.lora[.down]!.pointer, gradOut: db.pointer,
                              lddy: h, gradIn: dGated.pointer, lddx: inter)
@@ -345,7 +348,7 @@ final class TrainableLayer: @unchecked Sendable {
         }
         let dMLPInput = Tensor(uninitialized: count)
         linearBackward(gateUp, input: tape.mlpInput.pointer, rows: t, gradOut: dGateUp.pointer, gradIn: dMLPInput.pointer,
-                       threads: threads)
+                       threads: threads, precision: context.products)
         for adapter in adapters(on: [.gate, .up]) {
             adapter.backward(tape.mlpInput.pointer, ldx: h, rows: t, u: tape.lora[adapter.target]!.pointer,
                              gradOut: dGateUp.pointer, lddy: 2 * inter, gradIn: dMLPInput.pointer, lddx: h)
@@ -362,7 +365,7 @@ final class TrainableLayer: @unchecked Sendable {
         }
         let dAttention = Tensor(uninitialized: t * queryWidth)
         linearBackward(o, input: tape.attentionOutput.pointer, rows: t, gradOut: db.pointer, gradIn: dAttention.pointer,
-                       threads: threads)
+                       threads: threads, precision: context.products)
         for adapter in adapters(on: [.o]) {
             adapter.backward(tape.attentionOutput.pointer, ldx: queryWidth, rows: t, u: tape.lora[.o]!.pointer,
                              gradOut: db.pointer, lddy: h, gradIn: dAttention.pointer, lddx: queryWidth)
@@ -399,7 +402,7 @@ final class TrainableLayer: @unchecked Sendable {
         }
         let dInput = Tensor(uninitialized: count)
         linearBackward(qkv, input: tape.attentionInput.pointer, rows: t, gradOut: dQKV.pointer, gradIn: dInput.pointer,
-                       threads: threads)
+                       threads: threads, precision: context.products)
         for adapter in adapters(on: [.q, .k, .v]) {
             adapter.backward(tape.attentionInput.pointer, ldx: h, rows: t, u: tape.lora[adapter.target]!.pointer,
                              gradOut: dQKV.pointer, lddy: width, gradIn: dInput.pointer, lddx: h)
@@ -412,13 +415,13 @@ final class TrainableLayer: @unchecked Sendable {
 /// y = x Wᵀ's backward for a weight of `weight`'s shape: dx = dy W (written), dW += dyᵀ x when it trains.
 // input: (T, in); dy: (T, out); dx: (T, in)
 func linearBackward(_ weight: Parameter, input: UnsafePointer<Float>, rows t: Int, gradOut dy: UnsafePointer<Float>,
-                    gradIn dx: UnsafeMutablePointer<Float>, threads: Int) {
+                    gradIn dx: UnsafeMutablePointer<Float>, threads: Int, precision: ProductPrecision = .f32) {
     let n = weight.shape[0], k = weight.shape[1]
     linearInputGradient(m: t, n: n, k: k, gradOut: dy, lddy: n, w: weight.value.pointer, ldw: k, gradIn: dx, lddx: k,
-                        threads: threads)
+                        threads: threads, precision: precision)
     if let gradient = weight.gradient {
         linearWeightGradient(m: t, n: n, k: k, gradOut: dy, lddy: n, x: input, ldx: k, gradWeight: gradient.pointer,
-                             ldw: k, threads: threads)
+                             ldw: k, threads: threads, precision: precision)
     }
 }
 

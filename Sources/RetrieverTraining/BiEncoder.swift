@@ -24,6 +24,7 @@ final class BiEncoder {
         self.options = options
         self.threads = max(1, threads)
         try model.prepare(options.scope, trainEmbeddings: options.trainEmbeddings, seed: options.seed)
+        model.products = options.products ?? .f32
         if case .lora = options.scope { pipeline.setTrained(false) } else { pipeline.setTrained(true) }
         optimizer = EncoderOptimizer(parameters: model.trainedParameters + pipeline.parameters.filter(\.isTrained),
                                      weightDecay: options.weightDecay, threads: self.threads)

@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import GemmaModel
 import GemmaTraining
@@ -33,6 +34,9 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
     /// How the head starts. Optional so that runs recorded before the choice existed decode (as `.random`,
     /// what they did).
     public var headInit: HeadInit? = .probe
+    /// The encoder's Linear products: nil or .f32 exact, .bf16 with f32 master weights and sums (optional so
+    /// that runs recorded before the choice existed decode, as the f32 they ran).
+    public var products: ProductPrecision?
 
     public init() {}
 
@@ -49,7 +53,7 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
         case headLearningRate = "head_learning_rate", batchSize = "batch_size", accumulation, weightDecay = "weight_decay"
         case warmupFraction = "warmup_fraction", decay, clipNorm = "clip_norm", dropout, maxLength = "max_length"
         case lengthGrouped = "length_grouped", patience, seed, checkpointEvery = "checkpoint_every"
-        case activationCheckpointing = "activation_checkpointing", attention, headInit = "head_init"
+        case activationCheckpointing = "activation_checkpointing", attention, headInit = "head_init", products
     }
 
     public func validate() throws(TrainingError) {

@@ -65,6 +65,7 @@ public final class EncoderFineTuner {
         self.options = options
         self.threads = max(1, threads)
         try model.prepare(options.scope, trainEmbeddings: options.trainEmbeddings, seed: options.seed)
+        model.products = options.products ?? .f32
         network = try HeadNetwork(architecture: architecture, seed: options.seed)
         headOptimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
         encoderOptimizer = EncoderOptimizer(parameters: model.trainedParameters, weightDecay: options.weightDecay,

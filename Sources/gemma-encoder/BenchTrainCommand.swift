@@ -40,6 +40,9 @@ struct BenchTrainCommand: ParsableCommand {
     @Flag(name: .customLong("activation-checkpointing"), help: "Recompute each layer in the backward pass.")
     var activationCheckpointing = false
 
+    @Option(name: .customLong("train-precision"), help: "The Linear products: f32, bf16 (f32 master weights and sums) or auto.")
+    var trainPrecision: TrainPrecisionChoice = .f32
+
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
 
@@ -64,6 +67,7 @@ struct BenchTrainCommand: ParsableCommand {
         options.batchSize = batchSize
         options.attention = attention
         options.activationCheckpointing = activationCheckpointing
+        options.products = trainPrecision.resolved
         let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 8, pooling: .mean, dropout: 0)
         let tuner = try EncoderFineTuner(model: try encoder.source.loadTrainable(), architecture: architecture, options: options)
         let batches = stride(from: 0, to: sequences.count, by: batchSize).map { Array($0..<min($0 + batchSize, sequences.count)) }
@@ -80,6 +84,8 @@ struct BenchTrainCommand: ParsableCommand {
         let report = BenchReport(json: json)
         report.add("engine", "gemma-encoder")
         report.add("finetune", finetune)
+        report.add("train_precision", options.products?.rawValue ?? "f32")
+        report.add("cpu", CPUFeatures.used.joined(separator: " "))
         report.add("steps", "\(timed)")
         report.add("tokens", "\(tokens)")
         report.add("tokens_per_s", String(format: "%.1f", Double(tokens) / seconds))

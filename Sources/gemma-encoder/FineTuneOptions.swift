@@ -1,4 +1,5 @@
 import ArgumentParser
+import EncoderKernels
 import Foundation
 import GemmaEncoder
 import GemmaTraining
@@ -56,6 +57,9 @@ struct FineTuneFlags: ParsableArguments {
     @Option(help: "Fine-tuning a GGUF model: a model (name or path) whose tokenizer.json has the same vocabulary, for the exported encoder and for training (e.g. embeddinggemma-300m for Gemma 3).")
     var tokenizer: String?
 
+    @Option(name: .customLong("train-precision"), help: "The encoder's Linear products while training: f32 (exact, default), bf16 (bf16 operands, f32 sums and master weights; fast on CPUs with AMX or AVX512-BF16), or auto (bf16 where the CPU has bf16 units).")
+    var trainPrecision: TrainPrecisionChoice = .f32
+
     @Flag(name: .customLong("save-adapter"), help: "LoRA: also write PEFT's adapter_config.json and adapter_model.safetensors into OUT/adapter (OUT/encoder holds the merged weights).")
     var saveAdapter = false
 
@@ -105,3 +109,16 @@ final class StepProgress: @unchecked Sendable {
 }
 
 extension FineTuneOptions.HeadInit: ExpressibleByArgument {}
+
+/// `--train-precision`: a product precision, or auto (bf16 where the CPU has bf16 units).
+enum TrainPrecisionChoice: String, CaseIterable, ExpressibleByArgument {
+    case f32, bf16, auto
+
+    var resolved: ProductPrecision {
+        switch self {
+        case .f32: .f32
+        case .bf16: .bf16
+        case .auto: ProductPrecision.fastest
+        }
+    }
+}

@@ -1,4 +1,6 @@
 import ArgumentParser
+import EncoderKernels
+import Foundation
 import GemmaEncoder
 import VectorSearch
 
@@ -12,6 +14,12 @@ struct GemmaEncoderCommand: AsyncParsableCommand {
                       ServeCommand.self, BenchCommand.self, BenchTrainCommand.self, BenchIndexCommand.self, BenchServeCommand.self])
 
     static func main() async {
+        // OpenBLAS chose generic kernels for a CPU it does not recognize: start again with the right ones
+        // (BLASCore). If the exec fails, the run goes on, slower but correct.
+        if let core = BLASCore.recommended {
+            setenv("OPENBLAS_CORETYPE", core, 1)
+            execv("/proc/self/exe", CommandLine.unsafeArgv)
+        }
         // FAISS runs single-threaded under our own parallelism: OpenMP's spinning workers would starve the
         // OpenBLAS threads that both the encoder and FAISS's exhaustive search use (see VectorIndex).
         try? VectorIndex.setOpenMPThreads(1)

@@ -265,6 +265,9 @@ extension TrainCommand {
         options.activationCheckpointing = finetune.activationCheckpointing
         options.attention = attention
         options.headInit = finetune.headInit
+        // f32 stays unrecorded, so the settings of runs from before the flag still match on --resume.
+        let products = finetune.trainPrecision.resolved
+        options.products = products == .f32 ? nil : products
         return options
     }
 

@@ -7,9 +7,11 @@ import XCTest
 final class BF16KernelTests: XCTestCase {
     private func bf16(_ x: Float) -> Float { Float(bitPattern: UInt32(ck_float_to_bf16(x)) << 16) }
 
-    /// The paths to test here: the portable one always, the AVX512-BF16 one where the CPU has it.
+    /// The paths to test here: the portable one always, the AVX512-BF16 one and the AMX one where the CPU has them.
     private var paths: [UInt32] {
-        [0] + (ck_cpu_features_detected() & UInt32(CK_ISA_AVX512_BF16) != 0 ? [UInt32(CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_BF16)] : [])
+        let detected = ck_cpu_features_detected(), avx512 = UInt32(CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_BF16)
+        return [0] + (detected & UInt32(CK_ISA_AVX512_BF16) != 0 ? [avx512] : [])
+            + (detected & UInt32(CK_ISA_AMX_BF16) != 0 ? [avx512 | UInt32(CK_ISA_AMX_BF16)] : [])
     }
 
     private func randomBF16(_ count: Int, using rng: inout SeededGenerator) -> [UInt16] {
@@ -39,7 +41,7 @@ final class BF16KernelTests: XCTestCase {
             let w = randomBF16(n * k, using: &rng)
             var panels = [UInt16](repeating: 0, count: ck_bf16_panels_bytes(n, k) / 2)
             ck_bf16_pack(w, k, n, k, &panels)
-            for m in [1, 3, 8, 10, 33, 200] {
+            for m in [1, 3, 8, 10, 33, 57, 200] {
                 let lda = k + 3  // a row stride other than k
                 let a = (0..<(m * lda)).map { _ in rng.unit() * 4 - 2 }
                 for isa in paths {
@@ -109,6 +111,45 @@ final class BF16KernelTests: XCTestCase {
                 XCTAssertLessThanOrEqual(worst, 1e-5, "\(m) rows, \(threads) threads")
                 // Against the f32 activations: bf16's 8-bit mantissa, 2^-9 relative per value at most.
                 XCTAssertLessThanOrEqual(worstF32, 4e-3, "\(m) rows, \(threads) threads")
+            }
+        }
+    }
+
+    /// Training's products (both operands f32, packed per call): every transpose combination, written or added,
+    /// shapes with partial tiles everywhere (k not a multiple of 32, rows and columns past whole tiles), on every
+    /// path, against a double reference on the bf16-rounded operands.
+    func testTwoOperandProductsOnEveryPath() {
+        var rng = SeededGenerator(seed: 4)
+        for (m, n, k) in [(1, 1, 1), (5, 7, 3), (33, 40, 100), (70, 17, 64), (128, 96, 257)] {
+            for transposeA in [false, true] {
+                for transposeB in [false, true] {
+                    let lda = (transposeA ? m : k) + 2, ldb = (transposeB ? k : n) + 1, ldc = n + 3
+                    let a = (0..<((transposeA ? k : m) * lda)).map { _ in rng.unit() * 2 - 1 }
+                    let b = (0..<((transposeB ? n : k) * ldb)).map { _ in rng.unit() * 2 - 1 }
+                    let start = (0..<(m * ldc)).map { _ in rng.unit() }
+                    for accumulate in [false, true] {
+                        for isa in paths {
+                            var c = start
+                            XCTAssertEqual(ck_bf16_gemm_f32_isa(isa, transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, a, lda, b, ldb,
+                                                                accumulate ? 1 : 0, &c, ldc), 0)
+                            var worst = 0.0
+                            for i in 0..<m {
+                                for j in 0..<n {
+                                    var s = accumulate ? Double(start[i * ldc + j]) : 0, magnitude = abs(s)
+                                    for p in 0..<k {
+                                        let x = bf16(transposeA ? a[p * lda + i] : a[i * lda + p])
+                                        let y = bf16(transposeB ? b[j * ldb + p] : b[p * ldb + j])
+                                        s += Double(x) * Double(y)
+                                        magnitude += abs(Double(x) * Double(y))
+                                    }
+                                    worst = max(worst, abs(Double(c[i * ldc + j]) - s) / max(magnitude, 1e-30))
+                                }
+                                for j in n..<ldc { XCTAssertEqual(c[i * ldc + j], start[i * ldc + j], "nothing written past n") }
+                            }
+                            XCTAssertLessThanOrEqual(worst, 1e-5, "isa \(isa), \(m)×\(n)×\(k), tA \(transposeA) tB \(transposeB), add \(accumulate)")
+                        }
+                    }
+                }
             }
         }
     }

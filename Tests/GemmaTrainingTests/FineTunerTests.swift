@@ -58,6 +58,20 @@ final class FineTunerTests: XCTestCase {
         XCTAssertGreaterThan(tunedAccuracy, frozenAccuracy, "fine-tuned \(full.epochs) vs frozen \(head.epochs)")
     }
 
+    /// `--train-precision bf16`: the same run with bf16 products reaches the f32 run's validation accuracy (within
+    /// one of the 48 validation texts) and ends with a lower training loss than it started with.
+    func testBF16ProductsReachTheSameValidationScore() throws {
+        let train = task(count: 96, seed: 1), valid = task(count: 48, seed: 2)
+        let f32 = try tuner(options).run(train: train, valid: valid)
+        var bf16Options = options
+        bf16Options.products = .bf16
+        let bf16 = try tuner(bf16Options).run(train: train, valid: valid)
+        let f32Best = f32.epochs.map { $0.validAccuracy! }.max()!, bf16Best = bf16.epochs.map { $0.validAccuracy! }.max()!
+        XCTAssertLessThan(bf16.epochs.last!.trainLoss, bf16.epochs.first!.trainLoss)
+        XCTAssertGreaterThanOrEqual(bf16Best, f32Best - 1.0 / 48 - 1e-6, "bf16 \(bf16.epochs) vs f32 \(f32.epochs)")
+        print("validation accuracy, best epoch: f32 \(f32Best), bf16 \(bf16Best)")
+    }
+
     /// Linear probing then fine-tuning: before the first step, a linear head is the exact L2 fit on the frozen
     /// encoder's states (the frozen default head), far better than the random start it replaces.
     func testHeadStartsFromTheLinearProbe() throws {

@@ -49,12 +49,13 @@ void ck_keep_freed_buffers(void);
 void ck_free_weights(void *p, long bytes);
 
 // CPU features the kernels can use (cpuid and the OS's saved register state), capped by the environment
-// variable GEMMA_ENCODER_MAX_ISA = baseline | avx2 | avx512 | avx512_vnni | avx512_bf16 (read once).
+// variable GEMMA_ENCODER_MAX_ISA = baseline | avx2 | avx512 | avx512_vnni | avx512_bf16 | amx (read once).
 enum {
     CK_ISA_AVX2 = 1,          // AVX2 + FMA + F16C
     CK_ISA_AVX512 = 2,        // AVX-512 F, BW, VL, DQ
     CK_ISA_AVX512_VNNI = 4,
     CK_ISA_AVX512_BF16 = 8,
+    CK_ISA_AMX_BF16 = 16,     // AMX tiles with bf16 products, and Linux's permission to use them (arch_prctl)
 };
 uint32_t ck_cpu_features(void);
 // The features the CPU has, without the cap.
@@ -71,6 +72,13 @@ void ck_bf16_unpack(const uint16_t *panels, long n, long k, long first_row, long
 int ck_bf16_gemm(long m, long k, const float *a, long lda, const uint16_t *panels, long cols, float *c, long ldc);
 int ck_bf16_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint16_t *panels, long cols,
                      float *c, long ldc);
+// C (m × n) = bf16(op(A)) · bf16(op(B)) (+ C when `accumulate`), products of bf16 pairs summed in f32, for two
+// f32 operands packed on each call (training's products): op(A)(i, p) = trans_a ? a[p*lda + i] : a[i*lda + p],
+// op(B)(p, j) = trans_b ? b[j*ldb + p] : b[p*ldb + j]. Returns 0, or -2 when out of memory.
+int ck_bf16_gemm_f32(int trans_a, int trans_b, long m, long n, long k, const float *a, long lda, const float *b,
+                     long ldb, int accumulate, float *c, long ldc);
+int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n, long k, const float *a, long lda,
+                         const float *b, long ldb, int accumulate, float *c, long ldc);
 
 // Q8_0 weights packed for 8-bit integer products (see q8gemm.c): bytes of the panels of an n × k weight (k a
 // multiple of 32), packing from Q8_0 rows (row_bytes apart), and rows back as Q8_0 rows. Return 0, or -1 when
