@@ -213,23 +213,28 @@ TARGET_AMX static void amx_configure(void) {
     } while (0)
 
 // A (rows padded to a multiple of 16 with zeros, ld a multiple of 32) times the panels into c (m × cols).
-// Row chunks of ROW_CHUNK stay in cache while each pair of panels passes over them.
-#ifndef ROW_CHUNK
-#define ROW_CHUNK 32
+// Blocked as BLAS blocks: a block of panels (about W_BLOCK_BYTES, kept in L2) meets every 32-row block of A in
+// turn (48 KiB at k = 768, kept in L1 while it passes over the block's panels), so each weight byte comes from
+// memory once per call and each A tile from L1 — where a loop over all panels per row block re-reads the whole
+// weight from memory for every 32 rows.
+#ifndef W_BLOCK_BYTES
+#define W_BLOCK_BYTES (1L << 20)
 #endif
 TARGET_AMX static void gemm_amx_bf16(long m, long kp, const uint16_t *a, long ld, const uint16_t *panels, long cols,
                                      float *c, long ldc, int accumulate) {
     long panel_count = (cols + PANEL - 1) / PANEL, panel_stride = kp * PANEL * 2, stride_a = ld * 2;
+    long block = (W_BLOCK_BYTES / (panel_stride * 2)) & ~1L;
+    if (block < 2) block = 2;
     amx_configure();
-    for (long i0 = 0; i0 < m; i0 += ROW_CHUNK) {
-        long chunk_end = MIN(m, i0 + ROW_CHUNK);
-        for (long q = 0; q < panel_count; q += 2) {
-            const uint16_t *b0 = panels + q * panel_stride, *b1 = b0 + panel_stride;
-            int two = q + 1 < panel_count;
-            long cols0 = cols - q * PANEL, cols1 = cols0 - PANEL;
-            for (long i = i0; i < chunk_end; i += 32) {
-                const uint16_t *a0 = a + i * ld, *a1 = a0 + 16 * ld;
-                long rows0 = m - i, rows1 = rows0 - 16;
+    for (long q0 = 0; q0 < panel_count; q0 += block) {
+        long q_end = MIN(panel_count, q0 + block);
+        for (long i = 0; i < m; i += 32) {
+            const uint16_t *a0 = a + i * ld, *a1 = a0 + 16 * ld;
+            long rows0 = m - i, rows1 = rows0 - 16;
+            for (long q = q0; q < q_end; q += 2) {
+                const uint16_t *b0 = panels + q * panel_stride, *b1 = b0 + panel_stride;
+                int two = q + 1 < panel_count;
+                long cols0 = cols - q * PANEL, cols1 = cols0 - PANEL;
                 float *c0 = c + i * ldc + q * PANEL;
                 if (accumulate) {
                     LOAD_TILE(0, c0, ldc, rows0, cols0);
