@@ -54,6 +54,9 @@ def parse_args():
     p.add_argument("--adamw", choices=["default", "foreach", "fused"], default="default",
                    help="torch.optim.AdamW implementation (default: torch's choice, the per-tensor loop on CPU)")
     p.add_argument("--train-embeddings", action="store_true", help="also train the token embeddings")
+    p.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                   help="bf16: the forward under torch.autocast(cpu, bfloat16), f32 master weights and AdamW (what "
+                        "a PyTorch user turns on for bf16 training on a CPU with bf16 units)")
     args = p.parse_args()
     if args.batch_size < 1 or args.max_length < 2 or args.steps < 1 or args.threads < 1:
         p.error("--batch-size, --steps and --threads must be positive, --max-length at least 2")
@@ -184,7 +187,8 @@ def main():
     steps = min(args.steps, len(batches))
 
     def step(ids, mask, y):
-        states = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            states = model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         m = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * m).sum(1) / m.sum(1)
         loss = torch.nn.functional.cross_entropy(head(pooled), y)
@@ -206,7 +210,7 @@ def main():
         "engine": "pytorch", "torch": torch.__version__, "transformers": transformers.__version__,
         "finetune": args.finetune, "tokens_per_s": round(tokens / seconds, 1), "steps": steps, "tokens": tokens,
         "peak_rss_mib": round(peak, 1), "threads": torch.get_num_threads(), "attn_implementation": args.attn,
-        "adamw": args.adamw,
+        "adamw": args.adamw, "precision": args.precision,
         "batch_size": args.batch_size, "max_length": args.max_length, "mode": args.mode,
         "sliding_window": getattr(config, "sliding_window", None),
         "trainable_params": sum(p.numel() for p in params), "train_embeddings": bool(args.train_embeddings and kind == "all"),

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16_round.h"
 #include "dispatch.h"
 
 #define PANEL 16
@@ -47,7 +48,7 @@ void ck_bf16_unpack(const uint16_t *panels, long n, long k, long first_row, long
 // A's rows rounded to bf16 (to nearest even, as vcvtne2ps2bf16 does) and zero-padded to whole pairs.
 static void round_rows(long m, long k, const float *a, long lda, uint16_t *out, long ld) {
     for (long i = 0; i < m; i++) {
-        for (long p = 0; p < k; p++) out[i * ld + p] = ck_float_to_bf16(a[i * lda + p]);
+        for (long p = 0; p < k; p++) out[i * ld + p] = bf16_round(a[i * lda + p]);
         for (long p = k; p < ld; p++) out[i * ld + p] = 0;
     }
 }
@@ -138,7 +139,7 @@ TARGET_BF16 static void round_rows_avx512(long m, long k, const float *a, long l
             __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + p + 16), _mm512_loadu_ps(src + p));
             _mm512_storeu_si512(dst + p, (__m512i)v);
         }
-        for (; p < k; p++) dst[p] = ck_float_to_bf16(src[p]);
+        for (; p < k; p++) dst[p] = bf16_round(src[p]);
         for (; p < ld; p++) dst[p] = 0;
     }
 }
@@ -350,8 +351,8 @@ static void pack_b(int trans_b, long n, long k, long kp, const float *b, long ld
                 const float *row = l < lanes ? b + (q * PANEL + l) * ldb : NULL;
                 for (long p = 0; p < kp; p++) {
                     long c0 = 2 * p, c1 = 2 * p + 1;
-                    dst[(p * PANEL + l) * 2] = row && c0 < k ? ck_float_to_bf16(row[c0]) : 0;
-                    dst[(p * PANEL + l) * 2 + 1] = row && c1 < k ? ck_float_to_bf16(row[c1]) : 0;
+                    dst[(p * PANEL + l) * 2] = row && c0 < k ? bf16_round(row[c0]) : 0;
+                    dst[(p * PANEL + l) * 2 + 1] = row && c1 < k ? bf16_round(row[c1]) : 0;
                 }
             }
         } else {
@@ -359,8 +360,8 @@ static void pack_b(int trans_b, long n, long k, long kp, const float *b, long ld
                 const float *r0 = 2 * p < k ? b + (2 * p) * ldb + q * PANEL : NULL;
                 const float *r1 = 2 * p + 1 < k ? b + (2 * p + 1) * ldb + q * PANEL : NULL;
                 for (long l = 0; l < PANEL; l++) {
-                    dst[(p * PANEL + l) * 2] = r0 && l < lanes ? ck_float_to_bf16(r0[l]) : 0;
-                    dst[(p * PANEL + l) * 2 + 1] = r1 && l < lanes ? ck_float_to_bf16(r1[l]) : 0;
+                    dst[(p * PANEL + l) * 2] = r0 && l < lanes ? bf16_round(r0[l]) : 0;
+                    dst[(p * PANEL + l) * 2 + 1] = r1 && l < lanes ? bf16_round(r1[l]) : 0;
                 }
             }
         }
@@ -376,13 +377,80 @@ static void pack_a(int trans_a, long m, long k, const float *a, long lda, uint16
         for (long p0 = 0; p0 < k; p0 += 32) {
             long p1 = MIN(k, p0 + 32);
             for (long i = 0; i < m; i++)
-                for (long p = p0; p < p1; p++) out[i * ld + p] = ck_float_to_bf16(a[p * lda + i]);
+                for (long p = p0; p < p1; p++) out[i * ld + p] = bf16_round(a[p * lda + i]);
         }
         for (long i = 0; i < m; i++)
             for (long p = k; p < ld; p++) out[i * ld + p] = 0;
     }
     memset(out + m * ld, 0, (size_t)((rows - m) * ld) * sizeof(uint16_t));
 }
+
+
+#if HAVE_AVX512_PATH
+// The packers on AVX512-BF16: vcvtne2ps2bf16 rounds 32 values at once (the same rounding as bf16_round).
+
+// op(B) = B (k × n, rows 2p and 2p + 1 give pair p): the two rows' 16 lanes rounded and interleaved in one step.
+TARGET_BF16 static void pack_b_rows_avx512(long n, long k, long kp, const float *b, long ldb, uint16_t *panels) {
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    long panel_count = (n + PANEL - 1) / PANEL;
+    for (long q = 0; q < panel_count; q++) {
+        uint16_t *dst = panels + q * kp * PANEL * 2;
+        long lanes = MIN(PANEL, n - q * PANEL);
+        __mmask16 valid = (__mmask16)((1u << lanes) - 1);
+        for (long p = 0; p < kp; p++) {
+            __m512 r0 = 2 * p < k ? _mm512_maskz_loadu_ps(valid, b + (2 * p) * ldb + q * PANEL) : _mm512_setzero_ps();
+            __m512 r1 = 2 * p + 1 < k ? _mm512_maskz_loadu_ps(valid, b + (2 * p + 1) * ldb + q * PANEL) : _mm512_setzero_ps();
+            __m512i both = (__m512i)_mm512_cvtne2ps_pbh(r1, r0);
+            _mm512_storeu_si512(dst + p * PANEL * 2, _mm512_permutexvar_epi16(interleave, both));
+        }
+    }
+}
+
+// op(B) = Wᵀ for W (n × k rows): each row rounded 32 values at a time — 16 pairs, one 32-bit word each — and
+// the words scattered to their lane of the panel (64 bytes apart).
+TARGET_BF16 static void pack_b_transposed_avx512(long n, long k, long kp, const float *b, long ldb, uint16_t *panels) {
+    const __m512i lane_stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                   _mm512_set1_epi32(PANEL));
+    long panel_count = (n + PANEL - 1) / PANEL;
+    for (long q = 0; q < panel_count; q++) {
+        uint32_t *dst = (uint32_t *)(panels + q * kp * PANEL * 2);
+        for (long l = 0; l < PANEL; l++) {
+            long r = q * PANEL + l;
+            for (long c = 0; c < 2 * kp; c += 32) {
+                __m512i words = _mm512_setzero_si512();
+                if (r < n && c < k) {
+                    long left = k - c;
+                    __mmask16 lo = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+                    __mmask16 hi = left >= 32 ? 0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+                    const float *row = b + r * ldb + c;
+                    words = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, row + 16), _mm512_maskz_loadu_ps(lo, row));
+                }
+                long pairs = MIN(16, kp - c / 2);
+                _mm512_mask_i32scatter_epi32(dst + (c / 2) * PANEL + l, (__mmask16)((1u << pairs) - 1), lane_stride, words, 4);
+            }
+        }
+    }
+}
+
+// op(A) = Aᵀ (a is k × m): blocks of 32 reduction indices × 16 output rows, rounded 16 at a time along a's rows
+// and transposed through a small buffer.
+TARGET_BF16 static void pack_a_transposed_avx512(long m, long k, const float *a, long lda, uint16_t *out, long ld) {
+    uint16_t block[32][16];
+    for (long i0 = 0; i0 < m; i0 += 16) {
+        long rows = MIN(16, m - i0);
+        __mmask16 valid = (__mmask16)((1u << rows) - 1);
+        for (long p0 = 0; p0 < ld; p0 += 32) {
+            for (long p = 0; p < 32; p++) {
+                __m512 v = p0 + p < k ? _mm512_maskz_loadu_ps(valid, a + (p0 + p) * lda + i0) : _mm512_setzero_ps();
+                _mm256_storeu_si256((__m256i *)block[p], (__m256i)_mm512_cvtneps_pbh(v));
+            }
+            for (long i = 0; i < rows; i++)
+                for (long p = 0; p < 32; p++) out[(i0 + i) * ld + p0 + p] = block[p][i];
+        }
+    }
+}
+#endif
 
 int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n, long k, const float *a, long lda,
                          const float *b, long ldb, int accumulate, float *c, long ldc) {
@@ -404,8 +472,19 @@ int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n,
         free(sums);
         return -2;
     }
-    pack_a(trans_a, m, k, a, lda, packed_a, rows, ld);
-    pack_b(trans_b, n, k, kp, b, ldb, panels);
+#if HAVE_AVX512_PATH
+    if (isa & CK_ISA_AVX512_BF16) {
+        if (trans_a) pack_a_transposed_avx512(m, k, a, lda, packed_a, ld);
+        else round_rows_avx512(m, k, a, lda, packed_a, ld);
+        memset(packed_a + m * ld, 0, (size_t)((rows - m) * ld) * sizeof(uint16_t));
+        if (trans_b) pack_b_transposed_avx512(n, k, kp, b, ldb, panels);
+        else pack_b_rows_avx512(n, k, kp, b, ldb, panels);
+    } else
+#endif
+    {
+        pack_a(trans_a, m, k, a, lda, packed_a, rows, ld);
+        pack_b(trans_b, n, k, kp, b, ldb, panels);
+    }
     float *out = sums ? sums : c;
     long ldo = sums ? n : ldc;
 #if HAVE_AVX512_PATH

@@ -2,6 +2,7 @@
 // ggml-quants.c's reference code value for value; quantization to Q8_0 and BF16 follows ggml's and PyTorch's
 // rounding, so a model we quantize ourselves matches the same model quantized by the peers.
 #include "ckernels.h"
+#include "bf16_round.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -69,12 +70,7 @@ static inline float bf16_to_float(uint16_t b) {
     return v.f;
 }
 
-uint16_t ck_float_to_bf16(float f) {
-    // PyTorch's round-to-nearest-even; NaN stays a (quiet) NaN.
-    union { float f; uint32_t u; } v = {.f = f};
-    if ((v.u & 0x7FFFFFFF) > 0x7F800000u) return (uint16_t)((v.u >> 16) | 0x40);
-    return (uint16_t)((v.u + 0x7FFF + ((v.u >> 16) & 1)) >> 16);
-}
+uint16_t ck_float_to_bf16(float f) { return bf16_round(f); }
 
 static inline uint16_t load16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
