@@ -32,6 +32,19 @@ CLONES void ck_gelu_tanh_gate(float *restrict gate, const float *restrict up, lo
     }
 }
 
+CLONES void ck_gelu_tanh_gate_backward(const float *restrict gate, const float *restrict up, const float *restrict dh,
+                                       float *restrict dgate, float *restrict dup, long n) {
+    // With s = 1 / (1 + exp(-2u)) = (1 + tanh u) / 2: 1 - tanh² u = 4 s (1 - s), so one exp serves the value
+    // and the derivative, and the loop vectorizes (libm's tanhf does not).
+    for (long i = 0; i < n; i++) {
+        float g = gate[i], d = dh[i];
+        float u = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+        float s = 1.0f / (1.0f + exp_approx(-2.0f * u));
+        dup[i] = d * g * s;
+        dgate[i] = d * up[i] * (s + 2.0f * g * s * (1.0f - s) * 0.7978845608028654f * (1.0f + 0.134145f * g * g));
+    }
+}
+
 CLONES void ck_rms_norm(const float *x, long rows, long dim, const float *scale, float eps, float *out) {
     for (long r = 0; r < rows; r++) {
         const float *src = x + r * dim;

@@ -8,6 +8,8 @@
 
 // gate[i] = gelu_tanh(gate[i]) * up[i], gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 void ck_gelu_tanh_gate(float *gate, const float *up, long n);
+// The backward of gate·up ← gelu_tanh(gate)·up: d(gate) and d(up) from d(out), the forward's gate and up.
+void ck_gelu_tanh_gate_backward(const float *gate, const float *up, const float *dh, float *dgate, float *dup, long n);
 
 // Gemma RMSNorm of `rows` rows of `dim`: out = x / sqrt(mean(x^2) + eps) * scale. In place allowed.
 void ck_rms_norm(const float *x, long rows, long dim, const float *scale, float eps, float *out);
