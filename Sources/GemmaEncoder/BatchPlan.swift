@@ -7,8 +7,12 @@ struct BatchPlan {
     let batches: [[Int]]
     private let count: Int
 
-    init(lengths: [Int], tokenBudget: Int) {
+    /// `workers`: the batches' count is rounded up to a multiple of it, sizes evened out, so no core is left
+    /// waiting for the others' last batch (128 short texts made one 8,192-token batch and a 2,353-token one:
+    /// one core idle for 70 % of the run).
+    init(lengths: [Int], tokenBudget: Int, workers: Int = 1) {
         count = lengths.count
+        let tokenBudget = BatchPlan.budget(lengths: lengths, tokenBudget: tokenBudget, workers: workers)
         let order = lengths.indices.sorted { lengths[$0] > lengths[$1] }
         var batches: [[Int]] = []
         var current: [Int] = []
@@ -24,6 +28,16 @@ struct BatchPlan {
         }
         if !current.isEmpty { batches.append(current) }
         self.batches = batches
+    }
+
+    /// The budget that fills a multiple of `workers` batches about evenly: total / batches plus the longest
+    /// input (greedy filling stops at most one input short of a budget), never above `tokenBudget`.
+    static func budget(lengths: [Int], tokenBudget: Int, workers: Int) -> Int {
+        let total = lengths.reduce(0, +), longest = lengths.max() ?? 0
+        guard workers > 1, total > 0, tokenBudget > 0 else { return tokenBudget }
+        let needed = (total + tokenBudget - 1) / tokenBudget
+        let batches = (needed + workers - 1) / workers * workers
+        return min(tokenBudget, (total + batches - 1) / batches + longest)
     }
 
     /// Runs `work` on every batch, `workers` at a time (largest first, each worker taking the next batch when

@@ -24,7 +24,7 @@ extension TextEncoder {
     /// Embeds pre-tokenized inputs, in input order.
     public func embed(_ inputs: [EncoderInput], options: EmbeddingOptions = EmbeddingOptions()) throws -> [[Float]] {
         let pipeline = try pipeline(checking: options)
-        let plan = BatchPlan(lengths: inputs.map(\.ids.count), tokenBudget: options.batchTokens)
+        let plan = BatchPlan(lengths: inputs.map(\.ids.count), tokenBudget: options.batchTokens, workers: options.workers)
         let vectors = try plan.run(workers: options.workers) { batch, threads in
             let states = try model.forward(batch.map { inputs[$0].ids }, mode: options.attention, threads: threads)
             let rows = batch.enumerated().map { row, index in
