@@ -32,6 +32,37 @@ CLONES void ck_gelu_tanh_gate(float *restrict gate, const float *restrict up, lo
     }
 }
 
+CLONES void ck_residual_rms_norm(float *x, const float *branch, long rows, long dim, const float *branch_scale,
+                                 const float *next_scale, float eps, float *normed) {
+    // Per row, while it is in cache: the branch's own norm (when it has one), the residual join, and the next
+    // norm — where three passes over the whole batch would stream it through memory three times.
+    for (long r = 0; r < rows; r++) {
+        const float *b = branch + r * dim;
+        float *xr = x + r * dim;
+        if (branch_scale) {
+            float sum = 0.0f;
+            for (long i = 0; i < dim; i++) {
+#pragma clang fp reassociate(on)
+                sum += b[i] * b[i];
+            }
+            float inv = 1.0f / sqrtf(sum / (float)dim + eps);
+            for (long i = 0; i < dim; i++) xr[i] += b[i] * inv * branch_scale[i];
+        } else {
+            for (long i = 0; i < dim; i++) xr[i] += b[i];
+        }
+        if (next_scale) {
+            float sum = 0.0f;
+            for (long i = 0; i < dim; i++) {
+#pragma clang fp reassociate(on)
+                sum += xr[i] * xr[i];
+            }
+            float inv = 1.0f / sqrtf(sum / (float)dim + eps);
+            float *out = normed + r * dim;
+            for (long i = 0; i < dim; i++) out[i] = xr[i] * inv * next_scale[i];
+        }
+    }
+}
+
 CLONES void ck_gelu_tanh_gate_backward(const float *restrict gate, const float *restrict up, const float *restrict dh,
                                        float *restrict dgate, float *restrict dup, long n) {
     // With s = 1 / (1 + exp(-2u)) = (1 + tanh u) / 2: 1 - tanh² u = 4 s (1 - s), so one exp serves the value

@@ -9,6 +9,15 @@ public func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, scale: Unsaf
     ck_rms_norm(x, rows, dim, scale, eps, out)
 }
 
+/// A branch joining the residual stream, in one pass over the rows (rows × dim each): x += rmsNorm(branch) ·
+/// branchScale (x += branch without it), then, with `nextScale`, normed = rmsNorm(x) · nextScale. The
+/// separate passes it replaces (norm, add, norm) each streamed the whole batch through memory.
+public func residualRMSNorm(_ x: UnsafeMutablePointer<Float>, branch: UnsafePointer<Float>, rows: Int, dim: Int,
+                            branchScale: UnsafePointer<Float>?, nextScale: UnsafePointer<Float>?, eps: Float,
+                            normed: UnsafeMutablePointer<Float>?) {
+    ck_residual_rms_norm(x, branch, rows, dim, branchScale, nextScale, eps, normed)
+}
+
 /// dst[i] += src[i].
 public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
     for i in 0..<count { dst[i] += src[i] }

@@ -9,7 +9,7 @@ public final class OperationProfile: Sendable {
     public enum Operation: String, CaseIterable, Sendable {
         /// Token embedding rows, scaled.
         case embed
-        /// The layers' RMSNorms (input, post-attention, pre/post-feed-forward) and the final norm.
+        /// The layers' input RMSNorms and the final norm (the others run inside the residual joins).
         case norm
         /// The stacked Q|K|V product.
         case qkv
@@ -23,7 +23,8 @@ public final class OperationProfile: Sendable {
         /// GELU(gate) · up.
         case activation
         case down
-        /// Adding each branch into the residual stream.
+        /// Each branch joining the residual stream, in one pass with the branch's own norm (post-attention,
+        /// post-feed-forward) and, after attention, the MLP's input norm.
         case residual
     }
 

@@ -13,6 +13,10 @@ void ck_gelu_tanh_gate_backward(const float *gate, const float *up, const float 
 
 // Gemma RMSNorm of `rows` rows of `dim`: out = x / sqrt(mean(x^2) + eps) * scale. In place allowed.
 void ck_rms_norm(const float *x, long rows, long dim, const float *scale, float eps, float *out);
+// A branch joining the residual stream, row by row: x += rms_norm(branch) · branch_scale (or x += branch when
+// branch_scale is NULL), then, when next_scale is given, normed = rms_norm(x) · next_scale. One pass.
+void ck_residual_rms_norm(float *x, const float *branch, long rows, long dim, const float *branch_scale,
+                          const float *next_scale, float eps, float *normed);
 
 // c[i*ldc + j] = sum_p a[i*lda + p] * w[j*ldw + p] for i < m, j < n: a Linear layer for few rows,
 // reading each weight row once (the weights, not the activations, are what costs memory bandwidth).

@@ -38,17 +38,18 @@ struct DecoderLayer: Sendable {
     // x: (T, C), updated in place
     func forward(_ x: UnsafeMutablePointer<Float>, batch: PackedBatch, rope: RopeTable, span: AttentionSpan,
                  buffers: ForwardBuffers) {
-        let t = batch.tokens, h = batch.hiddenSize, count = t * h
+        let t = batch.tokens, h = batch.hiddenSize
         let normed = buffers.normed, branch = buffers.branch
         buffers.timer.time(.norm) { attentionInputNorm.forward(x, rows: t, out: normed) }
         attention.forward(normed, batch: batch, rope: rope, span: span, buffers: buffers, out: branch)
-        buffers.timer.time(.norm) { attentionOutputNorm?.forward(branch, rows: t, out: branch) }
-        buffers.timer.time(.residual) { addInPlace(x, branch, count: count) }
-
-        buffers.timer.time(.norm) { mlpInputNorm.forward(x, rows: t, out: normed) }
+        // The branch's norm, the residual join and the MLP's input norm in one pass over the rows.
+        buffers.timer.time(.residual) {
+            RMSNorm.join(branch, into: x, rows: t, dim: h, branchNorm: attentionOutputNorm, next: mlpInputNorm, normed: normed)
+        }
         mlp.forward(normed, rows: t, hiddenSize: h, buffers: buffers, out: branch)
-        buffers.timer.time(.norm) { mlpOutputNorm?.forward(branch, rows: t, out: branch) }
-        buffers.timer.time(.residual) { addInPlace(x, branch, count: count) }
+        buffers.timer.time(.residual) {
+            RMSNorm.join(branch, into: x, rows: t, dim: h, branchNorm: mlpOutputNorm, next: nil, normed: nil)
+        }
     }
 
     var weights: [LinearWeight] { attention.weights + mlp.weights }

@@ -22,4 +22,14 @@ struct RMSNorm: Sendable {
     func forward(_ x: UnsafeMutablePointer<Float>, rows: Int, vectors: Int, stride: Int) {
         for i in 0..<rows { rmsNorm(x + i * stride, rows: vectors, dim: dimension, scale: scale.pointer, eps: eps, out: x + i * stride) }
     }
+
+    /// x += branchNorm?(branch), then normed = next(x): a branch joining the residual stream and the norm that
+    /// reads the stream next, in one pass (`residualRMSNorm`). The norms of one layer share their eps.
+    // branch, x, normed: (rows, dimension)
+    static func join(_ branch: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>, rows: Int, dim: Int,
+                     branchNorm: RMSNorm?, next: RMSNorm?, normed: UnsafeMutablePointer<Float>?) {
+        precondition(next == nil || normed != nil, "the next norm needs somewhere to write")
+        residualRMSNorm(x, branch: branch, rows: rows, dim: dim, branchScale: branchNorm?.scale.pointer,
+                        nextScale: next?.scale.pointer, eps: branchNorm?.eps ?? next?.eps ?? 0, normed: normed)
+    }
 }
