@@ -32,6 +32,16 @@ CLONES void ck_gelu_tanh_gate(float *restrict gate, const float *restrict up, lo
     }
 }
 
+// 1 / sqrt(mean(v²) + eps), RMSNorm's factor for one row: inlined into each ISA clone, so it vectorizes there.
+static inline __attribute__((always_inline)) float inverse_rms(const float *v, long dim, float eps) {
+    float sum = 0.0f;
+    for (long i = 0; i < dim; i++) {
+#pragma clang fp reassociate(on)
+        sum += v[i] * v[i];
+    }
+    return 1.0f / sqrtf(sum / (float)dim + eps);
+}
+
 CLONES void ck_residual_rms_norm(float *x, const float *branch, long rows, long dim, const float *branch_scale,
                                  const float *next_scale, float eps, float *normed) {
     // Per row, while it is in cache: the branch's own norm (when it has one), the residual join, and the next
@@ -40,23 +50,13 @@ CLONES void ck_residual_rms_norm(float *x, const float *branch, long rows, long 
         const float *b = branch + r * dim;
         float *xr = x + r * dim;
         if (branch_scale) {
-            float sum = 0.0f;
-            for (long i = 0; i < dim; i++) {
-#pragma clang fp reassociate(on)
-                sum += b[i] * b[i];
-            }
-            float inv = 1.0f / sqrtf(sum / (float)dim + eps);
+            float inv = inverse_rms(b, dim, eps);
             for (long i = 0; i < dim; i++) xr[i] += b[i] * inv * branch_scale[i];
         } else {
             for (long i = 0; i < dim; i++) xr[i] += b[i];
         }
         if (next_scale) {
-            float sum = 0.0f;
-            for (long i = 0; i < dim; i++) {
-#pragma clang fp reassociate(on)
-                sum += xr[i] * xr[i];
-            }
-            float inv = 1.0f / sqrtf(sum / (float)dim + eps);
+            float inv = inverse_rms(xr, dim, eps);
             float *out = normed + r * dim;
             for (long i = 0; i < dim; i++) out[i] = xr[i] * inv * next_scale[i];
         }
@@ -80,12 +80,7 @@ CLONES void ck_rms_norm(const float *x, long rows, long dim, const float *scale,
     for (long r = 0; r < rows; r++) {
         const float *src = x + r * dim;
         float *dst = out + r * dim;
-        float sum = 0.0f;
-        for (long i = 0; i < dim; i++) {
-#pragma clang fp reassociate(on)
-            sum += src[i] * src[i];
-        }
-        float inv = 1.0f / sqrtf(sum / (float)dim + eps);
+        float inv = inverse_rms(src, dim, eps);
         for (long i = 0; i < dim; i++) dst[i] = src[i] * inv * scale[i];
     }
 }
