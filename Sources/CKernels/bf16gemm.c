@@ -368,8 +368,8 @@ static void pack_b(int trans_b, long n, long k, long kp, const float *b, long ld
     }
 }
 
-// op(A)(i, p) = trans_a ? a[p*lda + i] : a[i*lda + p] into `rows` rows of ld values (zeros past m and k).
-static void pack_a(int trans_a, long m, long k, const float *a, long lda, uint16_t *out, long rows, long ld) {
+// op(A)(i, p) = trans_a ? a[p*lda + i] : a[i*lda + p] into m rows of ld values (zeros past k).
+static void pack_a(int trans_a, long m, long k, const float *a, long lda, uint16_t *out, long ld) {
     if (!trans_a) {
         round_rows(m, k, a, lda, out, ld);
     } else {
@@ -382,9 +382,7 @@ static void pack_a(int trans_a, long m, long k, const float *a, long lda, uint16
         for (long i = 0; i < m; i++)
             for (long p = k; p < ld; p++) out[i * ld + p] = 0;
     }
-    memset(out + m * ld, 0, (size_t)((rows - m) * ld) * sizeof(uint16_t));
 }
-
 
 #if HAVE_AVX512_PATH
 // The packers on AVX512-BF16: vcvtne2ps2bf16 rounds 32 values at once (the same rounding as bf16_round).
@@ -465,8 +463,10 @@ int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n,
     long panel_bytes = (n + PANEL - 1) / PANEL * kp * PANEL * 2 * 2;
     uint16_t *packed_a = aligned_alloc(64, (size_t)(rows * ld) * sizeof(uint16_t));
     uint16_t *panels = aligned_alloc(64, (size_t)((panel_bytes + 63) / 64 * 64));
-    float *sums = accumulate && !(isa & CK_ISA_AMX_BF16) ? malloc((size_t)(m * n) * sizeof(float)) : NULL;
-    if (!packed_a || !panels || (accumulate && !(isa & CK_ISA_AMX_BF16) && !sums)) {
+    // The AMX kernel adds to C itself; the others write, so an accumulating product sums apart and adds after.
+    int add_after = accumulate && !(isa & CK_ISA_AMX_BF16);
+    float *sums = add_after ? malloc((size_t)(m * n) * sizeof(float)) : NULL;
+    if (!packed_a || !panels || (add_after && !sums)) {
         free(packed_a);
         free(panels);
         free(sums);
@@ -476,15 +476,16 @@ int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n,
     if (isa & CK_ISA_AVX512_BF16) {
         if (trans_a) pack_a_transposed_avx512(m, k, a, lda, packed_a, ld);
         else round_rows_avx512(m, k, a, lda, packed_a, ld);
-        memset(packed_a + m * ld, 0, (size_t)((rows - m) * ld) * sizeof(uint16_t));
         if (trans_b) pack_b_transposed_avx512(n, k, kp, b, ldb, panels);
         else pack_b_rows_avx512(n, k, kp, b, ldb, panels);
     } else
 #endif
     {
-        pack_a(trans_a, m, k, a, lda, packed_a, rows, ld);
+        pack_a(trans_a, m, k, a, lda, packed_a, ld);
         pack_b(trans_b, n, k, kp, b, ldb, panels);
     }
+    // Rows padded to whole tiles with zeros; their results are never stored.
+    memset(packed_a + m * ld, 0, (size_t)((rows - m) * ld) * sizeof(uint16_t));
     float *out = sums ? sums : c;
     long ldo = sums ? n : ldc;
 #if HAVE_AVX512_PATH

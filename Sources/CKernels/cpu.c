@@ -62,7 +62,6 @@ static uint32_t limit_from_environment(void) {
     if (!strcmp(v, "avx512")) return CK_ISA_AVX2 | CK_ISA_AVX512;
     if (!strcmp(v, "avx512_vnni")) return CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_VNNI;
     if (!strcmp(v, "avx512_bf16")) return CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_VNNI | CK_ISA_AVX512_BF16;
-    if (!strcmp(v, "amx")) return ~0u;
     return ~0u;
 }
 

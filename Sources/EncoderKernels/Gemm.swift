@@ -31,8 +31,9 @@ public let skinnyGemmMaxRows = 32
 public enum ProductPrecision: String, Sendable, Codable, CaseIterable {
     case f32, bf16
 
-    /// bf16 where the CPU has bf16 products, f32 elsewhere (bf16 by emulation would only be slower).
-    public static var fastest: ProductPrecision { ck_cpu_features() & UInt32(CK_ISA_AVX512_BF16) != 0 ? .bf16 : .f32 }
+    /// bf16 where the CPU has bf16 products (where bf16 weights are packed for them), f32 elsewhere (bf16 by
+    /// emulation would only be slower).
+    public static var fastest: ProductPrecision { LinearWeight.panels(for: .bf16) == .bf16Panels ? .bf16 : .f32 }
 }
 
 /// C (m×n) (+)= op(A) · op(B) in bf16 (ProductPrecision.bf16), row-major: the one call into the bf16 kernel.

@@ -55,7 +55,8 @@ void ck_keep_freed_buffers(void);
 void ck_free_weights(void *p, long bytes);
 
 // CPU features the kernels can use (cpuid and the OS's saved register state), capped by the environment
-// variable GEMMA_ENCODER_MAX_ISA = baseline | avx2 | avx512 | avx512_vnni | avx512_bf16 | amx (read once).
+// variable GEMMA_ENCODER_MAX_ISA = baseline | avx2 | avx512 | avx512_vnni | avx512_bf16 (read once); any other
+// value, e.g. amx, caps nothing.
 enum {
     CK_ISA_AVX2 = 1,          // AVX2 + FMA + F16C
     CK_ISA_AVX512 = 2,        // AVX-512 F, BW, VL, DQ
