@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "bf16_round.h"
+#include "bf16_products.h"
 #include "dispatch.h"
 
 #define PANEL 16
@@ -505,6 +506,47 @@ int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n,
     free(panels);
     free(sums);
     return 0;
+}
+
+// ---- For other kernels on the same panels (bf16_products.h). ----
+
+void ck_bf16_pack_b_isa(uint32_t isa, int trans_b, long n, long k, long kp, const float *b, long ldb, uint16_t *panels) {
+#if HAVE_AVX512_PATH
+    if (isa & CK_ISA_AVX512_BF16) {
+        if (trans_b) pack_b_transposed_avx512(n, k, kp, b, ldb, panels);
+        else pack_b_rows_avx512(n, k, kp, b, ldb, panels);
+        return;
+    }
+#endif
+    (void)isa;
+    pack_b(trans_b, n, k, kp, b, ldb, panels);
+}
+
+void ck_bf16_round_rows_isa(uint32_t isa, long m, long k, const float *a, long lda, uint16_t *out, long ld) {
+#if HAVE_AVX512_PATH
+    if (isa & CK_ISA_AVX512_BF16) {
+        round_rows_avx512(m, k, a, lda, out, ld);
+        return;
+    }
+#endif
+    (void)isa;
+    round_rows(m, k, a, lda, out, ld);
+}
+
+void ck_bf16_panels_product_isa(uint32_t isa, long m, long kp, const uint16_t *a, long ld, const uint16_t *panels,
+                                long cols, float *c, long ldc) {
+#if HAVE_AVX512_PATH
+    if ((isa & CK_ISA_AMX_BF16) && kp % 16 == 0 && m >= 2) {
+        gemm_amx_bf16(m, kp, a, ld, panels, cols, c, ldc, 0);
+        return;
+    }
+    if (isa & CK_ISA_AVX512_BF16) {
+        gemm_avx512_bf16(m, kp, a, ld, panels, cols, c, ldc);
+        return;
+    }
+#endif
+    (void)isa;
+    gemm_portable(m, kp, a, ld, panels, cols, c, ldc);
 }
 
 int ck_bf16_gemm_f32(int trans_a, int trans_b, long m, long n, long k, const float *a, long lda, const float *b,

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Which keys a query token sees, as a band around its own position: key j is visible from query i when
@@ -42,6 +43,23 @@ public struct AttentionShape: Sendable {
     }
 }
 
+/// How attention's two products (scores = Q·Kᵀ, out = P·V) multiply.
+public enum AttentionProducts: Sendable, Equatable {
+    /// f32 throughout (OpenBLAS): the exact path.
+    case f32
+    /// bf16 operands with f32 sums and an f32 softmax (bf16attention.c), as PyTorch's bf16 autocast runs
+    /// attention: for models whose Linear products already run in bf16.
+    case bf16
+
+    /// bf16 where the model's Linear products already run in bf16 on AMX tiles: rounding there costs no more
+    /// cosine than the products' own (EmbeddingGemma's parity rows: min 0.99998 to f32 either way), and the
+    /// fused kernel took attention from 0.20 to 0.09 of a bf16 forward (`bench --profile`). On AVX512-BF16
+    /// alone it measured no faster than OpenBLAS's f32 (slower on 2,048 tokens), so f32 stays there.
+    public static func matching(_ packing: LinearWeight.Packing) -> AttentionProducts {
+        packing == .bf16Panels && ck_cpu_features() & UInt32(CK_ISA_AMX_BF16) != 0 ? .bf16 : .f32
+    }
+}
+
 /// Scaled dot-product attention over one sequence of `length` tokens, all heads, grouped-query.
 /// q: length × (numHeads·headDim) with row stride ldq; k, v: length × (numKVHeads·headDim) with row stride ldkv;
 /// out: length × (numHeads·headDim) with row stride ldo. `scores` is scratch of at least threads · length²
@@ -51,9 +69,14 @@ public func attention(shape: AttentionShape, span: AttentionSpan, length: Int,
                       q: UnsafePointer<Float>, ldq: Int,
                       k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
                       out: UnsafeMutablePointer<Float>, ldo: Int,
-                      scores: UnsafeMutablePointer<Float>, threads: Int = 1) {
+                      scores: UnsafeMutablePointer<Float>, threads: Int = 1, products: AttentionProducts = .f32) {
     // Below this length a head's products take microseconds: dispatching them would cost more than it saves.
     let parts = length >= 64 ? max(1, threads) : 1
+    if products == .bf16 {
+        attentionBF16(shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, v: v, ldkv: ldkv,
+                      out: out, ldo: ldo, parts: parts)
+        return
+    }
     let all = 0..<length
     guard parts > 1 else {
         for h in 0..<shape.numHeads {
@@ -73,6 +96,32 @@ public func attention(shape: AttentionShape, span: AttentionSpan, length: Int,
             guard !rows.isEmpty else { continue }
             attentionRows(rows, head: h, shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, v: v, ldkv: ldkv,
                           out: out, ldo: ldo, scores: scores + p * length * length)
+        }
+    }
+}
+
+/// `attention` with bf16 products: each key/value head's K and V packed once, then (head, block of query rows)
+/// pieces as in the f32 path, each fused in C (scores of a block of rows, softmax, times V).
+private func attentionBF16(shape: AttentionShape, span: AttentionSpan, length: Int,
+                           q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
+                           out: UnsafeMutablePointer<Float>, ldo: Int, parts: Int) {
+    let hd = shape.headDim, isa = ck_cpu_features()
+    let count = ck_attention_bf16_packed_count(length, hd)
+    let storage = UnsafeMutablePointer<UInt16>.allocate(capacity: count * shape.numKVHeads)
+    defer { storage.deallocate() }
+    for g in 0..<shape.numKVHeads {
+        ck_attention_bf16_pack_isa(isa, length, hd, k + g * hd, v + g * hd, ldkv, storage + g * count)
+    }
+    nonisolated(unsafe) let q = q, out = out, packed = UnsafePointer(storage)
+    let block = (length + parts - 1) / parts, pieces = shape.numHeads * parts
+    DispatchQueue.concurrentPerform(iterations: parts) { p in
+        for piece in stride(from: p, to: pieces, by: parts) {
+            let h = piece / parts, start = (piece % parts) * block, rows = min(length, start + block) - start
+            guard rows > 0 else { continue }
+            let status = ck_attention_bf16_rows_isa(isa, length, hd, start, rows, shape.scale, shape.softcap ?? 0,
+                                                    span.before, span.after, q + start * ldq + h * hd, ldq,
+                                                    packed + shape.group(of: h) * count, out + start * ldo + h * hd, ldo)
+            if status != 0 { fatalError("out of memory for attention over \(length) tokens") }
         }
     }
 }

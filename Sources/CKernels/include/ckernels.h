@@ -102,6 +102,18 @@ int ck_q8_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const
 // IEEE half and bfloat16 conversions, rounding to nearest even.
 float ck_half_to_float(uint16_t h);
 uint16_t ck_float_to_half(float f);
+// Attention of one sequence (n tokens) for one head with bf16 products (bf16attention.c): the key/value head's
+// K and V (n rows, ldkv apart, hd values each) packed once into ck_attention_bf16_packed_count(n, hd) values,
+// then query rows [row0, row0 + rows) of the head (q points at row row0, ldq apart) into out (row row0):
+// scores = scale · bf16(q)·bf16(k) summed in f32, Gemma 2's soft-cap when softcap > 0, key j visible from
+// query i when i − before ≤ j ≤ i + after, softmax in f32, out = bf16(P)·bf16(V) summed in f32.
+// Returns 0, or -2 when out of memory. The _isa forms run the path of `isa` (masked with what the CPU has).
+long ck_attention_bf16_packed_count(long n, long hd);
+void ck_attention_bf16_pack_isa(uint32_t isa, long n, long hd, const float *k, const float *v, long ldkv,
+                                uint16_t *packed);
+int ck_attention_bf16_rows_isa(uint32_t isa, long n, long hd, long row0, long rows, float scale, float softcap,
+                               long before, long after, const float *q, long ldq, const uint16_t *packed, float *out,
+                               long ldo);
 uint16_t ck_float_to_bf16(float f);
 
 #endif

@@ -10,6 +10,8 @@ struct SelfAttention: Sendable {
     let queryNorm: RMSNorm?
     let keyNorm: RMSNorm?
     let shape: AttentionShape
+    /// bf16 scores and weighted sums where the Linear products already run in bf16 on AMX tiles.
+    let products: AttentionProducts
 
     var queryWidth: Int { shape.numHeads * shape.headDim }
     var keyValueWidth: Int { shape.numKVHeads * shape.headDim }
@@ -25,6 +27,7 @@ struct SelfAttention: Sendable {
         qkv = try weights.stackedLinear([("q_proj.weight", [q, h]), ("k_proj.weight", [kv, h]), ("v_proj.weight", [kv, h])],
                                         precision: precision)
         o = try weights.linear("o_proj.weight", shape: [h, q], precision: precision)
+        products = .matching(o.packing)
         if c.usesQueryKeyNorm {
             queryNorm = RMSNorm(scale: try weights.normScale("q_norm.weight", dimension: hd), eps: c.rmsNormEps)
             keyNorm = RMSNorm(scale: try weights.normScale("k_norm.weight", dimension: hd), eps: c.rmsNormEps)
@@ -60,7 +63,7 @@ struct SelfAttention: Sendable {
                 attention(shape: shape, span: span, length: length,
                           q: q + start * width, ldq: width, k: k + start * width, v: v + start * width, ldkv: width,
                           out: buffers.attention + start * queryWidth, ldo: queryWidth, scores: buffers.scores,
-                          threads: buffers.threads)
+                          threads: buffers.threads, products: products)
             }
         }
         buffers.timer.time(.output) {
