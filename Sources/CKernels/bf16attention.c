@@ -15,6 +15,7 @@
 #include "bf16_products.h"
 #include "bf16_round.h"
 #include "dispatch.h"
+#include "elementwise.h"
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 // Query rows per block: 64 × 2,048 keys of f32 scores is 512 KiB.
@@ -38,61 +39,20 @@ void ck_attention_bf16_pack_isa(uint32_t isa, long n, long hd, const float *k, c
     ck_bf16_pack_b_isa(isa, 0, hd, n, round_up(n, 32) / 2, v, ldkv, packed + k_panel_values(n, hd));
 }
 
-// exp(x) for x ≤ 0 (a softmax's shifted scores): x = k·ln 2 + r with |r| ≤ ln 2 / 2, e^r by its Taylor
-// polynomial to degree 7 (relative error < 2e-8 before rounding), times 2^k by vscalefps, which also takes
-// x → −∞ to 0. Well inside the bf16 rounding of the probabilities that follows.
-#if HAVE_AVX512_PATH
-#include <immintrin.h>
-TARGET_AVX512 static inline __m512 exp_avx512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, k);
-}
-
 // row[lo...hi]: e^(s − max) in place; returns the sum.
-TARGET_AVX512 static float exp_shifted_avx512(float *row, long lo, long hi, float max) {
-    __m512 m = _mm512_set1_ps(max), sum = _mm512_setzero_ps();
-    long j = lo;
-    for (; j + 16 <= hi + 1; j += 16) {
-        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(row + j), m));
-        _mm512_storeu_ps(row + j, e);
-        sum = _mm512_add_ps(sum, e);
-    }
-    if (j <= hi) {
-        __mmask16 mask = (__mmask16)((1u << (hi + 1 - j)) - 1);
-        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), m));
-        _mm512_mask_storeu_ps(row + j, mask, e);
-        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mask, e));
-    }
-    return _mm512_reduce_add_ps(sum);
-}
-#endif
-
-static float exp_shifted(uint32_t isa, float *row, long lo, long hi, float max) {
-#if HAVE_AVX512_PATH
-    if (isa & CK_ISA_AVX512) return exp_shifted_avx512(row, lo, hi, max);
-#endif
-    (void)isa;
+CLONES static float exp_shifted(float *row, long lo, long hi, float max) {
     float sum = 0;
     for (long j = lo; j <= hi; j++) {
-        row[j] = expf(row[j] - max);
-        sum += row[j];
+#pragma clang fp reassociate(on)
+        float e = exp_approx(row[j] - max);
+        row[j] = e;
+        sum += e;
     }
     return sum;
 }
 
 // One query row's scores → its bf16 probabilities (zeros outside [lo, hi] and in the padding).
-static void softmax_row(uint32_t isa, float *scores, long lo, long hi, float scale, float softcap, uint16_t *p, long n_pad) {
+CLONES static void softmax_row(uint32_t isa, float *scores, long lo, long hi, float scale, float softcap, uint16_t *p, long n_pad) {
     float max = -INFINITY;
     if (softcap > 0) {
         for (long j = lo; j <= hi; j++) scores[j] = tanhf(scores[j] * scale / softcap) * softcap;
@@ -102,7 +62,7 @@ static void softmax_row(uint32_t isa, float *scores, long lo, long hi, float sca
     for (long j = lo; j <= hi; j++) max = scores[j] > max ? scores[j] : max;
     memset(p, 0, (size_t)n_pad * sizeof(uint16_t));
     if (!(max > -INFINITY)) return;  // a row of −∞ (never from finite inputs): zeros, as the f32 path gives
-    float inv = 1 / exp_shifted(isa, scores, lo, hi, max);
+    float inv = 1 / exp_shifted(scores, lo, hi, max);
     for (long j = lo; j <= hi; j++) scores[j] *= inv;
     ck_bf16_round_rows_isa(isa, 1, hi + 1 - lo, scores + lo, 0, p + lo, hi + 1 - lo);
 }

@@ -3,25 +3,7 @@
 #include <stdint.h>
 
 #include "dispatch.h"
-
-// exp(x) for the whole float range, Cephes' polynomial on x - n ln2 (about 1 ulp), written branch-free so
-// that the loops around it vectorize.
-static inline float exp_approx(float x) {
-    x = fminf(fmaxf(x, -87.33654f), 88.37626f);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    // n in [-126, 127]: a normal power of two; scaling in two halves keeps n = -126 exact.
-    int32_t e = (int32_t)n;
-    union { float f; int32_t i; } a = {.i = ((e >> 1) + 127) << 23}, b = {.i = ((e - (e >> 1)) + 127) << 23};
-    return p * a.f * b.f;
-}
+#include "elementwise.h"
 
 CLONES void ck_gelu_tanh_gate(float *restrict gate, const float *restrict up, long n) {
     // 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)).
@@ -30,16 +12,6 @@ CLONES void ck_gelu_tanh_gate(float *restrict gate, const float *restrict up, lo
         float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
         gate[i] = x / (1.0f + exp_approx(-2.0f * u)) * up[i];
     }
-}
-
-// 1 / sqrt(mean(v²) + eps), RMSNorm's factor for one row: inlined into each ISA clone, so it vectorizes there.
-static inline __attribute__((always_inline)) float inverse_rms(const float *v, long dim, float eps) {
-    float sum = 0.0f;
-    for (long i = 0; i < dim; i++) {
-#pragma clang fp reassociate(on)
-        sum += v[i] * v[i];
-    }
-    return 1.0f / sqrtf(sum / (float)dim + eps);
 }
 
 CLONES void ck_residual_rms_norm(float *x, const float *branch, long rows, long dim, const float *branch_scale,
@@ -82,5 +54,22 @@ CLONES void ck_rms_norm(const float *x, long rows, long dim, const float *scale,
         float *dst = out + r * dim;
         float inv = inverse_rms(src, dim, eps);
         for (long i = 0; i < dim; i++) dst[i] = src[i] * inv * scale[i];
+    }
+}
+
+CLONES void ck_norm_rope(float *x, long vectors, long dim, const float *scale, float eps, const float *cos,
+                         const float *sin, float sign) {
+    long half = dim / 2;
+    for (long v = 0; v < vectors; v++) {
+        float *p = x + v * dim;
+        if (scale) {
+            float inv = inverse_rms(p, dim, eps);
+            for (long i = 0; i < dim; i++) p[i] = p[i] * inv * scale[i];
+        }
+        for (long i = 0; i < half; i++) {
+            float x1 = p[i], x2 = p[i + half], s = sign * sin[i];
+            p[i] = x1 * cos[i] - x2 * s;
+            p[i + half] = x2 * cos[i] + x1 * s;
+        }
     }
 }

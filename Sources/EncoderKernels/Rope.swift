@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Rotary position embedding tables for one base: cos/sin of position × inverse frequency, computed in
@@ -57,16 +58,46 @@ public struct RopeTable: Sendable {
     @inline(__always)
     private func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int, direction: Float) {
         let half = headDim / 2
-        cosTable.withUnsafeBufferPointer { cosBuf in
-            sinTable.withUnsafeBufferPointer { sinBuf in
-                let c = cosBuf.baseAddress! + position * half
-                let s = sinBuf.baseAddress! + position * half
-                for h in 0..<heads {
-                    let v = x + h * headDim
-                    for i in 0..<half {
-                        let x1 = v[i], x2 = v[i + half], sine = direction * s[i]
-                        v[i] = x1 * c[i] - x2 * sine
-                        v[i + half] = x2 * c[i] + x1 * sine
+        cosTable.withUnsafeBufferPointer { c in
+            sinTable.withUnsafeBufferPointer { s in
+                ck_norm_rope(x, heads, headDim, nil, 0, c.baseAddress! + position * half, s.baseAddress! + position * half,
+                             direction)
+            }
+        }
+    }
+
+    /// Every token row of a packed batch in one pass: Gemma 3's per-head RMS norms of the queries and keys
+    /// (when their scales are given), then RoPE at the token's position within its sequence — where a norm
+    /// pass and a rotation pass each streamed the rows. rows: tokens × stride, the queries' heads at column 0,
+    /// the keys' at `keyOffset`; `offsets` are the sequences' first rows (and the end). Rows are split across
+    /// `threads` cores.
+    public func normalizeAndRotate(_ rows: UnsafeMutablePointer<Float>, offsets: [Int], stride: Int,
+                                   queryHeads: Int, keyHeads: Int, keyOffset: Int,
+                                   queryScale: UnsafePointer<Float>?, keyScale: UnsafePointer<Float>?, eps: Float,
+                                   threads: Int) {
+        let tokens = offsets.last ?? 0, half = headDim / 2, hd = headDim
+        guard tokens > 0 else { return }
+        precondition(offsets.indices.dropFirst().allSatisfy { offsets[$0] - offsets[$0 - 1] <= positions },
+                     "RoPE tables cover \(positions) positions")
+        // Under about 64 rows the dispatch costs more than the pass.
+        let parts = tokens >= 64 ? max(1, min(threads, tokens / 32)) : 1
+        cosTable.withUnsafeBufferPointer { c in
+            sinTable.withUnsafeBufferPointer { s in
+                nonisolated(unsafe) let rows = rows, cos = c.baseAddress!, sin = s.baseAddress!
+                nonisolated(unsafe) let queryScale = queryScale, keyScale = keyScale
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let first = tokens * part / parts, end = tokens * (part + 1) / parts
+                    // The sequence holding `first`: the last offset at or before it.
+                    var sequence = 0, lo = 0, hi = offsets.count - 1
+                    while lo <= hi {
+                        let mid = (lo + hi) / 2
+                        if offsets[mid] <= first { sequence = mid; lo = mid + 1 } else { hi = mid - 1 }
+                    }
+                    for i in first..<end {
+                        while offsets[sequence + 1] <= i { sequence += 1 }
+                        let p = i - offsets[sequence], row = rows + i * stride
+                        ck_norm_rope(row, queryHeads, hd, queryScale, eps, cos + p * half, sin + p * half, 1)
+                        ck_norm_rope(row + keyOffset, keyHeads, hd, keyScale, eps, cos + p * half, sin + p * half, 1)
                     }
                 }
             }

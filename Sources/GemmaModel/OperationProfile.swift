@@ -13,8 +13,7 @@ public final class OperationProfile: Sendable {
         case norm
         /// The stacked Q|K|V product.
         case qkv
-        /// Gemma 3's per-head query and key norms.
-        case qkNorm = "qk_norm"
+        /// RoPE, with Gemma 3's per-head query and key norms in the same pass.
         case rope
         /// Scores, soft-cap, mask, softmax and the weighted sum of values.
         case attention

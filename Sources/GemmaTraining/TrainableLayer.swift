@@ -200,27 +200,17 @@ final class TrainableLayer: @unchecked Sendable {
             adapter.forward(tape.attentionInput.pointer, ldx: h, rows: t, y: qkvRows.pointer, ldy: width, u: u.pointer)
             tape.lora[adapter.target] = u
         }
-        if let queryNorm, let keyNorm {
-            tape.projected = Tensor(copying: qkvRows.pointer, count: t * width)
-            let qs = normScale(queryNorm), ks = normScale(keyNorm), eps = config.rmsNormEps, shape = shape, qw = queryWidth
-            nonisolated(unsafe) let rows = qkvRows.pointer
-            forRows(t, context) { range in
-                for i in range {
-                    let row = rows + i * width
-                    rmsNorm(row, rows: shape.numHeads, dim: shape.headDim, scale: qs, eps: eps, out: row)
-                    rmsNorm(row + qw, rows: shape.numKVHeads, dim: shape.headDim, scale: ks, eps: eps, out: row + qw)
-                }
+        if queryNorm != nil { tape.projected = Tensor(copying: qkvRows.pointer, count: t * width) }
+        let qs = queryNorm.map(normScale) ?? [], ks = keyNorm.map(normScale) ?? []
+        qs.withUnsafeBufferPointer { qp in
+            ks.withUnsafeBufferPointer { kp in
+                context.rotary.table(for: type).normalizeAndRotate(
+                    qkvRows.pointer, offsets: context.batch.offsets, stride: width, queryHeads: self.shape.numHeads,
+                    keyHeads: self.shape.numKVHeads, keyOffset: queryWidth, queryScale: qs.isEmpty ? nil : qp.baseAddress,
+                    keyScale: ks.isEmpty ? nil : kp.baseAddress, eps: config.rmsNormEps, threads: threads)
             }
         }
-        let rope = context.rotary.table(for: type)
         let batch = context.batch
-        for s in 0..<batch.count {
-            for p in 0..<batch.length(s) {
-                let row = qkvRows.pointer + (batch.offsets[s] + p) * width
-                rope.apply(row, heads: shape.numHeads, position: p)
-                rope.apply(row + queryWidth, heads: shape.numKVHeads, position: p)
-            }
-        }
         tape.qkv = qkvRows
         tape.attentionOutput = Tensor(uninitialized: t * queryWidth)
         let span = config.attentionSpan(layer: index, mode: context.mode)

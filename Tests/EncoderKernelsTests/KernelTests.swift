@@ -99,4 +99,43 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(Double(v[1]), -sin(0.03), accuracy: 1e-6)
         XCTAssertEqual(Double(v[3]), cos(0.03), accuracy: 1e-6)
     }
+
+    /// The fused pass (Q/K norms, then RoPE at each token's position in its own sequence, rows split across
+    /// cores) gives exactly the two passes it replaces: per-head `rmsNorm`, then `apply` position by position.
+    func testNormalizeAndRotateIsTheNormThenTheRotation() {
+        var rng = SeededGenerator(seed: 9)
+        let hd = 8, qHeads = 3, kHeads = 1, stride = (qHeads + 2 * kHeads) * hd + 2, keyOffset = qHeads * hd
+        let table = RopeTable(headDim: hd, theta: 10_000, positions: 80)
+        let offsets = [0, 5, 5, 80, 117]  // an empty sequence, one of 75 tokens
+        let tokens = offsets.last!
+        let rows = (0..<(tokens * stride)).map { _ in rng.unit() * 4 - 2 }
+        let qs = (0..<hd).map { _ in rng.unit() + 0.5 }, ks = (0..<hd).map { _ in rng.unit() + 0.5 }
+        for scaled in [true, false] {
+            var expected = rows
+            expected.withUnsafeMutableBufferPointer { e in
+                for s in 0..<(offsets.count - 1) {
+                    for p in 0..<(offsets[s + 1] - offsets[s]) {
+                        let row = e.baseAddress! + (offsets[s] + p) * stride
+                        if scaled {
+                            rmsNorm(row, rows: qHeads, dim: hd, scale: qs, eps: 1e-6, out: row)
+                            rmsNorm(row + keyOffset, rows: kHeads, dim: hd, scale: ks, eps: 1e-6, out: row + keyOffset)
+                        }
+                        table.apply(row, heads: qHeads, position: p)
+                        table.apply(row + keyOffset, heads: kHeads, position: p)
+                    }
+                }
+            }
+            for threads in [1, 2] {
+                var got = rows
+                qs.withUnsafeBufferPointer { q in
+                    ks.withUnsafeBufferPointer { k in
+                        table.normalizeAndRotate(&got, offsets: offsets, stride: stride, queryHeads: qHeads, keyHeads: kHeads,
+                                                 keyOffset: keyOffset, queryScale: scaled ? q.baseAddress : nil,
+                                                 keyScale: scaled ? k.baseAddress : nil, eps: 1e-6, threads: threads)
+                    }
+                }
+                XCTAssertEqual(got, expected, "scaled \(scaled), threads \(threads)")
+            }
+        }
+    }
 }

@@ -13,6 +13,11 @@ void ck_gelu_tanh_gate_backward(const float *gate, const float *up, const float 
 
 // Gemma RMSNorm of `rows` rows of `dim`: out = x / sqrt(mean(x^2) + eps) * scale. In place allowed.
 void ck_rms_norm(const float *x, long rows, long dim, const float *scale, float eps, float *out);
+// One token's `vectors` consecutive vectors of dim values, in place: RMS-normalized with `scale` (Gemma 3's
+// per-head Q/K norms; skipped when scale is NULL), then rotated by RoPE in the rotate-half layout (value i pairs
+// with i + dim/2) by the position's cos and sin (dim/2 each); sign -1 rotates back (the backward's transpose).
+void ck_norm_rope(float *x, long vectors, long dim, const float *scale, float eps, const float *cos, const float *sin,
+                  float sign);
 // A branch joining the residual stream, row by row: x += rms_norm(branch) · branch_scale (or x += branch when
 // branch_scale is NULL), then, when next_scale is given, normed = rms_norm(x) · next_scale. One pass.
 void ck_residual_rms_norm(float *x, const float *branch, long rows, long dim, const float *branch_scale,

@@ -44,21 +44,14 @@ struct SelfAttention: Sendable {
         let t = batch.tokens, width = stackedWidth
         let q = buffers.qkv, k = q + queryWidth, v = k + keyValueWidth
         buffers.timer.time(.qkv) { qkv.apply(m: t, a: normed, lda: batch.hiddenSize, c: q, ldc: width, threads: buffers.threads) }
-        if let queryNorm, let keyNorm {
-            buffers.timer.time(.qkNorm) {
-                queryNorm.forward(q, rows: t, vectors: shape.numHeads, stride: width)
-                keyNorm.forward(k, rows: t, vectors: shape.numKVHeads, stride: width)
-            }
+        buffers.timer.time(.rope) {
+            rope.normalizeAndRotate(q, offsets: batch.offsets, stride: width, queryHeads: shape.numHeads,
+                                    keyHeads: shape.numKVHeads, keyOffset: queryWidth, queryScale: queryNorm?.scale.pointer,
+                                    keyScale: keyNorm?.scale.pointer, eps: queryNorm?.eps ?? 0, threads: buffers.threads)
         }
         for s in 0..<batch.count {
             let start = batch.offsets[s], length = batch.length(s)
             guard length > 0 else { continue }
-            buffers.timer.time(.rope) {
-                for p in 0..<length {
-                    rope.apply(q + (start + p) * width, heads: shape.numHeads, position: p)
-                    rope.apply(k + (start + p) * width, heads: shape.numKVHeads, position: p)
-                }
-            }
             buffers.timer.time(.attention) {
                 attention(shape: shape, span: span, length: length,
                           q: q + start * width, ldq: width, k: k + start * width, v: v + start * width, ldkv: width,
