@@ -86,7 +86,7 @@ final class BF16KernelTests: XCTestCase {
         let n = stacked.rows
         XCTAssertEqual(stacked.dequantized(), values.flatMap { $0 }.map(bf16), "panels hold the bf16 values exactly")
         let w = stacked.dequantized()
-        for m in [5, 64] {
+        for m in [5, 64, 77] {
             let a = (0..<(m * k)).map { _ in rng.unit() * 2 - 1 }
             for threads in [1, 2] {
                 var c = [Float](repeating: .nan, count: m * n)
