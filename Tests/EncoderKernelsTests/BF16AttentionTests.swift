@@ -7,13 +7,8 @@ import XCTest
 /// and probabilities, under every mask shape, Gemma 2's soft-cap, grouped-query heads, head widths that are not
 /// whole AMX steps, and more query rows than one block.
 final class BF16AttentionTests: XCTestCase {
-    private func bf16(_ x: Float) -> Float { Float(bitPattern: UInt32(ck_float_to_bf16(x)) << 16) }
-
-    private var paths: [UInt32] {
-        let detected = ck_cpu_features_detected(), avx512 = UInt32(CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_BF16)
-        return [0] + (detected & UInt32(CK_ISA_AVX512_BF16) != 0 ? [avx512] : [])
-            + (detected & UInt32(CK_ISA_AMX_BF16) != 0 ? [avx512 | UInt32(CK_ISA_AMX_BF16)] : [])
-    }
+    private func bf16(_ x: Float) -> Float { BF16Testing.bf16(x) }
+    private var paths: [UInt32] { BF16Testing.paths }
 
     private struct Case {
         var length: Int, headDim: Int, heads: Int, kvHeads: Int, span: AttentionSpan, softcap: Float?

@@ -5,14 +5,8 @@ import XCTest
 /// The bf16 products (bf16gemm.c): packed panels hold the weight exactly, and every path the CPU can run
 /// computes Σ bf16(a)·w summed in f32, against a double-precision reference on the same rounded values.
 final class BF16KernelTests: XCTestCase {
-    private func bf16(_ x: Float) -> Float { Float(bitPattern: UInt32(ck_float_to_bf16(x)) << 16) }
-
-    /// The paths to test here: the portable one always, the AVX512-BF16 one and the AMX one where the CPU has them.
-    private var paths: [UInt32] {
-        let detected = ck_cpu_features_detected(), avx512 = UInt32(CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_BF16)
-        return [0] + (detected & UInt32(CK_ISA_AVX512_BF16) != 0 ? [avx512] : [])
-            + (detected & UInt32(CK_ISA_AMX_BF16) != 0 ? [avx512 | UInt32(CK_ISA_AMX_BF16)] : [])
-    }
+    private func bf16(_ x: Float) -> Float { BF16Testing.bf16(x) }
+    private var paths: [UInt32] { BF16Testing.paths }
 
     private func randomBF16(_ count: Int, using rng: inout SeededGenerator) -> [UInt16] {
         (0..<count).map { _ in ck_float_to_bf16(rng.unit() * 2 - 1) }
