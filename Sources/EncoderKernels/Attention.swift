@@ -77,25 +77,27 @@ public func attention(shape: AttentionShape, span: AttentionSpan, length: Int,
                       out: out, ldo: ldo, parts: parts)
         return
     }
-    let all = 0..<length
+    nonisolated(unsafe) let q = q, k = k, v = v, out = out, scores = scores
+    forEachPiece(heads: shape.numHeads, length: length, parts: parts) { p, h, rows in
+        // Each piece writes its own rows of one head's columns of out; each core has length² of scratch.
+        attentionRows(rows, head: h, shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, v: v, ldkv: ldkv,
+                      out: out, ldo: ldo, scores: scores + p * length * length)
+    }
+}
+
+/// Attention's work in (head, block of query rows) pieces over `parts` cores (core p takes pieces p, p + parts,
+/// …), so a head count that does not divide by the cores still balances; with one part, each head's rows whole.
+private func forEachPiece(heads: Int, length: Int, parts: Int, _ body: @Sendable (Int, Int, Range<Int>) -> Void) {
     guard parts > 1 else {
-        for h in 0..<shape.numHeads {
-            attentionRows(all, head: h, shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, v: v, ldkv: ldkv,
-                          out: out, ldo: ldo, scores: scores)
-        }
+        for h in 0..<heads { body(0, h, 0..<length) }
         return
     }
-    // Each piece writes its own rows of one head's columns of out; each core has length² of scratch.
-    nonisolated(unsafe) let q = q, k = k, v = v, out = out, scores = scores
-    let block = (length + parts - 1) / parts
-    let pieces = shape.numHeads * parts
+    let block = (length + parts - 1) / parts, pieces = heads * parts
     DispatchQueue.concurrentPerform(iterations: parts) { p in
         for piece in stride(from: p, to: pieces, by: parts) {
-            let h = piece / parts, start = (piece % parts) * block
+            let start = (piece % parts) * block
             let rows = start..<min(length, start + block)
-            guard !rows.isEmpty else { continue }
-            attentionRows(rows, head: h, shape: shape, span: span, length: length, q: q, ldq: ldq, k: k, v: v, ldkv: ldkv,
-                          out: out, ldo: ldo, scores: scores + p * length * length)
+            if !rows.isEmpty { body(p, piece / parts, rows) }
         }
     }
 }
@@ -113,16 +115,12 @@ private func attentionBF16(shape: AttentionShape, span: AttentionSpan, length: I
         ck_attention_bf16_pack_isa(isa, length, hd, k + g * hd, v + g * hd, ldkv, storage + g * count)
     }
     nonisolated(unsafe) let q = q, out = out, packed = UnsafePointer(storage)
-    let block = (length + parts - 1) / parts, pieces = shape.numHeads * parts
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
-        for piece in stride(from: p, to: pieces, by: parts) {
-            let h = piece / parts, start = (piece % parts) * block, rows = min(length, start + block) - start
-            guard rows > 0 else { continue }
-            let status = ck_attention_bf16_rows_isa(isa, length, hd, start, rows, shape.scale, shape.softcap ?? 0,
-                                                    span.before, span.after, q + start * ldq + h * hd, ldq,
-                                                    packed + shape.group(of: h) * count, out + start * ldo + h * hd, ldo)
-            if status != 0 { fatalError("out of memory for attention over \(length) tokens") }
-        }
+    forEachPiece(heads: shape.numHeads, length: length, parts: parts) { _, h, rows in
+        let start = rows.lowerBound
+        let status = ck_attention_bf16_rows_isa(isa, length, hd, start, rows.count, shape.scale, shape.softcap ?? 0,
+                                                span.before, span.after, q + start * ldq + h * hd, ldq,
+                                                packed + shape.group(of: h) * count, out + start * ldo + h * hd, ldo)
+        if status != 0 { fatalError("out of memory for attention over \(length) tokens") }
     }
 }
 

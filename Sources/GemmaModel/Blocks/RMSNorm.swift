@@ -16,13 +16,6 @@ struct RMSNorm: Sendable {
         rmsNorm(x, rows: rows, dim: dimension, scale: scale.pointer, eps: eps, out: out)
     }
 
-    /// Normalizes `vectors` consecutive vectors of `dimension` in each of `rows` rows laid out with row stride
-    /// `stride` (Q/K norms: every head of every token, inside the stacked Q|K|V rows).
-    // x: (rows, stride), the vectors at column 0 of each row
-    func forward(_ x: UnsafeMutablePointer<Float>, rows: Int, vectors: Int, stride: Int) {
-        for i in 0..<rows { rmsNorm(x + i * stride, rows: vectors, dim: dimension, scale: scale.pointer, eps: eps, out: x + i * stride) }
-    }
-
     /// x += branchNorm?(branch), then normed = next(x): a branch joining the residual stream and the norm that
     /// reads the stream next, in one pass (`residualRMSNorm`). The norms of one layer share their eps.
     // branch, x, normed: (rows, dimension)
