@@ -302,32 +302,13 @@ int ck_bf16_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, con
     // Never a path the CPU lacks; detection also asks Linux for the AMX permission before the first tile.
     isa &= ck_cpu_features_detected();
     if (m <= 0 || cols <= 0) return 0;
-    long kp = pairs_of(k), ld = 2 * kp;
-#if HAVE_AVX512_PATH
-    if ((isa & CK_ISA_AMX_BF16) && k % 32 == 0 && m >= 2) {
-        // Rows padded to whole tiles with zeros; their results are never stored.
-        long padded = (m + 15) / 16 * 16;
-        uint16_t *rounded = aligned_alloc(64, (size_t)(padded * ld) * sizeof(uint16_t));
-        if (!rounded) return -2;
-        round_rows_avx512(m, k, a, lda, rounded, ld);
-        memset(rounded + m * ld, 0, (size_t)((padded - m) * ld) * sizeof(uint16_t));
-        gemm_amx_bf16(m, kp, rounded, ld, panels, cols, c, ldc, 0);
-        free(rounded);
-        return 0;
-    }
-#endif
-    uint16_t *rounded = malloc((size_t)(m * ld) * sizeof(uint16_t));
+    long kp = pairs_of(k), ld = 2 * kp, padded = (m + 15) / 16 * 16;
+    uint16_t *rounded = aligned_alloc(64, (size_t)(padded * ld) * sizeof(uint16_t));
     if (!rounded) return -2;
-#if HAVE_AVX512_PATH
-    if (isa & CK_ISA_AVX512_BF16) {
-        round_rows_avx512(m, k, a, lda, rounded, ld);
-        gemm_avx512_bf16(m, kp, rounded, ld, panels, cols, c, ldc);
-        free(rounded);
-        return 0;
-    }
-#endif
-    round_rows(m, k, a, lda, rounded, ld);
-    gemm_portable(m, kp, rounded, ld, panels, cols, c, ldc);
+    ck_bf16_round_rows_isa(isa, m, k, a, lda, rounded, ld);
+    // Rows padded to whole AMX tiles with zeros; their results are never stored.
+    memset(rounded + m * ld, 0, (size_t)((padded - m) * ld) * sizeof(uint16_t));
+    ck_bf16_panels_product_isa(isa, m, kp, rounded, ld, panels, cols, c, ldc);
     free(rounded);
     return 0;
 }
