@@ -40,10 +40,11 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
 
     public init() {}
 
-    /// `.probe`: the exact L2 linear fit on the frozen encoder's states, then everything fine-tunes from there
+    /// `.probe`: the head first trained on the frozen encoder's states (the exact L2 fit for a linear head on
+    /// fixed pooling, AdamW for an MLP head or attention pooling), then everything fine-tunes from there
     /// (linear probing then fine-tuning, Kumar et al. 2022: a random head's first large gradients are
     /// back-propagated into the pretrained encoder and distort its features before the head is any good).
-    /// Used for linear heads on fixed pooling; other heads start random.
+    /// Used for per-row targets; rerank heads start random.
     public enum HeadInit: String, Codable, Sendable, CaseIterable {
         case probe, random
     }

@@ -24,7 +24,7 @@ struct FineTuneFlags: ParsableArguments {
     @Option(name: .customLong("encoder-lr"), help: "Peak learning rate of the encoder (the head's is --lr).")
     var encoderLearningRate: Float = 2e-5
 
-    @Option(name: .customLong("head-init"), help: "How a linear head starts: probe (the exact linear fit on the frozen encoder first, then everything fine-tunes: linear probing then fine-tuning) or random.")
+    @Option(name: .customLong("head-init"), help: "How the head starts: probe (the head first trained on the frozen encoder — the exact linear fit, or AdamW for --hidden or attention pooling — then everything fine-tunes: probing then fine-tuning) or random.")
     var headInit: FineTuneOptions.HeadInit = .probe
 
     @Option(name: .customLong("attention-dropout"), help: "Encoder dropout on the attention weights while fine-tuning.")
