@@ -51,6 +51,18 @@ public final class AtomicFileWriter {
         try string.withUTF8 { try write(UnsafeRawBufferPointer($0)) }
     }
 
+    /// Overwrites bytes already written, at `offset` from the start (a header whose counts are known only at the
+    /// end, e.g. an .npy file's row count).
+    public func overwrite(_ data: Data, at offset: Int) throws {
+        precondition(state == .open, "write to a committed or abandoned AtomicFileWriter")
+        try flush()
+        try data.withUnsafeBytes { bytes in
+            guard pwrite(fd, bytes.baseAddress, bytes.count, off_t(offset)) == bytes.count else {
+                throw AtomicWriteError.system(destination.path, .write)
+            }
+        }
+    }
+
     /// Publishes the new content. On failure the temporary file is removed and the destination is untouched
     /// (unless only the final directory fsync failed: then the new content is in place but not yet durable).
     public func commit() throws {

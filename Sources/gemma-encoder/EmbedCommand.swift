@@ -4,13 +4,21 @@ import GemmaEncoder
 
 extension AttentionMode: ExpressibleByArgument {}
 
+enum EmbedFormat: String, ExpressibleByArgument, CaseIterable {
+    case jsonl, npy
+}
+
 struct EmbedCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "embed",
         abstract: "Embed texts ({\"text\"} rows) or token ids ({\"ids\"} rows).",
         discussion: """
-        Output: JSON Lines {"embedding": […]} (or {"hidden_states": [[…], …]} with --pooling none), or a float32
-        N×D .npy when --output ends in .npy. With --text, a JSON array on stdout.
+        Output: JSON Lines {"embedding": […]} (or {"hidden_states": [[…], …]} with --pooling none), with the
+        input row's "id" (a string or an integer) carried through, or a float32 N×D .npy (--format npy, the
+        default when --output ends in .npy) with the ids beside it. With --text, a JSON array on stdout.
+        As a streaming worker (a Spark partition piped through it): --input - --output - reads rows on
+        standard input and writes each group of 256 before reading on, in input order, in bounded memory;
+        the first bad row ends the run (exit 1) with its line number on stderr.
         """)
 
     @OptionGroup var model: ModelOptions
@@ -42,6 +50,11 @@ struct EmbedCommand: ParsableCommand {
     @Option(name: .customLong("batch-tokens"), help: "Tokens per forward batch.")
     var batchTokens: Int = 8192
 
+    @Option(name: .customLong("format"), help: "Output format: jsonl (one row per input, its \"id\" carried through) or npy (float32 N×D; needs --output FILE.npy, the ids go beside it in FILE.ids.jsonl). Default: npy when --output ends in .npy, else jsonl.")
+    var formatChoice: EmbedFormat?
+
+    var format: EmbedFormat { formatChoice ?? (io.output?.hasSuffix(".npy") == true ? .npy : .jsonl) }
+
     func validate() throws {
         if prompt != nil, promptText != nil { throw ValidationError("give --prompt or --prompt-text, not both") }
         if let dim, dim <= 0 { throw ValidationError("--dim must be positive") }
@@ -50,8 +63,11 @@ struct EmbedCommand: ParsableCommand {
             throw ValidationError("--pooling \(name): expected mean, first, last, max, mean_sqrt_len_tokens, weightedmean or none")
         }
         if tokenStates, dim != nil { throw ValidationError("--dim needs pooled vectors, not --pooling none") }
-        if tokenStates, io.output?.hasSuffix(".npy") == true {
+        if tokenStates, format == .npy {
             throw ValidationError(".npy output needs pooled vectors; use .jsonl with --pooling none")
+        }
+        if format == .npy, io.text != nil || io.output == nil || io.output == "-" {
+            throw ValidationError("--format npy needs --input and --output FILE.npy (the header's row count is written at the end, so not to standard output)")
         }
     }
 
@@ -77,43 +93,131 @@ struct EmbedCommand: ParsableCommand {
             let maximum = encoder.dimension(options: full)
             guard dim <= maximum else { fail("--dim \(dim) must be between 1 and the model's \(maximum)") }
         }
-
-        let rows: [InputRow] = try io.text.map { [.text($0)] } ?? readRows(path: io.input!, allowIds: true)
-        let inputs = rows.map { row -> EncoderInput in
-            switch row {
-            case .text(let t): return encoder.tokenize([t], prompt: promptText)[0]
-            case .ids(let ids): return EncoderInput(ids: ids)
+        let rows = EmbeddingRows(encoder: encoder, options: options, prompt: promptText, tokenStates: tokenStates,
+                                 attention: attention, batchTokens: batchTokens)
+        if let text = io.text {
+            let out = try AtomicOutput(path: io.output)
+            rows.input(.text(text), id: nil)
+            try rows.flush { vector, _ in out.write(jsonArray(vector) + "\n") } states: { states, _ in
+                out.write("[" + states.map { jsonArray($0) }.joined(separator: ",") + "]\n")
             }
+            return try out.commit()
         }
-        let truncated = inputs.filter(\.truncated).count
-        if truncated > 0 {
-            note("note: \(truncated) of \(inputs.count) inputs were longer than \(encoder.maxSequenceLength) tokens and were truncated")
-        }
+        try stream(rows, from: io.input!, to: io.output == "-" ? nil : io.output)
+    }
 
-        let out = try AtomicOutput(path: io.output)
-        let npy = io.output?.hasSuffix(".npy") == true
-        if npy { out.write(npyHeader(rows: inputs.count, columns: encoder.dimension(options: options))) }
-        let progress = Progress(total: io.text == nil ? inputs.count : 0, label: "embedding")
-        let chunk = 256
-        for start in stride(from: 0, to: inputs.count, by: chunk) {
-            let part = Array(inputs[start..<min(start + chunk, inputs.count)])
-            if tokenStates {
-                for states in try encoder.hiddenStates(part, attention: attention, batchTokens: batchTokens) {
-                    let rows = states.map { jsonArray($0) }.joined(separator: ",")
-                    out.write(io.text != nil ? "[\(rows)]\n" : "{\"hidden_states\":[\(rows)]}\n")
+    /// Embeds the rows of a file or of standard input ("-") as they arrive, 256 at a time, writing each
+    /// group before reading the next: memory stays bounded however long the stream (a Spark partition piped
+    /// through the binary). A bad row ends the run with its line number: on standard output the rows before
+    /// it have gone out, in order; a file output is not published at all.
+    private func stream(_ rows: EmbeddingRows, from input: String, to output: String?) throws {
+        let reader = try JSONLines.Reader(path: input)
+        let out = try AtomicOutput(path: output)
+        let npy = format == .npy
+        // The row count is known only at the end: a header with room for any count now, the real one then.
+        let header = npyHeader(rows: Int.max, columns: npy ? rows.dimension : 0)
+        if npy { out.write(header) }
+        // .npy holds numbers only: the ids go beside it, one JSON value per line (null for a row without), always
+        // written so that an ids file left by an earlier run never sits beside vectors it does not describe.
+        let idsOutput = npy ? try AtomicOutput(path: Self.idsPath(output!)) : nil
+        let progress = Progress(total: input == "-" ? nil : JSONLines.lineCount(path: input), label: "embedding")
+        let write = {
+            try rows.flush { vector, id in
+                if npy {
+                    vector.withUnsafeBytes { out.write(Data($0)) }
+                    idsOutput!.write((id ?? "null") + "\n")
+                } else {
+                    out.write(id.map { "{\"id\":\($0),\"embedding\":" } ?? "{\"embedding\":")
+                    out.write(jsonArray(vector) + "}\n")
                 }
-            } else {
-                for v in try encoder.embed(part, options: options) {
-                    if npy {
-                        v.withUnsafeBytes { out.write(Data($0)) }
-                    } else {
-                        out.write(io.text != nil ? jsonArray(v) + "\n" : "{\"embedding\":\(jsonArray(v))}\n")
-                    }
-                }
+            } states: { states, id in
+                out.write(id.map { "{\"id\":\($0),\"hidden_states\":[" } ?? "{\"hidden_states\":[")
+                out.write(states.map { jsonArray($0) }.joined(separator: ",") + "]}\n")
             }
-            progress.update(start + part.count)
+            progress.update(rows.written)
+        }
+        do {
+            while true {
+                let row: JSONLines.Row?
+                do {
+                    row = try reader.next()
+                    if let row { rows.input(try inputRow(row, file: reader.name, allowIds: true), id: try rowID(row, file: reader.name)) }
+                } catch {
+                    if output == nil { try write() }
+                    throw error
+                }
+                guard row != nil else { break }
+                if rows.pending == 256 { try write() }
+            }
+            try write()
+        } catch {
+            out.abandon()
+            idsOutput?.abandon()
+            throw error
         }
         progress.finish()
+        if rows.truncated > 0 {
+            note("note: \(rows.truncated) of \(rows.written) inputs were longer than \(rows.encoder.maxSequenceLength) tokens and were truncated")
+        }
+        if npy { out.overwrite(npyHeader(rows: rows.written, columns: rows.dimension, length: header.count), at: 0) }
+        try idsOutput?.commit()
         try out.commit()
+    }
+
+    /// Where `--format npy` puts the ids: `vectors.npy` → `vectors.ids.jsonl`.
+    static func idsPath(_ npyPath: String) -> String {
+        (npyPath.hasSuffix(".npy") ? String(npyPath.dropLast(4)) : npyPath) + ".ids.jsonl"
+    }
+}
+
+/// Rows waiting to be embedded, in input order, and what has been written.
+private final class EmbeddingRows {
+    let encoder: TextEncoder
+    let options: EmbeddingOptions
+    let prompt: String?
+    let tokenStates: Bool
+    let attention: AttentionMode
+    let batchTokens: Int
+    private var inputs: [EncoderInput] = []
+    private var ids: [String?] = []
+    private(set) var written = 0
+    private(set) var truncated = 0
+
+    init(encoder: TextEncoder, options: EmbeddingOptions, prompt: String?, tokenStates: Bool, attention: AttentionMode,
+         batchTokens: Int) {
+        self.encoder = encoder
+        self.options = options
+        self.prompt = prompt
+        self.tokenStates = tokenStates
+        self.attention = attention
+        self.batchTokens = batchTokens
+    }
+
+    var pending: Int { inputs.count }
+    var dimension: Int { encoder.dimension(options: options) }
+
+    func input(_ row: InputRow, id: String?) {
+        let input: EncoderInput
+        switch row {
+        case .text(let t): input = encoder.tokenize([t], prompt: prompt)[0]
+        case .ids(let ids): input = EncoderInput(ids: ids)
+        }
+        if input.truncated { truncated += 1 }
+        inputs.append(input)
+        ids.append(id)
+    }
+
+    /// Embeds the pending rows and hands each result, in input order, to `vector` (pooled) or `states`
+    /// (`--pooling none`), with its id.
+    func flush(vector: ([Float], String?) -> Void, states: ([[Float]], String?) -> Void) throws {
+        guard !inputs.isEmpty else { return }
+        if tokenStates {
+            for (row, s) in try encoder.hiddenStates(inputs, attention: attention, batchTokens: batchTokens).enumerated() { states(s, ids[row]) }
+        } else {
+            for (row, v) in try encoder.embed(inputs, options: options).enumerated() { vector(v, ids[row]) }
+        }
+        written += inputs.count
+        inputs.removeAll(keepingCapacity: true)
+        ids.removeAll(keepingCapacity: true)
     }
 }
