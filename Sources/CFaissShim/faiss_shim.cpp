@@ -17,6 +17,7 @@
 #include <faiss/impl/IDSelector.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+#include <faiss/invlists/InvertedLists.h>
 #include <faiss/utils/distances.h>
 
 #include <atomic>
@@ -24,6 +25,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -357,6 +359,43 @@ int32_t faiss_shim_reconstruct(const FaissShimIndex* h, int64_t id, float* out) 
         if (out == nullptr) invalid("output buffer is null");
         if (id < 0) invalid("id must be non-negative, got " + std::to_string(id));
         h->index->reconstruct(id, out);
+    });
+}
+
+int32_t faiss_shim_merge_ivf(FaissShimIndex* dst, FaissShimIndex* src) {
+    return guarded("merge", [&] {
+        require_handle(dst);
+        require_handle(src);
+        if (dst == src) invalid("an index cannot be merged into itself");
+        // Plain IVF only (IVFn,Flat / PQm / SQ8): a wrapper (IDMap, pre-transform, refine) keeps state of its
+        // own that a merge of the inner lists would leave stale.
+        auto* to = dynamic_cast<faiss::IndexIVF*>(dst->index.get());
+        auto* from = dynamic_cast<faiss::IndexIVF*>(src->index.get());
+        if (to == nullptr || from == nullptr) invalid("only plain IVF indexes merge (IVFn,Flat, IVFn,PQm, IVFn,SQ8: shards of one trained quantizer)");
+        if (to->d != from->d || to->nlist != from->nlist || to->code_size != from->code_size ||
+            typeid(*to) != typeid(*from) || to->metric_type != from->metric_type) {
+            invalid("the indexes differ in kind, dimension, list count or code size");
+        }
+        // Ids must stay unique: check them against dst's hashtable before FAISS moves anything.
+        if (to->direct_map.type == faiss::DirectMap::Hashtable) {
+            for (size_t list = 0; list < from->nlist; list++) {
+                const size_t size = from->invlists->list_size(list);
+                if (size == 0) continue;
+                faiss::InvertedLists::ScopedIds ids(from->invlists, list);
+                for (size_t j = 0; j < size; j++) {
+                    if (to->direct_map.hashtable.count(ids[j]) != 0) {
+                        invalid("id " + std::to_string(ids[j]) + " is in both indexes");
+                    }
+                }
+            }
+        }
+        // FAISS merges inverted lists only without a direct map: drop both, merge, rebuild dst's hashtable
+        // from its (now merged) lists.
+        const auto type = to->direct_map.type;
+        to->set_direct_map_type(faiss::DirectMap::NoMap);
+        from->set_direct_map_type(faiss::DirectMap::NoMap);
+        to->merge_from(*from, 0);
+        to->set_direct_map_type(type);
     });
 }
 

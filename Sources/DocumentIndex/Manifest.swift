@@ -20,13 +20,17 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     public var attention: AttentionMode?
     public var pooling: String?
     public var metric = "inner_product"
+    /// sha256 of `quantizer.faiss`, the trained empty index every shard of a sharded index starts from
+    /// (`index train`); nil for an index that trains its own quantizer. Shards merge only when it is equal.
+    public var quantizer: String?
     public var count: Int
     public var created: Date
     public var updated: Date
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", model, modelDigest = "model_digest", dimension
-        case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, attention, pooling, metric, count, created, updated
+        case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, attention, pooling, metric, quantizer
+        case count, created, updated
     }
 
     public static func load(_ url: URL) throws -> IndexManifest {
@@ -62,10 +66,12 @@ public enum IndexError: Error, CustomStringConvertible, Equatable {
     case corrupt(String)
     case modelMismatch(String)
     case invalidCorpus(String)
+    /// Shards that do not share a trained quantizer (or settings that must match to merge).
+    case quantizerMismatch(String)
 
     public var description: String {
         switch self {
-        case let .notAnIndex(m), let .corrupt(m), let .modelMismatch(m), let .invalidCorpus(m): return m
+        case let .notAnIndex(m), let .corrupt(m), let .modelMismatch(m), let .invalidCorpus(m), let .quantizerMismatch(m): return m
         }
     }
 }

@@ -29,9 +29,11 @@ public final class SearchIndex: @unchecked Sendable {
     let encoder: TextEncoder
 
     static let faissName = "index.faiss", storeName = "documents.sqlite", manifestName = "manifest.json"
+    static let quantizerName = "quantizer.faiss"
 
     var manifestURL: URL { directory.appendingPathComponent(Self.manifestName) }
     var faissURL: URL { directory.appendingPathComponent(Self.faissName) }
+    var quantizerURL: URL { directory.appendingPathComponent(Self.quantizerName) }
 
     /// Opens an existing index; the encoder must be the model that built it.
     public init(directory: URL, encoder: TextEncoder) throws {
@@ -60,36 +62,61 @@ public final class SearchIndex: @unchecked Sendable {
     }
 
     /// Creates an empty index directory for `encoder` (or opens the one there, for resuming a build).
-    /// `attention` and `pooling` override the model's own (for a decoder adapted as an encoder).
+    /// `attention` and `pooling` override the model's own (for a decoder adapted as an encoder). With `trained`
+    /// (a directory made by `train`), the index is a shard: it starts from that quantizer, and takes its
+    /// factory, attention and pooling from it.
     public static func create(directory: URL, encoder: TextEncoder, modelName: String, factory: String?,
                               expectedCount: Int, attention: AttentionMode? = nil,
-                              pooling: Pooling? = nil) throws -> SearchIndex {
+                              pooling: Pooling? = nil, trained: URL? = nil) throws -> SearchIndex {
         let manifestURL = directory.appendingPathComponent(manifestName)
+        let quantizer = try trained.map { try TrainedQuantizer(directory: $0, encoder: encoder) }
         if FileManager.default.fileExists(atPath: manifestURL.path) {
-            return try SearchIndex(directory: directory, encoder: encoder)
+            let index = try SearchIndex(directory: directory, encoder: encoder)
+            if let quantizer, index.manifest.quantizer != quantizer.manifest.quantizer {
+                throw IndexError.quantizerMismatch("\(directory.path) was started from another quantizer than \(quantizer.directory.path)")
+            }
+            return index
         }
         try createDestinationDirectory(directory)
+        var manifest: IndexManifest
+        if let quantizer {
+            manifest = quantizer.manifest
+            manifest.model = modelName
+            manifest.created = Date()
+            manifest.updated = manifest.created
+            try AtomicFile.write(try Data(contentsOf: quantizer.file), to: directory.appendingPathComponent(quantizerName))
+        } else {
+            manifest = try newManifest(encoder: encoder, modelName: modelName, factory: factory ?? VectorIndex.defaultFactory(count: expectedCount),
+                                       attention: attention, pooling: pooling)
+        }
+        try manifest.write(to: manifestURL)
+        return try SearchIndex(directory: directory, encoder: encoder)
+    }
+
+    /// The manifest of a new, empty index; the factory string is checked before anything is written.
+    static func newManifest(encoder: TextEncoder, modelName: String, factory: String, attention: AttentionMode?,
+                            pooling: Pooling?) throws -> IndexManifest {
         if let pooling, pooling.isLearned { throw IndexError.invalidCorpus("\(pooling.rawValue) pooling has learned parameters: an index needs a parameter-free pooling") }
         let now = Date()
         var manifest = IndexManifest(
             model: modelName, modelDigest: try ModelFingerprint.digest(of: encoder.source),
             dimension: encoder.dimension(options: EmbeddingOptions(attention: attention ?? .bidirectional, pooling: pooling)),
             queryPrompt: encoder.prompts["query"], documentPrompt: encoder.prompts["document"],
-            factory: factory ?? VectorIndex.defaultFactory(count: expectedCount), count: 0, created: now, updated: now)
+            factory: factory, count: 0, created: now, updated: now)
         manifest.attention = attention
         manifest.pooling = pooling?.rawValue
-        // Check the factory string before anything is written.
         _ = try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
-        try manifest.write(to: manifestURL)
-        return try SearchIndex(directory: directory, encoder: encoder)
+        return manifest
     }
 
     public var count: Int { manifest.count }
 
     /// Embeds and stores the documents not yet in the index. With `resume`, documents already stored (from an
     /// interrupted run) are skipped; without it, an id already in the index is an error.
+    /// `firstID`: the first internal id of an empty index (shards of one index take disjoint ranges, so that
+    /// their vectors keep their ids when merged); later documents continue after the largest id.
     @discardableResult
-    public func add(_ documents: [CorpusDocument], batch: Int = 256, resume: Bool,
+    public func add(_ documents: [CorpusDocument], batch: Int = 256, resume: Bool, firstID: Int64? = nil,
                     progress: IndexProgress? = nil) throws -> Int {
         var pending: [CorpusDocument] = []
         for doc in documents {
@@ -99,7 +126,7 @@ public final class SearchIndex: @unchecked Sendable {
             }
             pending.append(doc)
         }
-        var nextID = (try store.maxID ?? 0) + 1
+        var nextID = try store.maxID.map { $0 + 1 } ?? firstID ?? 1
         var done = documents.count - pending.count
         try progress?(done, documents.count)
         let options = embeddingOptions(prompt: manifest.documentPrompt)
@@ -129,7 +156,9 @@ public final class SearchIndex: @unchecked Sendable {
     /// Rebuilds the FAISS index from every stored vector, then publishes it and the manifest by rename.
     func rebuildVectors() throws {
         let (ids, flat) = try store.allVectors(dimension: manifest.dimension)
-        let index = try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
+        // A shard adds to the quantizer it was started from; an index of its own trains one on its vectors.
+        let index = manifest.quantizer != nil ? try VectorIndex.read(from: quantizerURL)
+            : try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
         if !index.isTrained, !ids.isEmpty { try index.train(flat) }
         if !ids.isEmpty { try index.add(flat, ids: ids) }
         try Self.tuneSearch(index, factory: manifest.factory)

@@ -74,6 +74,41 @@ public final class DocumentStore: @unchecked Sendable {
         }
     }
 
+    /// Copies every document and vector of the store at `other` (a shard of the same index) into this one, in
+    /// one transaction; the full-text index takes the new documents through its insert trigger. An internal
+    /// id or external id already here is refused before anything is copied, and the error names it and the
+    /// shard (`mergeClash`).
+    public func merge(from other: URL) throws {
+        try lock.withLock {
+            let attach = try connection.prepared("ATTACH DATABASE ?1 AS shard")
+            try attach.bind(1, other.path)
+            _ = try attach.step("attach \(other.path)")
+            attach.reset()
+            defer { try? connection.execute("DETACH DATABASE shard", operation: "detach \(other.path)") }
+            let clash = try connection.prepared("SELECT s.id FROM shard.documents s JOIN main.documents m ON m.id = s.id LIMIT 1")
+            if try clash.step("compare ids") {
+                let id = clash.int64(0)
+                clash.reset()
+                throw DocumentStoreError.mergeClash("internal id \(id)", path: other.path)
+            }
+            clash.reset()
+            let external = try connection.prepared(
+                "SELECT s.external_id FROM shard.documents s JOIN main.documents m ON m.external_id = s.external_id LIMIT 1")
+            if try external.step("compare external ids") {
+                let id = external.text(0)
+                external.reset()
+                throw DocumentStoreError.mergeClash("document id \"\(id)\"", path: other.path)
+            }
+            external.reset()
+            try connection.transaction(operation: "merge \(other.path)") {
+                try connection.execute("""
+                    INSERT INTO documents(id, external_id, text, metadata) SELECT id, external_id, text, metadata FROM shard.documents;
+                    INSERT INTO vectors(id, embedding) SELECT id, embedding FROM shard.vectors;
+                    """, operation: "merge \(other.path)")
+            }
+        }
+    }
+
     /// The documents that exist among `ids`, keyed by id.
     public func documents(ids: [Int64]) throws -> [Int64: Document] {
         try lock.withLock {

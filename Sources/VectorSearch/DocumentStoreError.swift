@@ -10,6 +10,8 @@ public enum DocumentStoreError: Error, Equatable, CustomStringConvertible {
     case closed(path: String)
     /// Inconsistent input or stored data (e.g. vector count or size mismatch).
     case invalidInput(String, path: String)
+    /// `merge(from:)`: a document of the store at `path` (what, e.g. `internal id 7`) is already in this one.
+    case mergeClash(String, path: String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,8 @@ public enum DocumentStoreError: Error, Equatable, CustomStringConvertible {
             return "\(path): the document store is closed"
         case let .invalidInput(message, path):
             return "\(path): \(message)"
+        case let .mergeClash(what, path):
+            return "\(path): \(what) is already in the store it is merged into"
         }
     }
 }

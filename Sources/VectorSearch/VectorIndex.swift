@@ -112,6 +112,18 @@ public final class VectorIndex: @unchecked Sendable {
         return Int(removed)
     }
 
+    /// Moves every vector of `other` into this index, ids kept (FAISS's IVF merge: inverted lists appended),
+    /// leaving `other` empty. Both must be plain IVF indexes from the same trained quantizer (the caller
+    /// checks that: FAISS compares list counts and code sizes, not centroids) with no id in both.
+    public func merge(from other: VectorIndex) throws {
+        guard other !== self else { throw VectorSearchError.invalidArgument("merge", "an index cannot be merged into itself") }
+        try lock.withWriteLock {
+            try other.lock.withWriteLock {
+                try checkShim(faiss_shim_merge_ivf(handle, other.handle), "merge")
+            }
+        }
+    }
+
     /// Number of inverted lists visited per query (IVF indexes only).
     public func setNProbe(_ nprobe: Int) throws {
         try lock.withWriteLock {

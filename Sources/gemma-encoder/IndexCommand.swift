@@ -7,7 +7,7 @@ struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index",
         abstract: "Build and maintain a vector index (FAISS + SQLite) over a JSON Lines corpus.",
-        subcommands: [Build.self, Add.self, Delete.self, Info.self])
+        subcommands: [Build.self, Add.self, Delete.self, Info.self, Train.self, Merge.self])
 
     struct IndexLocation: ParsableArguments {
         @Option(help: "The index directory (e.g. indexes/debian).")
@@ -36,7 +36,11 @@ struct IndexCommand: ParsableCommand {
 
     struct Build: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create an index from a corpus; re-running after an interruption resumes where it stopped.")
+            abstract: "Create an index from a corpus; re-running after an interruption resumes where it stopped.",
+            discussion: """
+            A shard of a sharded index: --trained DIR (made by index train) and --first-id N, a range of internal
+            ids no other shard uses; the shards are then joined by index merge.
+            """)
 
         @OptionGroup var location: IndexLocation
         @OptionGroup var corpus: CorpusOptions
@@ -51,18 +55,113 @@ struct IndexCommand: ParsableCommand {
         @Option(help: "Pooling instead of the model's own: mean, first, last or max. Recorded in the manifest.")
         var pooling: Pooling?
 
+        @Option(help: "Build a shard from this trained quantizer (index train); factory, attention and pooling come from it.")
+        var trained: String?
+
+        @Option(name: .customLong("first-id"), help: "First internal (64-bit) id of a new index: shards of one index take disjoint ranges. (default: 1)")
+        var firstID: Int64?
+
+        func validate() throws {
+            if trained != nil, factory != nil || attention != nil || pooling != nil {
+                throw ValidationError("--trained sets the factory, attention and pooling (those it was trained with); drop --factory, --attention and --pooling")
+            }
+            if let firstID, firstID < 0 { throw ValidationError("--first-id must not be negative") }
+        }
+
         func run() throws {
             do {
                 let documents = try Corpus.load(path: corpus.corpus, idField: corpus.idField, textField: corpus.textField)
                 let encoder = try model.load()
                 let index = try FlagHints.indexModel(location.url) {
                     try SearchIndex.create(directory: location.url, encoder: encoder, modelName: model.model, factory: factory,
-                                           expectedCount: documents.count, attention: attention, pooling: pooling)
+                                           expectedCount: documents.count, attention: attention, pooling: pooling,
+                                           trained: trained.map { URL(fileURLWithPath: $0) })
                 }
                 let added = try runWithProgress(total: documents.count) { progress in
-                    try index.add(documents, batch: corpus.batch, resume: true, progress: progress)
+                    try index.add(documents, batch: corpus.batch, resume: true, firstID: firstID, progress: progress)
                 }
                 note("\(location.index): \(index.count) documents (\(added) embedded now), factory \(index.manifest.factory)")
+            } catch {
+                fail(error)
+            }
+        }
+    }
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Train an IVF quantizer once on a sample, for the shards of a sharded index (index build --trained).",
+            discussion: """
+            Writes an empty index holding the trained quantizer (and PQ codebooks); every shard built from it
+            assigns vectors to the same lists, so index merge joins them into exactly the index one process would
+            build. The sample: a JSON Lines corpus, a few hundred rows per list (FAISS warns below 39 per list).
+            """)
+
+        @Option(help: "FAISS factory string of an IVF index: IVFn,Flat, IVFn,PQm or IVFn,SQ8.")
+        var factory: String
+
+        @Option(help: "JSON Lines sample of the corpus to train on.")
+        var sample: String
+
+        @Option(name: [.customShort("o"), .customLong("out")], help: "The directory to write (replaced if it exists).")
+        var out: String
+
+        @Option(name: .customLong("id-field"), help: "Field holding the document id.")
+        var idField = "id"
+
+        @Option(name: .customLong("text-field"), help: "Field holding the document text.")
+        var textField = "text"
+
+        @OptionGroup var model: ModelOptions
+
+        @Option(help: "Attention for documents and queries: bidirectional or causal. Recorded in the manifest.")
+        var attention: AttentionMode?
+
+        @Option(help: "Pooling instead of the model's own: mean, first, last or max. Recorded in the manifest.")
+        var pooling: Pooling?
+
+        func run() throws {
+            do {
+                let documents = try Corpus.load(path: sample, idField: idField, textField: textField)
+                let encoder = try model.load()
+                let manifest = try runWithProgress(total: documents.count, label: "embedding the sample") { progress in
+                    try SearchIndex.train(directory: URL(fileURLWithPath: out), encoder: encoder, modelName: model.model,
+                                          factory: factory, sample: documents, attention: attention, pooling: pooling,
+                                          progress: progress)
+                }
+                note("\(out): \(manifest.factory) trained on \(documents.count) documents (quantizer sha256 \(manifest.quantizer!.prefix(12))…)")
+            } catch {
+                fail(error)
+            }
+        }
+    }
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Merge shard indexes (built from one trained quantizer) into one index.",
+            discussion: """
+            FAISS inverted lists are appended (ids kept) and the SQLite document stores copied into one, whose
+            full-text index is rebuilt from them. Shards trained from different quantizers or models, or holding
+            the same id, are refused before anything is written. The result is published whole or not at all.
+            """)
+
+        @Option(help: "The merged index directory (replaced if it exists).")
+        var out: String
+
+        @Argument(help: "Shard index directories.")
+        var shards: [String]
+
+        func validate() throws {
+            if shards.isEmpty { throw ValidationError("give the shard directories to merge") }
+        }
+
+        func run() throws {
+            do {
+                let progress = Progress(total: shards.count, label: "merging shards")
+                let manifest = try SearchIndex.merge(shards: shards.map { URL(fileURLWithPath: $0) }, into: URL(fileURLWithPath: out)) {
+                    done, _ in progress.update(done)
+                }
+                progress.finish()
+                note("\(out): \(manifest.count) documents from \(shards.count) shards, factory \(manifest.factory)")
             } catch {
                 fail(error)
             }
@@ -132,8 +231,8 @@ struct IndexModelOption: ParsableArguments {
 }
 
 /// Runs `body` with a progress callback drawn on a terminal.
-func runWithProgress<T>(total: Int, _ body: (@escaping IndexProgress) throws -> T) throws -> T {
-    let progress = Progress(total: total, label: "indexing")
+func runWithProgress<T>(total: Int, label: String = "indexing", _ body: (@escaping IndexProgress) throws -> T) throws -> T {
+    let progress = Progress(total: total, label: label)
     defer { progress.finish() }
     return try body { done, _ in progress.update(done) }
 }

@@ -1,0 +1,114 @@
+import DocumentIndex
+import Foundation
+import GemmaEncoder
+import TestSupport
+import VectorSearch
+import XCTest
+
+/// Sharded indexes: one quantizer trained once, shards built from it with disjoint ids, merged.
+final class ShardedIndexTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws { dir = try temporaryDirectory("shards") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    static let words = ["archive", "compress", "editor", "text", "mail", "server", "game", "strategy", "audio",
+                        "player", "network", "tool", "library", "python", "kernel", "driver"]
+
+    /// 240 distinct documents of the tiny model's words, varied enough to spread over the lists.
+    var documents: [CorpusDocument] {
+        (0..<240).map { i in
+            let w = (0..<6).map { Self.words[(i * 7 + $0 * $0 * 3 + i / 16) % Self.words.count] }
+            // The number keeps texts (and so scores) distinct: ties would rank by list order, not by content.
+            return CorpusDocument(id: "doc\(i)", text: w.joined(separator: " ") + " \(i)", metadataJSON: #"{"n": \#(i)}"#)
+        }
+    }
+
+    func shard(_ name: String, _ docs: ArraySlice<CorpusDocument>, trained: URL, firstID: Int64) throws -> URL {
+        let url = dir.appendingPathComponent(name)
+        let index = try SearchIndex.create(directory: url, encoder: try TestModels.tiny(), modelName: "tiny", factory: nil,
+                                           expectedCount: docs.count, trained: trained)
+        // Batches of 20 start at the same documents in every build here (shards split at multiples of 20), so
+        // each document's vector is the same bits whichever build embedded it.
+        try index.add(Array(docs), batch: 20, resume: true, firstID: firstID)
+        return url
+    }
+
+    func train(_ name: String, sample: [CorpusDocument], factory: String = "IVF8,Flat") throws -> URL {
+        let url = dir.appendingPathComponent(name)
+        try SearchIndex.train(directory: url, encoder: try TestModels.tiny(), modelName: "tiny", factory: factory, sample: sample)
+        return url
+    }
+
+    /// Three shards (one of them empty) merged give, for every query, the same top 10 — ids and scores — as
+    /// one index built in a single process from the same quantizer (nprobe = nlist, so both search every list),
+    /// and every search mode works on the merged index.
+    func testMergedShardsAnswerAsOneIndex() throws {
+        let docs = documents
+        let trained = try train("trained", sample: Array(docs.prefix(160)))
+        let manifest = try SearchIndex.manifest(in: trained)
+        XCTAssertEqual(manifest.count, 0)
+        XCTAssertNotNil(manifest.quantizer)
+        let single = try shard("single", docs[...], trained: trained, firstID: 1)
+        let a = try shard("a", docs[0..<100], trained: trained, firstID: 1)
+        let b = try shard("b", docs[100..<240], trained: trained, firstID: 1 << 40)
+        let empty = try shard("empty", docs[0..<0], trained: trained, firstID: 2 << 40)
+        let merged = dir.appendingPathComponent("merged")
+        let result = try SearchIndex.merge(shards: [a, empty, b], into: merged)
+        XCTAssertEqual(result.count, 240)
+        let one = try SearchIndex(directory: single, encoder: try TestModels.tiny())
+        let all = try SearchIndex(directory: merged, encoder: try TestModels.tiny())
+        XCTAssertEqual(all.count, 240)
+        let queries = ["archive tool", "mail server network", "strategy game audio", "python library", "kernel driver text"]
+        for query in queries {
+            let expected = try one.search(query, k: 10, mode: .vector), got = try all.search(query, k: 10, mode: .vector)
+            XCTAssertEqual(got.count, 10)
+            XCTAssertEqual(got.map(\.id), expected.map(\.id), query)
+            XCTAssertEqual(got.map(\.score), expected.map(\.score), query)
+            XCTAssertEqual(try all.search(query, k: 5, mode: .keyword).map(\.id), try one.search(query, k: 5, mode: .keyword).map(\.id), query)
+            XCTAssertEqual(try all.search(query, k: 5, mode: .hybrid).count, 5)
+        }
+        // The merged index grows like any other, on the same quantizer.
+        try all.add([CorpusDocument(id: "new", text: "archive compress tool", metadataJSON: "{}")], resume: false)
+        XCTAssertEqual(all.count, 241)
+        XCTAssertEqual(try all.search("archive compress tool", k: 1, mode: .vector).first?.id, "new")
+    }
+
+    /// Shards that cannot be one index are refused before anything is written: another quantizer (trained on
+    /// another sample), an index that trained its own, overlapping id ranges, the same document in two shards.
+    func testMergeRefusesShardsThatDoNotFit() throws {
+        let docs = documents
+        let trained = try train("trained", sample: Array(docs.prefix(160)))
+        let other = try train("other", sample: Array(docs.suffix(160)))
+        let a = try shard("a", docs[0..<100], trained: trained, firstID: 1)
+        let b = try shard("b", docs[100..<200], trained: other, firstID: 1 << 40)
+        let out = dir.appendingPathComponent("out")
+        func refused(_ shards: [URL], _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+            XCTAssertThrowsError(try SearchIndex.merge(shards: shards, into: out), file: file, line: line) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error)", file: file, line: line)
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing published", file: file, line: line)
+        }
+        refused([a, b], "\(b.path) cannot merge with \(a.path): different quantizer")
+        let own = dir.appendingPathComponent("own")
+        let plain = try SearchIndex.create(directory: own, encoder: try TestModels.tiny(), modelName: "tiny", factory: "IVF8,Flat",
+                                           expectedCount: 200)
+        try plain.add(Array(docs[0..<200]), resume: false)
+        refused([own, a], "was not started from a trained quantizer")
+        let overlapping = try shard("overlap", docs[100..<200], trained: trained, firstID: 50)
+        refused([a, overlapping], "\(overlapping.path): internal id 50 is also in an earlier shard (shards must be built with disjoint id ranges")
+        let twice = try shard("twice", docs[90..<120], trained: trained, firstID: 1 << 41)
+        refused([a, twice], "\(twice.path): document id \"doc90\" is also in an earlier shard")
+        refused([a, a], "internal id 1 is also in an earlier shard")
+        XCTAssertThrowsError(try SearchIndex.merge(shards: [a], into: a))
+        // A shard cannot be continued from another quantizer than the one it started from.
+        XCTAssertThrowsError(try SearchIndex.create(directory: a, encoder: try TestModels.tiny(), modelName: "tiny", factory: nil,
+                                                    expectedCount: 1, trained: other)) { error in
+            XCTAssertTrue("\(error)".contains("was started from another quantizer"), "\(error)")
+        }
+        // Flat has no quantizer to share.
+        XCTAssertThrowsError(try train("flat", sample: Array(docs.prefix(10)), factory: "Flat")) { error in
+            XCTAssertTrue("\(error)".contains("Flat has nothing to train"), "\(error)")
+        }
+    }
+}
