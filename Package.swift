@@ -51,7 +51,8 @@ let package = Package(
         .target(name: "GemmaEncoder", dependencies: ["GemmaModel", "GemmaTokenizer", "ModelFormats", "EncoderKernels",
                                                      "AtomicFiles"]),
         // C ABI over FAISS's C++ API (Debian ships the C-API headers without their implementation).
-        .target(name: "CFaissShim", cxxSettings: [.unsafeFlags(["-std=c++17"])], linkerSettings: faissLinker),
+        .target(name: "CFaissShim", exclude: ["openmp"],
+                cxxSettings: [.unsafeFlags(["-std=c++17"]), .headerSearchPath("openmp")], linkerSettings: faissLinker),
         // System SQLite 3 (FTS5 enabled in Debian's build).
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // FAISS vector index and SQLite document store (FTS5 keyword search).

@@ -7,6 +7,7 @@
 #include <faiss/AutoTune.h>
 #include <faiss/Index.h>
 #include <faiss/IndexFlatCodes.h>
+#include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQ.h>
@@ -271,8 +272,7 @@ int32_t faiss_shim_remove_ids(FaissShimIndex* h, int64_t n, const int64_t* ids,
 }
 
 // ParameterSpace walks IDMap / pre-transform / refine wrappers itself and
-// throws when the index kind has no such parameter. (Including IndexHNSW.h
-// directly would need <omp.h>, which clang does not ship here.)
+// throws when the index kind has no such parameter.
 int32_t faiss_shim_set_nprobe(FaissShimIndex* h, int64_t nprobe) {
     return guarded("set_nprobe", [&] {
         require_handle(h);
@@ -298,6 +298,35 @@ int32_t faiss_shim_search(const FaissShimIndex* h, int64_t n, const float* x, in
         if (distances == nullptr || labels == nullptr) invalid("output buffer is null");
         if (!h->index->is_trained) invalid("index is not trained");
         h->index->search(n, x, k, distances, labels);
+    });
+}
+
+int32_t faiss_shim_search_tuned(FaissShimIndex* h, int64_t n, const float* x, int64_t k, int64_t nprobe,
+                                int32_t ef_search, float* distances, int64_t* labels) {
+    return guarded("search", [&] {
+        require_vectors(h, n, x);
+        if (k <= 0) invalid("k must be positive, got " + std::to_string(k));
+        if (distances == nullptr || labels == nullptr) invalid("output buffer is null");
+        if (!h->index->is_trained) invalid("index is not trained");
+        auto* ivf = find_inner<faiss::IndexIVF>(h->index.get());
+        auto* hnsw = find_inner<faiss::IndexHNSW>(h->index.get());
+        if (hnsw == nullptr && ivf != nullptr) hnsw = dynamic_cast<faiss::IndexHNSW*>(ivf->quantizer);
+        if (nprobe > 0 && ivf == nullptr) invalid("nprobe applies to IVF indexes only");
+        if (ef_search > 0 && hnsw == nullptr) invalid("ef_search applies to HNSW indexes (or IVF over an HNSW quantizer) only");
+        // Set for this call and put back whatever happens: FAISS 1.7.3's SearchParameters cannot carry them
+        // (IDMap wrappers refuse any, and HNSW sizes its candidate queue from the index's own efSearch).
+        const size_t saved_nprobe = ivf ? ivf->nprobe : 0;
+        const int saved_ef = hnsw ? hnsw->hnsw.efSearch : 0;
+        struct Restore {
+            faiss::IndexIVF* ivf; faiss::IndexHNSW* hnsw; size_t nprobe; int ef;
+            ~Restore() {
+                if (ivf) ivf->nprobe = nprobe;
+                if (hnsw) hnsw->hnsw.efSearch = ef;
+            }
+        } restore{ivf, hnsw, saved_nprobe, saved_ef};
+        if (nprobe > 0) ivf->nprobe = static_cast<size_t>(nprobe);
+        if (ef_search > 0) hnsw->hnsw.efSearch = ef_search;
+        if (n > 0) h->index->search(n, x, k, distances, labels);
     });
 }
 

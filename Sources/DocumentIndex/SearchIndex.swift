@@ -7,6 +7,9 @@ public enum SearchMode: String, Sendable, CaseIterable, Codable {
     case vector, keyword, hybrid
 }
 
+/// Per-query search parameters (IVF nprobe, HNSW ef_search) instead of the index's stored ones.
+public typealias SearchTuning = VectorSearch.SearchTuning
+
 public struct SearchResult: Sendable, Equatable {
     public var id: String
     public var score: Double
@@ -204,14 +207,16 @@ public final class SearchIndex: @unchecked Sendable {
     public var model: TextEncoder { encoder }
 
     /// `search` with the queries' embeddings given (empty for keyword search or an empty index).
-    public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode) throws -> [[SearchResult]] {
+    /// `tuning` overrides the index's stored search parameters (nprobe, ef_search) for these queries.
+    public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode,
+                       tuning: SearchTuning = SearchTuning()) throws -> [[SearchResult]] {
         guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
         let depth = mode == .hybrid ? max(k, 50) : k
         return try queries.indices.map { q in
             var vectorHits: [(id: Int64, score: Double)] = []
             var keywordHits: [(id: Int64, score: Double)] = []
             if !embeddings.isEmpty {
-                vectorHits = try vectors.search(embeddings[q], k: depth)[0].map { (id: $0.id, score: Double($0.score)) }
+                vectorHits = try vectors.search(embeddings[q], k: depth, tuning: tuning)[0].map { (id: $0.id, score: Double($0.score)) }
             }
             if mode != .vector {
                 keywordHits = try store.keywordSearch(queries[q], limit: depth)

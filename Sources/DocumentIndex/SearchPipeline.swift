@@ -1,5 +1,6 @@
 import Foundation
 import GemmaEncoder
+import VectorSearch
 
 /// One search result after the optional second stage: the first stage's result (whose score is the first
 /// stage's) and the reranker's score when the reranker scored it.
@@ -35,11 +36,14 @@ public struct SearchPipeline: Sendable {
     public let index: SearchIndex
     public var mode: SearchMode
     public var candidates: Int
+    /// Search parameters of the vector stage instead of the index's stored ones.
+    public var tuning: SearchTuning
 
-    public init(index: SearchIndex, mode: SearchMode, candidates: Int = 50) {
+    public init(index: SearchIndex, mode: SearchMode, candidates: Int = 50, tuning: SearchTuning = SearchTuning()) {
         self.index = index
         self.mode = mode
         self.candidates = candidates
+        self.tuning = tuning
     }
 
     /// The best k hits for `query`, reranked by `reranker` when given.
@@ -65,7 +69,7 @@ public struct SearchPipeline: Sendable {
     /// or an empty index). With reranking it returns max(k, candidates) results: every candidate to re-score.
     public func firstStage(_ query: String, queryEmbedding: [Float]?, k: Int, reranking: Bool) throws -> [SearchResult] {
         let embeddings = mode == .keyword ? [] : queryEmbedding.map { [$0] } ?? []
-        return try index.search([query], embeddings: embeddings, k: reranking ? max(k, candidates) : k, mode: mode)[0]
+        return try index.search([query], embeddings: embeddings, k: reranking ? max(k, candidates) : k, mode: mode, tuning: tuning)[0]
     }
 
     /// The first-stage results the reranker re-scores.

@@ -263,7 +263,8 @@ struct Routes: Sendable {
             throw ServiceError.validation("mode must be one of \(SearchMode.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let (name, results) = try await service.search(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
-                                                       rerank: r.rerank ?? false, candidates: r.candidates ?? 50)
+                                                       rerank: r.rerank ?? false, candidates: r.candidates ?? 50,
+                                                       tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search))
         return try HTTPFront.json(SearchResponse(index: name, mode: mode.rawValue, results: results.map {
             .init(id: $0.result.id, score: $0.score, text: $0.result.text, metadata: JSONValue(text: $0.result.metadataJSON))
         }))

@@ -105,6 +105,9 @@ public struct SearchRequest: Decodable, Sendable {
     public var mode: String?
     public var rerank: Bool?
     public var candidates: Int?
+    /// IVF lists visited and HNSW candidates explored for this query (default: the index's stored values).
+    public var nprobe: Int?
+    public var ef_search: Int?
 }
 
 /// POST /tokenize (TEI).

@@ -7,12 +7,22 @@ extension EncoderService {
     /// /search: the library's `SearchPipeline`, its encoder work (the query's embedding, the reranker's pairs
     /// and cosines) run through the schedulers between the pipeline's steps.
     public func search(index name: String?, query: String, k: Int, mode: SearchMode, rerank: Bool,
-                       candidates: Int) async throws(ServiceError) -> (index: String, results: [RankedHit]) {
+                       candidates: Int, tuning: SearchTuning) async throws(ServiceError) -> (index: String, results: [RankedHit]) {
         let (indexName, index) = try self.index(named: name)
         guard k > 0, k <= 1000, candidates > 0, candidates <= 1000 else { throw .validation("k and candidates must be in 1...1000") }
         guard !query.isEmpty else { throw .empty("`query` must not be empty") }
+        guard tuning.nprobe.map({ $0 > 0 }) ?? true, tuning.efSearch.map({ $0 > 0 && $0 <= 1 << 20 }) ?? true else {
+            throw .validation("nprobe must be positive and ef_search in 1...\(1 << 20)")
+        }
+        let factory = index.manifest.factory
+        if tuning.nprobe != nil, !factory.contains("IVF") {
+            throw .validation("nprobe applies to IVF indexes; index '\(indexName)' is \(factory)")
+        }
+        if tuning.efSearch != nil, !factory.contains("HNSW") {
+            throw .validation("ef_search applies to HNSW indexes; index '\(indexName)' is \(factory)")
+        }
         let reranker = rerank ? try loadedReranker() : nil
-        let pipeline = SearchPipeline(index: index, mode: mode, candidates: candidates)
+        let pipeline = SearchPipeline(index: index, mode: mode, candidates: candidates, tuning: tuning)
         let work = ScheduledSearchWork(service: self, index: index, reranker: reranker)
         do {
             return (indexName, try await pipeline.search(query, k: k, reranker: reranker, work: work))

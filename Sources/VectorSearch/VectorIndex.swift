@@ -9,6 +9,25 @@ public enum VectorMetric: Int32, Sendable {
     case l2 = 1
 }
 
+/// Search parameters for one search instead of those stored in the index (nil: the stored one).
+public struct SearchTuning: Sendable, Equatable, Codable {
+    /// IVF: inverted lists visited per query.
+    public var nprobe: Int?
+    /// HNSW (or an IVF's HNSW quantizer): candidates explored per query.
+    public var efSearch: Int?
+
+    public init(nprobe: Int? = nil, efSearch: Int? = nil) {
+        self.nprobe = nprobe
+        self.efSearch = efSearch
+    }
+
+    public var isEmpty: Bool { nprobe == nil && efSearch == nil }
+
+    enum CodingKeys: String, CodingKey {
+        case nprobe, efSearch = "ef_search"
+    }
+}
+
 public struct SearchHit: Sendable, Hashable {
     public let id: Int64
     public let score: Float
@@ -145,23 +164,36 @@ public final class VectorIndex: @unchecked Sendable {
 
     /// k nearest neighbours for each of the n queries (n * dimension floats),
     /// best first. Fewer than k hits are returned when the index holds fewer.
-    public func search(_ queries: [Float], k: Int) throws -> [[SearchHit]] {
+    /// `tuning` overrides the stored search parameters for this call only; such a search holds the index
+    /// exclusively (FAISS reads them from the index), plain searches run concurrently.
+    public func search(_ queries: [Float], k: Int, tuning: SearchTuning = SearchTuning()) throws -> [[SearchHit]] {
         guard k > 0 else { throw VectorSearchError.invalidArgument("search", "k must be positive, got \(k)") }
         let n = try rowCount(queries, "search")
-        return try lock.withReadLock {
+        if let nprobe = tuning.nprobe, nprobe <= 0 { throw VectorSearchError.invalidArgument("search", "nprobe must be positive, got \(nprobe)") }
+        if let ef = tuning.efSearch, ef <= 0 || ef > Int(Int32.max) {
+            throw VectorSearchError.invalidArgument("search", "ef_search must be in 1...\(Int32.max), got \(ef)")
+        }
+        let tuned = !tuning.isEmpty
+        let search = { () throws -> [[SearchHit]] in
             // Clamp k so a huge k on a small index does not allocate n * k slots.
-            let total = Int(faiss_shim_ntotal(handle))
+            let total = Int(faiss_shim_ntotal(self.handle))
             guard n > 0, total > 0 else { return Array(repeating: [], count: n) }
             let kk = min(k, total)
             var distances = [Float](repeating: 0, count: n * kk)
             var labels = [Int64](repeating: -1, count: n * kk)
-            try checkShim(faiss_shim_search(handle, Int64(n), queries, Int64(kk), &distances, &labels), "search")
+            if tuned {
+                try checkShim(faiss_shim_search_tuned(self.handle, Int64(n), queries, Int64(kk), Int64(tuning.nprobe ?? 0),
+                                                      Int32(tuning.efSearch ?? 0), &distances, &labels), "search")
+            } else {
+                try checkShim(faiss_shim_search(self.handle, Int64(n), queries, Int64(kk), &distances, &labels), "search")
+            }
             return (0..<n).map { q in
                 (q * kk..<(q + 1) * kk).compactMap { j in
                     labels[j] < 0 ? nil : SearchHit(id: labels[j], score: distances[j]) // -1 = padding
                 }
             }
         }
+        return try tuned ? lock.withWriteLock(search) : lock.withReadLock(search)
     }
 
     /// Seconds FAISS itself takes for these searches, timed inside the shim with no Swift in the loop: the

@@ -42,17 +42,25 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "First-stage results re-scored by --rerank.")
     var candidates = 50
 
+    @Option(help: "IVF indexes: inverted lists visited per query (default: the index's stored value; its list count searches exhaustively).")
+    var nprobe: Int?
+
+    @Option(name: .customLong("ef-search"), help: "HNSW indexes (or IVF over an HNSW quantizer): candidates explored per query (default: the index's stored value).")
+    var efSearch: Int?
+
     @Argument(help: "The query.")
     var query: String?
 
     func validate() throws {
         guard (query == nil) != (input == nil) else { throw ValidationError("give a query or --input FILE.jsonl") }
         if k <= 0 || candidates <= 0 { throw ValidationError("-k and --candidates must be positive") }
+        if (nprobe ?? 1) <= 0 || (efSearch ?? 1) <= 0 { throw ValidationError("--nprobe and --ef-search must be positive") }
     }
 
     func run() throws {
         do {
-            let pipeline = SearchPipeline(index: try openIndex(), mode: mode, candidates: candidates)
+            let pipeline = SearchPipeline(index: try openIndex(), mode: mode, candidates: candidates,
+                                          tuning: SearchTuning(nprobe: nprobe, efSearch: efSearch))
             let reranker = try rerank.map { try RerankerOptions(reranker: $0).load() }
             func search(_ text: String) throws -> [RankedHit] { try pipeline.search(text, k: k, reranker: reranker) }
             if let query {

@@ -39,6 +39,18 @@ final class RouteValidationTests: XCTestCase {
         }
     }
 
+    /// Search parameters the index does not have (the fixture's index is Flat) or out of range: TEI's Validation (413), naming them.
+    func testSearchParameters() async throws {
+        try await withRouter(fixture.service()) { client in
+            try await assertRefused(try await client.post("search", ["query": "x", "nprobe": 4]), 413, "Validation",
+                                    mentioning: "nprobe applies to IVF indexes; index 'docs' is Flat", then: client)
+            try await assertRefused(try await client.post("search", ["query": "x", "ef_search": 64]), 413, "Validation",
+                                    mentioning: "ef_search applies to HNSW", then: client)
+            try await assertRefused(try await client.post("search", ["query": "x", "nprobe": 0]), 413, "Validation",
+                                    mentioning: "nprobe must be positive", then: client)
+        }
+    }
+
     func testInvalidUTF8() async throws {
         var body = Data(#"{"inputs": ""#.utf8)
         body.append(contentsOf: [0xFF, 0xFE, 0x41])

@@ -90,6 +90,11 @@ int32_t faiss_shim_merge_ivf(FaissShimIndex* dst, FaissShimIndex* src);
 /// are padded with label -1.
 int32_t faiss_shim_search(const FaissShimIndex* index, int64_t n, const float* x,
                           int64_t k, float* distances, int64_t* labels);
+/// faiss_shim_search with this call's own search parameters: nprobe > 0 for an IVF index, ef_search > 0 for
+/// HNSW (or an IVF index's HNSW coarse quantizer); 0 keeps the index's stored value. The index is changed
+/// for the call and restored after it, so this must not run concurrently with any other call on the handle.
+int32_t faiss_shim_search_tuned(FaissShimIndex* index, int64_t n, const float* x, int64_t k, int64_t nprobe,
+                                int32_t ef_search, float* distances, int64_t* labels);
 /// FAISS's own search over the n queries, timed in C++ with nothing of ours in the loop: the baseline
 /// that VectorIndex's overhead is measured against. One query per call when one_per_call is nonzero
 /// (as a server searches), else one batched call. Results are discarded; *seconds gets the wall time.
