@@ -17,12 +17,14 @@ public struct CorpusDocument: Sendable, Equatable {
 public enum Corpus {
     /// Reads documents from JSON Lines: `idField` (string or integer) and `textField` (string) are required;
     /// metadata is the row's `metadata` object when present, else every other field. Duplicate ids, missing
-    /// fields and an empty file are errors naming the file and line.
+    /// fields and an empty file are errors naming the file and line. "-" reads standard input (a Spark
+    /// partition piped in).
     public static func load(path: String, idField: String = "id", textField: String = "text") throws -> [CorpusDocument] {
         var documents: [CorpusDocument] = []
         var seen: [String: Int] = [:]
+        let name = path == "-" ? "stdin" : path
         for row in try JSONLines.read(path: path) {
-            let at = "\(path):\(row.line)"
+            let at = "\(name):\(row.line)"
             let id: String
             switch row.object[idField] {
             case let s as String where !s.isEmpty: id = s
@@ -42,7 +44,7 @@ public enum Corpus {
             let data = try JSONSerialization.data(withJSONObject: metadata, options: [.sortedKeys])
             documents.append(CorpusDocument(id: id, text: text, metadataJSON: String(decoding: data, as: UTF8.self)))
         }
-        guard !documents.isEmpty else { throw IndexError.invalidCorpus("\(path): the corpus is empty") }
+        guard !documents.isEmpty else { throw IndexError.invalidCorpus("\(name): the corpus is empty") }
         return documents
     }
 }

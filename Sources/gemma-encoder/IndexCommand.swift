@@ -17,7 +17,7 @@ struct IndexCommand: ParsableCommand {
     }
 
     struct CorpusOptions: ParsableArguments {
-        @Option(help: "JSON Lines corpus, one document per line.")
+        @Option(help: "JSON Lines corpus, one document per line (- reads standard input).")
         var corpus: String
 
         @Option(name: .customLong("id-field"), help: "Field holding the document id.")

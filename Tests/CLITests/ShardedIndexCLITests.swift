@@ -62,3 +62,93 @@ extension CLITests {
         XCTAssertTrue(both.stderr.contains("--trained sets the factory"), both.stderr)
     }
 }
+
+/// `scripts/spark-index` in Spark's local mode (PySpark 4.3.0 from PyPI in .build/spark-venv, Java 17), on the
+/// tiny model: one worker's binary is killed mid-way, Spark retries its task, and the merged index holds every
+/// document exactly once.
+extension CLITests {
+    func testSparkJobSurvivesAKilledWorker() throws {
+        let repository = fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent()
+        let model = try tinyEncoderDirectory(in: dir).path
+        let words = ["archive", "compress", "editor", "text", "mail", "server", "game", "strategy"]
+        let texts = (0..<1500).map { i in (0..<24).map { words[(i * 5 + $0 * 3 + $0 * $0) % words.count] }.joined(separator: " ") + " \(i)" }
+        let rows = texts.enumerated().map { "{\"id\": \"doc\($0.offset)\", \"text\": \"\($0.element)\", \"section\": \"s\($0.offset % 7)\"}" }
+        let corpus = try write("corpus.jsonl", rows.joined(separator: "\n") + "\n")
+        let index = dir.appendingPathComponent("index").path
+        let process = Process()
+        process.executableURL = repository.appendingPathComponent("scripts/spark-index")
+        process.currentDirectoryURL = repository
+        process.arguments = ["--corpus", corpus, "--index", index, "--model", model, "--factory", "IVF8,Flat",
+                             "--partitions", "3", "--master", "local[2]", "--keep-shards"]
+        let out = Pipe(), err = dir.appendingPathComponent("spark.err")
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = out
+        process.standardError = try FileHandle(forWritingTo: err)
+        try process.run()
+        // Kill the binary building partition 1's first attempt (SIGKILL: nothing of it is cleaned up).
+        var killed = false
+        let deadline = Date().addingTimeInterval(600)
+        while !killed, process.isRunning, Date() < deadline {
+            for pid in processes(whoseCommandLineContains: ["index", "build", "part-00001-attempt-0"]) {
+                kill(pid, SIGKILL)
+                killed = true
+            }
+            if !killed { usleep(5_000) }
+        }
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let log = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+        XCTAssertTrue(killed, "partition 1's build ended before it could be killed: make the corpus larger. \(log.suffix(2000))")
+        XCTAssertEqual(process.terminationStatus, 0, String(log.suffix(4000)))
+        let summary = try JSONSerialization.jsonObject(with: output) as! [String: Any]
+        XCTAssertEqual(summary["documents"] as? Int, 1500)
+        XCTAssertEqual(summary["shards"] as? Int, 3)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: index + ".work/shards/part-00001-attempt-1"), "the killed task was retried")
+        // Every document once: the store's ids are the corpus's, none twice, and the vectors match.
+        let info = try Tool.run(["index", "info", "--index", index])
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as! [String: Any])["count"] as? Int, 1500)
+        let ids = try sqlite(index + "/documents.sqlite", "select external_id from documents")
+        XCTAssertEqual(ids.count, 1500)
+        XCTAssertEqual(Set(ids), Set((0..<1500).map { "doc\($0)" }))
+        XCTAssertEqual(try sqlite(index + "/documents.sqlite", "select count(*) from vectors"), ["1500"])
+        // The same scores as one process building from the same quantizer (ids may trade places among the
+        // tiny model's near-duplicate documents, scores may not).
+        let single = dir.appendingPathComponent("single").path
+        let build = try Tool.run(["index", "build", "--index", single, "--corpus", corpus, "--trained", index + ".work/trained", "--model", model])
+        XCTAssertEqual(build.status, 0, build.stderr)
+        for query in ["archive editor", "mail game strategy", "text server compress"] {
+            func scores(_ index: String) throws -> [Double] {
+                let r = try Tool.run(["search", "--index", index, "--json", "-k", "10", "--nprobe", "8", query])
+                XCTAssertEqual(r.status, 0, r.stderr)
+                return ((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any])["results"] as! [[String: Any]])
+                    .map { $0["score"] as! Double }
+            }
+            let (spark, one) = (try scores(index), try scores(single))
+            XCTAssertEqual(spark.count, 10)
+            for (a, b) in zip(spark, one) { XCTAssertEqual(a, b, accuracy: 1e-5, query) }
+        }
+    }
+
+    /// Processes whose command line holds every one of `parts` (as whole arguments or inside one).
+    private func processes(whoseCommandLineContains parts: [String]) -> [pid_t] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return parts.allSatisfy({ part in arguments.contains { $0.contains(part) } }) ? pid : nil
+        }
+    }
+
+    /// One column of a query's rows, through python3's sqlite3 (the test does not link SQLite itself).
+    private func sqlite(_ database: String, _ query: String) throws -> [String] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import sqlite3,sys\nfor r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print(r[0])", database, query]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+}
