@@ -1,8 +1,8 @@
 /// Reciprocal rank fusion (Cormack et al. 2009): score(d) = Σ over rankings of 1 / (k + rank of d), ranks from 1.
 /// It needs no score calibration between BM25 and cosine, which is why hybrid search uses it.
-public func reciprocalRankFusion(_ rankings: [[Int64]], k: Double = 60) -> [(id: Int64, score: Double)] {
-    var scores: [Int64: Double] = [:]
-    var firstSeen: [Int64: Int] = [:]
+public func reciprocalRankFusion<ID: Hashable>(_ rankings: [[ID]], k: Double = 60) -> [(id: ID, score: Double)] {
+    var scores: [ID: Double] = [:]
+    var firstSeen: [ID: Int] = [:]
     var order = 0
     for ranking in rankings {
         for (rank, id) in ranking.enumerated() {

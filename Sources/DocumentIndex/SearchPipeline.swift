@@ -33,13 +33,13 @@ public struct RerankedRanking: Sendable, Equatable {
 /// embedding every candidate again. The steps are public so that the service can run the encoder work
 /// between them through its own scheduler.
 public struct SearchPipeline: Sendable {
-    public let index: SearchIndex
+    public let index: any SearchableIndex
     public var mode: SearchMode
     public var candidates: Int
     /// Search parameters of the vector stage instead of the index's stored ones.
     public var tuning: SearchTuning
 
-    public init(index: SearchIndex, mode: SearchMode, candidates: Int = 50, tuning: SearchTuning = SearchTuning()) {
+    public init(index: any SearchableIndex, mode: SearchMode, candidates: Int = 50, tuning: SearchTuning = SearchTuning()) {
         self.index = index
         self.mode = mode
         self.candidates = candidates

@@ -2,11 +2,6 @@ import Foundation
 import GemmaEncoder
 
 extension SearchIndex {
-    /// The query's embedding as this index embeds queries (its model's query prompt, attention and pooling).
-    public func queryEmbedding(_ query: String) throws -> [Float] {
-        try model.embed([query], options: queryEmbeddingOptions)[0]
-    }
-
     /// Whether the stored document vectors are the embeddings `similarity` describes: the same model,
     /// prompts and attention, and the model's own pooling (the cosine normalizes, so normalization may differ).
     public func storesEmbeddings(of similarity: FusedSimilarity) -> Bool {

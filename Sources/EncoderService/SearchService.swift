@@ -32,7 +32,7 @@ extension EncoderService {
     }
 
     /// The index named `name`, or the only one loaded when no name is given.
-    func index(named name: String?) throws(ServiceError) -> (String, SearchIndex) {
+    func index(named name: String?) throws(ServiceError) -> (String, any SearchableIndex) {
         let loaded = indexes.keys.sorted().joined(separator: ", ")
         if let name {
             guard let index = indexes[name] else { throw .notFound("unknown index '\(name)' (loaded: \(loaded))") }
@@ -46,7 +46,7 @@ extension EncoderService {
     }
 
     /// The query embedded as the index embeds queries, through the index model's scheduler.
-    func queryEmbedding(_ query: String, index: SearchIndex) async throws(ServiceError) -> [Float] {
+    func queryEmbedding(_ query: String, index: any SearchableIndex) async throws(ServiceError) -> [Float] {
         let options = index.queryEmbeddingOptions
         let (inputs, _) = try tokenize(InputBatch(texts: [query]), encoder: index.model, prompt: options.prompt, truncate: true)
         let states = try await states(inputs, encoder: index.model, attention: options.attention)
@@ -57,7 +57,7 @@ extension EncoderService {
 /// A search's encoder work through the service's schedulers, batched with other requests.
 private struct ScheduledSearchWork: SearchEncoderWork {
     let service: EncoderService
-    let index: SearchIndex
+    let index: any SearchableIndex
     let reranker: Reranker?
 
     func queryEmbedding(_ query: String) async throws -> [Float] { try await service.queryEmbedding(query, index: index) }

@@ -37,14 +37,14 @@ public final class EncoderService: Sendable {
     public let reranker: Reranker?
     /// The reranker's name as reported to clients (its directory's name).
     public let rerankerName: String?
-    public let indexes: [String: SearchIndex]
+    public let indexes: [String: any SearchableIndex]
     public let limits: ServiceLimits
     public let metrics: ServiceMetrics
     /// One scheduler per distinct encoder (heads, reranker and indexes share their model's when it is the same).
     private let schedulers: [ObjectIdentifier: ForwardScheduler]
 
     public init(models: [(name: String, encoder: TextEncoder)], heads: [String: HeadPredictor] = [:], reranker: Reranker? = nil,
-                rerankerName: String? = nil, indexes: [String: SearchIndex] = [:], limits: ServiceLimits = ServiceLimits(), metrics: ServiceMetrics = ServiceMetrics()) {
+                rerankerName: String? = nil, indexes: [String: any SearchableIndex] = [:], limits: ServiceLimits = ServiceLimits(), metrics: ServiceMetrics = ServiceMetrics()) {
         precondition(!models.isEmpty, "serve at least one model")
         self.limits = limits
         self.metrics = metrics

@@ -25,7 +25,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     var precision: WeightPrecision { precisionChoice.resolved }
 
-    @Option(help: "A search index, as NAME=DIR; repeatable.")
+    @Option(help: "A search index, as NAME=DIR; repeatable. One NAME given several DIRs (shards) is searched as one index.")
     var index: [String] = []
 
     @Option(help: "A classification or regression head, as NAME=DIR; repeatable.")
@@ -123,12 +123,18 @@ struct ServeCommand: AsyncParsableCommand {
             heads[name] = try HeadPredictor(head: directory,
                                             encoder: encoder(directory.encoderLocation?.path ?? directory.config.baseModel.name))
         }
-        var indexes: [String: SearchIndex] = [:]
+        // A name given several directories is one index in shards, searched as one (IndexShards).
+        var shards: [(name: String, indexes: [SearchIndex])] = []
         for spec in index {
             let (name, path) = try Self.split(spec, option: "--index", nameOptional: false)
             let url = URL(fileURLWithPath: path)
             let manifest = try IndexManifest.load(url.appendingPathComponent("manifest.json"))
-            indexes[name] = try SearchIndex(directory: url, encoder: encoder(manifest.model))
+            let opened = try SearchIndex(directory: url, encoder: encoder(manifest.model))
+            if let i = shards.firstIndex(where: { $0.name == name }) { shards[i].indexes.append(opened) } else { shards.append((name, [opened])) }
+        }
+        var indexes: [String: any SearchableIndex] = [:]
+        for (name, parts) in shards {
+            indexes[name] = parts.count == 1 ? parts[0] : try IndexShards(parts)
         }
         var loadedReranker: Reranker?
         if let reranker {

@@ -29,6 +29,70 @@ final class ServeCLITests: XCTestCase {
         try await serveAndCompare(model: out, dimension: 64)
     }
 
+    /// `serve --index docs=SHARD --index docs=SHARD`: two shard directories answer /search as one index, with the
+    /// merged index's vector results (nprobe per request).
+    func testServeSearchesShardsAsOneIndex() async throws {
+        let dir = try temporaryDirectory("serve-shards")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try tinyEncoderDirectory(in: dir).path
+        let words = ["archive", "compress", "editor", "text", "mail", "server", "game", "strategy", "audio", "player"]
+        let rows = (0..<160).map { i -> String in
+            "{\"id\": \"doc\(i)\", \"text\": \"" + (0..<5).map { words[(i * 7 + $0 * $0 * 3 + i / 10) % words.count] }.joined(separator: " ") + " \(i)\"}"
+        }
+        func file(_ name: String, _ lines: ArraySlice<String>) throws -> String {
+            let url = dir.appendingPathComponent(name)
+            try lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
+            return url.path
+        }
+        let (all, first, second) = (try file("all.jsonl", rows[...]), try file("a.jsonl", rows[..<80]), try file("b.jsonl", rows[80...]))
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+        for arguments in [["index", "train", "--factory", "IVF4,Flat", "--sample", all, "-o", path("trained"), "--model", model],
+                          ["index", "build", "--index", path("a"), "--corpus", first, "--trained", path("trained"), "--model", model, "--batch", "20"],
+                          ["index", "build", "--index", path("b"), "--corpus", second, "--trained", path("trained"), "--model", model,
+                           "--batch", "20", "--first-id", "1000000"],
+                          ["index", "merge", "--out", path("merged"), path("a"), path("b")]] {
+            let r = try Tool.run(arguments)
+            XCTAssertEqual(r.status, 0, "\(arguments): \(r.stderr)")
+        }
+        let query = "archive mail player"
+        let cli = try Tool.run(["search", "--index", path("merged"), "--json", "-k", "8", "--nprobe", "4", query])
+        XCTAssertEqual(cli.status, 0, cli.stderr)
+        let expected = ((try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as! [String: Any])["results"] as! [[String: Any]])
+
+        let process = Process()
+        process.executableURL = Tool.binary
+        process.arguments = ["serve", "--model", "tiny=\(model)", "--index", "docs=\(path("a"))", "--index", "docs=\(path("b"))",
+                             "--port", "0", "--log-level", "error"]
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = stdout.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { break }
+            line.append(chunk)
+        }
+        let banner = String(decoding: line, as: UTF8.self)
+        guard let range = banner.range(of: "http://"),
+              let url = URL(string: String(banner[range.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            return XCTFail("no address in '\(banner)'")
+        }
+        var request = URLRequest(url: url.appendingPathComponent("search"))
+        request.httpMethod = "POST"
+        request.httpBody = try JSONSerialization.data(withJSONObject: ["index": "docs", "query": query, "k": 8, "nprobe": 4] as [String: Any])
+        let (data, response) = try await URLSession.shared.data(for: request)
+        XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 200, String(decoding: data, as: UTF8.self))
+        let served = (try JSONSerialization.jsonObject(with: data) as! [String: Any])["results"] as! [[String: Any]]
+        XCTAssertEqual(served.map { $0["id"] as! String }, expected.map { $0["id"] as! String })
+        for (a, b) in zip(served, expected) { XCTAssertEqual(a["score"] as! Double, b["score"] as! Double, accuracy: 1e-6) }
+        var info = URLRequest(url: url.appendingPathComponent("info"))
+        info.httpMethod = "GET"
+        let (infoData, _) = try await URLSession.shared.data(for: info)
+        XCTAssertTrue(String(decoding: infoData, as: UTF8.self).contains("docs"))
+    }
+
     func serveAndCompare(model: String, dimension: Int) async throws {
         let text = "the cat sat on the mat"
 

@@ -74,6 +74,44 @@ final class ShardedIndexTests: XCTestCase {
         XCTAssertEqual(try all.search("archive compress tool", k: 1, mode: .vector).first?.id, "new")
     }
 
+    /// Shards searched as one (`IndexShards`, what `serve --index NAME=DIR` repeated serves) give the merged
+    /// index's vector results exactly (each shard's exhaustive top k holds its part of the global top k), and
+    /// keyword and hybrid results fused from both shards; shards of another model are refused.
+    func testShardsSearchedAsOneIndex() throws {
+        let docs = documents
+        let trained = try train("trained", sample: Array(docs.prefix(160)))
+        let a = try shard("a", docs[0..<100], trained: trained, firstID: 1)
+        let b = try shard("b", docs[100..<240], trained: trained, firstID: 1 << 40)
+        let merged = try SearchIndex.merge(shards: [a, b], into: dir.appendingPathComponent("merged"))
+        XCTAssertEqual(merged.count, 240)
+        let one = try SearchIndex(directory: dir.appendingPathComponent("merged"), encoder: try TestModels.tiny())
+        let shards = try IndexShards([try SearchIndex(directory: a, encoder: try TestModels.tiny()),
+                                      try SearchIndex(directory: b, encoder: try TestModels.tiny())])
+        XCTAssertEqual(shards.count, 240)
+        for query in ["archive tool", "mail server network", "strategy game audio"] {
+            let embedding = [try shards.queryEmbedding(query)]
+            let expected = try one.search([query], embeddings: embedding, k: 10, mode: .vector)[0]
+            let got = try shards.search([query], embeddings: embedding, k: 10, mode: .vector, tuning: SearchTuning())[0]
+            XCTAssertEqual(got.map(\.id), expected.map(\.id), query)
+            XCTAssertEqual(got.map(\.score), expected.map(\.score), query)
+            let keyword = try shards.search([query], embeddings: [], k: 10, mode: .keyword, tuning: SearchTuning())[0]
+            XCTAssertEqual(keyword.count, 10)
+            let numbers = keyword.compactMap { Int($0.id.dropFirst(3)) }
+            XCTAssertTrue(numbers.contains { $0 < 100 } && numbers.contains { $0 >= 100 }, "both shards answer: \(numbers)")
+            XCTAssertEqual(Set(keyword.map(\.id)).count, 10)
+            XCTAssertEqual(try shards.search([query], embeddings: embedding, k: 7, mode: .hybrid, tuning: SearchTuning())[0].count, 7)
+        }
+        let pipeline = SearchPipeline(index: shards, mode: .vector)
+        XCTAssertEqual(try pipeline.search("archive tool", k: 5).map(\.result.id), try one.search("archive tool", k: 5, mode: .vector).map(\.id))
+        let otherModel = dir.appendingPathComponent("g2")
+        let g2 = try SearchIndex.create(directory: otherModel, encoder: try TestModels.tinyGemma2(), modelName: "tiny2", factory: "Flat",
+                                        expectedCount: 10)
+        try g2.add(Array(docs.prefix(10)), resume: false)
+        XCTAssertThrowsError(try IndexShards([try SearchIndex(directory: a, encoder: try TestModels.tiny()), g2])) { error in
+            XCTAssertTrue("\(error)".contains("cannot be searched with"), "\(error)")
+        }
+    }
+
     /// Shards that cannot be one index are refused before anything is written: another quantizer (trained on
     /// another sample), an index that trained its own, overlapping id ranges, the same document in two shards.
     func testMergeRefusesShardsThatDoNotFit() throws {

@@ -1,0 +1,123 @@
+import Foundation
+import GemmaEncoder
+import VectorSearch
+
+/// What search needs of an index: one index directory (`SearchIndex`), or several searched as one
+/// (`IndexShards`). `SearchPipeline`, the CLI and the service search through it.
+public protocol SearchableIndex: AnyObject, Sendable {
+    /// The index's manifest (for shards: the first shard's settings, the documents of all).
+    var manifest: IndexManifest { get }
+    var count: Int { get }
+    /// The model that embeds queries for it.
+    var model: TextEncoder { get }
+    /// How a query is embedded for it (its model's query prompt, attention and pooling).
+    var queryEmbeddingOptions: EmbeddingOptions { get }
+    /// The k best documents per query; `embeddings` holds the queries' embeddings (empty for keyword search).
+    func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode, tuning: SearchTuning) throws -> [[SearchResult]]
+    /// Whether the stored vectors are the embeddings `similarity` describes (a reranker can reuse them).
+    func storesEmbeddings(of similarity: FusedSimilarity) -> Bool
+    /// The cosine of `query` with each result's stored vector, or nil when one has none.
+    func storedCosines(query: [Float], results: [SearchResult]) throws -> [Float]?
+}
+
+extension SearchableIndex {
+    /// The query's embedding as this index embeds queries.
+    public func queryEmbedding(_ query: String) throws -> [Float] {
+        try model.embed([query], options: queryEmbeddingOptions)[0]
+    }
+}
+
+extension SearchIndex: SearchableIndex {}
+
+/// Shard indexes of one collection searched as one (scatter-gather, as Elasticsearch, Milvus and Vespa serve
+/// shards): every shard answers with its own best results and they are merged — vector results by score (the
+/// cosines of one model are comparable across shards), keyword results by reciprocal rank fusion (BM25 scores
+/// depend on each shard's own term statistics, so they are not), hybrid as the fusion of those two merged
+/// lists. The shards must embed alike (model, prompts, attention, pooling); they need not share a quantizer.
+public final class IndexShards: SearchableIndex, @unchecked Sendable {
+    public let shards: [SearchIndex]
+
+    public init(_ shards: [SearchIndex]) throws {
+        guard let first = shards.first else { throw IndexError.invalidCorpus("no shards to search") }
+        for shard in shards.dropFirst() {
+            let a = first.manifest, b = shard.manifest
+            var differences: [String] = []
+            if a.modelDigest != b.modelDigest { differences.append("model ('\(a.model)' vs '\(b.model)')") }
+            if a.dimension != b.dimension { differences.append("dimension") }
+            if a.queryPrompt != b.queryPrompt || a.documentPrompt != b.documentPrompt { differences.append("prompts") }
+            if a.attention != b.attention || a.pooling != b.pooling { differences.append("attention or pooling") }
+            guard differences.isEmpty else {
+                throw IndexError.modelMismatch("\(shard.directory.path) cannot be searched with \(first.directory.path): different \(differences.joined(separator: ", "))")
+            }
+        }
+        self.shards = shards
+    }
+
+    public var manifest: IndexManifest {
+        var m = shards[0].manifest
+        m.count = count
+        return m
+    }
+
+    public var count: Int { shards.reduce(0) { $0 + $1.count } }
+    public var model: TextEncoder { shards[0].model }
+    public var queryEmbeddingOptions: EmbeddingOptions { shards[0].queryEmbeddingOptions }
+
+    public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode,
+                       tuning: SearchTuning = SearchTuning()) throws -> [[SearchResult]] {
+        guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
+        let depth = mode == .hybrid ? max(k, 50) : k
+        let vector = mode == .keyword || embeddings.isEmpty ? nil
+            : try shards.map { try $0.search(queries, embeddings: embeddings, k: depth, mode: .vector, tuning: tuning) }
+        let keyword = mode == .vector ? nil : try shards.map { try $0.search(queries, embeddings: [], k: depth, mode: .keyword) }
+        return queries.indices.map { q in
+            let byScore = vector.map { Self.mergeByScore($0.map { $0[q] }) } ?? []
+            let byRank = keyword.map { Self.fuse($0.map { $0[q] }) } ?? []
+            switch mode {
+            case .vector: return Array(byScore.prefix(k))
+            case .keyword: return Array(byRank.prefix(k))
+            case .hybrid: return Array(Self.fuse([byScore, byRank]).prefix(k))
+            }
+        }
+    }
+
+    /// Results of several shards by score, best first (a tie keeps shard order).
+    public static func mergeByScore(_ lists: [[SearchResult]]) -> [SearchResult] {
+        lists.enumerated().flatMap { shard, results in results.enumerated().map { (shard: shard, rank: $0.offset, result: $0.element) } }
+            .sorted { a, b in
+                a.result.score != b.result.score ? a.result.score > b.result.score : (a.shard, a.rank) < (b.shard, b.rank)
+            }
+            .map(\.result)
+    }
+
+    /// Rankings fused by reciprocal rank (scores become the fused ones); a document in several lists is one.
+    public static func fuse(_ lists: [[SearchResult]]) -> [SearchResult] {
+        var byID: [String: SearchResult] = [:]
+        for list in lists { for r in list where byID[r.id] == nil { byID[r.id] = r } }
+        return reciprocalRankFusion(lists.map { $0.map(\.id) }).map { hit in
+            var r = byID[hit.id]!
+            r.score = hit.score
+            return r
+        }
+    }
+
+    public func storesEmbeddings(of similarity: FusedSimilarity) -> Bool {
+        shards.allSatisfy { $0.storesEmbeddings(of: similarity) }
+    }
+
+    public func storedCosines(query: [Float], results: [SearchResult]) throws -> [Float]? {
+        var cosines: [Float] = []
+        for result in results {
+            var found: Float?
+            for shard in shards {
+                if let c = try shard.storedCosines(query: query, results: [result]) {
+                    found = c[0]
+                    break
+                }
+            }
+            guard let found else { return nil }
+            cosines.append(found)
+        }
+        return cosines
+    }
+}
