@@ -15,6 +15,13 @@ public struct SearchResult: Sendable, Equatable {
     public var score: Double
     public var text: String
     public var metadataJSON: String
+
+    public init(id: String, score: Double, text: String, metadataJSON: String) {
+        self.id = id
+        self.score = score
+        self.text = text
+        self.metadataJSON = metadataJSON
+    }
 }
 
 /// Reports progress of a long build: documents done, total.

@@ -262,9 +262,19 @@ struct Routes: Sendable {
         guard let mode = SearchMode(rawValue: r.mode ?? "vector") else {
             throw ServiceError.validation("mode must be one of \(SearchMode.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        if service.router != nil {
+            let (name, results, failed) = try await service.routedSearch(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
+                                                                         rerank: r.rerank ?? false,
+                                                                         tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search), vector: r.vector)
+            return try HTTPFront.json(SearchResponse(
+                index: name, mode: mode.rawValue,
+                results: results.map { .init(id: $0.id, score: $0.score, text: $0.text, metadata: JSONValue(text: $0.metadataJSON)) },
+                partial: failed.isEmpty ? nil : true,
+                failed_shards: failed.isEmpty ? nil : failed.map { .init(shard: $0.shard, error: $0.error) }))
+        }
         let (name, results) = try await service.search(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
                                                        rerank: r.rerank ?? false, candidates: r.candidates ?? 50,
-                                                       tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search))
+                                                       tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search), vector: r.vector)
         return try HTTPFront.json(SearchResponse(index: name, mode: mode.rawValue, results: results.map {
             .init(id: $0.result.id, score: $0.score, text: $0.result.text, metadata: JSONValue(text: $0.result.metadataJSON))
         }))

@@ -108,6 +108,9 @@ public struct SearchRequest: Decodable, Sendable {
     /// IVF lists visited and HNSW candidates explored for this query (default: the index's stored values).
     public var nprobe: Int?
     public var ef_search: Int?
+    /// The query's embedding, computed by the caller (a shard router, which embeds once for all shards): the
+    /// vector stage uses it instead of embedding `query` again.
+    public var vector: [Float]?
 }
 
 /// POST /tokenize (TEI).

@@ -63,9 +63,16 @@ struct SearchResponse: Encodable {
         var text: String
         var metadata: JSONValue?
     }
+    struct FailedShard: Encodable {
+        var shard: String
+        var error: String
+    }
     var index: String
     var mode: String
     var results: [Hit]
+    /// Through a shard router: true when some shards did not answer (listed in failed_shards); absent otherwise.
+    var partial: Bool? = nil
+    var failed_shards: [FailedShard]? = nil
 }
 
 /// A token as TEI's /tokenize reports it (without character offsets).

@@ -7,8 +7,11 @@ extension EncoderService {
     /// /search: the library's `SearchPipeline`, its encoder work (the query's embedding, the reranker's pairs
     /// and cosines) run through the schedulers between the pipeline's steps.
     public func search(index name: String?, query: String, k: Int, mode: SearchMode, rerank: Bool,
-                       candidates: Int, tuning: SearchTuning) async throws(ServiceError) -> (index: String, results: [RankedHit]) {
+                       candidates: Int, tuning: SearchTuning, vector: [Float]? = nil) async throws(ServiceError) -> (index: String, results: [RankedHit]) {
         let (indexName, index) = try self.index(named: name)
+        if let vector, vector.count != index.manifest.dimension || !vector.allSatisfy(\.isFinite) {
+            throw .validation("vector must hold \(index.manifest.dimension) finite numbers (index '\(indexName)'), got \(vector.count)")
+        }
         guard k > 0, k <= 1000, candidates > 0, candidates <= 1000 else { throw .validation("k and candidates must be in 1...1000") }
         guard !query.isEmpty else { throw .empty("`query` must not be empty") }
         guard tuning.nprobe.map({ $0 > 0 }) ?? true, tuning.efSearch.map({ $0 > 0 && $0 <= 1 << 20 }) ?? true else {
@@ -23,12 +26,35 @@ extension EncoderService {
         }
         let reranker = rerank ? try loadedReranker() : nil
         let pipeline = SearchPipeline(index: index, mode: mode, candidates: candidates, tuning: tuning)
-        let work = ScheduledSearchWork(service: self, index: index, reranker: reranker)
+        let work = ScheduledSearchWork(service: self, index: index, reranker: reranker, vector: vector)
         do {
             return (indexName, try await pipeline.search(query, k: k, reranker: reranker, work: work))
         } catch {
             throw ServiceError(classifying: error)
         }
+    }
+
+    /// /search through the shard router: the query embedded once here (unless the request brings its vector or
+    /// asks for keyword search), the shards' answers merged; shards that failed are returned beside the results.
+    public func routedSearch(index name: String?, query: String, k: Int, mode: SearchMode, rerank: Bool, tuning: SearchTuning,
+                             vector: [Float]?) async throws(ServiceError) -> (index: String, results: [SearchResult], failed: [ShardRouter.Failure]) {
+        guard let router else { throw ServiceError(.internal, "no shard router") }
+        if let name, name != router.index { throw .notFound("unknown index '\(name)' (the shards serve '\(router.index)')") }
+        guard k > 0, k <= 1000 else { throw .validation("k must be in 1...1000") }
+        guard !query.isEmpty else { throw .empty("`query` must not be empty") }
+        guard !rerank else { throw .validation("rerank is not available through a shard router: rerank on a shard server, or send the results to /rerank") }
+        guard tuning.nprobe.map({ $0 > 0 }) ?? true, tuning.efSearch.map({ $0 > 0 && $0 <= 1 << 20 }) ?? true else {
+            throw .validation("nprobe must be positive and ef_search in 1...\(1 << 20)")
+        }
+        if let vector, vector.count != router.dimension || !vector.allSatisfy(\.isFinite) {
+            throw .validation("vector must hold \(router.dimension) finite numbers, got \(vector.count)")
+        }
+        var embedding = vector
+        if mode != .keyword, embedding == nil {
+            embedding = try await queryEmbedding(query, encoder: models[0].encoder, options: router.options)
+        }
+        let (results, failed) = await router.search(query: query, vector: embedding, k: k, mode: mode, tuning: tuning)
+        return (router.index, results, failed)
     }
 
     /// The index named `name`, or the only one loaded when no name is given.
@@ -47,10 +73,14 @@ extension EncoderService {
 
     /// The query embedded as the index embeds queries, through the index model's scheduler.
     func queryEmbedding(_ query: String, index: any SearchableIndex) async throws(ServiceError) -> [Float] {
-        let options = index.queryEmbeddingOptions
-        let (inputs, _) = try tokenize(InputBatch(texts: [query]), encoder: index.model, prompt: options.prompt, truncate: true)
-        let states = try await states(inputs, encoder: index.model, attention: options.attention)
-        return try ServiceError.mapping { try index.model.embed(states: states, inputs: inputs, options: options)[0] }
+        try await queryEmbedding(query, encoder: index.model, options: index.queryEmbeddingOptions)
+    }
+
+    /// `query` embedded by `encoder` with `options`, through its scheduler (batched with other requests).
+    func queryEmbedding(_ query: String, encoder: TextEncoder, options: EmbeddingOptions) async throws(ServiceError) -> [Float] {
+        let (inputs, _) = try tokenize(InputBatch(texts: [query]), encoder: encoder, prompt: options.prompt, truncate: true)
+        let states = try await states(inputs, encoder: encoder, attention: options.attention)
+        return try ServiceError.mapping { try encoder.embed(states: states, inputs: inputs, options: options)[0] }
     }
 }
 
@@ -59,8 +89,13 @@ private struct ScheduledSearchWork: SearchEncoderWork {
     let service: EncoderService
     let index: any SearchableIndex
     let reranker: Reranker?
+    /// The query's embedding when the request brought it.
+    let vector: [Float]?
 
-    func queryEmbedding(_ query: String) async throws -> [Float] { try await service.queryEmbedding(query, index: index) }
+    func queryEmbedding(_ query: String) async throws -> [Float] {
+        if let vector { return vector }
+        return try await service.queryEmbedding(query, index: index)
+    }
 
     func rerankScores(query: String, documents: [String], similarity: [Float]?) async throws -> RerankScores {
         guard let reranker else { throw ServiceError(.internal, "reranking without a reranker") }

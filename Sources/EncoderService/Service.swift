@@ -38,13 +38,16 @@ public final class EncoderService: Sendable {
     /// The reranker's name as reported to clients (its directory's name).
     public let rerankerName: String?
     public let indexes: [String: any SearchableIndex]
+    /// Set for `serve --shard`: /search goes to the shard servers, through the first model.
+    public let router: ShardRouter?
     public let limits: ServiceLimits
     public let metrics: ServiceMetrics
     /// One scheduler per distinct encoder (heads, reranker and indexes share their model's when it is the same).
     private let schedulers: [ObjectIdentifier: ForwardScheduler]
 
     public init(models: [(name: String, encoder: TextEncoder)], heads: [String: HeadPredictor] = [:], reranker: Reranker? = nil,
-                rerankerName: String? = nil, indexes: [String: any SearchableIndex] = [:], limits: ServiceLimits = ServiceLimits(), metrics: ServiceMetrics = ServiceMetrics()) {
+                rerankerName: String? = nil, indexes: [String: any SearchableIndex] = [:], router: ShardRouter? = nil,
+                limits: ServiceLimits = ServiceLimits(), metrics: ServiceMetrics = ServiceMetrics()) {
         precondition(!models.isEmpty, "serve at least one model")
         self.limits = limits
         self.metrics = metrics
@@ -66,6 +69,7 @@ public final class EncoderService: Sendable {
         self.reranker = reranker
         self.rerankerName = reranker == nil ? nil : rerankerName ?? "reranker"
         self.indexes = indexes
+        self.router = router
         self.schedulers = schedulers
     }
 
@@ -265,7 +269,13 @@ public final class EncoderService: Sendable {
                       max_input_length: min(limits.maxInputLength ?? m.encoder.maxSequenceLength, m.encoder.maxSequenceLength),
                       prompts: m.encoder.prompts, default_prompt_name: m.encoder.defaultPromptName)
             },
-            heads: heads.keys.sorted(), indexes: indexes.keys.sorted(), reranker: rerankerName,
+            heads: heads.keys.sorted(), indexes: indexes.keys.sorted(),
+            search_indexes: indexes.mapValues { index in
+                let m = index.manifest
+                return .init(model: m.model, model_digest: m.modelDigest, dimension: m.dimension, factory: m.factory, count: index.count,
+                             query_prompt: m.queryPrompt, attention: (m.attention ?? .bidirectional).rawValue, pooling: m.pooling)
+            },
+            reranker: rerankerName,
             max_batch_tokens: limits.maxBatchTokens, max_client_batch_size: limits.maxClientBatchSize,
             max_body_bytes: limits.maxBodyBytes, auto_truncate: limits.autoTruncate)
     }
@@ -280,9 +290,21 @@ public struct ServiceInfo: Codable, Sendable, Equatable {
         public var prompts: [String: String]
         public var default_prompt_name: String?
     }
+    /// How each index embeds queries and what it holds: what a shard router checks and embeds with.
+    public struct SearchIndexInfo: Codable, Sendable, Equatable {
+        public var model: String
+        public var model_digest: String
+        public var dimension: Int
+        public var factory: String
+        public var count: Int
+        public var query_prompt: String?
+        public var attention: String
+        public var pooling: String?
+    }
     public var models: [Model]
     public var heads: [String]
     public var indexes: [String]
+    public var search_indexes: [String: SearchIndexInfo]?
     public var reranker: String?
     public var max_batch_tokens: Int
     public var max_client_batch_size: Int

@@ -28,6 +28,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A search index, as NAME=DIR; repeatable. One NAME given several DIRs (shards) is searched as one index.")
     var index: [String] = []
 
+    @Option(help: "A shard server's URL (serve --index NAME=SHARD on another machine or port); repeat for every shard. This server is then a stateless router: /search embeds the query once with --model, asks every shard, merges their results, and reports shards that failed.")
+    var shard: [String] = []
+
+    @Option(name: .customLong("shard-index"), help: "The index's name on the shard servers (default: the only one they serve).")
+    var shardIndex: String?
+
+    @Option(name: .customLong("shard-timeout"), help: "Seconds a shard has to answer before the router leaves it out of the answer (marked partial).")
+    var shardTimeout: Double = 10
+
     @Option(help: "A classification or regression head, as NAME=DIR; repeatable.")
     var head: [String] = []
 
@@ -67,6 +76,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let q = maxQueuedTokens, q < maxBatchTokens { throw ValidationError("--max-queued-tokens must be at least --max-batch-tokens") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        if !shard.isEmpty, !index.isEmpty { throw ValidationError("--shard makes a router over shard servers: serve the indexes on those (--index), not here") }
+        for url in shard where URL(string: url)?.scheme.map({ $0 == "http" || $0 == "https" }) != true {
+            throw ValidationError("--shard \(url): expected an http:// URL")
+        }
+        if shardTimeout <= 0 { throw ValidationError("--shard-timeout must be positive") }
     }
 
     func run() async throws {
@@ -74,7 +88,7 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel)!
         let service: EncoderService
         do {
-            service = try makeService(logger: logger)
+            service = try await makeService(logger: logger)
         } catch {
             fail(error)
         }
@@ -88,7 +102,7 @@ struct ServeCommand: AsyncParsableCommand {
         logger.notice("stopped")
     }
 
-    func makeService(logger: Logger) throws -> EncoderService {
+    func makeService(logger: Logger) async throws -> EncoderService {
         var limits = ServiceLimits()
         limits.maxBatchTokens = maxBatchTokens
         limits.maxClientBatchSize = maxClientBatchSize
@@ -141,9 +155,15 @@ struct ServeCommand: AsyncParsableCommand {
             let directory = try HeadDirectory.read(URL(fileURLWithPath: reranker))
             loadedReranker = try Reranker(head: directory, encoder: encoder(directory.encoderLocation?.path ?? directory.config.baseModel.name))
         }
+        var router: ShardRouter?
+        if !shard.isEmpty {
+            router = try await ShardRouter.connect(shards: shard.map { URL(string: $0)! }, index: shardIndex, encoder: models[0].encoder,
+                                                   timeout: shardTimeout)
+            logger.info("routing to shards", metadata: ["index": "\(router!.index)", "shards": "\(shard.joined(separator: ","))"])
+        }
         return EncoderService(models: models, heads: heads, reranker: loadedReranker,
                               rerankerName: reranker.map { URL(fileURLWithPath: $0).lastPathComponent },
-                              indexes: indexes, limits: limits)
+                              indexes: indexes, router: router, limits: limits)
     }
 
     /// "NAME=VALUE"; for models a bare value is allowed and named after its last path component.

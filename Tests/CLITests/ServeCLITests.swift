@@ -30,7 +30,7 @@ final class ServeCLITests: XCTestCase {
     }
 
     /// `serve --index docs=SHARD --index docs=SHARD`: two shard directories answer /search as one index, with the
-    /// merged index's vector results (nprobe per request).
+    /// merged index's vector results (nprobe per request); so do two shard servers behind a router.
     func testServeSearchesShardsAsOneIndex() async throws {
         let dir = try temporaryDirectory("serve-shards")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -59,15 +59,61 @@ final class ServeCLITests: XCTestCase {
         XCTAssertEqual(cli.status, 0, cli.stderr)
         let expected = ((try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as! [String: Any])["results"] as! [[String: Any]])
 
+        let (process, url) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("a"))", "--index", "docs=\(path("b"))"])
+        defer { process.terminate() }
+        let served = try await search(url, ["index": "docs", "query": query, "k": 8, "nprobe": 4])
+        let hits = served["results"] as! [[String: Any]]
+        XCTAssertEqual(hits.map { $0["id"] as! String }, expected.map { $0["id"] as! String })
+        for (a, b) in zip(hits, expected) { XCTAssertEqual(a["score"] as! Double, b["score"] as! Double, accuracy: 1e-6) }
+        XCTAssertNil(served["partial"])
+
+        // Two shard servers and a router (serve --shard) answer as the merged index; with one shard down the
+        // answer is the other shard's part, marked partial, naming the shard that failed.
+        let (shardA, urlA) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("a"))"])
+        defer { shardA.terminate() }
+        let (shardB, urlB) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("b"))"])
+        defer { if shardB.isRunning { shardB.terminate() } }
+        let (router, routerURL) = try startServer(["--model", "tiny=\(model)", "--shard", urlA.absoluteString, "--shard", urlB.absoluteString,
+                                                   "--shard-timeout", "5"])
+        defer { router.terminate() }
+        let routed = try await search(routerURL, ["query": query, "k": 8, "nprobe": 4])
+        let routedHits = routed["results"] as! [[String: Any]]
+        XCTAssertEqual(routedHits.map { $0["id"] as! String }, expected.map { $0["id"] as! String })
+        for (a, b) in zip(routedHits, expected) { XCTAssertEqual(a["score"] as! Double, b["score"] as! Double, accuracy: 1e-6) }
+        XCTAssertEqual((routedHits.first?["metadata"] as? [String: Any])?.count, 0)
+        XCTAssertNil(routed["partial"])
+        for mode in ["keyword", "hybrid"] {
+            let r = try await search(routerURL, ["query": query, "k": 6, "mode": mode])
+            let ids = (r["results"] as! [[String: Any]]).map { Int(($0["id"] as! String).dropFirst(3))! }
+            XCTAssertEqual(ids.count, 6, mode)
+            XCTAssertTrue(ids.contains { $0 < 80 } && ids.contains { $0 >= 80 }, "\(mode): both shards answer \(ids)")
+        }
+        // A router whose model is not the shards' refuses to start.
+        let wrongModel = try Tool.run(["serve", "--shard", urlA.absoluteString, "--port", "0"])
+        XCTAssertEqual(wrongModel.status, 1)
+        XCTAssertTrue(wrongModel.stderr.contains("index 'docs' was built with model '\(model)'"), wrongModel.stderr)
+        shardB.terminate()
+        shardB.waitUntilExit()
+        let partial = try await search(routerURL, ["query": query, "k": 8, "nprobe": 4])
+        XCTAssertEqual(partial["partial"] as? Bool, true)
+        let failed = partial["failed_shards"] as! [[String: Any]]
+        XCTAssertEqual(failed.map { $0["shard"] as! String }, [urlB.absoluteString])
+        let partialIDs = (partial["results"] as! [[String: Any]]).map { $0["id"] as! String }
+        let fromA = expected.map { $0["id"] as! String }.filter { Int($0.dropFirst(3))! < 80 }
+        XCTAssertEqual(partialIDs.count, 8)
+        XCTAssertEqual(Array(partialIDs.prefix(fromA.count)), fromA, "shard a's part of the merged results leads, in order")
+        XCTAssertTrue(partialIDs.allSatisfy { Int($0.dropFirst(3))! < 80 }, "\(partialIDs)")
+    }
+
+    /// `serve ARGUMENTS --port 0`, started; its address from the first line it prints.
+    private func startServer(_ arguments: [String]) throws -> (Process, URL) {
         let process = Process()
         process.executableURL = Tool.binary
-        process.arguments = ["serve", "--model", "tiny=\(model)", "--index", "docs=\(path("a"))", "--index", "docs=\(path("b"))",
-                             "--port", "0", "--log-level", "error"]
+        process.arguments = ["serve"] + arguments + ["--port", "0", "--log-level", "error"]
         let stdout = Pipe()
         process.standardOutput = stdout
         process.standardError = FileHandle.nullDevice
         try process.run()
-        defer { if process.isRunning { process.terminate() } }
         var line = Data()
         while !line.contains(UInt8(ascii: "\n")) {
             let chunk = stdout.fileHandleForReading.availableData
@@ -77,20 +123,19 @@ final class ServeCLITests: XCTestCase {
         let banner = String(decoding: line, as: UTF8.self)
         guard let range = banner.range(of: "http://"),
               let url = URL(string: String(banner[range.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            return XCTFail("no address in '\(banner)'")
+            process.terminate()
+            throw NSError(domain: "serve", code: 1, userInfo: [NSLocalizedDescriptionKey: "no address in '\(banner)' from serve \(arguments)"])
         }
+        return (process, url)
+    }
+
+    private func search(_ url: URL, _ body: [String: Any]) async throws -> [String: Any] {
         var request = URLRequest(url: url.appendingPathComponent("search"))
         request.httpMethod = "POST"
-        request.httpBody = try JSONSerialization.data(withJSONObject: ["index": "docs", "query": query, "k": 8, "nprobe": 4] as [String: Any])
+        request.httpBody = try JSONSerialization.data(withJSONObject: body)
         let (data, response) = try await URLSession.shared.data(for: request)
         XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 200, String(decoding: data, as: UTF8.self))
-        let served = (try JSONSerialization.jsonObject(with: data) as! [String: Any])["results"] as! [[String: Any]]
-        XCTAssertEqual(served.map { $0["id"] as! String }, expected.map { $0["id"] as! String })
-        for (a, b) in zip(served, expected) { XCTAssertEqual(a["score"] as! Double, b["score"] as! Double, accuracy: 1e-6) }
-        var info = URLRequest(url: url.appendingPathComponent("info"))
-        info.httpMethod = "GET"
-        let (infoData, _) = try await URLSession.shared.data(for: info)
-        XCTAssertTrue(String(decoding: infoData, as: UTF8.self).contains("docs"))
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
     }
 
     func serveAndCompare(model: String, dimension: Int) async throws {
