@@ -19,6 +19,7 @@
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 #include <faiss/invlists/InvertedLists.h>
+#include <faiss/invlists/OnDiskInvertedLists.h>
 #include <faiss/utils/distances.h>
 
 #include <atomic>
@@ -174,7 +175,9 @@ int32_t faiss_shim_read(const char* path, FaissShimIndex** out) {
         if (out == nullptr) invalid("output pointer is null");
         *out = nullptr;
         if (path == nullptr) invalid("path is null");
-        std::unique_ptr<faiss::Index> index(faiss::read_index(path));
+        // An index with on-disk inverted lists finds its .ivfdata beside the index file (where merge_ivf_ondisk
+        // put it), not at the path it had when written: index directories are built aside and renamed.
+        std::unique_ptr<faiss::Index> index(faiss::read_index(path, faiss::IO_FLAG_ONDISK_SAME_DIR));
         if (!index) invalid(std::string("no index read from ") + path);
         *out = new FaissShimIndex{std::move(index)};
     });
@@ -425,6 +428,35 @@ int32_t faiss_shim_merge_ivf(FaissShimIndex* dst, FaissShimIndex* src) {
         from->set_direct_map_type(faiss::DirectMap::NoMap);
         to->merge_from(*from, 0);
         to->set_direct_map_type(type);
+    });
+}
+
+int32_t faiss_shim_merge_ivf_ondisk(FaissShimIndex* dst, const char* const* paths, int32_t n, const char* ivfdata_path) {
+    return guarded("merge_ondisk", [&] {
+        require_handle(dst);
+        if (paths == nullptr || n <= 0) invalid("no indexes to merge");
+        if (ivfdata_path == nullptr || *ivfdata_path == '\0') invalid("no path for the inverted lists");
+        auto* to = dynamic_cast<faiss::IndexIVF*>(dst->index.get());
+        if (to == nullptr) invalid("only plain IVF indexes merge (IVFn,Flat, IVFn,PQm, IVFn,SQ8)");
+        if (to->ntotal != 0) invalid("the destination must be the empty trained index (the quantizer)");
+        to->set_direct_map_type(faiss::DirectMap::NoMap);
+        // The sources are memory-mapped read-only (IO_FLAG_MMAP), never loaded: the merge streams their lists.
+        std::vector<std::unique_ptr<faiss::Index>> sources;
+        std::vector<const faiss::InvertedLists*> lists;
+        for (int32_t i = 0; i < n; i++) {
+            if (paths[i] == nullptr) invalid("index path is null");
+            std::unique_ptr<faiss::Index> source(faiss::read_index(paths[i], faiss::IO_FLAG_MMAP));
+            auto* from = dynamic_cast<faiss::IndexIVF*>(source.get());
+            if (from == nullptr) invalid(std::string(paths[i]) + ": not a plain IVF index");
+            from->set_direct_map_type(faiss::DirectMap::NoMap);
+            to->check_compatible_for_merge(*from);  // kind, sizes and the same centroids
+            lists.push_back(from->invlists);
+            sources.push_back(std::move(source));
+        }
+        auto ondisk = std::make_unique<faiss::OnDiskInvertedLists>(to->nlist, to->code_size, ivfdata_path);
+        const size_t total = ondisk->merge_from(lists.data(), static_cast<int>(lists.size()));
+        to->replace_invlists(ondisk.release(), true);
+        to->ntotal = static_cast<faiss::Index::idx_t>(total);
     });
 }
 

@@ -40,6 +40,8 @@ public final class SearchIndex: @unchecked Sendable {
 
     static let faissName = "index.faiss", storeName = "documents.sqlite", manifestName = "manifest.json"
     static let quantizerName = "quantizer.faiss"
+    /// On-disk inverted lists of an index merged with `onDisk` (beside index.faiss, which refers to it).
+    static let ivfdataName = "index.ivfdata"
 
     var manifestURL: URL { directory.appendingPathComponent(Self.manifestName) }
     var faissURL: URL { directory.appendingPathComponent(Self.faissName) }
@@ -173,6 +175,9 @@ public final class SearchIndex: @unchecked Sendable {
         if !ids.isEmpty { try index.add(flat, ids: ids) }
         try Self.tuneSearch(index, factory: manifest.factory)
         try index.write(to: faissURL)
+        // Rebuilt in memory: on-disk lists of an earlier merge are no longer referred to (a reader that still
+        // maps them keeps its mapping).
+        try? FileManager.default.removeItem(at: directory.appendingPathComponent(Self.ivfdataName))
         vectors = index
         manifest.count = ids.count
         manifest.updated = Date()

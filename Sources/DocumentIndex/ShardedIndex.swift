@@ -49,10 +49,12 @@ extension SearchIndex {
     /// Merges shard directories (each started from the same trained quantizer, with disjoint internal ids)
     /// into a new index at `destination`, published whole or not at all: documents and vectors copied into
     /// one SQLite store (its full-text index filled as they arrive), the FAISS inverted lists appended in
-    /// shard order. Shards of another model, quantizer or embedding setting are refused before anything is
+    /// shard order — in memory, or with `onDisk` into `index.ivfdata` beside the index file (FAISS's on-disk
+    /// inverted lists, memory-mapped when searched; the shards are mapped, not loaded), for indexes larger
+    /// than memory. Shards of another model, quantizer or embedding setting are refused before anything is
     /// written, naming the shard and what differs.
     @discardableResult
-    public static func merge(shards: [URL], into destination: URL,
+    public static func merge(shards: [URL], into destination: URL, onDisk: Bool = false,
                              progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> IndexManifest {
         guard let first = shards.first else { throw IndexError.invalidCorpus("no shards to merge") }
         let target = destination.standardizedFileURL.resolvingSymlinksInPath()
@@ -80,6 +82,7 @@ extension SearchIndex {
             let vectors = try VectorIndex.read(from: built.appendingPathComponent(quantizerName))
             let store = try DocumentStore(url: built.appendingPathComponent(storeName))
             defer { store.close() }
+            var files: [URL] = []
             for (done, shard) in shards.enumerated() {
                 do {
                     try store.merge(from: shard.appendingPathComponent(storeName))
@@ -91,13 +94,24 @@ extension SearchIndex {
                 let faiss = shard.appendingPathComponent(faissName)
                 // A shard that never received a document has no index file.
                 if FileManager.default.fileExists(atPath: faiss.path) {
-                    do {
-                        try vectors.merge(from: try VectorIndex.read(from: faiss))
-                    } catch {
-                        throw IndexError.corrupt("\(faiss.path): \(error)")
+                    if onDisk {
+                        files.append(faiss)
+                    } else {
+                        do {
+                            try vectors.merge(from: try VectorIndex.read(from: faiss))
+                        } catch {
+                            throw IndexError.corrupt("\(faiss.path): \(error)")
+                        }
                     }
                 }
                 progress?(done + 1, shards.count)
+            }
+            if onDisk, !files.isEmpty {
+                do {
+                    try vectors.mergeOnDisk(files, lists: built.appendingPathComponent(ivfdataName))
+                } catch {
+                    throw IndexError.corrupt("merging \(files.map(\.path).joined(separator: ", ")): \(error)")
+                }
             }
             let documents = try store.count
             guard documents == vectors.count else {

@@ -143,6 +143,22 @@ public final class VectorIndex: @unchecked Sendable {
         }
     }
 
+    /// Fills this index — the empty trained index (quantizer) the sources were started from — with the
+    /// inverted lists of the IVF index files `sources`, kept in the file `lists` on disk (FAISS's
+    /// OnDiskInvertedLists) instead of memory. The sources are memory-mapped, not loaded. Write this index
+    /// into the directory of `lists`: reading finds the lists' file beside the index file.
+    public func mergeOnDisk(_ sources: [URL], lists: URL) throws {
+        var paths = sources.map { strdup($0.path) }
+        defer { paths.forEach { free($0) } }
+        try lock.withWriteLock {
+            try paths.withUnsafeMutableBufferPointer { buffer in
+                try buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { pointer in
+                    try checkShim(faiss_shim_merge_ivf_ondisk(handle, pointer, Int32(buffer.count), lists.path), "merge")
+                }
+            }
+        }
+    }
+
     /// Number of inverted lists visited per query (IVF indexes only).
     public func setNProbe(_ nprobe: Int) throws {
         try lock.withWriteLock {

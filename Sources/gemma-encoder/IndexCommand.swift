@@ -147,6 +147,9 @@ struct IndexCommand: ParsableCommand {
         @Option(help: "The merged index directory (replaced if it exists).")
         var out: String
 
+        @Flag(help: "Keep the merged inverted lists on disk (index.ivfdata, memory-mapped when searched) instead of in memory: for indexes larger than memory. The shards are mapped, not loaded.")
+        var ondisk = false
+
         @Argument(help: "Shard index directories.")
         var shards: [String]
 
@@ -157,7 +160,8 @@ struct IndexCommand: ParsableCommand {
         func run() throws {
             do {
                 let progress = Progress(total: shards.count, label: "merging shards")
-                let manifest = try SearchIndex.merge(shards: shards.map { URL(fileURLWithPath: $0) }, into: URL(fileURLWithPath: out)) {
+                let manifest = try SearchIndex.merge(shards: shards.map { URL(fileURLWithPath: $0) }, into: URL(fileURLWithPath: out),
+                                                     onDisk: ondisk) {
                     done, _ in progress.update(done)
                 }
                 progress.finish()

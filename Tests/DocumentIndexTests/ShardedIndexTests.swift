@@ -56,15 +56,23 @@ final class ShardedIndexTests: XCTestCase {
         let merged = dir.appendingPathComponent("merged")
         let result = try SearchIndex.merge(shards: [a, empty, b], into: merged)
         XCTAssertEqual(result.count, 240)
+        // The same merge with the inverted lists on disk (index.ivfdata, found beside index.faiss after the
+        // directory was built aside and renamed into place).
+        let onDisk = dir.appendingPathComponent("ondisk")
+        try SearchIndex.merge(shards: [a, empty, b], into: onDisk, onDisk: true)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: onDisk.appendingPathComponent("index.ivfdata").path))
         let one = try SearchIndex(directory: single, encoder: try TestModels.tiny())
         let all = try SearchIndex(directory: merged, encoder: try TestModels.tiny())
+        let mapped = try SearchIndex(directory: onDisk, encoder: try TestModels.tiny())
         XCTAssertEqual(all.count, 240)
+        XCTAssertEqual(mapped.count, 240)
         let queries = ["archive tool", "mail server network", "strategy game audio", "python library", "kernel driver text"]
         for query in queries {
             let expected = try one.search(query, k: 10, mode: .vector), got = try all.search(query, k: 10, mode: .vector)
             XCTAssertEqual(got.count, 10)
             XCTAssertEqual(got.map(\.id), expected.map(\.id), query)
             XCTAssertEqual(got.map(\.score), expected.map(\.score), query)
+            XCTAssertEqual(try mapped.search(query, k: 10, mode: .vector), expected, "on disk: \(query)")
             XCTAssertEqual(try all.search(query, k: 5, mode: .keyword).map(\.id), try one.search(query, k: 5, mode: .keyword).map(\.id), query)
             XCTAssertEqual(try all.search(query, k: 5, mode: .hybrid).count, 5)
         }
@@ -72,6 +80,10 @@ final class ShardedIndexTests: XCTestCase {
         try all.add([CorpusDocument(id: "new", text: "archive compress tool", metadataJSON: "{}")], resume: false)
         XCTAssertEqual(all.count, 241)
         XCTAssertEqual(try all.search("archive compress tool", k: 1, mode: .vector).first?.id, "new")
+        // An on-disk index that grows is rebuilt in memory; its lists' file goes.
+        try mapped.add([CorpusDocument(id: "new", text: "archive compress tool", metadataJSON: "{}")], resume: false)
+        XCTAssertEqual(try mapped.search("archive compress tool", k: 1, mode: .vector).first?.id, "new")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: onDisk.appendingPathComponent("index.ivfdata").path))
     }
 
     /// Shards searched as one (`IndexShards`, what `serve --index NAME=DIR` repeated serves) give the merged

@@ -84,6 +84,13 @@ int32_t faiss_shim_set_ef_search(FaissShimIndex* index, int32_t ef_search);
 /// to check (FAISS does not compare centroids). dst keeps its hashtable direct map (reconstruct by id).
 int32_t faiss_shim_merge_ivf(FaissShimIndex* dst, FaissShimIndex* src);
 
+/// Fills `dst`, the empty trained index every source was started from, with the inverted lists of the IVF
+/// index files in `paths`, kept on disk in `ivfdata_path` (FAISS's OnDiskInvertedLists, memory-mapped when
+/// searched) for indexes larger than memory. The sources are memory-mapped, not loaded; each must have the
+/// same kind, sizes and centroids as dst (checked first). dst keeps no direct map afterwards. Write dst
+/// beside `ivfdata_path`: faiss_shim_read looks for the lists' file in the index file's directory.
+int32_t faiss_shim_merge_ivf_ondisk(FaissShimIndex* dst, const char* const* paths, int32_t n, const char* ivfdata_path);
+
 // MARK: Queries
 
 /// x: n * dimension floats; distances and labels: n * k each. Missing results
