@@ -71,6 +71,7 @@ def main():
     parser.add_argument("--corpus", required=True, help="JSON Lines or Parquet corpus")
     parser.add_argument("--index", required=True, help="the index directory to write")
     parser.add_argument("--model", default="embeddinggemma-300m")
+    parser.add_argument("--precision", default=None, help="f32 | bf16 | int8 | auto, passed to the binary (default: its f32)")
     parser.add_argument("--factory", default=None, help="IVFn,Flat | IVFn,PQm | IVFn,SQ8 (default: IVF with 4·√N lists)")
     parser.add_argument("--partitions", type=int, default=None, help="default: the master's cores × 2")
     parser.add_argument("--master", default="local[2]")
@@ -127,8 +128,9 @@ def main():
         for row in sample:
             f.write(row[0] + "\n")
     trained = os.path.join(work, "trained")
+    precision = ["--precision", args.precision] if args.precision else []
     run(binary, ["index", "train", "--factory", factory, "--sample", sample_path, "-o", trained, "--model", args.model,
-                 "--id-field", args.id_field, "--text-field", args.text_field], env)
+                 "--id-field", args.id_field, "--text-field", args.text_field] + precision, env)
     trained_at = time.time()
 
     # 3. One shard per partition attempt.
@@ -152,7 +154,8 @@ def main():
                 documents[0] += 1
                 yield row.line
         run(binary, ["index", "build", "--index", shard, "--corpus", "-", "--trained", trained, "--model", model,
-                     "--first-id", str(partition * ID_RANGE + 1), "--id-field", id_field, "--text-field", text_field], env, stream())
+                     "--first-id", str(partition * ID_RANGE + 1), "--id-field", id_field, "--text-field", text_field] + precision,
+            env, stream())
         return iter([(partition, attempt, shard, documents[0])])
 
     results = rows.rdd.mapPartitionsWithIndex(build).collect()

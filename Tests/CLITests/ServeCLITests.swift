@@ -105,14 +105,15 @@ final class ServeCLITests: XCTestCase {
         XCTAssertTrue(partialIDs.allSatisfy { Int($0.dropFirst(3))! < 80 }, "\(partialIDs)")
     }
 
-    /// `serve ARGUMENTS --port 0`, started; its address from the first line it prints.
-    private func startServer(_ arguments: [String]) throws -> (Process, URL) {
+    /// `serve ARGUMENTS --port 0`, started; its address from the first line it prints. Its log goes to `stderr`
+    /// when given.
+    private func startServer(_ arguments: [String], logLevel: String = "error", stderr: Pipe? = nil) throws -> (Process, URL) {
         let process = Process()
         process.executableURL = Tool.binary
-        process.arguments = ["serve"] + arguments + ["--port", "0", "--log-level", "error"]
+        process.arguments = ["serve"] + arguments + ["--port", "0", "--log-level", logLevel]
         let stdout = Pipe()
         process.standardOutput = stdout
-        process.standardError = FileHandle.nullDevice
+        process.standardError = stderr ?? FileHandle.nullDevice
         try process.run()
         var line = Data()
         while !line.contains(UInt8(ascii: "\n")) {
@@ -146,26 +147,9 @@ final class ServeCLITests: XCTestCase {
         let expected = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [Double] ?? []
         XCTAssertEqual(expected.count, dimension)
 
-        let process = Process()
-        process.executableURL = Tool.binary
-        process.arguments = ["serve", "--model", "tiny=\(model)", "--port", "0", "--log-level", "notice"]
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
+        let stderr = Pipe()
+        let (process, url) = try startServer(["--model", "tiny=\(model)"], logLevel: "notice", stderr: stderr)
         defer { if process.isRunning { process.terminate() } }
-
-        // The first stdout line names the address.
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = stdout.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { break }
-            line.append(chunk)
-        }
-        let banner = String(decoding: line, as: UTF8.self)
-        guard let range = banner.range(of: "http://"), let url = URL(string: String(banner[range.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            return XCTFail("no address in '\(banner)'; stderr: \(String(decoding: stderr.fileHandleForReading.availableData, as: UTF8.self))")
-        }
 
         var request = URLRequest(url: url.appendingPathComponent("v1/embeddings"))
         request.httpMethod = "POST"
