@@ -65,7 +65,7 @@ extension CLITests {
 
 /// `scripts/spark-index` in Spark's local mode (PySpark 4.3.0 from PyPI in .build/spark-venv, Java 17), on the
 /// tiny model: one worker's binary is killed mid-way, Spark retries its task, and the merged index holds every
-/// document exactly once.
+/// document exactly once; the same corpus as Parquet gives the same documents.
 extension CLITests {
     func testSparkJobSurvivesAKilledWorker() throws {
         let repository = fixturesDirectory.deletingLastPathComponent().deletingLastPathComponent()
@@ -127,6 +127,42 @@ extension CLITests {
             XCTAssertEqual(spark.count, 10)
             for (a, b) in zip(spark, one) { XCTAssertEqual(a, b, accuracy: 1e-5, query) }
         }
+
+        // The same corpus as Parquet (written by the venv's PySpark): the same documents, metadata kept.
+        let parquet = dir.appendingPathComponent("corpus.parquet").path
+        let write = Process()
+        write.executableURL = repository.appendingPathComponent(".build/spark-venv/bin/python")
+        write.currentDirectoryURL = repository
+        write.arguments = ["-c", "import sys\nfrom pyspark.sql import SparkSession\ns = SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false').getOrCreate()\ns.read.json(sys.argv[1]).write.parquet(sys.argv[2])\ns.stop()", corpus, parquet]
+        var environment = ProcessInfo.processInfo.environment
+        environment["JAVA_HOME"] = try javaHome()
+        write.environment = environment
+        write.standardError = FileHandle.nullDevice
+        try write.run()
+        write.waitUntilExit()
+        XCTAssertEqual(write.terminationStatus, 0)
+        let fromParquet = dir.appendingPathComponent("from-parquet").path
+        let job = Process()
+        job.executableURL = repository.appendingPathComponent("scripts/spark-index")
+        job.currentDirectoryURL = repository
+        job.arguments = ["--corpus", parquet, "--index", fromParquet, "--model", model, "--factory", "IVF8,Flat", "--partitions", "2"]
+        job.standardOutput = FileHandle.nullDevice
+        job.standardError = FileHandle.nullDevice
+        try job.run()
+        job.waitUntilExit()
+        XCTAssertEqual(job.terminationStatus, 0)
+        XCTAssertEqual(Set(try sqlite(fromParquet + "/documents.sqlite", "select external_id from documents")), Set((0..<1500).map { "doc\($0)" }))
+        XCTAssertEqual(try sqlite(fromParquet + "/documents.sqlite", "select metadata from documents where external_id = 'doc12'"),
+                       [#"{"section":"s5"}"#])
+    }
+
+    /// JAVA_HOME of a Java 17 (what scripts/lib/spark-venv.sh pins).
+    private func javaHome() throws -> String {
+        let jvms = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/jvm")) ?? []
+        guard let name = jvms.sorted().first(where: { $0.hasPrefix("java-17-openjdk") }) else {
+            throw NSError(domain: "java", code: 1, userInfo: [NSLocalizedDescriptionKey: "no Java 17 under /usr/lib/jvm (scripts/test installs it)"])
+        }
+        return "/usr/lib/jvm/" + name
     }
 
     /// Processes whose command line holds every one of `parts` (as whole arguments or inside one).
