@@ -89,7 +89,9 @@ def main():
     index = os.path.abspath(args.index)
     work = os.path.abspath(args.work or index.rstrip("/") + ".work")
     os.makedirs(work, exist_ok=True)
-    task_cpus = args.task_cpus or os.cpu_count()
+    # One binary uses every core it has: by default one task per machine (in local mode, per the master's cores).
+    local = re.fullmatch(r"local\[(\d+)(,\d+)?\]", args.master)
+    task_cpus = args.task_cpus or (min(os.cpu_count(), int(local.group(1))) if local else os.cpu_count())
     spark = (SparkSession.builder.master(local_with_retries(args.master)).appName("gemma-encoder index")
              .config("spark.task.cpus", str(task_cpus))
              .config("spark.ui.enabled", "false")
