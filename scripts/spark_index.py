@@ -74,13 +74,14 @@ def main():
     parser.add_argument("--precision", default=None, help="f32 | bf16 | int8 | auto, passed to the binary (default: its f32)")
     parser.add_argument("--factory", default=None, help="IVFn,Flat | IVFn,PQm | IVFn,SQ8 (default: IVF with 4·√N lists)")
     parser.add_argument("--partitions", type=int, default=None, help="default: the master's cores × 2")
-    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--master", default=None,
+                        help="local[N] or spark://HOST:PORT (default: spark-submit's --master, else local[*])")
     parser.add_argument("--sample-size", type=int, default=None,
                         help="rows the quantizer is trained on (default: 40 per list, at least 20,000, at most the corpus)")
     parser.add_argument("--id-field", default="id")
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--task-cpus", type=int, default=None,
-                        help="spark.task.cpus: the cores one binary uses (default: every core of the machine)")
+                        help="spark.task.cpus: the cores one binary uses (default in local mode: the master's; on a cluster set it)")
     parser.add_argument("--work", default=None, help="shared directory for the sample, quantizer and shards (default: INDEX.work)")
     parser.add_argument("--keep-shards", action="store_true")
     args = parser.parse_args()
@@ -89,16 +90,22 @@ def main():
     index = os.path.abspath(args.index)
     work = os.path.abspath(args.work or index.rstrip("/") + ".work")
     os.makedirs(work, exist_ok=True)
-    # One binary uses every core it has: by default one task per machine (in local mode, per the master's cores).
-    local = re.fullmatch(r"local\[(\d+)(,\d+)?\]", args.master)
-    task_cpus = args.task_cpus or (min(os.cpu_count(), int(local.group(1))) if local else os.cpu_count())
-    spark = (SparkSession.builder.master(local_with_retries(args.master)).appName("gemma-encoder index")
-             .config("spark.task.cpus", str(task_cpus))
-             .config("spark.ui.enabled", "false")
+    # One binary uses every core it has: one task per executor's worth of cores. In local mode that is the
+    # master's cores (at most the machine's); on a cluster, --task-cpus or spark-submit's --conf spark.task.cpus.
+    local = re.fullmatch(r"local\[(\d+|\*)(,\d+)?\]", args.master or "")
+    task_cpus = args.task_cpus or (min(os.cpu_count(), int(local.group(1)) if local.group(1) != "*" else os.cpu_count())
+                                   if local else None)
+    builder = SparkSession.builder.appName("gemma-encoder index")
+    if args.master:
+        builder = builder.master(local_with_retries(args.master))
+    if task_cpus:
+        builder = builder.config("spark.task.cpus", str(task_cpus))
+    spark = (builder.config("spark.ui.enabled", "false")
              .config("spark.ui.showConsoleProgress", "true" if sys.stderr.isatty() else "false")
              .config("spark.sql.shuffle.partitions", str(args.partitions or 8))
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
+    master, task_cpus = spark.sparkContext.master, int(spark.conf.get("spark.task.cpus", "1"))
     started = time.time()
 
     corpus = args.corpus
@@ -185,7 +192,7 @@ def main():
     spark.stop()
     seconds = merged_at - started
     summary = {"documents": count, "partitions": partitions, "shards": len(shards), "factory": factory,
-               "master": args.master, "task_cpus": task_cpus,
+               "master": master, "task_cpus": task_cpus,
                "seconds": {"read_and_train": round(trained_at - started, 2), "build_shards": round(built_at - trained_at, 2),
                            "merge": round(merged_at - built_at, 2), "total": round(seconds, 2)},
                "documents_per_second": round(count / seconds, 2)}
