@@ -85,15 +85,20 @@ extension CLITests {
         process.standardOutput = out
         process.standardError = try FileHandle(forWritingTo: err)
         try process.run()
-        // Kill the binary building partition 1's first attempt (SIGKILL: nothing of it is cleaned up).
+        // Kill the binary building partition 1's first attempt (SIGKILL: nothing of it is cleaned up), mid-way for
+        // sure: its shard has a manifest (the build started) and no index file yet (written after the last batch),
+        // and the process is not already exiting (a zombie takes the signal and ignores it).
+        let firstAttempt = index + ".work/shards/part-00001-attempt-0"
         var killed = false
         let deadline = Date().addingTimeInterval(600)
         while !killed, process.isRunning, Date() < deadline {
-            for pid in processes(whoseCommandLineContains: ["index", "build", "part-00001-attempt-0"]) {
-                kill(pid, SIGKILL)
-                killed = true
+            if FileManager.default.fileExists(atPath: firstAttempt + "/manifest.json"),
+               !FileManager.default.fileExists(atPath: firstAttempt + "/index.faiss") {
+                for pid in processes(whoseCommandLineContains: ["index", "build", "part-00001-attempt-0"]) where isRunning(pid) {
+                    killed = kill(pid, SIGKILL) == 0 || killed
+                }
             }
-            if !killed { usleep(5_000) }
+            if !killed { usleep(2_000) }
         }
         let output = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -163,6 +168,13 @@ extension CLITests {
             throw NSError(domain: "java", code: 1, userInfo: [NSLocalizedDescriptionKey: "no Java 17 under /usr/lib/jvm (scripts/test installs it)"])
         }
         return "/usr/lib/jvm/" + name
+    }
+
+    /// Whether `pid` is alive and not a zombie (state R, S or D in /proc/PID/stat).
+    private func isRunning(_ pid: pid_t) -> Bool {
+        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
+              let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return false }
+        return [UInt8(ascii: "R"), UInt8(ascii: "S"), UInt8(ascii: "D")].contains(stat[close + 2])
     }
 
     /// Processes whose command line holds every one of `parts` (as whole arguments or inside one).
