@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from pyspark import TaskContext
@@ -40,23 +41,33 @@ def child_environment():
 
 
 def run(binary, arguments, env, stdin_lines=None):
-    """Runs the binary; raises with its stderr on a non-zero exit. stdin_lines are streamed, not gathered."""
-    process = subprocess.Popen([binary] + arguments, env=env, stdin=subprocess.PIPE if stdin_lines is not None else subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if stdin_lines is not None:
-        # stderr is read after stdin closes: the binary reads its whole input before it writes much, and its
-        # error output is small, so the pipes cannot deadlock.
+    """Runs the binary; raises with its stderr on a non-zero exit. stdin_lines are streamed, not gathered. Its
+    stderr goes to a temporary file (a pipe left unread while stdin is written could fill and block both), and
+    an exception while streaming (the task interrupted) kills it instead of leaving it to build a shard from
+    part of the partition."""
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen([binary] + arguments, env=env,
+                                   stdin=subprocess.PIPE if stdin_lines is not None else subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=errors)
         try:
-            for line in stdin_lines:
-                process.stdin.write(line.encode("utf-8") + b"\n")
-            process.stdin.close()
-        except BrokenPipeError:
-            pass  # the binary stopped reading (an error it reports on stderr, below)
-        process.stdin = None  # closed: communicate() must not flush it
-    out, err = process.communicate()
+            if stdin_lines is not None:
+                try:
+                    for line in stdin_lines:
+                        process.stdin.write(line.encode("utf-8") + b"\n")
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass  # the binary stopped reading (an error it reports on stderr, below)
+                process.stdin = None  # closed: communicate() must not flush it
+            out, _ = process.communicate()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        errors.seek(0)
+        err = errors.read().decode("utf-8", "replace")
     if process.returncode != 0:
-        raise RuntimeError(f"{binary} {' '.join(arguments)} exited with {process.returncode}: {err.decode('utf-8', 'replace')[-4000:]}")
-    return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        raise RuntimeError(f"{binary} {' '.join(arguments)} exited with {process.returncode}: {err[-4000:]}")
+    return out.decode("utf-8", "replace"), err
 
 
 def local_with_retries(master):
@@ -115,6 +126,8 @@ def main():
         if field not in frame.columns:
             sys.exit(f"error: {corpus}: no field \"{field}\" (fields: {', '.join(frame.columns)})")
     if "_corrupt_record" in frame.columns:
+        # Spark refuses a query of raw JSON that reads only its corrupt-record column; cached, it answers.
+        frame = frame.cache()
         bad = frame.filter(F.col("_corrupt_record").isNotNull()).select("_corrupt_record").first()
         if bad is not None:
             sys.exit(f"error: {corpus}: a row is not a JSON object: {bad[0][:200]}")

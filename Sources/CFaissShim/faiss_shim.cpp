@@ -23,6 +23,8 @@
 #include <faiss/utils/distances.h>
 
 #include <atomic>
+#include <cstdio>
+#include <unistd.h>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -124,6 +126,52 @@ bool contains_id(faiss::Index* index, int64_t id) {
     return false;
 }
 
+/// FAISS 1.7.3 reports on-disk list work with printf on stdout (the .ivfdata path it resolves, the file it
+/// resizes), where a command's own output goes (search --json): for the guard's life stdout goes to stderr.
+struct StdoutToStderr {
+    int saved = -1;
+    StdoutToStderr() {
+        std::fflush(stdout);
+        saved = dup(1);
+        if (saved >= 0) dup2(2, 1);
+    }
+    ~StdoutToStderr() {
+        std::fflush(stdout);
+        if (saved >= 0) {
+            dup2(saved, 1);
+            close(saved);
+        }
+    }
+};
+
+/// An IVF index whose lists live in another file (merged with --ondisk) is not a merge source: FAISS's merge
+/// empties its source's lists (that file would be rewritten), and a memory-mapped read (IO_FLAG_MMAP) leaves
+/// such lists unmapped (ptr null), while an ordinary index read that way maps its lists from the index file.
+[[noreturn]] void refuse_ondisk_source(const std::string& name) {
+    invalid(name + " keeps its inverted lists on disk (merged with --ondisk): merge the shards it was made of instead");
+}
+
+bool has_ondisk_lists(const faiss::IndexIVF* ivf) {
+    return dynamic_cast<const faiss::OnDiskInvertedLists*>(ivf->invlists) != nullptr;
+}
+
+bool has_unmapped_lists(const faiss::IndexIVF* ivf) {
+    auto* ondisk = dynamic_cast<const faiss::OnDiskInvertedLists*>(ivf->invlists);
+    return ondisk != nullptr && ondisk->ptr == nullptr && ondisk->totsize > 0;
+}
+
+/// Puts a direct map type back when a merge fails half-way (FAISS merges only without one).
+struct RestoreDirectMap {
+    faiss::IndexIVF* ivf;
+    faiss::DirectMap::Type type;
+    bool done = false;
+    ~RestoreDirectMap() {
+        if (!done && ivf->direct_map.type != type) {
+            try { ivf->set_direct_map_type(type); } catch (...) {}
+        }
+    }
+};
+
 } // namespace
 
 extern "C" {
@@ -176,8 +224,10 @@ int32_t faiss_shim_read(const char* path, FaissShimIndex** out) {
         *out = nullptr;
         if (path == nullptr) invalid("path is null");
         // An index with on-disk inverted lists finds its .ivfdata beside the index file (where merge_ivf_ondisk
-        // put it), not at the path it had when written: index directories are built aside and renamed.
-        std::unique_ptr<faiss::Index> index(faiss::read_index(path, faiss::IO_FLAG_ONDISK_SAME_DIR));
+        // put it), not at the path it had when written: index directories are built aside and renamed. Nothing
+        // writes to those lists (adding rebuilds the index in memory), so they are mapped read-only.
+        StdoutToStderr quiet;
+        std::unique_ptr<faiss::Index> index(faiss::read_index(path, faiss::IO_FLAG_ONDISK_SAME_DIR | faiss::IO_FLAG_READ_ONLY));
         if (!index) invalid(std::string("no index read from ") + path);
         *out = new FaissShimIndex{std::move(index)};
     });
@@ -421,13 +471,16 @@ int32_t faiss_shim_merge_ivf(FaissShimIndex* dst, FaissShimIndex* src) {
                 }
             }
         }
+        if (has_ondisk_lists(from)) refuse_ondisk_source("the index merged in");
+        if (has_ondisk_lists(to)) refuse_ondisk_source("the index merged into");
         // FAISS merges inverted lists only without a direct map: drop both, merge, rebuild dst's hashtable
-        // from its (now merged) lists.
-        const auto type = to->direct_map.type;
+        // from its (now merged) lists (and put both back if the merge throws).
+        RestoreDirectMap restore_to{to, to->direct_map.type}, restore_from{from, from->direct_map.type};
         to->set_direct_map_type(faiss::DirectMap::NoMap);
         from->set_direct_map_type(faiss::DirectMap::NoMap);
         to->merge_from(*from, 0);
-        to->set_direct_map_type(type);
+        to->set_direct_map_type(restore_to.type);
+        restore_to.done = true;
     });
 }
 
@@ -448,11 +501,13 @@ int32_t faiss_shim_merge_ivf_ondisk(FaissShimIndex* dst, const char* const* path
             std::unique_ptr<faiss::Index> source(faiss::read_index(paths[i], faiss::IO_FLAG_MMAP));
             auto* from = dynamic_cast<faiss::IndexIVF*>(source.get());
             if (from == nullptr) invalid(std::string(paths[i]) + ": not a plain IVF index");
+            if (has_unmapped_lists(from)) refuse_ondisk_source(paths[i]);
             from->set_direct_map_type(faiss::DirectMap::NoMap);
             to->check_compatible_for_merge(*from);  // kind, sizes and the same centroids
             lists.push_back(from->invlists);
             sources.push_back(std::move(source));
         }
+        StdoutToStderr quiet;
         auto ondisk = std::make_unique<faiss::OnDiskInvertedLists>(to->nlist, to->code_size, ivfdata_path);
         const size_t total = ondisk->merge_from(lists.data(), static_cast<int>(lists.size()));
         to->replace_invlists(ondisk.release(), true);

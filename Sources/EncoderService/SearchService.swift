@@ -49,11 +49,22 @@ extension EncoderService {
         if let vector, vector.count != router.dimension || !vector.allSatisfy(\.isFinite) {
             throw .validation("vector must hold \(router.dimension) finite numbers, got \(vector.count)")
         }
+        // Refused here, as a local index would: each shard would refuse it, and the answer would look like an outage.
+        if tuning.nprobe != nil, !router.factory.contains("IVF") {
+            throw .validation("nprobe applies to IVF indexes; index '\(router.index)' is \(router.factory)")
+        }
+        if tuning.efSearch != nil, !router.factory.contains("HNSW") {
+            throw .validation("ef_search applies to HNSW indexes; index '\(router.index)' is \(router.factory)")
+        }
         var embedding = vector
         if mode != .keyword, embedding == nil {
             embedding = try await queryEmbedding(query, encoder: models[0].encoder, options: router.options)
         }
         let (results, failed) = await router.search(query: query, vector: embedding, k: k, mode: mode, tuning: tuning)
+        // No shard answered: an outage, not an empty result.
+        guard failed.count < router.shards.count else {
+            throw .backend("no shard answered: " + failed.map { "\($0.shard): \($0.error)" }.joined(separator: "; "))
+        }
         return (router.index, results, failed)
     }
 

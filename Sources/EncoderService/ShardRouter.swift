@@ -18,6 +18,8 @@ public final class ShardRouter: Sendable {
     /// How the shards embed queries (their query prompt, attention and pooling).
     public let options: EmbeddingOptions
     public let dimension: Int
+    /// The shards' FAISS factory (the first shard's), for refusing nprobe / ef_search it does not have.
+    public let factory: String
     public let timeout: TimeInterval
 
     public struct Failure: Sendable, Equatable {
@@ -35,11 +37,12 @@ public final class ShardRouter: Sendable {
         }
     }
 
-    init(shards: [URL], index: String, options: EmbeddingOptions, dimension: Int, timeout: TimeInterval) {
+    init(shards: [URL], index: String, options: EmbeddingOptions, dimension: Int, factory: String, timeout: TimeInterval) {
         self.shards = shards
         self.index = index
         self.options = options
         self.dimension = dimension
+        self.factory = factory
         self.timeout = timeout
     }
 
@@ -77,7 +80,8 @@ public final class ShardRouter: Sendable {
         let (name, info) = chosen!
         let options = EmbeddingOptions(prompt: info.query_prompt, attention: AttentionMode(rawValue: info.attention) ?? .bidirectional,
                                        pooling: info.pooling.flatMap(Pooling.init(rawValue:)))
-        return ShardRouter(shards: shards, index: name, options: options, dimension: info.dimension, timeout: timeout)
+        return ShardRouter(shards: shards, index: name, options: options, dimension: info.dimension, factory: info.factory,
+                           timeout: timeout)
     }
 
     private struct ShardAnswer: Decodable {

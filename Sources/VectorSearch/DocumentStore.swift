@@ -79,6 +79,10 @@ public final class DocumentStore: @unchecked Sendable {
     /// id or external id already here is refused before anything is copied, and the error names it and the
     /// shard (`mergeClash`).
     public func merge(from other: URL) throws {
+        // ATTACH would create a missing file (and then fail on its missing tables).
+        guard FileManager.default.fileExists(atPath: other.path) else {
+            throw DocumentStoreError.invalidInput("no such database (not an index directory's store?)", path: other.path)
+        }
         try lock.withLock {
             let attach = try connection.prepared("ATTACH DATABASE ?1 AS shard")
             try attach.bind(1, other.path)

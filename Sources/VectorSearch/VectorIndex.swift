@@ -132,8 +132,8 @@ public final class VectorIndex: @unchecked Sendable {
     }
 
     /// Moves every vector of `other` into this index, ids kept (FAISS's IVF merge: inverted lists appended),
-    /// leaving `other` empty. Both must be plain IVF indexes from the same trained quantizer (the caller
-    /// checks that: FAISS compares list counts and code sizes, not centroids) with no id in both.
+    /// leaving `other` empty. Both must be plain IVF indexes from the same trained quantizer (FAISS compares
+    /// the centroids; the caller compares quantizer digests first, for a clearer error) with no id in both.
     public func merge(from other: VectorIndex) throws {
         guard other !== self else { throw VectorSearchError.invalidArgument("merge", "an index cannot be merged into itself") }
         try lock.withWriteLock {

@@ -120,7 +120,8 @@ struct EmbedCommand: ParsableCommand {
         // .npy holds numbers only: the ids go beside it, one JSON value per line (null for a row without), always
         // written so that an ids file left by an earlier run never sits beside vectors it does not describe.
         let idsOutput = npy ? try AtomicOutput(path: Self.idsPath(output!)) : nil
-        let progress = Progress(total: input == "-" ? nil : JSONLines.lineCount(path: input), label: "embedding")
+        // The total (an extra pass over a file) only where progress is drawn.
+        let progress = Progress(total: input == "-" || isatty(2) == 0 ? nil : JSONLines.lineCount(path: input), label: "embedding")
         let write = {
             try rows.flush { vector, id in
                 if npy {
@@ -160,8 +161,17 @@ struct EmbedCommand: ParsableCommand {
             note("note: \(rows.truncated) of \(rows.written) inputs were longer than \(rows.encoder.maxSequenceLength) tokens and were truncated")
         }
         if npy { out.overwrite(npyHeader(rows: rows.written, columns: rows.dimension, length: header.count), at: 0) }
-        try idsOutput?.commit()
+        // Both outputs are checked before either is published, so a failed write replaces neither.
+        do {
+            try out.check()
+            try idsOutput?.check()
+        } catch {
+            out.abandon()
+            idsOutput?.abandon()
+            throw error
+        }
         try out.commit()
+        try idsOutput?.commit()
     }
 
     /// Where `--format npy` puts the ids: `vectors.npy` → `vectors.ids.jsonl`.

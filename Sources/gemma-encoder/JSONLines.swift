@@ -93,6 +93,11 @@ final class AtomicOutput {
     /// Drops a file output (nothing is published); standard output has already gone.
     func abandon() { file?.abandon() }
 
+    /// Throws the first write failure recorded so far (the output is then abandoned by `commit`).
+    func check() throws {
+        if let failure { throw failure }
+    }
+
     func commit() throws {
         guard let file else { return }
         if let failure {

@@ -70,7 +70,7 @@ final class ServeCLITests: XCTestCase {
         // Two shard servers and a router (serve --shard) answer as the merged index; with one shard down the
         // answer is the other shard's part, marked partial, naming the shard that failed.
         let (shardA, urlA) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("a"))"])
-        defer { shardA.terminate() }
+        defer { if shardA.isRunning { shardA.terminate() } }
         let (shardB, urlB) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("b"))"])
         defer { if shardB.isRunning { shardB.terminate() } }
         let (router, routerURL) = try startServer(["--model", "tiny=\(model)", "--shard", urlA.absoluteString, "--shard", urlB.absoluteString,
@@ -103,6 +103,15 @@ final class ServeCLITests: XCTestCase {
         XCTAssertEqual(partialIDs.count, 8)
         XCTAssertEqual(Array(partialIDs.prefix(fromA.count)), fromA, "shard a's part of the merged results leads, in order")
         XCTAssertTrue(partialIDs.allSatisfy { Int($0.dropFirst(3))! < 80 }, "\(partialIDs)")
+        // No shard left: an outage (424 Backend naming the shards), not an empty answer.
+        shardA.terminate()
+        shardA.waitUntilExit()
+        var request = URLRequest(url: routerURL.appendingPathComponent("search"))
+        request.httpMethod = "POST"
+        request.httpBody = try JSONSerialization.data(withJSONObject: ["query": query, "k": 8])
+        let (data, response) = try await URLSession.shared.data(for: request)
+        XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 424, String(decoding: data, as: UTF8.self))
+        XCTAssertTrue(String(decoding: data, as: UTF8.self).contains("no shard answered"), String(decoding: data, as: UTF8.self))
     }
 
     /// `serve ARGUMENTS --port 0`, started; its address from the first line it prints. Its log goes to `stderr`

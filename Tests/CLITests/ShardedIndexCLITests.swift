@@ -44,6 +44,12 @@ extension CLITests {
             XCTAssertEqual(merged.map(\.0), single.map(\.0), query)
             for (a, b) in zip(merged, single) { XCTAssertEqual(a.1, b.1, accuracy: 1e-6, query) }
         }
+        // On disk: the same answers, and stdout holds only the JSON (FAISS's own notes go to stderr).
+        try run(["index", "merge", "--ondisk", "--out", path("ondisk"), path("s1"), path("s2")])
+        for query in ["archive tool", "kernel driver"] {
+            let mapped = try results("ondisk", query, ["--nprobe", "4"]), single = try results("single", query, ["--nprobe", "4"])
+            XCTAssertEqual(mapped.map(\.0), single.map(\.0), query)
+        }
         let flat = try Tool.run(["search", "--index", path("merged"), "--ef-search", "64", "archive"])
         XCTAssertNotEqual(flat.status, 0)
         XCTAssertTrue(flat.stderr.contains("ef_search applies to HNSW"), flat.stderr)

@@ -80,6 +80,15 @@ final class ShardedIndexTests: XCTestCase {
         try all.add([CorpusDocument(id: "new", text: "archive compress tool", metadataJSON: "{}")], resume: false)
         XCTAssertEqual(all.count, 241)
         XCTAssertEqual(try all.search("archive compress tool", k: 1, mode: .vector).first?.id, "new")
+        // An on-disk index is not a merge source (FAISS would empty its lists' file, or leave them unmapped).
+        let extra = docs[200..<220].map { CorpusDocument(id: "extra-" + $0.id, text: $0.text, metadataJSON: $0.metadataJSON) }
+        let more = try shard("more", extra[...], trained: trained, firstID: 3 << 40)
+        for ondiskMerge in [false, true] {
+            XCTAssertThrowsError(try SearchIndex.merge(shards: [onDisk, more], into: dir.appendingPathComponent("again"), onDisk: ondiskMerge)) { error in
+                XCTAssertTrue("\(error)".contains("keeps its inverted lists on disk"), "\(error)")
+            }
+        }
+        XCTAssertEqual(try mapped.search("archive tool", k: 10, mode: .vector), try one.search("archive tool", k: 10, mode: .vector))
         // An on-disk index that grows is rebuilt in memory; its lists' file goes.
         try mapped.add([CorpusDocument(id: "new", text: "archive compress tool", metadataJSON: "{}")], resume: false)
         XCTAssertEqual(try mapped.search("archive compress tool", k: 1, mode: .vector).first?.id, "new")

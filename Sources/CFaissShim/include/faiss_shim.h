@@ -80,8 +80,8 @@ int32_t faiss_shim_set_ef_search(FaissShimIndex* index, int32_t ef_search);
 
 /// Moves every vector of `src` into `dst` (FAISS's IVF merge_from: inverted lists appended, ids kept), leaving
 /// `src` empty. Both must be IVF indexes of one kind, dimension, list count and code size, with no id in
-/// both (checked first, nothing moved otherwise); that they share their coarse quantizer is the caller's
-/// to check (FAISS does not compare centroids). dst keeps its hashtable direct map (reconstruct by id).
+/// both (checked first, nothing moved otherwise) and the same centroids (FAISS compares them); neither may
+/// keep its lists on disk. dst keeps its hashtable direct map (reconstruct by id).
 int32_t faiss_shim_merge_ivf(FaissShimIndex* dst, FaissShimIndex* src);
 
 /// Fills `dst`, the empty trained index every source was started from, with the inverted lists of the IVF
