@@ -40,12 +40,7 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
     public init(_ shards: [SearchIndex]) throws {
         guard let first = shards.first else { throw IndexError.invalidCorpus("no shards to search") }
         for shard in shards.dropFirst() {
-            let a = first.manifest, b = shard.manifest
-            var differences: [String] = []
-            if a.modelDigest != b.modelDigest { differences.append("model ('\(a.model)' vs '\(b.model)')") }
-            if a.dimension != b.dimension { differences.append("dimension") }
-            if a.queryPrompt != b.queryPrompt || a.documentPrompt != b.documentPrompt { differences.append("prompts") }
-            if a.attention != b.attention || a.pooling != b.pooling { differences.append("attention or pooling") }
+            let differences = ShardCompatibility.embeddingDifferences(first.manifest, shard.manifest)
             guard differences.isEmpty else {
                 throw IndexError.modelMismatch("\(shard.directory.path) cannot be searched with \(first.directory.path): different \(differences.joined(separator: ", "))")
             }

@@ -149,17 +149,25 @@ struct TrainedQuantizer {
     }
 }
 
-/// What must be equal for two shards to merge.
+/// What must be equal for two shards to be one index.
 enum ShardCompatibility {
-    static func differences(_ a: IndexManifest, _ b: IndexManifest) -> [String] {
+    /// To be searched as one (`IndexShards`): they embed alike — model, dimension, prompts, attention, pooling.
+    static func embeddingDifferences(_ a: IndexManifest, _ b: IndexManifest) -> [String] {
         var d: [String] = []
-        if a.quantizer != b.quantizer { d.append("quantizer (sha256 \(a.quantizer?.prefix(12) ?? "none")… vs \(b.quantizer?.prefix(12) ?? "none")…)") }
         if a.modelDigest != b.modelDigest { d.append("model ('\(a.model)' vs '\(b.model)')") }
         if a.dimension != b.dimension { d.append("dimension (\(a.dimension) vs \(b.dimension))") }
-        if a.factory != b.factory { d.append("factory (\(a.factory) vs \(b.factory))") }
         if a.attention != b.attention { d.append("attention") }
         if a.pooling != b.pooling { d.append("pooling") }
         if a.queryPrompt != b.queryPrompt || a.documentPrompt != b.documentPrompt { d.append("prompts") }
+        return d
+    }
+
+    /// To merge: besides, the same trained quantizer, factory and metric.
+    static func differences(_ a: IndexManifest, _ b: IndexManifest) -> [String] {
+        var d: [String] = []
+        if a.quantizer != b.quantizer { d.append("quantizer (sha256 \(a.quantizer?.prefix(12) ?? "none")… vs \(b.quantizer?.prefix(12) ?? "none")…)") }
+        d += embeddingDifferences(a, b)
+        if a.factory != b.factory { d.append("factory (\(a.factory) vs \(b.factory))") }
         if a.metric != b.metric { d.append("metric") }
         return d
     }
