@@ -14,16 +14,7 @@ extension EncoderService {
         }
         guard k > 0, k <= 1000, candidates > 0, candidates <= 1000 else { throw .validation("k and candidates must be in 1...1000") }
         guard !query.isEmpty else { throw .empty("`query` must not be empty") }
-        guard tuning.nprobe.map({ $0 > 0 }) ?? true, tuning.efSearch.map({ $0 > 0 && $0 <= 1 << 20 }) ?? true else {
-            throw .validation("nprobe must be positive and ef_search in 1...\(1 << 20)")
-        }
-        let factory = index.manifest.factory
-        if tuning.nprobe != nil, !factory.contains("IVF") {
-            throw .validation("nprobe applies to IVF indexes; index '\(indexName)' is \(factory)")
-        }
-        if tuning.efSearch != nil, !factory.contains("HNSW") {
-            throw .validation("ef_search applies to HNSW indexes; index '\(indexName)' is \(factory)")
-        }
+        try Self.check(tuning, index: indexName, factory: index.manifest.factory)
         let reranker = rerank ? try loadedReranker() : nil
         let pipeline = SearchPipeline(index: index, mode: mode, candidates: candidates, tuning: tuning)
         let work = ScheduledSearchWork(service: self, index: index, reranker: reranker, vector: vector)
@@ -43,18 +34,10 @@ extension EncoderService {
         guard k > 0, k <= 1000 else { throw .validation("k must be in 1...1000") }
         guard !query.isEmpty else { throw .empty("`query` must not be empty") }
         guard !rerank else { throw .validation("rerank is not available through a shard router: rerank on a shard server, or send the results to /rerank") }
-        guard tuning.nprobe.map({ $0 > 0 }) ?? true, tuning.efSearch.map({ $0 > 0 && $0 <= 1 << 20 }) ?? true else {
-            throw .validation("nprobe must be positive and ef_search in 1...\(1 << 20)")
-        }
+        // Refused here, as a local index would: each shard would refuse it, and the answer would look like an outage.
+        try Self.check(tuning, index: router.index, factory: router.factory)
         if let vector, vector.count != router.dimension || !vector.allSatisfy(\.isFinite) {
             throw .validation("vector must hold \(router.dimension) finite numbers, got \(vector.count)")
-        }
-        // Refused here, as a local index would: each shard would refuse it, and the answer would look like an outage.
-        if tuning.nprobe != nil, !router.factory.contains("IVF") {
-            throw .validation("nprobe applies to IVF indexes; index '\(router.index)' is \(router.factory)")
-        }
-        if tuning.efSearch != nil, !router.factory.contains("HNSW") {
-            throw .validation("ef_search applies to HNSW indexes; index '\(router.index)' is \(router.factory)")
         }
         var embedding = vector
         if mode != .keyword, embedding == nil {
@@ -66,6 +49,19 @@ extension EncoderService {
             throw .backend("no shard answered: " + failed.map { "\($0.shard): \($0.error)" }.joined(separator: "; "))
         }
         return (router.index, results, failed)
+    }
+
+    /// Per-query search parameters in range and ones the index's FAISS factory has (413 Validation otherwise).
+    static func check(_ tuning: SearchTuning, index: String, factory: String) throws(ServiceError) {
+        guard tuning.nprobe.map({ $0 > 0 }) ?? true, tuning.efSearch.map({ $0 > 0 && $0 <= 1 << 20 }) ?? true else {
+            throw .validation("nprobe must be positive and ef_search in 1...\(1 << 20)")
+        }
+        if tuning.nprobe != nil, !factory.contains("IVF") {
+            throw .validation("nprobe applies to IVF indexes; index '\(index)' is \(factory)")
+        }
+        if tuning.efSearch != nil, !factory.contains("HNSW") {
+            throw .validation("ef_search applies to HNSW indexes; index '\(index)' is \(factory)")
+        }
     }
 
     /// The index named `name`, or the only one loaded when no name is given.
