@@ -13,6 +13,7 @@
 #include "bf16_round.h"
 #include "bf16_products.h"
 #include "dispatch.h"
+#include "elementwise.h"
 
 #define PANEL 16
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -214,28 +215,46 @@ TARGET_AMX static void amx_configure(void) {
         }                                                                                            \
     } while (0)
 
+// Gemma's gated MLP as the epilogue of a 32 × 32 block: gate tile tg and up tile tu (the same 16 columns) leave
+// the tiles once, as gelu_tanh(gate) · up in rows × 16 of c — the 2 × 16 products are never stored to memory.
+#define STORE_GATED(tg, tu, dst, ldc, rows)                                                          \
+    do {                                                                                             \
+        float gate_[16 * 16] __attribute__((aligned(64))), up_[16 * 16] __attribute__((aligned(64))); \
+        _tile_stored(tg, gate_, 64);                                                                 \
+        _tile_stored(tu, up_, 64);                                                                   \
+        for (long r_ = 0; r_ < MIN(16, rows); r_++)                                                  \
+            for (long l_ = 0; l_ < 16; l_++)                                                         \
+                (dst)[r_ * (ldc) + l_] = gelu_tanh_gate_value(gate_[r_ * 16 + l_], up_[r_ * 16 + l_]); \
+    } while (0)
+
 // A (rows padded to a multiple of 16 with zeros, ld a multiple of 32) times the panels into c (m × cols).
 // Blocked as BLAS blocks: a block of panels (about W_BLOCK_BYTES, kept in L2) meets every 32-row block of A in
 // turn (48 KiB at k = 768, kept in L1 while it passes over the block's panels), so each weight byte comes from
 // memory once per call and each A tile from L1 — where a loop over all panels per row block re-reads the whole
 // weight from memory for every 32 rows.
+// Each step multiplies two panels: panels q and q + 1 of C, or, when up_offset > 0 (the gated MLP, cols a
+// multiple of 16), gate panel q and its up panel q + up_offset, stored through STORE_GATED as column block q.
 #ifndef W_BLOCK_BYTES
 #define W_BLOCK_BYTES (1L << 20)
 #endif
 TARGET_AMX static void gemm_amx_bf16(long m, long kp, const uint16_t *a, long ld, const uint16_t *panels, long cols,
-                                     float *c, long ldc, int accumulate) {
+                                     float *c, long ldc, int accumulate, long up_offset) {
     long panel_count = (cols + PANEL - 1) / PANEL, panel_stride = kp * PANEL * 2, stride_a = ld * 2;
-    long block = (W_BLOCK_BYTES / (panel_stride * 2)) & ~1L;
-    if (block < 2) block = 2;
+    int gated = up_offset > 0;
+    // Steps of two panels; a block holds about W_BLOCK_BYTES of them.
+    long steps = gated ? panel_count : (panel_count + 1) / 2;
+    long block = (W_BLOCK_BYTES / (panel_stride * 2)) / 2;
+    if (block < 1) block = 1;
     amx_configure();
-    for (long q0 = 0; q0 < panel_count; q0 += block) {
-        long q_end = MIN(panel_count, q0 + block);
+    for (long s0 = 0; s0 < steps; s0 += block) {
+        long s_end = MIN(steps, s0 + block);
         for (long i = 0; i < m; i += 32) {
             const uint16_t *a0 = a + i * ld, *a1 = a0 + 16 * ld;
             long rows0 = m - i, rows1 = rows0 - 16;
-            for (long q = q0; q < q_end; q += 2) {
-                const uint16_t *b0 = panels + q * panel_stride, *b1 = b0 + panel_stride;
-                int two = q + 1 < panel_count;
+            for (long s = s0; s < s_end; s++) {
+                long q = gated ? s : 2 * s;
+                const uint16_t *b0 = panels + q * panel_stride, *b1 = b0 + (gated ? up_offset : 1) * panel_stride;
+                int two = gated || q + 1 < panel_count;
                 long cols0 = cols - q * PANEL, cols1 = cols0 - PANEL;
                 float *c0 = c + i * ldc + q * PANEL;
                 if (accumulate) {
@@ -283,6 +302,11 @@ TARGET_AMX static void gemm_amx_bf16(long m, long kp, const uint16_t *a, long ld
                         _tile_dpbf16ps(0, 4, 6);
                     }
                 }
+                if (gated) {
+                    STORE_GATED(0, 1, c0, ldc, rows0);
+                    if (rows1 > 0) STORE_GATED(2, 3, c0 + 16 * ldc, ldc, rows1);
+                    continue;
+                }
                 STORE_TILE(0, c0, ldc, rows0, cols0);
                 if (two) STORE_TILE(1, c0 + PANEL, ldc, rows0, cols1);
                 if (rows1 > 0) {
@@ -315,6 +339,30 @@ int ck_bf16_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, con
 
 int ck_bf16_gemm(long m, long k, const float *a, long lda, const uint16_t *panels, long cols, float *c, long ldc) {
     return ck_bf16_gemm_isa(ck_cpu_features(), m, k, a, lda, panels, cols, c, ldc);
+}
+
+int ck_bf16_gelu_gate_fusable(uint32_t isa, long m, long k, long cols) {
+    isa &= ck_cpu_features_detected();
+    return HAVE_AVX512_PATH && (isa & CK_ISA_AMX_BF16) && m >= 2 && k > 0 && k % 32 == 0 && cols > 0 && cols % PANEL == 0;
+}
+
+int ck_bf16_gelu_gate_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint16_t *panels,
+                               long up_offset, long cols, float *c, long ldc) {
+    if (!ck_bf16_gelu_gate_fusable(isa, m, k, cols) || up_offset <= 0) return -1;
+#if HAVE_AVX512_PATH
+    // k is whole tiles: no padding column, and the rows padded to whole tiles as in ck_bf16_gemm_isa.
+    long kp = k / 2, ld = k, padded = (m + 15) / 16 * 16;
+    uint16_t *rounded = aligned_alloc(64, (size_t)(padded * ld) * sizeof(uint16_t));
+    if (!rounded) return -2;
+    ck_bf16_round_rows_isa(isa, m, k, a, lda, rounded, ld);
+    memset(rounded + m * ld, 0, (size_t)((padded - m) * ld) * sizeof(uint16_t));
+    gemm_amx_bf16(m, kp, rounded, ld, panels, cols, c, ldc, 0, up_offset);
+    free(rounded);
+    return 0;
+#else
+    (void)a, (void)lda, (void)panels, (void)c, (void)ldc;
+    return -1;
+#endif
 }
 
 // ---- Products of two f32 operands in bf16 (training): C (m × n) (+)= bf16(op(A)) · bf16(op(B)), f32 sums. ----
@@ -472,7 +520,7 @@ int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n,
     long ldo = sums ? n : ldc;
 #if HAVE_AVX512_PATH
     if (isa & CK_ISA_AMX_BF16) {
-        gemm_amx_bf16(m, kp, packed_a, ld, panels, n, c, ldc, accumulate);
+        gemm_amx_bf16(m, kp, packed_a, ld, panels, n, c, ldc, accumulate, 0);
     } else if (isa & CK_ISA_AVX512_BF16) {
         gemm_avx512_bf16(m, kp, packed_a, ld, panels, n, out, ldo);
     } else
@@ -518,7 +566,7 @@ void ck_bf16_panels_product_isa(uint32_t isa, long m, long kp, const uint16_t *a
                                 long cols, float *c, long ldc) {
 #if HAVE_AVX512_PATH
     if ((isa & CK_ISA_AMX_BF16) && kp % 16 == 0 && m >= 2) {
-        gemm_amx_bf16(m, kp, a, ld, panels, cols, c, ldc, 0);
+        gemm_amx_bf16(m, kp, a, ld, panels, cols, c, ldc, 0, 0);
         return;
     }
     if (isa & CK_ISA_AVX512_BF16) {

@@ -6,12 +6,7 @@
 #include "elementwise.h"
 
 CLONES void ck_gelu_tanh_gate(float *restrict gate, const float *restrict up, long n) {
-    // 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)).
-    for (long i = 0; i < n; i++) {
-        float x = gate[i];
-        float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-        gate[i] = x / (1.0f + exp_approx(-2.0f * u)) * up[i];
-    }
+    for (long i = 0; i < n; i++) gate[i] = gelu_tanh_gate_value(gate[i], up[i]);
 }
 
 CLONES void ck_residual_rms_norm(float *x, const float *branch, long rows, long dim, const float *branch_scale,

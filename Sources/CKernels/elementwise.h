@@ -24,6 +24,13 @@ static inline float exp_approx(float x) {
     return p * a.f * b.f;
 }
 
+// gelu_tanh(x) · up, the gated MLP's middle: 0.5 x (1 + tanh(u)) = x / (1 + exp(−2u)), u = √(2/π)(x + 0.044715 x³).
+// One definition for the separate pass (ck_gelu_tanh_gate) and the AMX product's epilogue, so both give the same bits.
+static inline __attribute__((always_inline)) float gelu_tanh_gate_value(float x, float up) {
+    float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    return x / (1.0f + exp_approx(-2.0f * u)) * up;
+}
+
 // 1 / sqrt(mean(v²) + eps), RMSNorm's factor for one row: inlined into each ISA clone, so it vectorizes there.
 static inline __attribute__((always_inline)) float inverse_rms(const float *v, long dim, float eps) {
     float sum = 0.0f;

@@ -300,6 +300,26 @@ public struct StackedLinear: Sendable {
     /// The weights as stored (one stacked weight, or the parts).
     public var weights: [LinearWeight] { stacked.map { [$0] } ?? parts }
 
+    /// Gemma's gated MLP middle in one pass where the CPU allows it: c (m × widths[0]) = gelu_tanh(a · W₁ᵀ) · (a · W₂ᵀ)
+    /// for a gate|up stack of two equal parts held as bf16 panels on a CPU with AMX (`ck_bf16_gelu_gate_fusable`):
+    /// the gate and up values stay in the tiles instead of going to memory and back. Returns false, having
+    /// written nothing, where it does not apply; the caller then runs `apply` and the separate activation pass.
+    public func applyGELUGate(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                              threads: Int = 1) -> Bool {
+        guard let stacked, stacked.packing == .bf16Panels, widths.count == 2, widths[0] == widths[1],
+              ck_bf16_gelu_gate_fusable(ck_cpu_features(), m, stacked.columns, widths[0]) != 0 else { return false }
+        let k = stacked.columns, gatePanels = widths[0] / 16, panelBytes = ck_bf16_panels_bytes(16, k)
+        nonisolated(unsafe) let a = a, c = c, base = stacked.bytes
+        // Threads split whole gate panels; each takes the up panels that go with them.
+        splitColumns(n: gatePanels, parts: threads, minimum: 4) { start, count in
+            let status = ck_bf16_gelu_gate_gemm_isa(ck_cpu_features(), m, k, a, lda,
+                                                    (base + start * panelBytes).assumingMemoryBound(to: UInt16.self),
+                                                    gatePanels, 16 * count, c + 16 * start, ldc)
+            precondition(status == 0, "out of memory in the gated bf16 product")
+        }
+        return true
+    }
+
     /// c (m × width, row stride ldc) = a · [W₁; W₂; …]ᵀ.
     public func apply(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1) {
         if let stacked { return linear(m: m, a: a, lda: lda, weight: stacked, c: c, ldc: ldc, threads: threads) }

@@ -148,6 +148,90 @@ final class BF16KernelTests: XCTestCase {
         }
     }
 
+    /// The gated MLP product (gelu_tanh(gate) · up as the AMX product's epilogue) gives the same bits as the
+    /// product followed by the separate activation pass, on shapes with partial row tiles and several weight
+    /// blocks, and writes nothing past its columns; paths without AMX refuse it (-1) and write nothing.
+    func testGatedProductEqualsProductThenActivation() throws {
+        var rng = SeededGenerator(seed: 5)
+        let amx = BF16Testing.paths.filter { $0 & UInt32(CK_ISA_AMX_BF16) != 0 }
+        for (inter, k) in [(16, 32), (48, 64), (1152, 768)] {
+            let w = randomBF16(2 * inter * k, using: &rng)
+            var panels = [UInt16](repeating: 0, count: ck_bf16_panels_bytes(2 * inter, k) / 2)
+            ck_bf16_pack(w, k, 2 * inter, k, &panels)
+            for m in [2, 15, 16, 17, 33, 70] {
+                let lda = k + 5, ldc = inter + 3
+                let a = (0..<(m * lda)).map { _ in rng.unit() * 4 - 2 }
+                for isa in BF16Testing.paths where !amx.contains(isa) {
+                    XCTAssertEqual(ck_bf16_gelu_gate_fusable(isa, m, k, inter), 0, "isa \(isa) has no AMX")
+                    var c = [Float](repeating: .nan, count: m * ldc)
+                    XCTAssertEqual(ck_bf16_gelu_gate_gemm_isa(isa, m, k, a, lda, panels, inter / 16, inter, &c, ldc), -1)
+                    XCTAssertTrue(c.allSatisfy(\.isNaN), "a refused call writes nothing")
+                }
+                for isa in amx {
+                    var separate = [Float](repeating: 0, count: m * 2 * inter)
+                    XCTAssertEqual(ck_bf16_gemm_isa(isa, m, k, a, lda, panels, 2 * inter, &separate, 2 * inter), 0)
+                    for i in 0..<m {
+                        separate.withUnsafeMutableBufferPointer { row in
+                            ck_gelu_tanh_gate(row.baseAddress! + i * 2 * inter, row.baseAddress! + i * 2 * inter + inter, inter)
+                        }
+                    }
+                    var fused = [Float](repeating: .nan, count: m * ldc)
+                    XCTAssertEqual(ck_bf16_gelu_gate_fusable(isa, m, k, inter), 1)
+                    XCTAssertEqual(ck_bf16_gelu_gate_gemm_isa(isa, m, k, a, lda, panels, inter / 16, inter, &fused, ldc), 0)
+                    for i in 0..<m {
+                        XCTAssertEqual(Array(fused[(i * ldc)..<(i * ldc + inter)]), Array(separate[(i * 2 * inter)..<(i * 2 * inter + inter)]),
+                                       "row \(i) of \(m)×\(inter)×\(k)")
+                        XCTAssertTrue(fused[(i * ldc + inter)..<(i * ldc + ldc)].allSatisfy(\.isNaN), "nothing written past the columns")
+                    }
+                }
+            }
+        }
+        // Shapes the tiles do not cover are refused, never computed wrongly.
+        for isa in amx {
+            XCTAssertEqual(ck_bf16_gelu_gate_fusable(isa, 1, 64, 16), 0, "a single row")
+            XCTAssertEqual(ck_bf16_gelu_gate_fusable(isa, 8, 48, 16), 0, "k not whole tiles")
+            XCTAssertEqual(ck_bf16_gelu_gate_fusable(isa, 8, 64, 24), 0, "columns not whole panels")
+        }
+    }
+
+    /// Through `StackedLinear`: the fused gate|up on 1 and 2 threads equals `apply` plus `geluTanhGate`, bit for
+    /// bit, where the CPU has AMX; elsewhere it declines and writes nothing.
+    func testStackedGateUpFusesWhereTheCPUAllows() throws {
+        var rng = SeededGenerator(seed: 6)
+        let k = 256, inter = 192, m = 40
+        let parts = try (0..<2).map { _ in
+            try LinearWeight(quantizing: (0..<(inter * k)).map { _ in rng.unit() - 0.5 }, rows: inter, columns: k, to: .bf16)
+        }
+        let stack = StackedLinear(parts, packed: LinearWeight.panels(for: .bf16) == .bf16Panels)
+        let a = (0..<(m * k)).map { _ in rng.unit() * 2 - 1 }
+        var separate = [Float](repeating: 0, count: m * 2 * inter)
+        a.withUnsafeBufferPointer { ab in
+            separate.withUnsafeMutableBufferPointer { cb in
+                stack.apply(m: m, a: ab.baseAddress!, lda: k, c: cb.baseAddress!, ldc: 2 * inter)
+                for i in 0..<m { geluTanhGate(cb.baseAddress! + i * 2 * inter, cb.baseAddress! + i * 2 * inter + inter, count: inter) }
+            }
+        }
+        let expected = stack.weights.first?.packing == .bf16Panels && ck_bf16_gelu_gate_fusable(ck_cpu_features(), m, k, inter) != 0
+        if ck_cpu_features() & UInt32(CK_ISA_AMX_BF16) != 0 { XCTAssertTrue(expected, "a CPU with AMX fuses") }
+        for threads in [1, 2] {
+            var fused = [Float](repeating: .nan, count: m * 2 * inter)
+            let done = a.withUnsafeBufferPointer { ab in
+                fused.withUnsafeMutableBufferPointer { cb in
+                    stack.applyGELUGate(m: m, a: ab.baseAddress!, lda: k, c: cb.baseAddress!, ldc: 2 * inter, threads: threads)
+                }
+            }
+            XCTAssertEqual(done, expected)
+            for i in 0..<m {
+                let row = Array(fused[(i * 2 * inter)..<(i * 2 * inter + inter)])
+                if done {
+                    XCTAssertEqual(row, Array(separate[(i * 2 * inter)..<(i * 2 * inter + inter)]), "row \(i), \(threads) threads")
+                } else {
+                    XCTAssertTrue(row.allSatisfy(\.isNaN), "declined: nothing written")
+                }
+            }
+        }
+    }
+
     func testTheCapNeverAddsFeatures() {
         let used = ck_cpu_features(), detected = ck_cpu_features_detected()
         XCTAssertEqual(used & ~detected, 0)

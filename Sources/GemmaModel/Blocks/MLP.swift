@@ -20,13 +20,23 @@ struct GatedMLP: Sendable {
     func forward(_ normed: UnsafePointer<Float>, rows t: Int, hiddenSize h: Int, buffers: ForwardBuffers,
                  out: UnsafeMutablePointer<Float>) {
         let inter = intermediateSize, gateUpRows = buffers.gateUp
-        buffers.timer.time(.gateUp) { gateUp.apply(m: t, a: normed, lda: h, c: gateUpRows, ldc: 2 * inter, threads: buffers.threads) }
-        buffers.timer.time(.activation) {
-            for i in 0..<t {
-                let gate = gateUpRows + i * 2 * inter, up = gate + inter
-                switch activation {
-                case .geluTanh: geluTanhGate(gate, up, count: inter)
-                case .gelu: geluErfGate(gate, up, count: inter)
+        // Fused where the CPU allows (bf16 panels on AMX): the activation is then the product's epilogue, and the
+        // gate and up values never reach memory.
+        var fused = false
+        if activation == .geluTanh {
+            buffers.timer.time(.gateUp) {
+                fused = gateUp.applyGELUGate(m: t, a: normed, lda: h, c: gateUpRows, ldc: 2 * inter, threads: buffers.threads)
+            }
+        }
+        if !fused {
+            buffers.timer.time(.gateUp) { gateUp.apply(m: t, a: normed, lda: h, c: gateUpRows, ldc: 2 * inter, threads: buffers.threads) }
+            buffers.timer.time(.activation) {
+                for i in 0..<t {
+                    let gate = gateUpRows + i * 2 * inter, up = gate + inter
+                    switch activation {
+                    case .geluTanh: geluTanhGate(gate, up, count: inter)
+                    case .gelu: geluErfGate(gate, up, count: inter)
+                    }
                 }
             }
         }
