@@ -23,6 +23,13 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     /// sha256 of `quantizer.faiss`, the trained empty index every shard of a sharded index starts from
     /// (`index train`); nil for an index that trains its own quantizer. Shards merge only when it is equal.
     public var quantizer: String?
+    /// Size and sha256 of the FAISS files (`index.faiss`, `index.ivfdata`, `quantizer.faiss`), checked before
+    /// FAISS reads them (`IndexFiles.verify`). Absent in indexes written before it was recorded.
+    public var files: [String: IndexFileRecord]?
+    /// The new version of a file being replaced: publishing it is two renames (the file, then this manifest
+    /// without it here), and a process killed between them leaves the new file with a manifest that still
+    /// names it here, which is accepted.
+    public var publishing: [String: IndexFileRecord]?
     public var count: Int
     public var created: Date
     public var updated: Date
@@ -30,7 +37,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", model, modelDigest = "model_digest", dimension
         case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, attention, pooling, metric, quantizer
-        case count, created, updated
+        case files, publishing, count, created, updated
     }
 
     public static func load(_ url: URL) throws -> IndexManifest {

@@ -57,8 +57,12 @@ public final class SearchIndex: @unchecked Sendable {
             throw IndexError.modelMismatch("\(directory.path) was built with model '\(manifest.model)' (digest \(manifest.modelDigest.prefix(12))…), not \(encoder.location.path) (digest \(digest.prefix(12))…): open it with its own model")
         }
         store = try DocumentStore(url: directory.appendingPathComponent(Self.storeName))
-        vectors = FileManager.default.fileExists(atPath: directory.appendingPathComponent(Self.faissName).path)
-            ? try VectorIndex.read(from: directory.appendingPathComponent(Self.faissName))
+        // Checked before FAISS reads them; a file the manifest records must be there.
+        let faiss = directory.appendingPathComponent(Self.faissName)
+        try IndexFiles.verify(Self.faissName, in: directory, manifest: manifest)
+        try IndexFiles.verify(Self.ivfdataName, in: directory, manifest: manifest)
+        vectors = FileManager.default.fileExists(atPath: faiss.path)
+            ? try VectorIndex.read(from: faiss)
             : try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
     }
 
@@ -96,7 +100,10 @@ public final class SearchIndex: @unchecked Sendable {
             manifest.model = modelName
             manifest.created = Date()
             manifest.updated = manifest.created
-            try AtomicFile.write(try Data(contentsOf: quantizer.file), to: directory.appendingPathComponent(quantizerName))
+            let copy = directory.appendingPathComponent(quantizerName)
+            try AtomicFile.write(try Data(contentsOf: quantizer.file), to: copy)
+            manifest.files = [quantizerName: try IndexFiles.record(of: copy)]
+            manifest.publishing = nil
         } else {
             manifest = try newManifest(encoder: encoder, modelName: modelName, factory: factory ?? VectorIndex.defaultFactory(count: expectedCount),
                                        attention: attention, pooling: pooling)
@@ -169,18 +176,35 @@ public final class SearchIndex: @unchecked Sendable {
     func rebuildVectors() throws {
         let (ids, flat) = try store.allVectors(dimension: manifest.dimension)
         // A shard adds to the quantizer it was started from; an index of its own trains one on its vectors.
+        if manifest.quantizer != nil { try IndexFiles.verify(Self.quantizerName, in: directory, manifest: manifest) }
         let index = manifest.quantizer != nil ? try VectorIndex.read(from: quantizerURL)
             : try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
         if !index.isTrained, !ids.isEmpty { try index.train(flat) }
         if !ids.isEmpty { try index.add(flat, ids: ids) }
         try Self.tuneSearch(index, factory: manifest.factory)
-        try index.write(to: faissURL)
+        // The new file is announced in the manifest before it replaces the old one, so a kill between the two
+        // renames leaves a file the manifest accepts.
+        var record: IndexFileRecord?
+        try index.write(to: faissURL) { written in
+            record = try IndexFiles.record(of: written)
+            var announcing = manifest
+            announcing.publishing = [Self.faissName: record!]
+            try announcing.write(to: manifestURL)
+        }
         // Rebuilt in memory: on-disk lists of an earlier merge are no longer referred to (a reader that still
         // maps them keeps its mapping).
         try? FileManager.default.removeItem(at: directory.appendingPathComponent(Self.ivfdataName))
         vectors = index
         manifest.count = ids.count
         manifest.updated = Date()
+        var files = manifest.files ?? [:]
+        files[Self.faissName] = record
+        files[Self.ivfdataName] = nil
+        if manifest.quantizer != nil, files[Self.quantizerName] == nil {
+            files[Self.quantizerName] = try IndexFiles.record(of: quantizerURL)
+        }
+        manifest.files = files
+        manifest.publishing = nil
         try manifest.write(to: manifestURL)
     }
 

@@ -39,7 +39,9 @@ extension SearchIndex {
         try AtomicDirectory.replace(directory) { built in
             let quantizer = built.appendingPathComponent(quantizerName)
             try index.write(to: quantizer)
-            manifest.quantizer = try SHA256.hexDigest(ofFile: quantizer)
+            let record = try IndexFiles.record(of: quantizer)
+            manifest.quantizer = record.sha256
+            manifest.files = [quantizerName: record]
             try manifest.write(to: built.appendingPathComponent(manifestName))
             try DocumentStore(url: built.appendingPathComponent(storeName)).close()
         }
@@ -92,6 +94,7 @@ extension SearchIndex {
                     throw IndexError.invalidCorpus("\(shard.path): \(what) is also in an earlier shard (\(hint))")
                 }
                 let faiss = shard.appendingPathComponent(faissName)
+                try IndexFiles.verify(faissName, in: shard, manifest: manifests[done])
                 // A shard that never received a document has no index file.
                 if FileManager.default.fileExists(atPath: faiss.path) {
                     if onDisk {
@@ -118,6 +121,11 @@ extension SearchIndex {
                 throw IndexError.corrupt("the shards hold \(documents) documents but \(vectors.count) vectors")
             }
             try vectors.write(to: built.appendingPathComponent(faissName))
+            merged.files = try [faissName, ivfdataName, quantizerName].reduce(into: [:]) { files, name in
+                let url = built.appendingPathComponent(name)
+                if FileManager.default.fileExists(atPath: url.path) { files[name] = try IndexFiles.record(of: url) }
+            }
+            merged.publishing = nil
             merged.count = documents
             merged.created = Date()
             merged.updated = merged.created

@@ -87,9 +87,11 @@ public final class VectorIndex: @unchecked Sendable {
 
     /// Writes atomically (`AtomicFile`): FAISS writes a temporary sibling, which is fsynced and renamed over
     /// `url`, so readers never observe a partial index. File-system failures are `AtomicWriteError`s.
-    public func write(to url: URL) throws {
+    /// Written whole beside `url` and renamed over it; `beforePublishing` sees the complete file first.
+    public func write(to url: URL, beforePublishing: (URL) throws -> Void = { _ in }) throws {
         try AtomicFile.write(to: url) { temporary in
             try lock.withReadLock { try checkShim(faiss_shim_write(handle, temporary.path), "write") }
+            try beforePublishing(temporary)
         }
     }
 
