@@ -74,6 +74,8 @@ let package = Package(
             // Their error types, which the service maps to status codes by kind.
             "ModelFormats", "EncoderKernels", "VectorSearch",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),

@@ -5,6 +5,7 @@ import ModelFormats
 import GemmaEncoder
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -17,9 +18,11 @@ public enum HTTPFront {
     public static let truncatedHeader = HTTPField.Name("X-Truncated-Inputs")!
 
     /// The router with every route, the error mapping and the per-route metrics and logs.
-    public static func router(_ service: EncoderService) -> Router<BasicRequestContext> {
+    public static func router(_ service: EncoderService, exposure: ServerExposure = ServerExposure()) -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: ObservingMiddleware(metrics: service.metrics))
+        if !exposure.corsOrigins.isEmpty { router.add(middleware: CORSOriginsMiddleware(origins: Set(exposure.corsOrigins))) }
+        if let key = exposure.apiKey { router.add(middleware: APIKeyMiddleware(key: Array(key.utf8))) }
         let routes = Routes(service: service)
 
         router.post("/v1/embeddings") { request, _ in try await routes.openAIEmbeddings(request) }
@@ -38,10 +41,13 @@ public enum HTTPFront {
     }
 
     /// An application serving `service` on `host:port` (port 0: any free port, reported to `onRunning`).
+    /// With `exposure`: its API key, CORS origins, TLS, timeouts and connection limit.
     public static func application(_ service: EncoderService, host: String, port: Int, logger: Logger,
-                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        Application(router: router(service),
-                    configuration: .init(address: .hostname(host, port: port), serverName: "gemma-encoder"),
+                                   exposure: ServerExposure = ServerExposure(),
+                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        Application(router: router(service, exposure: exposure), server: try exposure.serverBuilder(),
+                    configuration: .init(address: .hostname(host, port: port), serverName: "gemma-encoder",
+                                         availableConnectionsDelegate: MaximumAvailableConnections(exposure.maxConnections)),
                     onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
                     logger: logger)
     }
@@ -58,6 +64,7 @@ public enum HTTPFront {
         var response = (try? json(ErrorBody(error: error.message, error_type: error.type),
                                   status: .init(code: error.status))) ?? Response(status: .init(code: error.status))
         if let retry = error.retryAfterSeconds { response.headers[.retryAfter] = String(retry) }
+        if error.kind == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
         return response
     }
 }
@@ -81,10 +88,10 @@ public final class RunningServer: Sendable {
     /// it down gracefully. The caller starts the service's schedulers (`service.start()`): requests accepted
     /// before that wait in the queue.
     public static func start(_ service: EncoderService, host: String = "127.0.0.1", port: Int = 0,
-                             logger: Logger = Logger(label: "gemma-encoder"),
+                             logger: Logger = Logger(label: "gemma-encoder"), exposure: ServerExposure = ServerExposure(),
                              stopOnSignals: Bool = false) async throws -> RunningServer {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = HTTPFront.application(service, host: host, port: port, logger: logger) { port in
+        let app = try HTTPFront.application(service, host: host, port: port, logger: logger, exposure: exposure) { port in
             continuation.yield(port)
             continuation.finish()
         }
@@ -123,10 +130,8 @@ struct ObservingMiddleware: RouterMiddleware {
         var response: Response
         do {
             response = try await next(request, context)
-        } catch let error as any HTTPResponseError {
-            response = HTTPFront.errorResponse(Self.serviceError(error, request))
         } catch {
-            response = HTTPFront.errorResponse(ServiceError(classifying: error))
+            response = Self.response(for: error, request)
         }
         let elapsed = start.duration(to: .now).components
         let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
@@ -138,6 +143,12 @@ struct ObservingMiddleware: RouterMiddleware {
         if let truncated = response.headers[HTTPFront.truncatedHeader] { metadata["truncated"] = "\(truncated)" }
         context.logger.info("request", metadata: metadata)
         return response
+    }
+
+    /// The JSON error answer for anything a route or middleware threw.
+    static func response(for error: any Error, _ request: Request) -> Response {
+        if let error = error as? any HTTPResponseError { return HTTPFront.errorResponse(serviceError(error, request)) }
+        return HTTPFront.errorResponse(ServiceError(classifying: error))
     }
 
     /// Hummingbird's own refusals (no route, body too large, wrong method) in the service's error shape.

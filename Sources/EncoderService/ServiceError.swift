@@ -15,6 +15,8 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
         case validation
         /// Nothing to work on: no inputs, an empty text or query (TEI's Empty, 400).
         case empty
+        /// No API key, or the wrong one, on a server that requires it (401).
+        case unauthorized
         /// Token ids outside the vocabulary, or text the tokenizer cannot take (422).
         case tokenizer
         /// Malformed JSON, wrong types, invalid UTF-8 (422, as TEI's JSON extractor answers).
@@ -49,6 +51,7 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
         switch kind {
         case .validation, .payloadTooLarge: 413
         case .empty: 400
+        case .unauthorized: 401
         case .tokenizer, .malformed: 422
         case .notFound: 404
         case .overloaded: 429
@@ -64,6 +67,7 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
         switch kind {
         case .validation, .malformed: "Validation"
         case .empty: "Empty"
+        case .unauthorized: "Unauthorized"
         case .tokenizer: "Tokenizer"
         case .notFound: "NotFound"
         case .payloadTooLarge: "PayloadTooLarge"

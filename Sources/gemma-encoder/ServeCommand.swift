@@ -67,6 +67,24 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Truncate over-long inputs when a request does not say (TEI's --auto-truncate).")
     var autoTruncate = false
 
+    @Option(name: .customLong("api-key"), help: "Require Authorization: Bearer KEY on every route but /health (default: $GEMMA_ENCODER_API_KEY, else none). Prefer the variable: a flag shows in the process list.")
+    var apiKey: String?
+
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: serve HTTPS (with --tls-key).")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(name: .customLong("cors-origin"), help: "An origin whose browser pages may call the server (e.g. https://app.example.org, or * for any); repeatable. Default: none.")
+    var corsOrigin: [String] = []
+
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may stay silent (between requests, or stalled inside one) before it is closed.")
+    var idleTimeout: Double = 60
+
+    @Option(name: .customLong("max-connections"), help: "Connections served at once; more wait to be accepted.")
+    var maxConnections = 1_024
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -81,6 +99,24 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--shard \(url): expected an http:// URL")
         }
         if shardTimeout <= 0 { throw ValidationError("--shard-timeout must be positive") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        guard idleTimeout > 0, maxConnections > 0 else { throw ValidationError("--idle-timeout and --max-connections must be positive") }
+        if apiKey?.isEmpty == true { throw ValidationError("--api-key is empty") }
+        for origin in corsOrigin where origin != "*" && URL(string: origin)?.host == nil {
+            throw ValidationError("--cors-origin \(origin): expected an origin such as https://app.example.org, or *")
+        }
+    }
+
+    /// The API key, TLS files, origins and connection limits, as given.
+    var exposure: ServerExposure {
+        var e = ServerExposure()
+        let fromEnvironment = ProcessInfo.processInfo.environment["GEMMA_ENCODER_API_KEY"]
+        e.apiKey = apiKey ?? (fromEnvironment?.isEmpty == false ? fromEnvironment : nil)
+        e.corsOrigins = corsOrigin
+        e.idleTimeout = idleTimeout
+        e.maxConnections = maxConnections
+        if let tlsCert, let tlsKey { e.tls = (tlsCert, tlsKey) }
+        return e
     }
 
     func run() async throws {
@@ -93,11 +129,19 @@ struct ServeCommand: AsyncParsableCommand {
             fail(error)
         }
         service.start()
-        let server = try await RunningServer.start(service, host: host, port: port, logger: logger, stopOnSignals: true)
-        logger.notice("listening", metadata: ["address": "http://\(host):\(server.port)",
+        let exposure = exposure
+        let server: RunningServer
+        do {
+            server = try await RunningServer.start(service, host: host, port: port, logger: logger, exposure: exposure, stopOnSignals: true)
+        } catch {
+            service.stop()
+            fail(error)
+        }
+        let address = "\(exposure.scheme)://\(host):\(server.port)"
+        logger.notice("listening", metadata: ["address": "\(address)", "api_key": "\(exposure.apiKey == nil ? "none" : "required")",
                                               "models": "\(service.models.map(\.name).joined(separator: ","))"])
         // A line a script can wait for, whatever the log level.
-        FileHandle.standardOutput.write(Data("listening on http://\(host):\(server.port)\n".utf8))
+        FileHandle.standardOutput.write(Data("listening on \(address)\n".utf8))
         try await server.wait()
         logger.notice("stopped")
     }

@@ -29,6 +29,41 @@ final class ServeCLITests: XCTestCase {
         try await serveAndCompare(model: out, dimension: 64)
     }
 
+    /// The API key from GEMMA_ENCODER_API_KEY: 401 without it, 200 with it, /health open; the log (at the most
+    /// verbose level) holds neither the key nor the request body. Half a TLS pair is refused before starting.
+    func testServeTakesTheAPIKeyFromTheEnvironment() async throws {
+        let dir = try temporaryDirectory("serve-key")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try tinyEncoderDirectory(in: dir).path
+        let stderr = Pipe()
+        let (process, url) = try startServer(["--model", "tiny=\(model)"], logLevel: "trace", stderr: stderr,
+                                             environment: ["GEMMA_ENCODER_API_KEY": "env-key-7f3a"])
+        defer { if process.isRunning { process.terminate() } }
+        func post(_ key: String?) async throws -> Int {
+            var request = URLRequest(url: url.appendingPathComponent("v1/embeddings"))
+            request.httpMethod = "POST"
+            request.httpBody = Data(#"{"input": "secret body text 91c"}"#.utf8)
+            if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
+            let (_, response) = try await URLSession.shared.data(for: request)
+            return (response as? HTTPURLResponse)?.statusCode ?? 0
+        }
+        let refused = try await post(nil), wrong = try await post("other"), served = try await post("env-key-7f3a")
+        XCTAssertEqual(refused, 401)
+        XCTAssertEqual(wrong, 401)
+        XCTAssertEqual(served, 200)
+        let (_, health) = try await URLSession.shared.data(from: url.appendingPathComponent("health"))
+        XCTAssertEqual((health as? HTTPURLResponse)?.statusCode, 200)
+        process.terminate()
+        process.waitUntilExit()
+        let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(log.contains("api_key") && log.contains("required"), "the start line says a key is required: \(log)")
+        XCTAssertFalse(log.contains("env-key-7f3a"), "the key is never logged")
+        XCTAssertFalse(log.contains("secret body text 91c"), "request bodies are never logged")
+        let half = try Tool.run(["serve", "--model", model, "--tls-cert", dir.appendingPathComponent("cert.pem").path, "--port", "0"])
+        XCTAssertNotEqual(half.status, 0)
+        XCTAssertTrue(half.stderr.contains("--tls-cert and --tls-key go together"), half.stderr)
+    }
+
     /// `serve --index docs=SHARD --index docs=SHARD`: two shard directories answer /search as one index, with the
     /// merged index's vector results (nprobe per request); so do two shard servers behind a router.
     func testServeSearchesShardsAsOneIndex() async throws {
@@ -116,10 +151,12 @@ final class ServeCLITests: XCTestCase {
 
     /// `serve ARGUMENTS --port 0`, started; its address from the first line it prints. Its log goes to `stderr`
     /// when given.
-    private func startServer(_ arguments: [String], logLevel: String = "error", stderr: Pipe? = nil) throws -> (Process, URL) {
+    private func startServer(_ arguments: [String], logLevel: String = "error", stderr: Pipe? = nil,
+                             environment: [String: String] = [:]) throws -> (Process, URL) {
         let process = Process()
         process.executableURL = Tool.binary
         process.arguments = ["serve"] + arguments + ["--port", "0", "--log-level", logLevel]
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let stdout = Pipe()
         process.standardOutput = stdout
         process.standardError = stderr ?? FileHandle.nullDevice

@@ -69,7 +69,7 @@ final class LiveServerTests: XCTestCase {
         let service = fixture.service(limits: limits)
         service.start()
         defer { service.stop() }
-        let app = HTTPFront.application(service, host: "127.0.0.1", port: 0, logger: quietLogger)
+        let app = try HTTPFront.application(service, host: "127.0.0.1", port: 0, logger: quietLogger)
         try await app.test(.live) { client in
             let client = TestingClient(client: client)
             try await assertRefused(try await client.send("POST", "embed", body: Data(#"{"inputs": ["a""#.utf8)), 422, "Validation",

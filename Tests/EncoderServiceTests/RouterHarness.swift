@@ -20,7 +20,7 @@ func withRouter(_ service: EncoderService, startSchedulers: Bool = true,
                 _ test: @Sendable (TestingClient) async throws -> Void) async throws {
     if startSchedulers { service.start() }
     defer { service.stop() }
-    let app = HTTPFront.application(service, host: "127.0.0.1", port: 0, logger: quietLogger)
+    let app = try HTTPFront.application(service, host: "127.0.0.1", port: 0, logger: quietLogger)
     try await app.test(.router) { client in try await test(TestingClient(client: client)) }
 }
 
