@@ -85,6 +85,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Connections served at once; more wait to be accepted.")
     var maxConnections = 1_024
 
+    @Option(name: .customLong("watch-interval"), help: "Seconds between looks at each single-directory --index for a new version written by another process (index build/add/delete), served without a restart; 0: never.")
+    var watchInterval: Double = 2
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -100,6 +103,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if shardTimeout <= 0 { throw ValidationError("--shard-timeout must be positive") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if watchInterval < 0 { throw ValidationError("--watch-interval must be 0 (off) or positive") }
         guard idleTimeout > 0, maxConnections > 0 else { throw ValidationError("--idle-timeout and --max-connections must be positive") }
         if apiKey?.isEmpty == true { throw ValidationError("--api-key is empty") }
         for origin in corsOrigin where origin != "*" && URL(string: origin)?.host == nil {
@@ -182,17 +186,25 @@ struct ServeCommand: AsyncParsableCommand {
                                             encoder: encoder(directory.encoderLocation?.path ?? directory.config.baseModel.name))
         }
         // A name given several directories is one index in shards, searched as one (IndexShards).
-        var shards: [(name: String, indexes: [SearchIndex])] = []
+        var shards: [(name: String, directories: [URL])] = []
         for spec in index {
             let (name, path) = try Self.split(spec, option: "--index", nameOptional: false)
             let url = URL(fileURLWithPath: path)
-            let manifest = try IndexManifest.load(url.appendingPathComponent("manifest.json"))
-            let opened = try SearchIndex(directory: url, encoder: encoder(manifest.model))
-            if let i = shards.firstIndex(where: { $0.name == name }) { shards[i].indexes.append(opened) } else { shards.append((name, [opened])) }
+            if let i = shards.firstIndex(where: { $0.name == name }) { shards[i].directories.append(url) } else { shards.append((name, [url])) }
         }
         var indexes: [String: any SearchableIndex] = [:]
-        for (name, parts) in shards {
-            indexes[name] = parts.count == 1 ? parts[0] : try IndexShards(parts)
+        for (name, directories) in shards {
+            let opened = try directories.map { url in
+                try SearchIndex(directory: url, encoder: encoder(try IndexManifest.load(url.appendingPathComponent("manifest.json")).model))
+            }
+            // One directory is watched for new versions; shards are replaced by serving a new set.
+            if opened.count == 1, watchInterval > 0 {
+                let watched = WatchedIndex(opened[0])
+                watched.startWatching(every: watchInterval)
+                indexes[name] = watched
+            } else {
+                indexes[name] = opened.count == 1 ? opened[0] : try IndexShards(opened)
+            }
         }
         var loadedReranker: Reranker?
         if let reranker {

@@ -1,0 +1,89 @@
+import Dispatch
+import Foundation
+import GemmaEncoder
+
+/// An index directory served while another process writes it (`index build/add/delete`): a timer compares
+/// `manifest.json` with the version being served, and when it changed opens the new version (its files
+/// checked as any open checks them) and swaps it in. A search takes the version current when it starts and
+/// finishes on it, so no request fails across a swap; a version that does not open (caught mid-write, say)
+/// is left for the next look, and the served one stays.
+public final class WatchedIndex: SearchableIndex, @unchecked Sendable {
+    public let directory: URL
+    private let encoder: TextEncoder
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private var current: SearchIndex
+    private var failure: String?
+    private var timer: DispatchSourceTimer?
+
+    /// Serves `index` (already open) until its directory publishes another version.
+    public init(_ index: SearchIndex) {
+        directory = index.directory
+        encoder = index.model
+        current = index
+    }
+
+    deinit { timer?.cancel() }
+
+    /// The version searches use now.
+    public var index: SearchIndex { lock.withLock { current } }
+
+    /// Why the newest version on disk is not served, when it could not be opened.
+    public var lastFailure: String? { lock.withLock { failure } }
+
+    /// Opens the directory's version when its manifest differs from the one served; true when it swapped.
+    @discardableResult
+    public func reloadIfChanged() -> Bool {
+        // The manifest is rewritten (by rename) with every published version.
+        // A manifest announcing a file (`publishing`) is the middle of a rebuild: the next look finds its end.
+        guard let manifest = try? SearchIndex.manifest(in: directory), manifest.publishing == nil,
+              manifest != index.manifest else { return false }
+        do {
+            let next = try SearchIndex(directory: directory, encoder: encoder)
+            lock.withLock {
+                current = next
+                failure = nil
+            }
+            return true
+        } catch {
+            lock.withLock { failure = "\(error)" }
+            return false
+        }
+    }
+
+    /// Looks for a new version every `seconds`, on a background queue, until `stopWatching` (or deinit).
+    public func startWatching(every seconds: Double) {
+        let source = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "index-watch \(directory.lastPathComponent)"))
+        source.schedule(deadline: .now() + seconds, repeating: seconds)
+        source.setEventHandler { [weak self] in self?.reloadIfChanged() }
+        lock.withLock {
+            timer?.cancel()
+            timer = source
+        }
+        source.resume()
+    }
+
+    public func stopWatching() {
+        lock.withLock {
+            timer?.cancel()
+            timer = nil
+        }
+    }
+
+    // SearchableIndex: each call on the version current when it starts.
+    public var manifest: IndexManifest { index.manifest }
+    public var count: Int { index.count }
+    public var model: TextEncoder { encoder }
+    public var queryEmbeddingOptions: EmbeddingOptions { index.queryEmbeddingOptions }
+
+    public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode,
+                       tuning: SearchTuning) throws -> [[SearchResult]] {
+        try index.search(queries, embeddings: embeddings, k: k, mode: mode, tuning: tuning)
+    }
+
+    public func storesEmbeddings(of similarity: FusedSimilarity) -> Bool { index.storesEmbeddings(of: similarity) }
+
+    public func storedCosines(query: [Float], results: [SearchResult]) throws -> [Float]? {
+        try index.storedCosines(query: query, results: results)
+    }
+}
