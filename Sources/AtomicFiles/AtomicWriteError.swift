@@ -18,6 +18,7 @@ public struct AtomicWriteError: Error, Equatable, Sendable, CustomStringConverti
         case syncDirectory = "fsync the parent directory"
         case restore = "restore the version a killed writer moved aside"
         case createFolder = "create the folder it goes in"
+        case openLock = "open its writer lock"
     }
 
     /// The destination the write was for.

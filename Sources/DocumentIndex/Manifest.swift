@@ -75,10 +75,13 @@ public enum IndexError: Error, CustomStringConvertible, Equatable {
     case invalidCorpus(String)
     /// Shards that do not share a trained quantizer (or settings that must match to merge).
     case quantizerMismatch(String)
+    /// Another process is writing the index (one writer at a time; readers are never refused).
+    case locked(String)
 
     public var description: String {
         switch self {
-        case let .notAnIndex(m), let .corrupt(m), let .modelMismatch(m), let .invalidCorpus(m), let .quantizerMismatch(m): return m
+        case let .notAnIndex(m), let .corrupt(m), let .modelMismatch(m), let .invalidCorpus(m), let .quantizerMismatch(m),
+             let .locked(m): return m
         }
     }
 }

@@ -39,7 +39,7 @@ public final class SearchIndex: @unchecked Sendable {
     let encoder: TextEncoder
 
     static let faissName = "index.faiss", storeName = "documents.sqlite", manifestName = "manifest.json"
-    static let quantizerName = "quantizer.faiss"
+    static let quantizerName = "quantizer.faiss", lockName = "write.lock"
     /// On-disk inverted lists of an index merged with `onDisk` (beside index.faiss, which refers to it).
     static let ivfdataName = "index.ivfdata"
 
@@ -137,6 +137,8 @@ public final class SearchIndex: @unchecked Sendable {
     @discardableResult
     public func add(_ documents: [CorpusDocument], batch: Int = 256, resume: Bool, firstID: Int64? = nil,
                     progress: IndexProgress? = nil) throws -> Int {
+        let lock = try writerLock()
+        defer { lock.release() }
         var pending: [CorpusDocument] = []
         for doc in documents {
             if try store.id(forExternalID: doc.id) != nil {
@@ -167,9 +169,19 @@ public final class SearchIndex: @unchecked Sendable {
     /// Removes documents by external id; returns how many were found.
     @discardableResult
     public func delete(ids: [String]) throws -> Int {
+        let lock = try writerLock()
+        defer { lock.release() }
         let removed = try store.delete(externalIDs: ids)
         if !removed.isEmpty { try rebuildVectors() }
         return removed.count
+    }
+
+    /// One writer at a time per index directory (`write.lock`, released by the kernel if the writer dies);
+    /// another writer is refused at once, naming the holder. Searches take no lock.
+    func writerLock() throws -> WriterLock {
+        do { return try WriterLock(directory.appendingPathComponent(Self.lockName)) } catch let held as WriterLock.Held {
+            throw IndexError.locked("\(held): the index is being written (index build/add/delete); searches go on meanwhile")
+        }
     }
 
     /// Rebuilds the FAISS index from every stored vector, then publishes it and the manifest by rename.

@@ -115,6 +115,27 @@ final class IndexFileCheckTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: target.path))
     }
 
+    /// One writer at a time: a second writer (another instance, as another process would be) is refused at
+    /// once, naming the holder, while a reader keeps searching; once the first is done the second may write.
+    func testOneWriterAtATimeWhileSearchesGoOn() throws {
+        let url = try build("index", Array(documents.prefix(10)))
+        let first = try open(url), second = try open(url), reader = try open(url)
+        var checked = false
+        try first.add(Array(documents.suffix(30)), batch: 10, resume: false) { done, _ in
+            guard done == 10, !checked else { return }
+            checked = true
+            XCTAssertThrowsError(try second.add([CorpusDocument(id: "x", text: "x", metadataJSON: "{}")], resume: false)) { error in
+                guard case IndexError.locked(let message) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(message.contains(url.path) && message.contains("process \(getpid())"), message)
+            }
+            XCTAssertThrowsError(try second.delete(ids: ["d0"]))
+            XCTAssertEqual(try reader.search("archive tool 3 mail server", k: 3, mode: .hybrid).count, 3, "searches go on")
+        }
+        XCTAssertTrue(checked)
+        XCTAssertEqual(try second.delete(ids: ["d0"]), 1, "the lock is free once the first writer is done")
+        XCTAssertEqual(try open(url).count, 39)
+    }
+
     private func write(_ manifest: IndexManifest, to directory: URL) throws {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
