@@ -131,7 +131,8 @@ public final class SearchIndex: @unchecked Sendable {
     public var count: Int { manifest.count }
 
     /// Embeds and stores the documents not yet in the index. With `resume`, documents already stored (from an
-    /// interrupted run) are skipped; without it, an id already in the index is an error.
+    /// interrupted run) are skipped; without it, an id already in the index is an error unless its stored text
+    /// and metadata are the same (then it is what an interrupted add committed, and is skipped).
     /// `firstID`: the first internal id of an empty index (shards of one index take disjoint ranges, so that
     /// their vectors keep their ids when merged); later documents continue after the largest id.
     @discardableResult
@@ -141,9 +142,12 @@ public final class SearchIndex: @unchecked Sendable {
         defer { lock.release() }
         var pending: [CorpusDocument] = []
         for doc in documents {
-            if try store.id(forExternalID: doc.id) != nil {
+            if let stored = try store.id(forExternalID: doc.id) {
                 if resume { continue }
-                throw IndexError.invalidCorpus("id \"\(doc.id)\" is already in the index \(directory.path)")
+                // The same document (text and metadata) is what a re-run of an interrupted add finds: skipped.
+                let same = try store.documents(ids: [stored])[stored].map { $0.text == doc.text && $0.metadataJSON == doc.metadataJSON }
+                if same == true { continue }
+                throw IndexError.invalidCorpus("id \"\(doc.id)\" is already in the index \(directory.path), with other text or metadata (delete it first to replace it)")
             }
             pending.append(doc)
         }
@@ -172,7 +176,9 @@ public final class SearchIndex: @unchecked Sendable {
         let lock = try writerLock()
         defer { lock.release() }
         let removed = try store.delete(externalIDs: ids)
-        if !removed.isEmpty { try rebuildVectors() }
+        // A delete killed after its commit left vectors of removed documents behind: its re-run finds nothing
+        // to remove, and rebuilds them.
+        if try !removed.isEmpty || store.count != vectors.count { try rebuildVectors() }
         return removed.count
     }
 

@@ -49,15 +49,16 @@ public struct GGUFWeights: WeightProvider {
         guard info.dimensions == Array(shape.reversed()) else {
             throw FormatError(file: path, item: key, message: "dimensions \(info.dimensions) do not match the config's \(Array(shape.reversed()))")
         }
-        guard let format = WeightFormat(rawValue: Int32(info.ggmlType)) else {
+        guard let type = Int32(exactly: info.ggmlType), let format = WeightFormat(rawValue: type) else {
             throw FormatError(file: path, item: key, message: "unsupported tensor type \(info.ggmlType) (supported: \(WeightFormat.allCases.map(\.description).joined(separator: ", ")))")
         }
         guard let rowBytes = format.rowBytes(columns: columns) else {
             throw FormatError(file: path, item: key, message: "\(columns) columns is not a whole number of \(format) blocks")
         }
         let start = gguf.dataOffset + info.offset
-        guard start % 4 == 0 || format != .f32, rows * rowBytes <= gguf.file.size - start else {
-            throw FormatError(file: path, item: key, message: "truncated: \(rows * rowBytes) bytes of \(format) from offset \(start), file has \(gguf.file.size)")
+        let (byteCount, overflow) = rows.multipliedReportingOverflow(by: rowBytes)
+        guard start % 4 == 0 || format != .f32, !overflow, byteCount <= gguf.file.size - start else {
+            throw FormatError(file: path, item: key, message: "truncated: \(rows) rows of \(rowBytes) bytes of \(format) from offset \(start), file has \(gguf.file.size)")
         }
         do {
             return try LinearWeight(format: format, rows: rows, columns: columns, borrowing: gguf.file.base + start, owner: gguf.file)

@@ -38,7 +38,7 @@ extension GemmaConfig {
         let hidden = try int("embedding_length"), layers = try int("block_count"), heads = try int("attention.head_count")
         let kvHeads = optionalInt("attention.head_count_kv") ?? heads
         let headDim = optionalInt("attention.key_length") ?? hidden / heads
-        guard kvHeads > 0, heads % kvHeads == 0, headDim % 2 == 0 else {
+        guard kvHeads > 0, heads % kvHeads == 0, headDim > 0, headDim % 2 == 0 else {
             throw FormatError(file: path, item: "\(name).attention.head_count_kv",
                               message: "\(kvHeads) KV heads for \(heads) heads of dimension \(headDim)")
         }
@@ -46,6 +46,9 @@ extension GemmaConfig {
               embedding.dimensions[0] == hidden else {
             throw FormatError(file: path, item: "token_embd.weight", message: "missing, or not [\(hidden), vocabulary]")
         }
+        try GemmaConfig.checkSizes(hidden: hidden, intermediate: try int("feed_forward_length"), layers: layers, heads: heads,
+                                   kvHeads: kvHeads, headDim: headDim, vocab: embedding.dimensions[1],
+                                   slidingWindow: optionalInt("attention.sliding_window"), file: path)
 
         let family = architecture.family
         let types = try Self.layerTypes(keys, family: family, layers: layers)

@@ -104,6 +104,8 @@ private struct RawConfig: Decodable {
         guard kvHeads > 0, heads % kvHeads == 0 else {
             throw FormatError(file: file, item: "num_key_value_heads", message: "\(kvHeads) does not divide num_attention_heads \(heads)")
         }
+        try GemmaConfig.checkSizes(hidden: hidden, intermediate: intermediate, layers: layers, heads: heads, kvHeads: kvHeads,
+                                   headDim: headDim, vocab: vocab, slidingWindow: sliding_window, file: file)
         return (hidden, intermediate, layers, heads, kvHeads, vocab, headDim)
     }
 
@@ -122,7 +124,11 @@ private struct RawConfig: Decodable {
                 throw FormatError(file: file, item: "layer_types", message: "has \(types.count) entries for \(layers) layers")
             }
         } else {
-            types = family.defaultLayerTypes(count: layers, period: sliding_window_pattern ?? _sliding_window_pattern)
+            let period = sliding_window_pattern ?? _sliding_window_pattern
+            if let period, period <= 0 {
+                throw FormatError(file: file, item: "sliding_window_pattern", message: "\(period) must be positive")
+            }
+            types = family.defaultLayerTypes(count: layers, period: period)
         }
         if types.contains(.sliding), sliding_window == nil { throw missing("sliding_window", file) }
         return types

@@ -85,6 +85,34 @@ public struct GemmaConfig: Sendable, Equatable, Codable {
     }
 }
 
+extension GemmaConfig {
+    /// The most layers a checkpoint may declare: far above any Gemma (62), low enough that a crafted count
+    /// cannot make the per-layer tables huge.
+    static let maxLayers = 4_096
+
+    /// Size checks both loaders (config.json, GGUF metadata) make before anything is sized from the values:
+    /// every product the model forms from them (projection widths, weight element counts) must fit in an
+    /// Int, the layer count must be plausible, and a sliding window must be positive. A crafted file is an
+    /// error naming the file, never an arithmetic trap.
+    static func checkSizes(hidden: Int, intermediate: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int,
+                           vocab: Int, slidingWindow: Int?, file: String) throws(FormatError) {
+        guard layers <= maxLayers else {
+            throw FormatError(file: file, item: "layers", message: "\(layers) layers (more than \(maxLayers) is not a Gemma)")
+        }
+        if let slidingWindow, slidingWindow <= 0 {
+            throw FormatError(file: file, item: "sliding_window", message: "\(slidingWindow) must be positive")
+        }
+        func product(_ factors: [Int]) -> Int? {
+            factors.reduce(Int?(1)) { acc, f in acc.flatMap { a in let (p, o) = a.multipliedReportingOverflow(by: f); return o ? nil : p } }
+        }
+        guard heads < 1 << 24, kvHeads < 1 << 24, let width = product([heads + 2 * kvHeads, headDim]),
+              product([width, hidden]) != nil, product([heads, headDim, hidden]) != nil,
+              product([2, intermediate, hidden]) != nil, product([vocab, hidden]) != nil else {
+            throw FormatError(file: file, message: "sizes too large to hold: hidden \(hidden), intermediate \(intermediate), heads \(heads) / \(kvHeads) of \(headDim), vocabulary \(vocab)")
+        }
+    }
+}
+
 // MARK: - How the families differ, stated once
 
 extension GemmaFamily {

@@ -26,7 +26,7 @@ struct SpecialTokenTemplate: Sendable, Equatable {
                     let idsPath = "\(path).special_tokens.\(name).ids"
                     var ids: [Int32] = []
                     for v in try fields.array(specials?[name]?["ids"], idsPath) {
-                        ids.append(Int32(try fields.int(v, idsPath)))
+                        ids.append(try fields.tokenID(v, idsPath))
                     }
                     if seenSequence { suffix += ids } else { prefix += ids }
                 } else {

@@ -62,6 +62,15 @@ struct JSONFields {
         return n
     }
 
+    /// A token id: a non-negative integer that fits the 32-bit ids the tokenizer hands out.
+    func tokenID(_ v: JSON?, _ path: String) throws(TokenizerError) -> Int32 {
+        let n = try int(v, path)
+        guard n >= 0, let id = Int32(exactly: n) else {
+            throw .invalidValue(file: file, field: path, message: "token id \(n) is outside 0..<2^31")
+        }
+        return id
+    }
+
     func bool(_ v: JSON?, _ path: String, default d: Bool) throws(TokenizerError) -> Bool {
         guard let v, !v.isNull else { return d }
         guard let b = v.bool else { throw .missingField(file: file, field: path) }

@@ -69,7 +69,7 @@ enum TokenizerJSONLoader {
             for (i, t) in try f.array(list, "added_tokens").enumerated() {
                 let p = "added_tokens[\(i)]"
                 added.append(AddedToken(
-                    id: Int32(try f.int(t["id"], p + ".id")), content: try f.string(t["content"], p + ".content"),
+                    id: try f.tokenID(t["id"], p + ".id"), content: try f.string(t["content"], p + ".content"),
                     special: try f.bool(t["special"], p + ".special", default: false),
                     normalized: try f.bool(t["normalized"], p + ".normalized", default: false),
                     lstrip: try f.bool(t["lstrip"], p + ".lstrip", default: false),

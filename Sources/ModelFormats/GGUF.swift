@@ -205,8 +205,11 @@ public final class GGUFFile: Sendable {
         metadataKeys = keys
         metadata = meta
 
+        // Each tensor info takes at least 24 bytes (name length, dimension count, type, offset): a declared
+        // count sizes the reservation only as far as the file could hold, and a count past that ends in the
+        // truncation error of the first info that is not there.
         var infos: [GGUFTensorInfo] = []
-        infos.reserveCapacity(tensorCount)
+        infos.reserveCapacity(min(tensorCount, (r.end - r.position) / 24))
         for i in 0..<tensorCount {
             let name = try r.string(key: "tensor[\(i)].name")
             let nDims = Int(try r.fixed(UInt32.self, key: name))
@@ -314,7 +317,14 @@ struct GGUFReader {
     }
 
     /// Reads an array header and skips over its elements, remembering where they are.
-    mutating func array(key: String) throws(FormatError) -> GGUFArray {
+    /// Arrays nest at most `maxArrayDepth` deep (llama.cpp writes one level): deeper is corrupt, where
+    /// recursing on would exhaust the stack.
+    static let maxArrayDepth = 4
+
+    mutating func array(key: String, depth: Int = 0) throws(FormatError) -> GGUFArray {
+        guard depth < Self.maxArrayDepth else {
+            throw FormatError(file: file.url.path, item: key, message: "arrays nested deeper than \(Self.maxArrayDepth) levels")
+        }
         let rawType = try fixed(UInt32.self, key: key)
         guard let type = GGUFValueType(rawValue: rawType) else {
             throw FormatError(file: file.url.path, item: key, message: "unknown array element type \(rawType)")
@@ -327,7 +337,7 @@ struct GGUFReader {
         } else if type == .string {
             for _ in 0..<n { try skip(try count(key: key), key: key) }
         } else {
-            for _ in 0..<n { _ = try array(key: key) }
+            for _ in 0..<n { _ = try array(key: key, depth: depth + 1) }
         }
         return GGUFArray(elementType: type, count: n, file: file, offset: start, byteCount: position - start, key: key)
     }

@@ -78,10 +78,12 @@ public final class SafetensorsFile: Sendable {
         guard file.size >= 8 else {
             throw FormatError(file: path, message: "truncated: \(file.size) bytes, too short for a safetensors header")
         }
-        let headerLength = Int(file.base.loadUnaligned(as: UInt64.self).littleEndian)
-        guard headerLength > 1, headerLength <= file.size - 8 else {
-            throw FormatError(file: path, message: "corrupt header: declared length \(headerLength) but the file has \(file.size) bytes")
+        // Compared as UInt64: a declared length past Int's range is a corrupt header, not a trap.
+        let declared = file.base.loadUnaligned(as: UInt64.self).littleEndian
+        guard declared > 1, declared <= UInt64(file.size - 8) else {
+            throw FormatError(file: path, message: "corrupt header: declared length \(declared) but the file has \(file.size) bytes")
         }
+        let headerLength = Int(declared)
         let headerData = Data(file.bytes(at: 8, count: headerLength))
         guard let json = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
             throw FormatError(file: path, message: "corrupt header: not a JSON object")
@@ -106,13 +108,16 @@ public final class SafetensorsFile: Sendable {
             guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0] else {
                 throw FormatError(file: path, item: name, message: "corrupt header entry: shape \(shape), offsets \(offsets)")
             }
-            let count = shape.reduce(1, *)
+            // Sizes from the header are checked for overflow before they are compared with the file.
+            let expected = (shape + [dtype.byteSize]).reduce(Int?(1)) { acc, n in
+                acc.flatMap { a in let (p, o) = a.multipliedReportingOverflow(by: n); return o ? nil : p }
+            }
             let byteCount = offsets[1] - offsets[0]
-            guard byteCount == count * dtype.byteSize else {
+            guard let expected, byteCount == expected else {
                 throw FormatError(file: path, item: name, message: "data size \(byteCount) bytes does not match shape \(shape) of \(dtypeName)")
             }
-            guard dataStart + offsets[1] <= file.size else {
-                throw FormatError(file: path, item: name, message: "truncated: data ends at byte \(dataStart + offsets[1]) but the file has \(file.size) bytes")
+            guard offsets[1] <= file.size - dataStart else {
+                throw FormatError(file: path, item: name, message: "truncated: data ends \(offsets[1]) bytes after the header but the file has \(file.size - dataStart) there")
             }
             tensors[name] = SafetensorsTensor(name: name, dtype: dtype, shape: shape, file: file,
                                               offset: dataStart + offsets[0], byteCount: byteCount)

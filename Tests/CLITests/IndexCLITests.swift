@@ -69,9 +69,15 @@ extension CLITests {
         let add = try Tool.run(["index", "add", "--index", index, "--corpus", more])
         XCTAssertEqual(add.status, 0, add.stderr)
         XCTAssertTrue(add.stderr.contains("added 4, 12 documents"), add.stderr)
+        // The same documents again are skipped (what a re-run of an interrupted add meets); another text under
+        // an id already there is an error.
         let again = try Tool.run(["index", "add", "--index", index, "--corpus", more])
-        XCTAssertNotEqual(again.status, 0)
-        XCTAssertTrue(again.stderr.contains("is already in the index"), again.stderr)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stderr.contains("added 0, 12 documents"), again.stderr)
+        let changed = try write("changed.jsonl", lines[8].replacingOccurrences(of: "\"text\": \"", with: "\"text\": \"changed ") + "\n")
+        let clash = try Tool.run(["index", "add", "--index", index, "--corpus", changed])
+        XCTAssertNotEqual(clash.status, 0)
+        XCTAssertTrue(clash.stderr.contains("is already in the index") && clash.stderr.contains("other text"), clash.stderr)
 
         let firstID = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
         let victim = firstID["id"] as! String
@@ -99,5 +105,77 @@ extension CLITests {
         let notIndex = try Tool.run(["search", "--index", dir.path, "query"])
         XCTAssertNotEqual(notIndex.status, 0)
         XCTAssertTrue(notIndex.stderr.contains("not an index directory"), notIndex.stderr)
+    }
+}
+
+extension CLITests {
+    /// `index add` and `index delete` killed with SIGKILL at several points (before the first commit, after
+    /// some batches, after all of them, during the vector rebuild): each time the index opens with a
+    /// published version and answers, and the same command re-run completes — the add skips what the killed
+    /// run committed, the delete rebuilds vectors a killed run left behind.
+    func testKilledIndexAddAndDeleteCompleteWhenRerun() throws {
+        let model = try tinyEncoderDirectory(in: dir).path
+        let words = ["archive", "compress", "editor", "text", "mail", "server", "game", "strategy"]
+        func rows(_ range: Range<Int>) -> String {
+            range.map { i in #"{"id": "d\#(i)", "text": "\#((0..<40).map { words[($0 * 3 + i) % 8] }.joined(separator: " ")) \#(i)"}"# }
+                .joined(separator: "\n") + "\n"
+        }
+        let index = dir.appendingPathComponent("idx").path
+        let first = try write("first.jsonl", rows(0..<30)), more = try write("more.jsonl", rows(30..<330))
+        XCTAssertEqual(try Tool.run(["index", "build", "--index", index, "--model", model, "--corpus", first, "--factory", "Flat"]).status, 0)
+        func stored() -> Int {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from documents').fetchone()[0])", index + "/documents.sqlite"]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            guard (try? p.run()) != nil else { return -1 }
+            p.waitUntilExit()
+            return Int(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+        func published() throws -> Int {
+            let info = try Tool.run(["index", "info", "--index", index])
+            XCTAssertEqual(info.status, 0, info.stderr)
+            return (try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any])?["count"] as? Int ?? -1
+        }
+        func killed(_ arguments: [String], when: () -> Bool) throws {
+            let process = Process()
+            process.executableURL = Tool.binary
+            process.arguments = arguments
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(60)
+            while process.isRunning, !when(), Date() < deadline { usleep(2_000) }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        // Points of an add: before anything is committed, after some batches, after all of them.
+        var before = try published()
+        for target in [0, 64, 300] {
+            try killed(["index", "add", "--index", index, "--corpus", more, "--batch", "16"]) { target == 0 ? true : stored() >= 30 + target }
+            let now = try published()
+            XCTAssertTrue(now == before || now == 330, "a published version: \(now)")
+            before = now
+            let search = try Tool.run(["search", "--index", index, "--json", "archive compress"])
+            XCTAssertEqual(search.status, 0, search.stderr)
+        }
+        let rerun = try Tool.run(["index", "add", "--index", index, "--corpus", more, "--batch", "16"])
+        XCTAssertEqual(rerun.status, 0, rerun.stderr)
+        XCTAssertEqual(try published(), 330)
+        // A delete killed at several points, then re-run: the removed documents are gone from every answer.
+        let victims = (30..<130).map { "d\($0)" }
+        for delay in [0.0, 0.05, 0.2] {
+            let start = Date()
+            try killed(["index", "delete", "--index", index, "--id"] + victims) { Date().timeIntervalSince(start) >= delay }
+            XCTAssertTrue([330, 230].contains(try published()))
+        }
+        let again = try Tool.run(["index", "delete", "--index", index, "--id"] + victims)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(try published(), 230)
+        let search = try Tool.run(["search", "--index", index, "-k", "300", "--json", "archive compress editor"])
+        let results = (try JSONSerialization.jsonObject(with: Data(search.stdout.utf8)) as? [String: Any])?["results"] as? [[String: Any]] ?? []
+        XCTAssertEqual(results.count, 230, "every remaining document, and only those, is found")
+        XCTAssertFalse(results.contains { victims.contains($0["id"] as? String ?? "") })
     }
 }

@@ -17,6 +17,23 @@ final class ConfigTests: XCTestCase {
      "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 2048, "attn_logit_softcapping": null}
     """
 
+    /// Sizes crafted to overflow what the model computes from them, a layer count that would size huge tables,
+    /// a zero window period and a negative window: FormatErrors, never traps.
+    func testCraftedSizesAreErrors() throws {
+        func replacing(_ field: String, _ value: String) -> String {
+            embeddingGemma4x.replacingOccurrences(of: #""\#(field)": "#, with: #""\#(field)": \#(value), "_was_\#(field)": "#)
+        }
+        for (field, value, words) in [("head_dim", "4611686018427387904", "too large"), ("num_attention_heads", "1099511627776", "too large"),
+                                      ("vocab_size", "4611686018427387904", "too large"),
+                                      ("intermediate_size", "4611686018427387904", "too large"),
+                                      ("num_hidden_layers", "1099511627776", "layers"), ("sliding_window", "-4", "must be positive"),
+                                      ("_sliding_window_pattern", "0", "must be positive")] {
+            XCTAssertThrowsError(try decode(replacing(field, value)), field) { error in
+                XCTAssertTrue(error is FormatError && "\(error)".contains(words), "\(field): \(error)")
+            }
+        }
+    }
+
     func testGemma3TransformersV4() throws {
         let c = try decode(embeddingGemma4x)
         XCTAssertEqual(c.family, .gemma3)

@@ -50,6 +50,13 @@ final class MalformedTokenizerTests: XCTestCase {
         assertError(#"{"model": "#) { .invalidJSON(file: $0, offset: 10, message: "unexpected end of input") }
     }
 
+    /// Ids past 32 bits (added tokens, post-processor special tokens) are errors, not traps.
+    func testTokenIDsPast32Bits() {
+        assertError(#"{"added_tokens": [{"id": 3000000000, "content": "<x>"}], \#(tinyModel)}"#) {
+            .invalidValue(file: $0, field: "added_tokens[0].id", message: "token id 3000000000 is outside 0..<2^31")
+        }
+    }
+
     func testMissingModel() {
         assertError(#"{"normalizer": null}"#) { .missingField(file: $0, field: "model") }
     }
