@@ -222,7 +222,7 @@ public final class EncoderFineTuner {
                                      validAccuracy: validAccuracy, seconds: Date().timeIntervalSince(epochStart))
             state.reports.append(report)
             onEpoch?(report)
-            let score = (validAccuracy ?? 0) * 1e6 - validLoss
+            let score = Self.score(report)
             if state.best == nil || score > state.bestScore {
                 state.bestScore = score
                 state.bestEpoch = epoch
@@ -232,11 +232,18 @@ public final class EncoderFineTuner {
             state.stepInEpoch = 0
             state.lossSum = 0
             if let checkpoint { try save(state, to: checkpoint) }
-            if epoch - state.bestEpoch >= options.patience { break }
+            // Patience counts from the best fine-tuned epoch, not from the probe (epoch 0): the probe stays the
+            // answer when no epoch beats it, but the first epochs at the peak learning rate usually score below
+            // it, and stopping on that would end runs before the decaying rate lets them pass it.
+            let bestTuned = state.reports.max { Self.score($0) < Self.score($1) }?.epoch ?? epoch
+            if epoch - bestTuned >= options.patience { break }
         }
         if let best = state.best, stopAfter == nil || stepsRun < stopAfter! { restoreSnapshot(best) }
         return FineTuneResult(network: network, epochs: state.reports, bestEpoch: state.bestEpoch, stepsRun: stepsRun)
     }
+
+    /// What validation ranks epochs by: accuracy where there is one, then loss.
+    static func score(_ report: EpochReport) -> Double { (report.validAccuracy ?? 0) * 1e6 - report.validLoss }
 
     /// Whether `probeHead` can start this head: per-row targets (classes, sets of classes, values), the ones a
     /// head on frozen states is trained for; rerank groups start random.

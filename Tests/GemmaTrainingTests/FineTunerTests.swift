@@ -123,6 +123,23 @@ final class FineTunerTests: XCTestCase {
         XCTAssertEqual(tuner.model.checkpointTensors().flatMap(\.values), initial)
     }
 
+    /// Patience counts from the best fine-tuned epoch, not from the probe: with patience 1, a first epoch below
+    /// the probe does not end the run (the probe is still what it returns when nothing beats it).
+    func testEpochsBelowTheProbeDoNotEndTheRunEarly() throws {
+        let train = task(count: 64, seed: 1), valid = task(count: 32, seed: 2)
+        var o = options
+        o.epochs = 3
+        o.encoderLearningRate = 5
+        o.headLearningRate = 5
+        o.patience = 1
+        let linear = HeadArchitecture(inputDimension: 64, outputs: 3, pooling: .mean, hiddenSize: nil, dropout: 0.1)
+        let tuner = try EncoderFineTuner(model: try trainableTiny("gemma3", scope: .none, embeddings: false), architecture: linear,
+                                         options: o, threads: 2)
+        let result = try tuner.run(train: train, valid: valid)
+        XCTAssertEqual(result.bestEpoch, 0, "\(result.epochs)")
+        XCTAssertGreaterThanOrEqual(result.epochs.count, 2, "the run went past its first epoch below the probe")
+    }
+
     func testSameSeedSameResult() throws {
         let train = task(count: 40, seed: 1), valid = task(count: 16, seed: 2)
         var o = options
