@@ -26,7 +26,7 @@ public final class WriterLock {
         guard fd >= 0 else { throw AtomicWriteError.system(url.path, .openLock) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let holder = try? String(contentsOf: url, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            close(fd)
+            release()
             throw Held(path: url.deletingLastPathComponent().path, holder: holder.flatMap { Int32($0) })
         }
         let pid = Array("\(getpid())\n".utf8)

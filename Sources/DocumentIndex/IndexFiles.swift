@@ -19,7 +19,9 @@ enum IndexFiles {
 
     /// Throws `IndexError.corrupt` naming the file unless it is the version the manifest records (or the one it
     /// is publishing). Indexes written before the manifest recorded files are not checked.
-    static func verify(_ name: String, in directory: URL, manifest: IndexManifest) throws {
+    /// `sizeOnly`: for files too large to read at every open (on-disk inverted lists, memory-mapped for
+    /// indexes larger than memory): truncation is caught, an altered byte is not.
+    static func verify(_ name: String, in directory: URL, manifest: IndexManifest, sizeOnly: Bool = false) throws {
         guard let files = manifest.files else { return }
         let url = directory.appendingPathComponent(name)
         let accepted = [files[name], manifest.publishing?[name]].compactMap { $0 }
@@ -31,6 +33,7 @@ enum IndexFiles {
         guard accepted.contains(where: { $0.bytes == size }) else {
             throw IndexError.corrupt("\(url.path): \(size) bytes where the manifest records \(accepted[0].bytes) (truncated or altered): \(hint)")
         }
+        if sizeOnly { return }
         let digest = try SHA256.hexDigest(ofFile: url)
         guard accepted.contains(where: { $0.sha256 == digest }) else {
             throw IndexError.corrupt("\(url.path): its sha256 (\(digest.prefix(12))…) is not the one the manifest records (\(accepted[0].sha256.prefix(12))…): the file was altered: \(hint)")

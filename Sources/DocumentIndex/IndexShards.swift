@@ -18,9 +18,14 @@ public protocol SearchableIndex: AnyObject, Sendable {
     func storesEmbeddings(of similarity: FusedSimilarity) -> Bool
     /// The cosine of `query` with each result's stored vector, or nil when one has none.
     func storedCosines(query: [Float], results: [SearchResult]) throws -> [Float]?
+    /// The index one request should use throughout (a watched index's current version), so that its steps
+    /// never mix two versions.
+    var snapshot: any SearchableIndex { get }
 }
 
 extension SearchableIndex {
+    public var snapshot: any SearchableIndex { self }
+
     /// The query's embedding as this index embeds queries.
     public func queryEmbedding(_ query: String) throws -> [Float] {
         try model.embed([query], options: queryEmbeddingOptions)[0]

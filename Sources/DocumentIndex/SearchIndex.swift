@@ -60,7 +60,7 @@ public final class SearchIndex: @unchecked Sendable {
         // Checked before FAISS reads them; a file the manifest records must be there.
         let faiss = directory.appendingPathComponent(Self.faissName)
         try IndexFiles.verify(Self.faissName, in: directory, manifest: manifest)
-        try IndexFiles.verify(Self.ivfdataName, in: directory, manifest: manifest)
+        try IndexFiles.verify(Self.ivfdataName, in: directory, manifest: manifest, sizeOnly: true)
         vectors = FileManager.default.fileExists(atPath: faiss.path)
             ? try VectorIndex.read(from: faiss)
             : try VectorIndex(dimension: manifest.dimension, factory: manifest.factory, metric: .innerProduct)
@@ -209,9 +209,6 @@ public final class SearchIndex: @unchecked Sendable {
             announcing.publishing = [Self.faissName: record!]
             try announcing.write(to: manifestURL)
         }
-        // Rebuilt in memory: on-disk lists of an earlier merge are no longer referred to (a reader that still
-        // maps them keeps its mapping).
-        try? FileManager.default.removeItem(at: directory.appendingPathComponent(Self.ivfdataName))
         vectors = index
         manifest.count = ids.count
         manifest.updated = Date()
@@ -224,6 +221,9 @@ public final class SearchIndex: @unchecked Sendable {
         manifest.files = files
         manifest.publishing = nil
         try manifest.write(to: manifestURL)
+        // Rebuilt in memory: on-disk lists of an earlier merge are no longer referred to — removed only now,
+        // after the manifest stopped recording them (a reader that still maps them keeps its mapping).
+        try? FileManager.default.removeItem(at: directory.appendingPathComponent(Self.ivfdataName))
     }
 
     /// Search-time parameters, which FAISS saves in the index file. IVF probes nlist/32 lists (at least 8, at

@@ -70,6 +70,8 @@ public final class WatchedIndex: SearchableIndex, @unchecked Sendable {
         }
     }
 
+    public var snapshot: any SearchableIndex { index }
+
     // SearchableIndex: each call on the version current when it starts.
     public var manifest: IndexManifest { index.manifest }
     public var count: Int { index.count }

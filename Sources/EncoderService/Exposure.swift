@@ -79,7 +79,10 @@ struct CORSOriginsMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let origin = request.headers[.origin], origins.contains(origin) || origins.contains("*") else {
-            return try await next(request, context)
+            // Answers differ by Origin, so caches must keep them apart.
+            var response = try await next(request, context)
+            Self.varyByOrigin(&response.headers)
+            return response
         }
         let allowed = origins.contains("*") ? "*" : origin
         if request.method == .options, request.headers[.accessControlRequestMethod] != nil {
@@ -94,8 +97,17 @@ struct CORSOriginsMiddleware: RouterMiddleware {
         var response: Response
         do { response = try await next(request, context) } catch { response = ObservingMiddleware.response(for: error, request) }
         response.headers[.accessControlAllowOrigin] = allowed
-        response.headers[.vary] = "Origin"
+        Self.varyByOrigin(&response.headers)
         response.headers[.accessControlExposeHeaders] = HTTPFront.truncatedHeader.canonicalName
         return response
+    }
+
+    /// Adds Origin to the response's Vary, keeping what is there.
+    static func varyByOrigin(_ headers: inout HTTPFields) {
+        if let vary = headers[.vary], !vary.isEmpty {
+            if !vary.lowercased().contains("origin") { headers[.vary] = vary + ", Origin" }
+        } else {
+            headers[.vary] = "Origin"
+        }
     }
 }

@@ -8,7 +8,9 @@ extension EncoderService {
     /// and cosines) run through the schedulers between the pipeline's steps.
     public func search(index name: String?, query: String, k: Int, mode: SearchMode, rerank: Bool,
                        candidates: Int, tuning: SearchTuning, vector: [Float]? = nil) async throws(ServiceError) -> (index: String, results: [RankedHit]) {
-        let (indexName, index) = try self.index(named: name)
+        let (indexName, served) = try self.index(named: name)
+        // One version of a watched index for the whole request.
+        let index = served.snapshot
         if let vector, vector.count != index.manifest.dimension || !vector.allSatisfy(\.isFinite) {
             throw .validation("vector must hold \(index.manifest.dimension) finite numbers (index '\(indexName)'), got \(vector.count)")
         }

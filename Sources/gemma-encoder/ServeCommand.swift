@@ -103,11 +103,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if shardTimeout <= 0 { throw ValidationError("--shard-timeout must be positive") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
-        if watchInterval < 0 { throw ValidationError("--watch-interval must be 0 (off) or positive") }
-        guard idleTimeout > 0, maxConnections > 0 else { throw ValidationError("--idle-timeout and --max-connections must be positive") }
+        guard watchInterval >= 0, watchInterval <= 86_400 else { throw ValidationError("--watch-interval must be 0 (off) to 86400 seconds") }
+        guard idleTimeout > 0, idleTimeout <= 86_400, maxConnections > 0 else { throw ValidationError("--idle-timeout must be in (0, 86400] seconds and --max-connections positive") }
         if apiKey?.isEmpty == true { throw ValidationError("--api-key is empty") }
-        for origin in corsOrigin where origin != "*" && URL(string: origin)?.host == nil {
-            throw ValidationError("--cors-origin \(origin): expected an origin such as https://app.example.org, or *")
+        for origin in corsOrigin where origin != "*" && Self.origin(origin) == nil {
+            throw ValidationError("--cors-origin \(origin): expected an origin, scheme://host[:port] without a path (e.g. https://app.example.org), or *")
         }
     }
 
@@ -116,7 +116,7 @@ struct ServeCommand: AsyncParsableCommand {
         var e = ServerExposure()
         let fromEnvironment = ProcessInfo.processInfo.environment["GEMMA_ENCODER_API_KEY"]
         e.apiKey = apiKey ?? (fromEnvironment?.isEmpty == false ? fromEnvironment : nil)
-        e.corsOrigins = corsOrigin
+        e.corsOrigins = corsOrigin.map { $0 == "*" ? $0 : Self.origin($0)! }
         e.idleTimeout = idleTimeout
         e.maxConnections = maxConnections
         if let tlsCert, let tlsKey { e.tls = (tlsCert, tlsKey) }
@@ -220,6 +220,14 @@ struct ServeCommand: AsyncParsableCommand {
         return EncoderService(models: models, heads: heads, reranker: loadedReranker,
                               rerankerName: reranker.map { URL(fileURLWithPath: $0).lastPathComponent },
                               indexes: indexes, router: router, limits: limits)
+    }
+
+    /// An origin as browsers send it (lower-case scheme and host, the port only when given), or nil when
+    /// `text` is not one (a path, a query, no host).
+    static func origin(_ text: String) -> String? {
+        guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(),
+              !host.isEmpty, url.path.isEmpty || url.path == "/", url.query == nil, url.fragment == nil else { return nil }
+        return "\(scheme)://\(host)" + (url.port.map { ":\($0)" } ?? "")
     }
 
     /// "NAME=VALUE"; for models a bare value is allowed and named after its last path component.

@@ -150,6 +150,7 @@ extension CLITests {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+        XCTAssertEqual(stored(), 30, "the kill points read the store (python3's sqlite3)")
         // Points of an add: before anything is committed, after some batches, after all of them.
         var before = try published()
         for target in [0, 64, 300] {
