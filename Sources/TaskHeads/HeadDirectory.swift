@@ -146,6 +146,17 @@ public struct HeadDirectory: Sendable {
         do throws(FormatError) { config = try JSONFile.decode(HeadConfig.self, from: data, file: configURL.path) } catch {
             throw HeadError.invalidHead("\(error)")
         }
+        // Lists indexed by output must have one entry per output (a predictor indexes them so), labels distinct.
+        let outputs = config.architecture.outputs
+        for (field, count) in [("labels", config.labels?.count), ("target_mean", config.targetMean?.count),
+                               ("target_std", config.targetStd?.count)] {
+            if let count, count != outputs {
+                throw HeadError.invalidHead("\(configURL.path): \(field) has \(count) entries for \(outputs) outputs")
+            }
+        }
+        if let labels = config.labels, Set(labels).count != labels.count {
+            throw HeadError.invalidHead("\(configURL.path): labels repeat a name")
+        }
         let weights: SafetensorsFile
         do { weights = try SafetensorsFile(url: url.appendingPathComponent("head.safetensors")) } catch {
             throw HeadError.invalidHead("\(url.path)/head.safetensors: \(error)")

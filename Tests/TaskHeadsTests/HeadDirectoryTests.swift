@@ -143,6 +143,14 @@ final class HeadDirectoryTests: XCTestCase {
         XCTAssertThrowsError(try HeadDirectory.read(url)) { XCTAssertTrue("\($0)".contains("missing tensor hidden.weight"), "\($0)") }
         try Data("{".utf8).write(to: url.appendingPathComponent("head.json"))
         XCTAssertThrowsError(try HeadDirectory.read(url)) { XCTAssertTrue("\($0)".contains("head.json"), "\($0)") }
+        // Labels that do not match the outputs, or repeat a name (a predictor indexes them by output).
+        let labels = try XCTUnwrap(head.config.labels)
+        for (changed, words) in [(Array(labels.dropLast()), "entries for"), (Array(repeating: labels[0], count: labels.count), "repeat")] {
+            var bad = head
+            bad.config.labels = changed
+            try JSONEncoder().encode(bad.config).write(to: url.appendingPathComponent("head.json"))
+            XCTAssertThrowsError(try HeadDirectory.read(url)) { XCTAssertTrue("\($0)".contains(words), "\($0)") }
+        }
     }
 
     /// A writer killed between moving the old head aside and renaming the new one in (file systems without
