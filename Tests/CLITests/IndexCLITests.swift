@@ -15,17 +15,7 @@ extension CLITests {
         process.arguments = ["index", "build", "--index", index, "--corpus", corpus, "--batch", "8"]
         process.standardError = FileHandle.nullDevice
         try process.run()
-        func committed() -> Int {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from documents').fetchone()[0])", index + "/documents.sqlite"]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            guard (try? p.run()) != nil else { return 0 }
-            p.waitUntilExit()
-            return Int(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-        }
+        func committed() -> Int { storedDocumentCount(index) }
         let deadline = Date().addingTimeInterval(120)
         while committed() < 16, process.isRunning, Date() < deadline { usleep(100_000) }
         XCTAssertTrue(process.isRunning, "the build finished before it could be killed; make the corpus larger")
@@ -123,17 +113,7 @@ extension CLITests {
         let index = dir.appendingPathComponent("idx").path
         let first = try write("first.jsonl", rows(0..<30)), more = try write("more.jsonl", rows(30..<330))
         XCTAssertEqual(try Tool.run(["index", "build", "--index", index, "--model", model, "--corpus", first, "--factory", "Flat"]).status, 0)
-        func stored() -> Int {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from documents').fetchone()[0])", index + "/documents.sqlite"]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            guard (try? p.run()) != nil else { return -1 }
-            p.waitUntilExit()
-            return Int(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
-        }
+        func stored() -> Int { storedDocumentCount(index) }
         func published() throws -> Int {
             let info = try Tool.run(["index", "info", "--index", index])
             XCTAssertEqual(info.status, 0, info.stderr)
@@ -179,4 +159,18 @@ extension CLITests {
         XCTAssertEqual(results.count, 230, "every remaining document, and only those, is found")
         XCTAssertFalse(results.contains { victims.contains($0["id"] as? String ?? "") })
     }
+}
+
+/// Documents committed to an index's SQLite store, read by another process (python3's sqlite3) while a writer
+/// may be running; -1 when it cannot be read.
+func storedDocumentCount(_ index: String) -> Int {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from documents').fetchone()[0])", index + "/documents.sqlite"]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return -1 }
+    p.waitUntilExit()
+    return Int(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
 }
