@@ -106,10 +106,38 @@ let package = Package(
         .testTarget(name: "RetrieverTrainingTests", dependencies: ["RetrieverTraining", "TaskHeads", "GemmaTraining", "GemmaEncoder",
                                                                   "GemmaModel", "ModelFormats", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        // The service built on the tiny models (two models, a head, a reranker, an index), for the service tests
+        // and the HTTP fuzz target.
+        .target(name: "ServiceFixtures", dependencies: ["EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "TestSupport"],
+                path: "Tests/ServiceFixtures"),
+        // The fuzz targets (issue 22) as a library: the libFuzzer binary runs them, FuzzRegressionTests replays
+        // the minimized findings through them.
+        .target(name: "FuzzTargets", dependencies: [
+            "ModelFormats", "GemmaModel", "GemmaTokenizer", "GemmaEncoder", "DocumentIndex", "TaskHeads", "RetrieverTraining",
+            "EncoderService", "ServiceFixtures", "TestSupport",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Tests/FuzzTargets"),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"]),
         .testTarget(name: "EncoderServiceTests", dependencies: [
-            "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "VectorSearch", "CSQLite", "TestSupport",
+            "ServiceFixtures", "EncoderService", "GemmaEncoder", "DocumentIndex", "TaskHeads", "VectorSearch", "CSQLite", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ]
 )
+
+// libFuzzer harnesses for every parser of outside input (issue 22), built only by `scripts/fuzz`, which sets
+// GEMMA_ENCODER_FUZZ and builds with -sanitize=fuzzer,address into a scratch path of its own: the main build
+// and `swift test` never see this target.
+if Context.environment["GEMMA_ENCODER_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "gemma-encoder-fuzz",
+        dependencies: ["FuzzTargets"],
+        path: "Tests/Fuzz",
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    package.products.append(.executable(name: "gemma-encoder-fuzz", targets: ["gemma-encoder-fuzz"]))
+}

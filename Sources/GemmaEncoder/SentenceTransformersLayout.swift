@@ -57,7 +57,11 @@ public struct SentenceTransformersLayout: Sendable {
             }
             inputDimension = layer.outputDimension
         }
-        let bert = try decodeIfPresent(SentenceBertConfig.self, transformerDirectory.appendingPathComponent("sentence_bert_config.json"))
+        let bertURL = transformerDirectory.appendingPathComponent("sentence_bert_config.json")
+        let bert = try decodeIfPresent(SentenceBertConfig.self, bertURL)
+        if let length = bert?.max_seq_length, length < 1 {
+            throw .invalidConfig(file: bertURL.path, field: "max_seq_length", "\(length) is not a length (at least 1)")
+        }
         let st = try decodeIfPresent(SentenceTransformersConfig.self, directory.appendingPathComponent("config_sentence_transformers.json"))
         return SentenceTransformersLayout(
             transformerDirectory: transformerDirectory, maxSequenceLength: bert?.max_seq_length,

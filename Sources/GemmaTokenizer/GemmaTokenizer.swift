@@ -68,7 +68,8 @@ public final class GemmaTokenizer: Sendable {
         let original = content.count + specials
         var truncated = false
         if let maxLength, original > maxLength {
-            content.removeLast(content.count - max(0, maxLength - specials))
+            // Compared before subtracting: a maxLength near Int.min must not overflow.
+            content.removeLast(content.count - (maxLength > specials ? min(maxLength - specials, content.count) : 0))
             truncated = true
         }
         let ids = addSpecialTokens ? pipeline.template.prefix + content + pipeline.template.suffix : content

@@ -38,7 +38,9 @@ struct SequenceNormalizer: Normalizer {
 func replaceAll(_ text: [UInt8], _ pattern: [UInt8], _ content: [UInt8]) -> [UInt8] {
     guard let first = pattern.first, text.count >= pattern.count else { return text }
     var out: [UInt8] = []
-    out.reserveCapacity(text.count + text.count / 4 * max(0, content.count - pattern.count))
+    // Room for the text only: a guess scaled by a long replacement (a crafted file's megabyte `content`)
+    // could overflow or ask for far more than the result needs; appends grow it as they must.
+    out.reserveCapacity(text.count)
     var i = 0
     let n = text.count, m = pattern.count
     text.withUnsafeBufferPointer { t in

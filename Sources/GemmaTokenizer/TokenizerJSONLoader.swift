@@ -80,6 +80,12 @@ enum TokenizerJSONLoader {
         let normalizer = try NormalizerFactory.make(root["normalizer"], path: "normalizer", fields: f)
         let preTokenizer = try PreTokenizerFactory.make(root["pre_tokenizer"], path: "pre_tokenizer", fields: f)
         let (model, idToToken, vocab) = try ModelFactory.make(try f.require(root["model"], "model"), fields: f)
+        // Added tokens extend the id → token table up to their ids: bounded the same way as the vocabulary's.
+        let idLimit = 2 * (idToToken.count + added.count)
+        for (i, t) in added.enumerated() where Int(t.id) > idLimit {
+            throw TokenizerError.invalidValue(file: f.file, field: "added_tokens[\(i)].id",
+                                              message: "token id \(t.id) is far past the vocabulary's \(idToToken.count) tokens")
+        }
         let template = try SpecialTokenTemplate.make(root["post_processor"], path: "post_processor", fields: f)
         let decoder = try DecoderFactory.make(root["decoder"], path: "decoder", fields: f)
 
@@ -120,6 +126,12 @@ enum ModelFactory {
         for (token, value) in vocabMembers {
             guard let n = value.int, n >= 0, n < Int(Int32.max) else {
                 throw .invalidValue(file: f.file, field: "model.vocab[\(token)]", message: "not a token id")
+            }
+            // The id sizes the id → token table: a crafted id of 2^31 must not ask for 32 GB. Vocabularies
+            // are dense (ids 0..<count); twice the count leaves room for gaps.
+            guard n <= 2 * vocabMembers.count else {
+                throw .invalidValue(file: f.file, field: "model.vocab[\(token)]",
+                                    message: "token id \(n) is far past the vocabulary's \(vocabMembers.count) tokens")
             }
             let id = Int32(n)
             table.insert(token, id: id)

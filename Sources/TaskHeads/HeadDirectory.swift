@@ -154,6 +154,9 @@ public struct HeadDirectory: Sendable {
                 throw HeadError.invalidHead("\(configURL.path): \(field) has \(count) entries for \(outputs) outputs")
             }
         }
+        if let length = config.maxLength, length < 1 {
+            throw HeadError.invalidHead("\(configURL.path): max_length \(length) is not a length (at least 1)")
+        }
         if let labels = config.labels, Set(labels).count != labels.count {
             throw HeadError.invalidHead("\(configURL.path): labels repeat a name")
         }
@@ -177,6 +180,10 @@ public struct HeadDirectory: Sendable {
         let digest = try ModelFingerprint.digest(of: encoder.source)
         guard digest == config.baseModel.digest else {
             throw HeadError.baseModelMismatch("this head was trained on '\(config.baseModel.name)' (digest \(config.baseModel.digest.prefix(12))…), not \(encoder.location.path) (digest \(digest.prefix(12))…)")
+        }
+        // The digest is the file's word: a head.json altered by hand can keep it and still claim another width.
+        guard config.architecture.inputDimension == encoder.hiddenSize else {
+            throw HeadError.invalidHead("\(location?.path ?? "head"): the head takes \(config.architecture.inputDimension) inputs, the encoder gives \(encoder.hiddenSize)")
         }
     }
 }

@@ -15,7 +15,7 @@ extension TextEncoder {
         let full = tokenizer.encode(template.render(query: query, document: document))
         guard full.count > maxLength else { return EncoderInput(ids: full) }
         let withoutDocument = tokenizer.encode(template.render(query: query, document: "")).count
-        var budget = maxLength - withoutDocument
+        var budget = maxLength > withoutDocument ? maxLength - withoutDocument : 0   // no overflow near Int.min
         let documentIds = tokenizer.encode(document, addSpecialTokens: false)
         // Tokens can merge across the cut: re-tokenize, and shrink the budget by any overshoot.
         for _ in 0..<4 where budget > 0 {

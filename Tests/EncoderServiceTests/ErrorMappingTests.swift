@@ -1,6 +1,7 @@
 import CSQLite
 import DocumentIndex
 import EncoderService
+import ServiceFixtures
 import Foundation
 import GemmaEncoder
 import Logging

@@ -1,4 +1,5 @@
 import EncoderService
+import ServiceFixtures
 import Foundation
 import TestSupport
 import XCTest

@@ -1,6 +1,7 @@
 import DocumentIndex
 import Foundation
 import GemmaEncoder
+import ServiceFixtures
 import TaskHeads
 import TestSupport
 import XCTest

@@ -1,4 +1,5 @@
 import EncoderService
+import ServiceFixtures
 import Foundation
 import GemmaEncoder
 import XCTest

@@ -1,5 +1,6 @@
 import DocumentIndex
 import EncoderService
+import ServiceFixtures
 import Foundation
 import TestSupport
 import XCTest

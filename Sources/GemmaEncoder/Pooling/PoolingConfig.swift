@@ -83,6 +83,11 @@ private struct PoolingConfigFile: Decodable {
         guard let dimension = embedding_dimension ?? word_embedding_dimension else {
             throw .invalidConfig(file: path, field: "word_embedding_dimension", "missing field")
         }
+        // The dimension sizes every pooled vector (times the modes): bounded so a crafted file cannot overflow it.
+        guard (1...(1 << 20)).contains(dimension) else {
+            throw .invalidConfig(file: path, field: embedding_dimension == nil ? "word_embedding_dimension" : "embedding_dimension",
+                                 "\(dimension) is not a dimension (1 to 1048576)")
+        }
         return PoolingConfig(modes: modes, dimension: dimension, includePrompt: include_prompt ?? true)
     }
 }

@@ -5,21 +5,21 @@ import GemmaEncoder
 import TaskHeads
 import TestSupport
 
-/// Everything a served test needs, built once per process on the tiny random Gemma models (outputs mean
+/// Everything a served test (and the HTTP fuzz target) needs, built once per process on the tiny random Gemma models (outputs mean
 /// nothing; the service's plumbing is what is tested): two models, a classification head, a reranker and an
 /// index.
-final class ServerFixture: Sendable {
+public final class ServerFixture: Sendable {
     private static let built = LoadOnce<ServerFixture>()
 
     /// Building the fixture failed; the reason is the underlying error.
-    struct BuildFailed: Error, CustomStringConvertible {
-        let reason: String
-        var description: String { "the server fixture (tiny models, head, reranker, index) could not be built: \(reason)" }
+    public struct BuildFailed: Error, CustomStringConvertible {
+        public let reason: String
+        public var description: String { "the server fixture (tiny models, head, reranker, index) could not be built: \(reason)" }
     }
 
     /// The fixture, built on first use. A failure to build it is thrown, so the asking test's setUp fails
     /// with the reason; it never takes the whole test bundle down.
-    static func shared() throws(BuildFailed) -> ServerFixture {
+    public static func shared() throws(BuildFailed) -> ServerFixture {
         do {
             return try built.value("server") { try ServerFixture() }
         } catch {
@@ -27,15 +27,15 @@ final class ServerFixture: Sendable {
         }
     }
 
-    let directory: URL
-    let tiny: TextEncoder
-    let second: TextEncoder
-    let head: HeadPredictor
-    let reranker: Reranker
-    let index: SearchIndex
-    let documents: [CorpusDocument]
+    public let directory: URL
+    public let tiny: TextEncoder
+    public let second: TextEncoder
+    public let head: HeadPredictor
+    public let reranker: Reranker
+    public let index: SearchIndex
+    public let documents: [CorpusDocument]
 
-    static let words = ["the cat sat", "a dog ran", "hello there", "tiny model text", "more words here"]
+    public static let words = ["the cat sat", "a dog ran", "hello there", "tiny model text", "more words here"]
 
     private init() throws {
         directory = try temporaryDirectory("service")
@@ -52,7 +52,7 @@ final class ServerFixture: Sendable {
         try index.add(documents, batch: 16, resume: false)
     }
 
-    func service(limits: ServiceLimits = ServiceLimits()) -> EncoderService {
+    public func service(limits: ServiceLimits = ServiceLimits()) -> EncoderService {
         EncoderService(models: [(name: "tiny", encoder: tiny), (name: "second", encoder: second)],
                        heads: ["sections": head], reranker: reranker, rerankerName: "tiny-reranker",
                        indexes: ["docs": index], limits: limits)
