@@ -44,6 +44,23 @@ struct Tool {
                       stderr: try String(contentsOf: errURL, encoding: .utf8))
     }
 
+    /// Starts the tool and kills it with SIGKILL as soon as `when` holds (polled every 2 ms, for at most a
+    /// minute) — or when it has ended by itself. Returns whether it was killed (false: it ended first).
+    @discardableResult
+    static func runAndKill(_ arguments: [String], environment: [String: String] = [:], when: () -> Bool) throws -> Bool {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(60)
+        while process.isRunning, !when(), Date() < deadline { usleep(2_000) }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return process.terminationReason == .uncaughtSignal
+    }
+
     /// Starts the tool and kills it with SIGKILL once the checkpoint's `state.json` records `step` steps (a
     /// power cut in the middle of a run); returns the step it was killed at, or nil if it ended first.
     static func killAtCheckpoint(_ arguments: [String], checkpoint: String, step target: Int) throws -> Int? {

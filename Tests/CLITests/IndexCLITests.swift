@@ -119,22 +119,11 @@ extension CLITests {
             XCTAssertEqual(info.status, 0, info.stderr)
             return (try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any])?["count"] as? Int ?? -1
         }
-        func killed(_ arguments: [String], when: () -> Bool) throws {
-            let process = Process()
-            process.executableURL = Tool.binary
-            process.arguments = arguments
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let deadline = Date().addingTimeInterval(60)
-            while process.isRunning, !when(), Date() < deadline { usleep(2_000) }
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
         XCTAssertEqual(stored(), 30, "the kill points read the store (python3's sqlite3)")
         // Points of an add: before anything is committed, after some batches, after all of them.
         var before = try published()
         for target in [0, 64, 300] {
-            try killed(["index", "add", "--index", index, "--corpus", more, "--batch", "16"]) { target == 0 ? true : stored() >= 30 + target }
+            try Tool.runAndKill(["index", "add", "--index", index, "--corpus", more, "--batch", "16"]) { target == 0 ? true : stored() >= 30 + target }
             let now = try published()
             XCTAssertTrue(now == before || now == 330, "a published version: \(now)")
             before = now
@@ -148,7 +137,7 @@ extension CLITests {
         let victims = (30..<130).map { "d\($0)" }
         for delay in [0.0, 0.05, 0.2] {
             let start = Date()
-            try killed(["index", "delete", "--index", index, "--id"] + victims) { Date().timeIntervalSince(start) >= delay }
+            try Tool.runAndKill(["index", "delete", "--index", index, "--id"] + victims) { Date().timeIntervalSince(start) >= delay }
             XCTAssertTrue([330, 230].contains(try published()))
         }
         let again = try Tool.run(["index", "delete", "--index", index, "--id"] + victims)
