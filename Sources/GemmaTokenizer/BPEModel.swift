@@ -31,6 +31,9 @@ struct BPEModel: TokenModel {
             let prev = ids + word.count
             let next = prev + word.count
             let n = initialSymbols(word, ids)
+            // A word of characters the vocabulary lacks, with neither an unknown token nor byte fallback,
+            // yields no symbol (as in `tokenizers`); the walk below would start at an unset link.
+            guard n > 0 else { return }
             for i in 0..<n {
                 prev[i] = Int32(i - 1)
                 next[i] = i + 1 < n ? Int32(i + 1) : -1

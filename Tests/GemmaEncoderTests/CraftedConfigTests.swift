@@ -46,6 +46,21 @@ final class CraftedConfigTests: XCTestCase {
         assertError(try GemmaTokenizer.load(tokenizerJSON: added), mentions: ["tokenizer.json", "added_tokens[4].id", "far past"])
     }
 
+    /// Found by scripts/fuzz (tokenizer target): a word no symbol covers — no unknown token, no byte
+    /// fallback — once walked an unset link of the merge list and read far out of bounds. It encodes to
+    /// nothing, as `tokenizers` does.
+    func testAWordWithoutSymbolsEncodesToNothing() throws {
+        let url = try tokenizer("no-unknown") { json in
+            var model = json["model"] as! [String: Any]
+            model["unk_token"] = NSNull()
+            model["byte_fallback"] = false
+            json["model"] = model
+        }
+        let tokenizer = try GemmaTokenizer.load(tokenizerJSON: url)
+        XCTAssertEqual(tokenizer.encode("漢字", addSpecialTokens: false), [])
+        XCTAssertEqual(tokenizer.encode("漢字", addSpecialTokens: true), [2, 1])
+    }
+
     /// A Replace normalizer with a long replacement once reserved text / 4 × replacement bytes up front (a
     /// megabyte text and a megabyte replacement: 2.5e11 bytes); the result is what it was.
     func testLongReplacementsNormalize() throws {
