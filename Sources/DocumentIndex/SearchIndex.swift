@@ -184,9 +184,12 @@ public final class SearchIndex: @unchecked Sendable {
 
     /// One writer at a time per index directory (`write.lock`, released by the kernel if the writer dies);
     /// another writer is refused at once, naming the holder. Searches take no lock.
-    func writerLock() throws -> WriterLock {
-        do { return try WriterLock(directory.appendingPathComponent(Self.lockName)) } catch let held as WriterLock.Held {
-            throw IndexError.locked("\(held): the index is being written (index build/add/delete); searches go on meanwhile")
+    func writerLock() throws -> WriterLock { try Self.writerLock(in: directory) }
+
+    /// The writer lock of the index in `directory` (merge takes its shards' and its destination's).
+    static func writerLock(in directory: URL) throws -> WriterLock {
+        do { return try WriterLock(directory.appendingPathComponent(lockName)) } catch let held as WriterLock.Held {
+            throw IndexError.locked("\(held): the index is being written (index build/add/delete/merge); searches go on meanwhile")
         }
     }
 

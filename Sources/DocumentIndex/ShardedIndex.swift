@@ -63,6 +63,13 @@ extension SearchIndex {
         for shard in shards where shard.standardizedFileURL.resolvingSymlinksInPath() == target {
             throw IndexError.invalidCorpus("\(destination.path) is one of the shards: merge into a new directory")
         }
+        // Writers are refused while merging, as for any other write: on each shard (so each is read as one
+        // version, its store and vectors together) and on an existing destination (replaced whole).
+        var locks = try shards.map { try SearchIndex.writerLock(in: $0) }
+        if FileManager.default.fileExists(atPath: destination.appendingPathComponent(manifestName).path) {
+            locks.append(try SearchIndex.writerLock(in: destination))
+        }
+        defer { locks.forEach { $0.release() } }
         let manifests = try shards.map { try manifest(in: $0) }
         guard let quantizer = manifests[0].quantizer else {
             throw IndexError.quantizerMismatch("\(first.path) was not started from a trained quantizer (index build --trained): only such shards merge")

@@ -1,3 +1,4 @@
+import AtomicFiles
 import DocumentIndex
 import Foundation
 import GemmaEncoder
@@ -133,6 +134,28 @@ final class IndexFileCheckTests: XCTestCase {
         XCTAssertTrue(checked)
         XCTAssertEqual(try second.delete(ids: ["d0"]), 1, "the lock is free once the first writer is done")
         XCTAssertEqual(try open(url).count, 39)
+    }
+
+    /// A merge is a writer too: refused while one of its shards or its existing destination is being
+    /// written (their write.lock held, as `index add` holds it), and done once they are free.
+    func testMergeWaitsForNoWriter() throws {
+        let trainedURL = dir.appendingPathComponent("trained")
+        try SearchIndex.train(directory: trainedURL, encoder: try TestModels.tiny(), modelName: "tiny", factory: "IVF4,Flat",
+                              sample: documents)
+        let a = try build("a", Array(documents.prefix(20)), trained: trainedURL, firstID: 1)
+        let b = try build("b", Array(documents.suffix(20)), trained: trainedURL, firstID: 1000)
+        let merged = dir.appendingPathComponent("merged")
+        try SearchIndex.merge(shards: [a, b], into: merged)
+        for busy in [b, merged] {
+            let held = try WriterLock(busy.appendingPathComponent("write.lock"))
+            XCTAssertThrowsError(try SearchIndex.merge(shards: [a, b], into: merged)) { error in
+                guard case IndexError.locked(let message) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(message.contains(busy.path) && message.contains("being written"), message)
+            }
+            held.release()
+        }
+        try SearchIndex.merge(shards: [a, b], into: merged)
+        XCTAssertEqual(try open(merged).count, 40)
     }
 
     private func write(_ manifest: IndexManifest, to directory: URL) throws {
