@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
         .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
         .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch", "AtomicFiles"]),
-        .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "AtomicFiles", "TestSupport"]),
+        .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "AtomicFiles", "VectorSearch", "TestSupport"]),
         .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "EncoderKernels", "ModelFormats", "TestSupport"]),
         .testTarget(name: "RetrieverTrainingTests", dependencies: ["RetrieverTraining", "TaskHeads", "GemmaTraining", "GemmaEncoder",
                                                                   "GemmaModel", "ModelFormats", "TestSupport"]),

@@ -53,6 +53,10 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
         self.shards = shards
     }
 
+    /// Shards already known to embed alike (the current versions of `WatchedShards`, each checked when it
+    /// was opened).
+    init(compatible shards: [SearchIndex]) { self.shards = shards }
+
     public var manifest: IndexManifest {
         var m = shards[0].manifest
         m.count = count

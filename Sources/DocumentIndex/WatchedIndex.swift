@@ -15,12 +15,15 @@ public final class WatchedIndex: SearchableIndex, @unchecked Sendable {
     private var current: SearchIndex
     private var failure: String?
     private var timer: DispatchSourceTimer?
+    /// Why a new version may not be served (nil: it may), beyond opening: shards must keep embedding alike.
+    private let refusal: @Sendable (IndexManifest) -> String?
 
     /// Serves `index` (already open) until its directory publishes another version.
-    public init(_ index: SearchIndex) {
+    public init(_ index: SearchIndex, refusing refusal: @escaping @Sendable (IndexManifest) -> String? = { _ in nil }) {
         directory = index.directory
         encoder = index.model
         current = index
+        self.refusal = refusal
     }
 
     deinit { timer?.cancel() }
@@ -40,6 +43,10 @@ public final class WatchedIndex: SearchableIndex, @unchecked Sendable {
               manifest != index.manifest else { return false }
         do {
             let next = try SearchIndex(directory: directory, encoder: encoder)
+            if let reason = refusal(next.manifest) {
+                lock.withLock { failure = reason }
+                return false
+            }
             lock.withLock {
                 current = next
                 failure = nil
@@ -87,5 +94,51 @@ public final class WatchedIndex: SearchableIndex, @unchecked Sendable {
 
     public func storedCosines(query: [Float], results: [SearchResult]) throws -> [Float]? {
         try index.storedCosines(query: query, results: results)
+    }
+}
+
+/// Shards of one collection (`IndexShards`), each directory watched as `WatchedIndex` watches one: a shard
+/// rewritten by another process is served in its new version without a restart. A request searches the set
+/// of versions current when it starts (`snapshot`), so it never mixes two versions of a shard. A new version
+/// that embeds differently from the first shard as served at start (another model, prompt or pooling) is
+/// not swapped in; its watcher reports why (`lastFailure`).
+public final class WatchedShards: SearchableIndex, @unchecked Sendable {
+    public let shards: [WatchedIndex]
+
+    /// Serves `shards` (already open), refused as `IndexShards` refuses shards that do not embed alike.
+    public init(_ shards: [SearchIndex]) throws {
+        let first = try IndexShards(shards).shards[0].manifest
+        self.shards = shards.map { shard in
+            WatchedIndex(shard) { next in
+                let differences = ShardCompatibility.embeddingDifferences(first, next)
+                return differences.isEmpty ? nil
+                    : "\(shard.directory.path) cannot be searched with the other shards: different \(differences.joined(separator: ", "))"
+            }
+        }
+    }
+
+    public func startWatching(every seconds: Double) { shards.forEach { $0.startWatching(every: seconds) } }
+    public func stopWatching() { shards.forEach { $0.stopWatching() } }
+
+    /// The shards' current versions searched as one.
+    public var current: IndexShards { IndexShards(compatible: shards.map(\.index)) }
+
+    public var snapshot: any SearchableIndex { current }
+
+    // SearchableIndex: each call on the set current when it starts.
+    public var manifest: IndexManifest { current.manifest }
+    public var count: Int { current.count }
+    public var model: TextEncoder { shards[0].model }
+    public var queryEmbeddingOptions: EmbeddingOptions { current.queryEmbeddingOptions }
+
+    public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode,
+                       tuning: SearchTuning) throws -> [[SearchResult]] {
+        try current.search(queries, embeddings: embeddings, k: k, mode: mode, tuning: tuning)
+    }
+
+    public func storesEmbeddings(of similarity: FusedSimilarity) -> Bool { current.storesEmbeddings(of: similarity) }
+
+    public func storedCosines(query: [Float], results: [SearchResult]) throws -> [Float]? {
+        try current.storedCosines(query: query, results: results)
     }
 }

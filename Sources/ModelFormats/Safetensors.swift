@@ -122,6 +122,12 @@ public final class SafetensorsFile: Sendable {
             tensors[name] = SafetensorsTensor(name: name, dtype: dtype, shape: shape, file: file,
                                               offset: dataStart + offsets[0], byteCount: byteCount)
         }
+        // No two tensors may share bytes (the safetensors crate refuses such files too): a crafted header could
+        // otherwise alias one tensor's data as another's.
+        let ranges = tensors.values.filter { $0.byteCount > 0 }.sorted { ($0.offset, $0.name) < ($1.offset, $1.name) }
+        for (a, b) in zip(ranges, ranges.dropFirst()) where b.offset < a.offset + a.byteCount {
+            throw FormatError(file: path, item: b.name, message: "corrupt header: its data overlaps that of \(a.name)")
+        }
         self.tensors = tensors
         self.metadata = metadata
     }

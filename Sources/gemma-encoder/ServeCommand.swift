@@ -85,7 +85,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Connections served at once; more wait to be accepted.")
     var maxConnections = 1_024
 
-    @Option(name: .customLong("watch-interval"), help: "Seconds between looks at each single-directory --index for a new version written by another process (index build/add/delete), served without a restart; 0: never.")
+    @Option(name: .customLong("watch-interval"), help: "Seconds between looks at each --index directory (each shard of a set too) for a new version written by another process (index build/add/delete/merge), served without a restart; 0: never.")
     var watchInterval: Double = 2
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -197,11 +197,17 @@ struct ServeCommand: AsyncParsableCommand {
             let opened = try directories.map { url in
                 try SearchIndex(directory: url, encoder: encoder(try IndexManifest.load(url.appendingPathComponent("manifest.json")).model))
             }
-            // One directory is watched for new versions; shards are replaced by serving a new set.
-            if opened.count == 1, watchInterval > 0 {
-                let watched = WatchedIndex(opened[0])
-                watched.startWatching(every: watchInterval)
-                indexes[name] = watched
+            // Every directory is watched for new versions (each shard of a set on its own).
+            if watchInterval > 0 {
+                if opened.count == 1 {
+                    let watched = WatchedIndex(opened[0])
+                    watched.startWatching(every: watchInterval)
+                    indexes[name] = watched
+                } else {
+                    let watched = try WatchedShards(opened)
+                    watched.startWatching(every: watchInterval)
+                    indexes[name] = watched
+                }
             } else {
                 indexes[name] = opened.count == 1 ? opened[0] : try IndexShards(opened)
             }

@@ -41,6 +41,11 @@ final class CraftedHeaderTests: XCTestCase {
         assertFormatError(try SafetensorsFile(url: url), url, "does not match shape")
         url = try safetensors(header: #"{"w": {"dtype": "F32", "shape": [2305843009213693952], "data_offsets": [0, 8]}}"#, data: 8)
         assertFormatError(try SafetensorsFile(url: url), url, "does not match shape")
+        // Two tensors over the same bytes.
+        url = try safetensors(header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}"#, data: 12)
+        assertFormatError(try SafetensorsFile(url: url), url, "b: corrupt header: its data overlaps that of a")
+        url = try safetensors(header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}, "e": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}}"#, data: 12)
+        XCTAssertEqual(try SafetensorsFile(url: url).tensors.count, 3, "adjacent tensors and an empty one are fine")
         // An end offset near Int.max: the addition to the header's end would overflow.
         url = try safetensors(header: #"{"w": {"dtype": "U8", "shape": [9223372036854775807], "data_offsets": [0, 9223372036854775807]}}"#, data: 8)
         XCTAssertThrowsError(try SafetensorsFile(url: url)) { error in
