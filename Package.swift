@@ -89,7 +89,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (fixture paths, the models loaded once, file writers, cosine).
-        .target(name: "TestSupport", dependencies: ["GemmaEncoder"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["GemmaEncoder", "GemmaModel", "EncoderKernels", "CKernels", "ModelFormats"],
+                path: "Tests/TestSupport"),
         // Used only by AtomicFilesTests: a writer that replaces a file or directory in a loop until killed.
         .executableTarget(name: "atomic-write-helper", dependencies: ["AtomicFiles", "TestSupport"], path: "Tests/AtomicWriteHelper"),
         .testTarget(name: "AtomicFilesTests", dependencies: ["AtomicFiles", "TestSupport"]),

@@ -1,5 +1,4 @@
 import Foundation
-import GemmaModel
 import GemmaTokenizer
 import ModelFormats
 import TestSupport
@@ -81,27 +80,13 @@ public enum FuzzSeeds {
         }
     }
 
-    /// The tiny Gemma 3 checkpoint as GGUF (llama.cpp's names, norms stored as 1 + w, dimensions fastest
-    /// first), with the tiny tokenizer's vocabulary as `tokenizer.ggml.*` metadata.
+    /// The tiny Gemma 3 checkpoint as GGUF (`writeTinyGGUF`) with the tiny tokenizer's vocabulary as
+    /// `tokenizer.ggml.*` metadata; projections in F32 or Q8_0.
     static func tinyGGUF(workspace: FuzzWorkspace, quantized: Bool) throws -> Data {
-        let config = try GemmaConfig.load(workspace.model.appendingPathComponent("config.json"))
-        let checkpoint = try SafetensorsCheckpoint(url: workspace.model)
         let tokenizer = try GemmaTokenizer.load(tokenizerJSON: workspace.model.appendingPathComponent("tokenizer.json"))
         let tokens = (0..<320).map { tokenizer.token(for: Int32($0)) ?? "<unused\($0)>" }
         let types: [Int32] = tokens.indices.map { $0 < 4 ? 3 : ($0 < 260 ? 6 : 1) }   // control, byte, normal
-        let arch = "gemma3"
-        var metadata: [(String, GGUFTestValue)] = [
-            ("general.architecture", .string(arch)),
-            ("\(arch).context_length", .uint32(UInt32(config.maxPositionEmbeddings))),
-            ("\(arch).embedding_length", .uint32(UInt32(config.hiddenSize))),
-            ("\(arch).block_count", .uint32(UInt32(config.numLayers))),
-            ("\(arch).feed_forward_length", .uint32(UInt32(config.intermediateSize))),
-            ("\(arch).attention.head_count", .uint32(UInt32(config.numHeads))),
-            ("\(arch).attention.head_count_kv", .uint32(UInt32(config.numKVHeads))),
-            ("\(arch).attention.key_length", .uint32(UInt32(config.headDim))),
-            ("\(arch).attention.value_length", .uint32(UInt32(config.headDim))),
-            ("\(arch).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEps)),
-            ("\(arch).rope.freq_base", .float32(Float(config.ropeFull.theta))),
+        let vocabulary: [(String, GGUFTestValue)] = [
             ("tokenizer.ggml.model", .string("llama")),
             ("tokenizer.ggml.tokens", .strings(tokens)),
             ("tokenizer.ggml.scores", .floats(tokens.indices.map { -Float($0) })),
@@ -111,33 +96,8 @@ public enum FuzzSeeds {
             ("tokenizer.ggml.padding_token_id", .uint32(0)),
             ("tokenizer.ggml.unknown_token_id", .uint32(3)),
         ]
-        if let w = config.slidingWindow { metadata.append(("\(arch).attention.sliding_window", .uint32(UInt32(w)))) }
         let url = workspace.directory.appendingPathComponent("seed.gguf")
-        try writeGGUF(url, metadata: [], tensors: [])
-        let names = GGUFWeights(try GGUFFile(url: url), family: config.family)
-        var tensors: [(name: String, dimensions: [Int], type: UInt32, bytes: [UInt8])] = []
-        for name in checkpoint.tensorNames.sorted() {
-            let tensor = try checkpoint.tensor(name)
-            var values = tensor.floats().array
-            let isNorm = name.hasSuffix("norm.weight")
-            if isNorm { values = values.map { 1 + $0 } }
-            let linear = quantized && !isNorm && tensor.shape.count == 2 && name != "embed_tokens.weight"
-            tensors.append((names.ggufName(name), Array(tensor.shape.reversed()), linear ? 8 : 0,
-                            linear ? q8_0(values) : f32Bytes(values)))
-        }
-        try writeGGUF(url, metadata: metadata, tensors: tensors)
+        try writeTinyGGUF("gemma3", architecture: "gemma3", to: url, linearType: quantized ? 8 : 0, extraMetadata: vocabulary)
         return try Data(contentsOf: url)
-    }
-
-    /// ggml's Q8_0: blocks of 32 values as an f16 scale (max |x| / 127) and 32 rounded int8s.
-    static func q8_0(_ values: [Float]) -> [UInt8] {
-        var out: [UInt8] = []
-        for start in stride(from: 0, to: values.count, by: 32) {
-            let block = values[start..<min(start + 32, values.count)]
-            let scale = (block.map(abs).max() ?? 0) / 127
-            out += withUnsafeBytes(of: Float16(scale).bitPattern.littleEndian) { Array($0) }
-            for v in block { out.append(UInt8(bitPattern: Int8(scale == 0 ? 0 : (v / scale).rounded()))) }
-        }
-        return out
     }
 }

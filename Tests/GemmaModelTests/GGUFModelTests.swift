@@ -17,41 +17,8 @@ final class GGUFModelTests: XCTestCase {
 
     /// Writes `family`'s tiny checkpoint as GGUF; Linear weights in `linearType` (0 F32, 1 F16, 8 Q8_0, 30 BF16).
     func convert(_ family: String, architecture: String, linearType: UInt32 = 0, extraMetadata: [(String, GGUFTestValue)] = []) throws -> URL {
-        let source = fixturesDirectory.appendingPathComponent("tiny/\(family)")
-        let config = try GemmaConfig.load(source.appendingPathComponent("config.json"))
-        let checkpoint = try SafetensorsCheckpoint(url: source)
-        let names = GGUFWeights(try GGUFFile(url: try emptyGGUF()), family: config.family)
-        var metadata: [(String, GGUFTestValue)] = [
-            ("general.architecture", .string(architecture)),
-            ("\(architecture).context_length", .uint32(UInt32(config.maxPositionEmbeddings))),
-            ("\(architecture).embedding_length", .uint32(UInt32(config.hiddenSize))),
-            ("\(architecture).block_count", .uint32(UInt32(config.numLayers))),
-            ("\(architecture).feed_forward_length", .uint32(UInt32(config.intermediateSize))),
-            ("\(architecture).attention.head_count", .uint32(UInt32(config.numHeads))),
-            ("\(architecture).attention.head_count_kv", .uint32(UInt32(config.numKVHeads))),
-            ("\(architecture).attention.key_length", .uint32(UInt32(config.headDim))),
-            ("\(architecture).attention.value_length", .uint32(UInt32(config.headDim))),
-            ("\(architecture).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEps)),
-            ("\(architecture).rope.freq_base", .float32(Float(config.ropeFull.theta))),
-        ]
-        if let w = config.slidingWindow { metadata.append(("\(architecture).attention.sliding_window", .uint32(UInt32(w)))) }
-        if let cap = config.attnLogitSoftcapping { metadata.append(("\(architecture).attn_logit_softcapping", .float32(Float(cap)))) }
-        metadata += extraMetadata
-
-        var tensors: [(name: String, dimensions: [Int], type: UInt32, bytes: [UInt8])] = []
-        for name in checkpoint.tensorNames.sorted() {
-            let tensor = try checkpoint.tensor(name)
-            var values = tensor.floats().array
-            let isNorm = name.hasSuffix("norm.weight")
-            if isNorm { values = values.map { 1 + $0 } }   // llama.cpp stores Gemma's norms as 1 + w
-            let linear = !isNorm && tensor.shape.count == 2 && name != "embed_tokens.weight"
-            let type = linear ? linearType : 0
-            var bytes = [UInt8](repeating: 0, count: type == 0 ? values.count * 4 : WeightFormat(rawValue: Int32(type))!.rowBytes(columns: tensor.shape[1])! * tensor.shape[0])
-            XCTAssertEqual(bytes.withUnsafeMutableBytes { ck_quantize(Int32(type), values, values.count, $0.baseAddress!) }, 0)
-            tensors.append((names.ggufName(name), Array(tensor.shape.reversed()), type, bytes))
-        }
         let url = dir.appendingPathComponent("\(family)-\(linearType).gguf")
-        try writeGGUF(url, metadata: metadata, tensors: tensors)
+        try writeTinyGGUF(family, architecture: architecture, to: url, linearType: linearType, extraMetadata: extraMetadata)
         return url
     }
 
