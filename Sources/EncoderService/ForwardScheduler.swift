@@ -49,7 +49,10 @@ public final class ForwardScheduler: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard thread == nil else { return }
-        let thread = Thread { [self] in loop() }
+        // Weak: the scheduler holds its thread, and a thread's block lives as long as the thread object, so a
+        // strong capture would keep both (and everything the scheduler holds) alive forever after `stop`.
+        // The loop holds the scheduler while it runs.
+        let thread = Thread { [weak self] in self?.loop() }
         thread.name = "forward-scheduler"
         self.thread = thread
         thread.start()

@@ -15,6 +15,25 @@ final class ForwardSchedulerTests: XCTestCase {
 
     /// Requests queued while the scheduler is held back are coalesced into forward passes within the token
     /// budget; a request larger than one pass is split across passes.
+    /// Found by scripts/leak-check (LeakSanitizer at the exit of `serve`): the scheduler's thread held the
+    /// scheduler, and the scheduler its thread, so a stopped scheduler — and the service's metrics its
+    /// callbacks hold — was never freed. Once stopped and released, it is gone.
+    func testAStoppedSchedulerIsFreed() async throws {
+        weak var released: ForwardScheduler?
+        do {
+            let scheduler = ForwardScheduler(encoder: encoder, maxBatchTokens: 256, maxQueuedTokens: 10_000)
+            released = scheduler
+            scheduler.start()
+            let states = try await scheduler.tokenStates(encoder.tokenize(["the cat sat"]), attention: .bidirectional)
+            XCTAssertEqual(states.count, 1)
+            scheduler.stop()
+        }
+        // The thread lets go of the scheduler when its loop has finished the queue and returned.
+        let deadline = Date().addingTimeInterval(10)
+        while released != nil, Date() < deadline { try await Task.sleep(nanoseconds: 10_000_000) }
+        XCTAssertNil(released, "the stopped scheduler is still alive")
+    }
+
     func testRequestsShareForwardPassesWithinTheTokenBudget() async throws {
         let scheduler = ForwardScheduler(encoder: encoder, maxBatchTokens: 256, maxQueuedTokens: 10_000)
         let passes = Passes(scheduler)
