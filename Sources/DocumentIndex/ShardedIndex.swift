@@ -63,11 +63,18 @@ extension SearchIndex {
         for shard in shards where shard.standardizedFileURL.resolvingSymlinksInPath() == target {
             throw IndexError.invalidCorpus("\(destination.path) is one of the shards: merge into a new directory")
         }
+        _ = try shards.map { try manifest(in: $0) }   // not an index: that error, before any lock file is made
         // Writers are refused while merging, as for any other write: on each shard (so each is read as one
-        // version, its store and vectors together) and on an existing destination (replaced whole).
-        var locks = try shards.map { try SearchIndex.writerLock(in: $0) }
-        if FileManager.default.fileExists(atPath: destination.appendingPathComponent(manifestName).path) {
-            locks.append(try SearchIndex.writerLock(in: destination))
+        // version, its store and vectors together) and on an existing destination (replaced whole). One lock
+        // per directory (a shard named twice is the earlier-shard error below, not a lock held by ourselves);
+        // a shard in a read-only directory has no writer to refuse.
+        var locked = Set<String>()
+        var locks: [WriterLock] = []
+        let existing = FileManager.default.fileExists(atPath: destination.appendingPathComponent(manifestName).path)
+        for directory in shards + (existing ? [destination] : []) {
+            let resolved = directory.standardizedFileURL.resolvingSymlinksInPath().path
+            guard locked.insert(resolved).inserted, FileManager.default.isWritableFile(atPath: resolved) else { continue }
+            locks.append(try SearchIndex.writerLock(in: directory))
         }
         defer { locks.forEach { $0.release() } }
         let manifests = try shards.map { try manifest(in: $0) }

@@ -41,12 +41,13 @@ public final class WatchedIndex: SearchableIndex, @unchecked Sendable {
         // A manifest announcing a file (`publishing`) is the middle of a rebuild: the next look finds its end.
         guard let manifest = try? SearchIndex.manifest(in: directory), manifest.publishing == nil,
               manifest != index.manifest else { return false }
+        // Refused from its manifest, before its files are read and hashed (the next look refuses it again).
+        if let reason = refusal(manifest) {
+            lock.withLock { failure = reason }
+            return false
+        }
         do {
             let next = try SearchIndex(directory: directory, encoder: encoder)
-            if let reason = refusal(next.manifest) {
-                lock.withLock { failure = reason }
-                return false
-            }
             lock.withLock {
                 current = next
                 failure = nil
@@ -109,10 +110,11 @@ public final class WatchedShards: SearchableIndex, @unchecked Sendable {
     public init(_ shards: [SearchIndex]) throws {
         let first = try IndexShards(shards).shards[0].manifest
         self.shards = shards.map { shard in
-            WatchedIndex(shard) { next in
+            let path = shard.directory.path   // not the shard: its first version would be held for good
+            return WatchedIndex(shard) { next in
                 let differences = ShardCompatibility.embeddingDifferences(first, next)
                 return differences.isEmpty ? nil
-                    : "\(shard.directory.path) cannot be searched with the other shards: different \(differences.joined(separator: ", "))"
+                    : "\(path) cannot be searched with the other shards: different \(differences.joined(separator: ", "))"
             }
         }
     }

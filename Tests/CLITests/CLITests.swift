@@ -45,7 +45,8 @@ struct Tool {
     }
 
     /// Starts the tool and kills it with SIGKILL as soon as `when` holds (polled every 2 ms, for at most a
-    /// minute) — or when it has ended by itself. Returns whether it was killed (false: it ended first).
+    /// minute). Returns whether it was killed with the condition met (false: it ended first, or the minute
+    /// passed; it is killed then too).
     @discardableResult
     static func runAndKill(_ arguments: [String], environment: [String: String] = [:], when: () -> Bool) throws -> Bool {
         let process = Process()
@@ -55,10 +56,15 @@ struct Tool {
         process.standardError = FileHandle.nullDevice
         try process.run()
         let deadline = Date().addingTimeInterval(60)
-        while process.isRunning, !when(), Date() < deadline { usleep(2_000) }
-        kill(process.processIdentifier, SIGKILL)
+        var met = false
+        while process.isRunning, Date() < deadline {
+            if when() { met = true; break }
+            usleep(2_000)
+        }
+        let running = process.isRunning
+        if running { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
-        return process.terminationReason == .uncaughtSignal
+        return met && running && process.terminationReason == .uncaughtSignal
     }
 
     /// Starts the tool and kills it with SIGKILL once the checkpoint's `state.json` records `step` steps (a

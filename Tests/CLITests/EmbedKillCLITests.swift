@@ -22,18 +22,19 @@ extension CLITests {
             func siblings() -> [String] {
                 ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasPrefix(".vectors.") }
             }
-            let left = Set(siblings())
-            let points: [(String, () -> Bool)] = [
-                ("at the start", { true }),
-                ("once the temporary file exists", { siblings().contains { !left.contains($0) } }),
-                ("mid-way through it", {
+            // Temporary files this run made (a killed run's leftovers are there from the start).
+            let points: [(String, (Set<String>) -> Bool)] = [
+                ("at the start", { _ in true }),
+                ("once the temporary file exists", { left in siblings().contains { !left.contains($0) } }),
+                ("mid-way through it", { left in
                     siblings().contains { name in
                         !left.contains(name) && ((try? FileManager.default.attributesOfItem(atPath: self.dir.appendingPathComponent(name).path)[.size] as? Int) ?? 0) > 100_000
                     }
                 }),
             ]
             for (point, when) in points {
-                let killed = try Tool.runAndKill(arguments + ["--input", input], when: when)
+                let left = Set(siblings())
+                let killed = try Tool.runAndKill(arguments + ["--input", input]) { when(left) }
                 XCTAssertTrue(killed, "\(format): the run ended before it could be killed \(point)")
                 XCTAssertEqual(try written.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }, before,
                                "\(format), killed \(point): the previous output is not whole")
