@@ -44,22 +44,23 @@ struct Tool {
                       stderr: try String(contentsOf: errURL, encoding: .utf8))
     }
 
-    /// Starts the tool and kills it with SIGKILL as soon as `when` holds (polled every 2 ms, for at most a
-    /// minute). Returns whether it was killed with the condition met (false: it ended first, or the minute
-    /// passed; it is killed then too).
+    /// Starts the tool and kills it with SIGKILL as soon as `when` holds (polled every `poll` seconds, for at
+    /// most `seconds`). Returns whether it was killed with the condition met (false: it ended first, or the
+    /// time passed; it is killed then too).
     @discardableResult
-    static func runAndKill(_ arguments: [String], environment: [String: String] = [:], when: () -> Bool) throws -> Bool {
+    static func runAndKill(_ arguments: [String], environment: [String: String] = [:], seconds: Double = 60,
+                           poll: Double = 0.002, when: () -> Bool) throws -> Bool {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(seconds)
         var met = false
         while process.isRunning, Date() < deadline {
             if when() { met = true; break }
-            usleep(2_000)
+            usleep(useconds_t(poll * 1e6))
         }
         let running = process.isRunning
         if running { kill(process.processIdentifier, SIGKILL) }
@@ -70,25 +71,15 @@ struct Tool {
     /// Starts the tool and kills it with SIGKILL once the checkpoint's `state.json` records `step` steps (a
     /// power cut in the middle of a run); returns the step it was killed at, or nil if it ended first.
     static func killAtCheckpoint(_ arguments: [String], checkpoint: String, step target: Int) throws -> Int? {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        process.standardError = FileHandle.nullDevice
-        try process.run()
         let state = URL(fileURLWithPath: checkpoint + "/state.json")
-        let deadline = Date().addingTimeInterval(60)
         var step = 0
-        while Date() < deadline, process.isRunning {
+        let killed = try runAndKill(arguments) {
             if let data = try? Data(contentsOf: state), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
                 step = json["step"] as? Int ?? 0
-                if step >= target { break }
             }
-            usleep(2_000)
+            return step >= target
         }
-        guard process.isRunning else { return nil }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        return process.terminationReason == .uncaughtSignal ? step : nil
+        return killed ? step : nil
     }
 }
 

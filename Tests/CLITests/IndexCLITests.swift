@@ -10,17 +10,10 @@ extension CLITests {
         let corpusLines = try debianCorpusLines(120)
         let corpus = try write("corpus.jsonl", corpusLines.joined(separator: "\n") + "\n")
         let index = dir.appendingPathComponent("idx").path
-        let process = Process()
-        process.executableURL = Tool.binary
-        process.arguments = ["index", "build", "--index", index, "--corpus", corpus, "--batch", "8"]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
         func committed() -> Int { storedDocumentCount(index) }
-        let deadline = Date().addingTimeInterval(120)
-        while committed() < 16, process.isRunning, Date() < deadline { usleep(100_000) }
-        XCTAssertTrue(process.isRunning, "the build finished before it could be killed; make the corpus larger")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        let killed = try Tool.runAndKill(["index", "build", "--index", index, "--corpus", corpus, "--batch", "8"],
+                                         seconds: 120, poll: 0.1) { committed() >= 16 }
+        XCTAssertTrue(killed, "the build finished before it could be killed; make the corpus larger")
         let done = committed()
         XCTAssertGreaterThanOrEqual(done, 16)
         XCTAssertLessThan(done, 120)

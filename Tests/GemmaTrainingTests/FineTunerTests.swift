@@ -101,16 +101,24 @@ final class FineTunerTests: XCTestCase {
         }
     }
 
+    /// The linear head of the probe tests: mean pooling over the tiny model's 64 dimensions, three classes.
+    private let linear = HeadArchitecture(inputDimension: 64, outputs: 3, pooling: .mean, hiddenSize: nil, dropout: 0.1)
+
+    /// Rates of 5 for the encoder and the head: every fine-tuned epoch does worse on validation than the probe.
+    private func wreckingOptions(epochs: Int, patience: Int) -> FineTuneOptions {
+        var o = options
+        o.epochs = epochs
+        o.encoderLearningRate = 5
+        o.headLearningRate = 5
+        o.patience = patience
+        return o
+    }
+
     /// The probe on the untouched encoder is epoch 0: a run whose epochs all do worse on validation (here, a
     /// learning rate that wrecks the encoder) returns the probe and the encoder it started from.
     func testARunNeverEndsBelowTheLinearProbe() throws {
         let train = task(count: 64, seed: 1), valid = task(count: 32, seed: 2)
-        var o = options
-        o.epochs = 2
-        o.encoderLearningRate = 5
-        o.headLearningRate = 5
-        o.patience = 2
-        let linear = HeadArchitecture(inputDimension: 64, outputs: 3, pooling: .mean, hiddenSize: nil, dropout: 0.1)
+        let o = wreckingOptions(epochs: 2, patience: 2)
         let start = try trainableTiny("gemma3", scope: .none, embeddings: false)
         let initial = start.checkpointTensors().flatMap(\.values)
         let tuner = try EncoderFineTuner(model: start, architecture: linear, options: o, threads: 2)
@@ -127,14 +135,8 @@ final class FineTunerTests: XCTestCase {
     /// the probe does not end the run (the probe is still what it returns when nothing beats it).
     func testEpochsBelowTheProbeDoNotEndTheRunEarly() throws {
         let train = task(count: 64, seed: 1), valid = task(count: 32, seed: 2)
-        var o = options
-        o.epochs = 3
-        o.encoderLearningRate = 5
-        o.headLearningRate = 5
-        o.patience = 1
-        let linear = HeadArchitecture(inputDimension: 64, outputs: 3, pooling: .mean, hiddenSize: nil, dropout: 0.1)
         let tuner = try EncoderFineTuner(model: try trainableTiny("gemma3", scope: .none, embeddings: false), architecture: linear,
-                                         options: o, threads: 2)
+                                         options: wreckingOptions(epochs: 3, patience: 1), threads: 2)
         let result = try tuner.run(train: train, valid: valid)
         XCTAssertEqual(result.bestEpoch, 0, "\(result.epochs)")
         XCTAssertGreaterThanOrEqual(result.epochs.count, 2, "the run went past its first epoch below the probe")
