@@ -216,7 +216,9 @@ TARGET_AMX static void amx_configure(void) {
     } while (0)
 
 // Gemma's gated MLP as the epilogue of a 32 × 32 block: gate tile tg and up tile tu (the same 16 columns) leave
-// the tiles once, as gelu_tanh(gate) · up in rows × 16 of c — the 2 × 16 products are never stored to memory.
+// the tiles once, as gelu_tanh(gate) · up rounded to bf16 in rows × 16 of dst — the 2 × 16 products are never
+// stored to memory, and the result is already the bf16 A operand of the down product that follows, so no f32
+// copy of it is written and read back to be rounded.
 #define STORE_GATED(tg, tu, dst, ldc, rows)                                                          \
     do {                                                                                             \
         float gate_[16 * 16] __attribute__((aligned(64))), up_[16 * 16] __attribute__((aligned(64))); \
@@ -224,7 +226,7 @@ TARGET_AMX static void amx_configure(void) {
         _tile_stored(tu, up_, 64);                                                                   \
         for (long r_ = 0; r_ < MIN(16, rows); r_++)                                                  \
             for (long l_ = 0; l_ < 16; l_++)                                                         \
-                (dst)[r_ * (ldc) + l_] = gelu_tanh_gate_value(gate_[r_ * 16 + l_], up_[r_ * 16 + l_]); \
+                (dst)[r_ * (ldc) + l_] = bf16_round(gelu_tanh_gate_value(gate_[r_ * 16 + l_], up_[r_ * 16 + l_])); \
     } while (0)
 
 // A (rows padded to a multiple of 16 with zeros, ld a multiple of 32) times the panels into c (m × cols).
@@ -233,12 +235,13 @@ TARGET_AMX static void amx_configure(void) {
 // memory once per call and each A tile from L1 — where a loop over all panels per row block re-reads the whole
 // weight from memory for every 32 rows.
 // Each step multiplies two panels: panels q and q + 1 of C, or, when up_offset > 0 (the gated MLP, cols a
-// multiple of 16), gate panel q and its up panel q + up_offset, stored through STORE_GATED as column block q.
+// multiple of 16), gate panel q and its up panel q + up_offset, stored through STORE_GATED as column block q of
+// the bf16 rows `gated_out` (row stride ldc).
 #ifndef W_BLOCK_BYTES
 #define W_BLOCK_BYTES (1L << 20)
 #endif
 TARGET_AMX static void gemm_amx_bf16(long m, long kp, const uint16_t *a, long ld, const uint16_t *panels, long cols,
-                                     float *c, long ldc, int accumulate, long up_offset) {
+                                     float *c, long ldc, int accumulate, long up_offset, uint16_t *gated_out) {
     long panel_count = (cols + PANEL - 1) / PANEL, panel_stride = kp * PANEL * 2, stride_a = ld * 2;
     int gated = up_offset > 0;
     // Steps of two panels; a block holds about W_BLOCK_BYTES of them.
@@ -256,7 +259,7 @@ TARGET_AMX static void gemm_amx_bf16(long m, long kp, const uint16_t *a, long ld
                 const uint16_t *b0 = panels + q * panel_stride, *b1 = b0 + (gated ? up_offset : 1) * panel_stride;
                 int two = gated || q + 1 < panel_count;
                 long cols0 = cols - q * PANEL, cols1 = cols0 - PANEL;
-                float *c0 = c + i * ldc + q * PANEL;
+                float *c0 = gated ? NULL : c + i * ldc + q * PANEL;
                 if (accumulate) {
                     LOAD_TILE(0, c0, ldc, rows0, cols0);
                     LOAD_TILE(1, c0 + PANEL, ldc, rows0, two ? cols1 : 0);
@@ -303,8 +306,9 @@ TARGET_AMX static void gemm_amx_bf16(long m, long kp, const uint16_t *a, long ld
                     }
                 }
                 if (gated) {
-                    STORE_GATED(0, 1, c0, ldc, rows0);
-                    if (rows1 > 0) STORE_GATED(2, 3, c0 + 16 * ldc, ldc, rows1);
+                    uint16_t *g0 = gated_out + i * ldc + q * PANEL;
+                    STORE_GATED(0, 1, g0, ldc, rows0);
+                    if (rows1 > 0) STORE_GATED(2, 3, g0 + 16 * ldc, ldc, rows1);
                     continue;
                 }
                 STORE_TILE(0, c0, ldc, rows0, cols0);
@@ -341,13 +345,22 @@ int ck_bf16_gemm(long m, long k, const float *a, long lda, const uint16_t *panel
     return ck_bf16_gemm_isa(ck_cpu_features(), m, k, a, lda, panels, cols, c, ldc);
 }
 
+int ck_bf16_rows_gemm_isa(uint32_t isa, long m, long k, const uint16_t *a, long lda, const uint16_t *panels, long cols,
+                          float *c, long ldc) {
+    isa &= ck_cpu_features_detected();
+    if (k % 2 != 0 || lda % 2 != 0 || lda < k) return -1;
+    if (m <= 0 || cols <= 0) return 0;
+    ck_bf16_panels_product_isa(isa, m, k / 2, a, lda, panels, cols, c, ldc);
+    return 0;
+}
+
 int ck_bf16_gelu_gate_fusable(uint32_t isa, long m, long k, long cols) {
     isa &= ck_cpu_features_detected();
     return HAVE_AVX512_PATH && (isa & CK_ISA_AMX_BF16) && m >= 2 && k > 0 && k % 32 == 0 && cols > 0 && cols % PANEL == 0;
 }
 
 int ck_bf16_gelu_gate_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint16_t *panels,
-                               long up_offset, long cols, float *c, long ldc) {
+                               long up_offset, long cols, uint16_t *c, long ldc) {
     if (!ck_bf16_gelu_gate_fusable(isa, m, k, cols) || up_offset <= 0) return -1;
 #if HAVE_AVX512_PATH
     // k is whole tiles: no padding column, and the rows padded to whole tiles as in ck_bf16_gemm_isa.
@@ -356,7 +369,7 @@ int ck_bf16_gelu_gate_gemm_isa(uint32_t isa, long m, long k, const float *a, lon
     if (!rounded) return -2;
     ck_bf16_round_rows_isa(isa, m, k, a, lda, rounded, ld);
     memset(rounded + m * ld, 0, (size_t)((padded - m) * ld) * sizeof(uint16_t));
-    gemm_amx_bf16(m, kp, rounded, ld, panels, cols, c, ldc, 0, up_offset);
+    gemm_amx_bf16(m, kp, rounded, ld, panels, cols, NULL, ldc, 0, up_offset, c);
     free(rounded);
     return 0;
 #else
@@ -520,7 +533,7 @@ int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n,
     long ldo = sums ? n : ldc;
 #if HAVE_AVX512_PATH
     if (isa & CK_ISA_AMX_BF16) {
-        gemm_amx_bf16(m, kp, packed_a, ld, panels, n, c, ldc, accumulate, 0);
+        gemm_amx_bf16(m, kp, packed_a, ld, panels, n, c, ldc, accumulate, 0, NULL);
     } else if (isa & CK_ISA_AVX512_BF16) {
         gemm_avx512_bf16(m, kp, packed_a, ld, panels, n, out, ldo);
     } else
@@ -566,7 +579,7 @@ void ck_bf16_panels_product_isa(uint32_t isa, long m, long kp, const uint16_t *a
                                 long cols, float *c, long ldc) {
 #if HAVE_AVX512_PATH
     if ((isa & CK_ISA_AMX_BF16) && kp % 16 == 0 && m >= 2) {
-        gemm_amx_bf16(m, kp, a, ld, panels, cols, c, ldc, 0, 0);
+        gemm_amx_bf16(m, kp, a, ld, panels, cols, c, ldc, 0, 0, NULL);
         return;
     }
     if (isa & CK_ISA_AVX512_BF16) {

@@ -195,6 +195,9 @@ public final class LinearWeight: @unchecked Sendable {
     /// Whether the bytes are borrowed (from a mapping) rather than owned.
     public var isBorrowed: Bool { owned == nil }
 
+    /// Whether `linear(m:bf16Rows:…)` multiplies this weight: bf16 panels, whose input is rounded to bf16 anyway.
+    public var acceptsBF16Rows: Bool { packing == .bf16Panels && columns % 2 == 0 }
+
     /// Bytes the weight occupies.
     public var byteCount: Int { LinearWeight.bytes(packing, rows: rows, columns: columns, rowBytes: rowBytes) }
 
@@ -264,6 +267,25 @@ public func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeig
     }
 }
 
+/// C (m × n) = A · Wᵀ for A already in bf16 (rows of `lda` values, as `StackedLinear.applyGELUGate` writes them)
+/// and W held as bf16 panels (`acceptsBF16Rows`): the same products as `linear` on the f32 values of A, without
+/// rounding a copy of it. (m + 15) / 16 · 16 rows of A must be readable (whole AMX tiles; the extra rows' results
+/// are not stored); k and lda even.
+public func linear(m: Int, bf16Rows a: UnsafePointer<UInt16>, lda: Int, weight: LinearWeight,
+                   c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1) {
+    precondition(weight.acceptsBF16Rows, "bf16 rows multiply bf16 panels only")
+    let n = weight.rows, k = weight.columns
+    guard m > 0, n > 0 else { return }
+    let panelBytes = ck_bf16_panels_bytes(16, k)
+    nonisolated(unsafe) let a = a, c = c, base = weight.bytes
+    splitColumns(n: (n + 15) / 16, parts: threads, minimum: 4) { start, count in
+        let status = ck_bf16_rows_gemm_isa(ck_cpu_features(), m, k, a, lda,
+                                           (base + start * panelBytes).assumingMemoryBound(to: UInt16.self),
+                                           min(n - 16 * start, 16 * count), c + 16 * start, ldc)
+        precondition(status == 0, "bf16 rows of odd width")
+    }
+}
+
 /// C (m × rows.count) = A · W[rows]ᵀ through dequantized column blocks of about 4 MiB of f32: large enough that
 /// BLAS's per-call packing of A stays small.
 private func dequantizedProduct(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeight, rows: Range<Int>,
@@ -300,11 +322,13 @@ public struct StackedLinear: Sendable {
     /// The weights as stored (one stacked weight, or the parts).
     public var weights: [LinearWeight] { stacked.map { [$0] } ?? parts }
 
-    /// Gemma's gated MLP middle in one pass where the CPU allows it: c (m × widths[0]) = gelu_tanh(a · W₁ᵀ) · (a · W₂ᵀ)
-    /// for a gate|up stack of two equal parts held as bf16 panels on a CPU with AMX (`ck_bf16_gelu_gate_fusable`):
-    /// the gate and up values stay in the tiles instead of going to memory and back. Returns false, having
-    /// written nothing, where it does not apply; the caller then runs `apply` and the separate activation pass.
-    public func applyGELUGate(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+    /// Gemma's gated MLP middle in one pass where the CPU allows it: c (m × widths[0], bf16) = bf16(gelu_tanh(a · W₁ᵀ)
+    /// · (a · W₂ᵀ)) for a gate|up stack of two equal parts held as bf16 panels on a CPU with AMX
+    /// (`ck_bf16_gelu_gate_fusable`): the gate and up values stay in the tiles instead of going to memory and back,
+    /// and the result is written as the bf16 input of the down product (`linear(m:bf16Rows:…)`), which would
+    /// otherwise round an f32 copy of it. Returns false, having written nothing, where it does not apply; the
+    /// caller then runs `apply` and the separate activation pass.
+    public func applyGELUGate(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<UInt16>, ldc: Int,
                               threads: Int = 1) -> Bool {
         guard let stacked, stacked.packing == .bf16Panels, widths.count == 2, widths[0] == widths[1],
               ck_bf16_gelu_gate_fusable(ck_cpu_features(), m, stacked.columns, widths[0]) != 0 else { return false }

@@ -43,6 +43,9 @@ final class ForwardBuffers {
     let attention: UnsafeMutablePointer<Float>
     /// (T, 2·I) gate|up as the stacked product writes them.
     let gateUp: UnsafeMutablePointer<Float>
+    /// (T rounded up to 16, I) the gated product in bf16 where the gate|up product writes it so (AMX), as the down
+    /// product's input; whole 16-row tiles, so its last tile's rows are readable.
+    let gatedBF16: UnsafeMutablePointer<UInt16>
     /// (threads, L, L) one head's scores for the longest sequence, per core.
     let scores: UnsafeMutablePointer<Float>
     /// Cores this call may use for one product or one sequence's attention heads.
@@ -62,11 +65,17 @@ final class ForwardBuffers {
         qkv = allocate(t * stackedQKV)
         attention = allocate(t * queryWidth)
         gateUp = allocate(t * 2 * intermediateSize)
+        let gatedValues = max((t + 15) / 16 * 16 * intermediateSize, 1)
+        gatedBF16 = UnsafeMutableRawPointer.allocate(byteCount: gatedValues * 2, alignment: 64)
+            .bindMemory(to: UInt16.self, capacity: gatedValues)
         scores = allocate(threads * maxLength * maxLength)
         self.threads = threads
         timer = OperationTimer(enabled: profiling)
         all = [residual, normed, branch, qkv, attention, gateUp, scores]
     }
 
-    deinit { for b in all { b.deallocate() } }
+    deinit {
+        for b in all { b.deallocate() }
+        gatedBF16.deallocate()
+    }
 }

@@ -148,12 +148,14 @@ final class BF16KernelTests: XCTestCase {
         }
     }
 
-    /// The gated MLP product (gelu_tanh(gate) · up as the AMX product's epilogue) gives the same bits as the
-    /// product followed by the separate activation pass, on shapes with partial row tiles and several weight
-    /// blocks, and writes nothing past its columns; paths without AMX refuse it (-1) and write nothing.
+    /// The gated MLP product (gelu_tanh(gate) · up as the AMX product's epilogue, written in bf16) gives the same
+    /// bits as the product followed by the separate activation pass and the rounding the down product applies to
+    /// its input, on shapes with partial row tiles and several weight blocks, and writes nothing past its
+    /// columns; paths without AMX refuse it (-1) and write nothing.
     func testGatedProductEqualsProductThenActivation() throws {
         var rng = SeededGenerator(seed: 5)
         let amx = BF16Testing.paths.filter { $0 & UInt32(CK_ISA_AMX_BF16) != 0 }
+        let untouched: UInt16 = 0x7FC1  // a NaN the product never writes
         for (inter, k) in [(16, 32), (48, 64), (1152, 768)] {
             let w = randomBF16(2 * inter * k, using: &rng)
             var panels = [UInt16](repeating: 0, count: ck_bf16_panels_bytes(2 * inter, k) / 2)
@@ -163,9 +165,9 @@ final class BF16KernelTests: XCTestCase {
                 let a = (0..<(m * lda)).map { _ in rng.unit() * 4 - 2 }
                 for isa in BF16Testing.paths where !amx.contains(isa) {
                     XCTAssertEqual(ck_bf16_gelu_gate_fusable(isa, m, k, inter), 0, "isa \(isa) has no AMX")
-                    var c = [Float](repeating: .nan, count: m * ldc)
+                    var c = [UInt16](repeating: untouched, count: m * ldc)
                     XCTAssertEqual(ck_bf16_gelu_gate_gemm_isa(isa, m, k, a, lda, panels, inter / 16, inter, &c, ldc), -1)
-                    XCTAssertTrue(c.allSatisfy(\.isNaN), "a refused call writes nothing")
+                    XCTAssertTrue(c.allSatisfy { $0 == untouched }, "a refused call writes nothing")
                 }
                 for isa in amx {
                     var separate = [Float](repeating: 0, count: m * 2 * inter)
@@ -175,13 +177,15 @@ final class BF16KernelTests: XCTestCase {
                             ck_gelu_tanh_gate(row.baseAddress! + i * 2 * inter, row.baseAddress! + i * 2 * inter + inter, inter)
                         }
                     }
-                    var fused = [Float](repeating: .nan, count: m * ldc)
+                    var fused = [UInt16](repeating: untouched, count: m * ldc)
                     XCTAssertEqual(ck_bf16_gelu_gate_fusable(isa, m, k, inter), 1)
                     XCTAssertEqual(ck_bf16_gelu_gate_gemm_isa(isa, m, k, a, lda, panels, inter / 16, inter, &fused, ldc), 0)
                     for i in 0..<m {
-                        XCTAssertEqual(Array(fused[(i * ldc)..<(i * ldc + inter)]), Array(separate[(i * 2 * inter)..<(i * 2 * inter + inter)]),
+                        XCTAssertEqual(Array(fused[(i * ldc)..<(i * ldc + inter)]),
+                                       separate[(i * 2 * inter)..<(i * 2 * inter + inter)].map(ck_float_to_bf16),
                                        "row \(i) of \(m)×\(inter)×\(k)")
-                        XCTAssertTrue(fused[(i * ldc + inter)..<(i * ldc + ldc)].allSatisfy(\.isNaN), "nothing written past the columns")
+                        XCTAssertTrue(fused[(i * ldc + inter)..<(i * ldc + ldc)].allSatisfy { $0 == untouched },
+                                      "nothing written past the columns")
                     }
                 }
             }
@@ -194,15 +198,46 @@ final class BF16KernelTests: XCTestCase {
         }
     }
 
-    /// Through `StackedLinear`: the fused gate|up on 1 and 2 threads equals `apply` plus `geluTanhGate`, bit for
-    /// bit, where the CPU has AMX; elsewhere it declines and writes nothing.
+    /// A product whose A already is bf16 (the gated MLP's output) gives, on every path, the bits of the product
+    /// that rounds the same values from f32; odd widths are refused.
+    func testProductOfBF16RowsEqualsProductOfTheirValues() throws {
+        var rng = SeededGenerator(seed: 7)
+        for (n, k) in [(16, 32), (40, 64), (768, 1152), (24, 6)] {
+            let w = randomBF16(n * k, using: &rng)
+            var panels = [UInt16](repeating: 0, count: ck_bf16_panels_bytes(n, k) / 2)
+            ck_bf16_pack(w, k, n, k, &panels)
+            for m in [1, 2, 15, 17, 40] {
+                let lda = k + 2, ldc = n + 3, padded = (m + 15) / 16 * 16
+                // The rows past m hold garbage: their results must never be stored.
+                let rows = (0..<(padded * lda)).map { i in i < m * lda ? ck_float_to_bf16(rng.unit() * 4 - 2) : UInt16(0x7FC0) }
+                let values = rows.map { Float(bitPattern: UInt32($0) << 16) }
+                for isa in BF16Testing.paths {
+                    var expected = [Float](repeating: -1, count: m * ldc), got = expected
+                    XCTAssertEqual(ck_bf16_gemm_isa(isa, m, k, values, lda, panels, n, &expected, ldc), 0)
+                    XCTAssertEqual(ck_bf16_rows_gemm_isa(isa, m, k, rows, lda, panels, n, &got, ldc), 0)
+                    XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "isa \(isa), \(m)×\(n)×\(k)")
+                }
+            }
+        }
+        var c = [Float](repeating: 0, count: 16)
+        XCTAssertEqual(ck_bf16_rows_gemm_isa(ck_cpu_features(), 2, 31, [UInt16](repeating: 0, count: 64), 32, [], 16, &c, 16), -1, "odd k")
+        XCTAssertEqual(ck_bf16_rows_gemm_isa(ck_cpu_features(), 2, 30, [UInt16](repeating: 0, count: 64), 31, [], 16, &c, 16), -1, "odd lda")
+    }
+
+    /// Through `StackedLinear` and `linear(m:bf16Rows:…)`: the fused gate|up on 1 and 2 threads equals `apply` plus
+    /// `geluTanhGate` rounded to bf16, bit for bit, and the down product on it equals `linear` on the f32 values,
+    /// where the CPU has AMX; elsewhere it declines and writes nothing.
     func testStackedGateUpFusesWhereTheCPUAllows() throws {
         var rng = SeededGenerator(seed: 6)
-        let k = 256, inter = 192, m = 40
+        let k = 256, inter = 192, m = 40, padded = 48
         let parts = try (0..<2).map { _ in
             try LinearWeight(quantizing: (0..<(inter * k)).map { _ in rng.unit() - 0.5 }, rows: inter, columns: k, to: .bf16)
         }
-        let stack = StackedLinear(parts, packed: LinearWeight.panels(for: .bf16) == .bf16Panels)
+        let packed = LinearWeight.panels(for: .bf16) == .bf16Panels
+        let stack = StackedLinear(parts, packed: packed)
+        let down = LinearWeight(copying: try LinearWeight(quantizing: (0..<(k * inter)).map { _ in rng.unit() - 0.5 },
+                                                          rows: k, columns: inter, to: .bf16), packed: packed)
+        XCTAssertEqual(down.acceptsBF16Rows, packed)
         let a = (0..<(m * k)).map { _ in rng.unit() * 2 - 1 }
         var separate = [Float](repeating: 0, count: m * 2 * inter)
         a.withUnsafeBufferPointer { ab in
@@ -211,24 +246,31 @@ final class BF16KernelTests: XCTestCase {
                 for i in 0..<m { geluTanhGate(cb.baseAddress! + i * 2 * inter, cb.baseAddress! + i * 2 * inter + inter, count: inter) }
             }
         }
+        var separateDown = [Float](repeating: 0, count: m * k)
+        linear(m: m, a: separate, lda: 2 * inter, weight: down, c: &separateDown, ldc: k)
         let expected = stack.weights.first?.packing == .bf16Panels && ck_bf16_gelu_gate_fusable(ck_cpu_features(), m, k, inter) != 0
         if ck_cpu_features() & UInt32(CK_ISA_AMX_BF16) != 0 { XCTAssertTrue(expected, "a CPU with AMX fuses") }
+        let untouched: UInt16 = 0x7FC1
         for threads in [1, 2] {
-            var fused = [Float](repeating: .nan, count: m * 2 * inter)
+            var fused = [UInt16](repeating: untouched, count: padded * inter)
             let done = a.withUnsafeBufferPointer { ab in
                 fused.withUnsafeMutableBufferPointer { cb in
-                    stack.applyGELUGate(m: m, a: ab.baseAddress!, lda: k, c: cb.baseAddress!, ldc: 2 * inter, threads: threads)
+                    stack.applyGELUGate(m: m, a: ab.baseAddress!, lda: k, c: cb.baseAddress!, ldc: inter, threads: threads)
                 }
             }
             XCTAssertEqual(done, expected)
             for i in 0..<m {
-                let row = Array(fused[(i * 2 * inter)..<(i * 2 * inter + inter)])
+                let row = Array(fused[(i * inter)..<(i * inter + inter)])
                 if done {
-                    XCTAssertEqual(row, Array(separate[(i * 2 * inter)..<(i * 2 * inter + inter)]), "row \(i), \(threads) threads")
+                    XCTAssertEqual(row, separate[(i * 2 * inter)..<(i * 2 * inter + inter)].map(ck_float_to_bf16), "row \(i), \(threads) threads")
                 } else {
-                    XCTAssertTrue(row.allSatisfy(\.isNaN), "declined: nothing written")
+                    XCTAssertTrue(row.allSatisfy { $0 == untouched }, "declined: nothing written")
                 }
             }
+            guard done else { continue }
+            var fusedDown = [Float](repeating: 0, count: m * k)
+            linear(m: m, bf16Rows: fused, lda: inter, weight: down, c: &fusedDown, ldc: k, threads: threads)
+            XCTAssertEqual(fusedDown.map(\.bitPattern), separateDown.map(\.bitPattern), "down product, \(threads) threads")
         }
     }
 

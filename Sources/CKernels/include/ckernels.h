@@ -84,13 +84,20 @@ void ck_bf16_unpack(const uint16_t *panels, long n, long k, long first_row, long
 int ck_bf16_gemm(long m, long k, const float *a, long lda, const uint16_t *panels, long cols, float *c, long ldc);
 int ck_bf16_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint16_t *panels, long cols,
                      float *c, long ldc);
-// Gemma's gated MLP in one bf16 product on stacked gate|up panels: c[i*ldc + j] = gelu_tanh(G_ij) · U_ij for j <
-// cols, G_ij = Σ bf16(a[i*lda + p]) W[j][p] and U_ij the same with row j + 16·up_offset of the panels (the up
-// part of the stack). The gate and up values stay in the AMX tiles. Only where ck_bf16_gelu_gate_fusable: AMX,
-// m ≥ 2, k a multiple of 32 and cols of 16; returns 0, -1 where it is not, -2 when out of memory.
+// The same product for an A that already is bf16 (what ck_bf16_gelu_gate_gemm_isa writes): c[i*ldc + j] =
+// sum_p a[i*lda + p] * W[j][p]. k and lda even, k ≤ lda; (m + 15) / 16 · 16 rows of a must be readable (AMX
+// multiplies whole 16-row tiles; the results of rows past m are never stored). Returns 0, or -1 where k or lda
+// is odd or lda < k.
+int ck_bf16_rows_gemm_isa(uint32_t isa, long m, long k, const uint16_t *a, long lda, const uint16_t *panels, long cols,
+                          float *c, long ldc);
+// Gemma's gated MLP in one bf16 product on stacked gate|up panels: c[i*ldc + j] = bf16(gelu_tanh(G_ij) · U_ij)
+// for j < cols, G_ij = Σ bf16(a[i*lda + p]) W[j][p] and U_ij the same with row j + 16·up_offset of the panels
+// (the up part of the stack): bf16 rows, ready as the A of the down product (ck_bf16_rows_gemm_isa). The gate
+// and up values stay in the AMX tiles. Only where ck_bf16_gelu_gate_fusable: AMX, m ≥ 2, k a multiple of 32
+// and cols of 16; returns 0, -1 where it is not, -2 when out of memory.
 int ck_bf16_gelu_gate_fusable(uint32_t isa, long m, long k, long cols);
 int ck_bf16_gelu_gate_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint16_t *panels,
-                               long up_offset, long cols, float *c, long ldc);
+                               long up_offset, long cols, uint16_t *c, long ldc);
 // C (m × n) = bf16(op(A)) · bf16(op(B)) (+ C when `accumulate`), products of bf16 pairs summed in f32, for two
 // f32 operands packed on each call (training's products): op(A)(i, p) = trans_a ? a[p*lda + i] : a[i*lda + p],
 // op(B)(p, j) = trans_b ? b[j*ldb + p] : b[p*ldb + j]. Returns 0, or -2 when out of memory.
