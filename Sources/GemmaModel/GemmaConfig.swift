@@ -54,6 +54,11 @@ public struct GemmaConfig: Sendable, Equatable, Codable {
     public var padTokenId: Int?
     public var bosTokenId: Int?
     public var eosTokenId: Int?
+    /// Set when the stack is one half of a T5Gemma checkpoint (`T5GemmaConfig`): the variant decides the
+    /// encoder's sliding-window rule. nil for a decoder-only Gemma.
+    public var t5Gemma: T5GemmaVariant?
+    /// T5Gemma 2: the token whose embedding is the checkpoint's own `eoi_embedding` (taken as it is, not scaled).
+    public var eoiTokenIndex: Int?
 
     public init(family: GemmaFamily, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numLayers: Int,
                 numHeads: Int, numKVHeads: Int, headDim: Int, rmsNormEps: Float, queryPreAttnScalar: Double,

@@ -11,6 +11,8 @@ public final class GemmaTransformer: EncoderModel {
     public let precision: WeightPrecision
     /// vocabulary × hidden, any format (a GGUF's is quantized): rows are dequantized as tokens look them up.
     let embeddings: LinearWeight
+    /// T5Gemma 2: the vector that stands for `config.eoiTokenIndex`, taken unscaled.
+    let eoiEmbedding: FloatBuffer?
     let layers: [DecoderLayer]
     let finalNorm: RMSNorm
     let rotary: RotaryEmbedding
@@ -24,6 +26,7 @@ public final class GemmaTransformer: EncoderModel {
         self.precision = precision
         let root = WeightScope(weights)
         embeddings = try root.embedding("embed_tokens.weight", shape: [config.vocabSize, config.hiddenSize])
+        eoiEmbedding = config.eoiTokenIndex == nil ? nil : try weights.floats("embed_tokens.eoi_embedding", shape: [config.hiddenSize])
         var layers: [DecoderLayer] = []
         for l in 0..<config.numLayers {
             layers.append(try DecoderLayer(config: config, index: l, weights: root.scoped("layers.\(l)"), precision: precision))
@@ -76,17 +79,23 @@ public final class GemmaTransformer: EncoderModel {
         if buffers.timer.enabled { profile?.add(buffers.timer.spent) }
     }
 
-    /// Embedding rows × √hidden, the normalizer rounded to float32 as transformers does.
+    /// Embedding rows × √hidden, the normalizer rounded to float32 as transformers does (T5Gemma 2's eoi token:
+    /// its own vector, unscaled).
     // x: (T, C)
     private func embed(_ sequences: [[Int32]], into x: UnsafeMutablePointer<Float>) {
         let h = config.hiddenSize
         let normalizer = Float(Double(h).squareRoot())
+        let eoi = config.eoiTokenIndex.map(Int32.init(truncatingIfNeeded:))
         var row = 0
         for ids in sequences {
             for id in ids {
                 let dst = x + row * h
-                embeddings.dequantize(rows: Int(id)..<(Int(id) + 1), into: dst)
-                scaleInPlace(dst, count: h, by: normalizer)
+                if id == eoi, let eoiEmbedding {
+                    dst.update(from: eoiEmbedding.pointer, count: h)
+                } else {
+                    embeddings.dequantize(rows: Int(id)..<(Int(id) + 1), into: dst)
+                    scaleInPlace(dst, count: h, by: normalizer)
+                }
                 row += 1
             }
         }

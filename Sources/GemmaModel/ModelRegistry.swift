@@ -34,6 +34,21 @@ public struct ModelArchitecture: Sendable {
         })
 }
 
+extension ModelArchitecture {
+    /// T5Gemma and T5Gemma 2 encoder-decoders, run as encoders: the encoder stack, under its own attention rule
+    /// (the decoder is `T5GemmaDecoder`'s). No GGUF form exists.
+    public static let t5gemma = ModelArchitecture(
+        name: "t5gemma", modelTypes: T5GemmaConfig.modelTypes, ggufArchitectures: [],
+        loadDirectory: { directory, precision throws(FormatError) in
+            let config = try T5GemmaConfig.load(directory.appendingPathComponent("config.json"))
+            let weights = try T5GemmaStackWeights(SafetensorsCheckpoint(url: directory), stack: .encoder)
+            return try GemmaTransformer(config: config.encoder, weights: weights, precision: precision)
+        },
+        loadGGUF: { gguf, _ throws(FormatError) in
+            throw FormatError(file: gguf.url.path, item: "general.architecture", message: "T5Gemma has no GGUF form")
+        })
+}
+
 /// The architectures a loader may pick from, keyed by the checkpoint's own type name; adding an architecture
 /// means adding one `ModelArchitecture` here. An unknown type is an error naming the file and the key.
 public struct ModelRegistry: Sendable {
@@ -41,7 +56,7 @@ public struct ModelRegistry: Sendable {
 
     public init(_ architectures: [ModelArchitecture]) { self.architectures = architectures }
 
-    public static let standard = ModelRegistry([.gemma])
+    public static let standard = ModelRegistry([.gemma, .t5gemma])
 
     /// A Hugging Face model directory: `config.json` decides the architecture.
     public func load(directory: URL, precision: WeightPrecision = .f32) throws(FormatError) -> any EncoderModel {

@@ -114,6 +114,12 @@ public struct SafetensorsWeights: WeightProvider {
         try self.init(SafetensorsCheckpoint(url: url))
     }
 
+    /// The tensors under an explicit prefix (a checkpoint holding more than one stack names each one itself).
+    public init(_ checkpoint: SafetensorsCheckpoint, prefix: String) {
+        self.checkpoint = checkpoint
+        self.prefix = prefix
+    }
+
     public func floats(_ name: String, shape: [Int]) throws(FormatError) -> FloatBuffer {
         try checkpoint.tensor(prefix + name, shape: shape).floats()
     }

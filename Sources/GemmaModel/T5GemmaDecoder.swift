@@ -1,0 +1,317 @@
+import EncoderKernels
+import Foundation
+import ModelFormats
+
+/// The decoder of a T5Gemma checkpoint, run over one encoded sequence a few tokens at a time with a KV cache:
+/// what RankT5-style scoring needs (the first step's logit of one token) and what generation would need.
+/// Each layer: causal self-attention (sliding layers 0 ≤ i − j < w, the decoder's own w) with RoPE, then the
+/// encoder read — a cross-attention block of its own (t5gemma: no RoPE, no norms, soft-capped) or, in t5gemma2,
+/// the same projections and softmax as the self-attention over the decoder's keys and the encoder's (k_norm, no
+/// RoPE) together — then the MLP, each branch sandwiched in norms as in Gemma 2/3.
+public final class T5GemmaDecoder: Sendable {
+    public let config: T5GemmaConfig
+    let embeddings: LinearWeight
+    let eoiEmbedding: FloatBuffer?
+    let layers: [T5GemmaDecoderLayer]
+    let finalNorm: RMSNorm
+    /// vocabulary × hidden: the LM head (tied to the embedding unless the checkpoint has its own).
+    let lmHead: LinearWeight
+    let rotary: RotaryEmbedding
+
+    public init(directory: URL, precision: WeightPrecision = .f32) throws(FormatError) {
+        ComputeThreads.configure()
+        let config = try T5GemmaConfig.load(directory.appendingPathComponent("config.json"))
+        let checkpoint = try SafetensorsCheckpoint(url: directory)
+        let weights = try T5GemmaStackWeights(checkpoint, stack: .decoder)
+        let c = config.decoder, h = c.hiddenSize
+        self.config = config
+        // T5Gemma 2 shares one embedding (and eoi vector) between the stacks; a checkpoint that unties them has its own.
+        let shared = config.variant == .t5gemma2 && !weights.contains("embed_tokens.weight")
+            ? try T5GemmaStackWeights(checkpoint, stack: .encoder) : weights
+        embeddings = try shared.embedding("embed_tokens.weight", shape: [c.vocabSize, h])
+        eoiEmbedding = c.eoiTokenIndex == nil ? nil : try shared.floats("embed_tokens.eoi_embedding", shape: [h])
+        var layers: [T5GemmaDecoderLayer] = []
+        for l in 0..<c.numLayers {
+            layers.append(try T5GemmaDecoderLayer(config: config, index: l, weights: WeightScope(weights, prefix: "layers.\(l)."),
+                                                  precision: precision))
+        }
+        self.layers = layers
+        finalNorm = RMSNorm(scale: try weights.normScale("norm.weight", dimension: h), eps: c.rmsNormEps)
+        let ownHead = "lm_head.out_proj.weight"
+        if !config.tieWordEmbeddings || checkpoint.contains(ownHead) {
+            lmHead = try SafetensorsWeights(checkpoint, prefix: "").linear(ownHead, shape: [c.vocabSize, h], precision: .f32)
+        } else {
+            lmHead = embeddings
+        }
+        rotary = RotaryEmbedding(config: c)
+    }
+
+    public var vocabularySize: Int { config.decoder.vocabSize }
+
+    /// Starts decoding over one sequence's encoder states (length × the encoder's hidden size): every layer's
+    /// encoder keys and values are computed here, once.
+    public func start(encoderStates: ArraySlice<Float>, length: Int, threads: Int = 1) -> T5GemmaDecoderCache {
+        precondition(encoderStates.count == length * config.encoder.hiddenSize, "encoder states of another shape")
+        let cache = T5GemmaDecoderCache(layers: layers.count, encoderLength: length)
+        encoderStates.withUnsafeBufferPointer { states in
+            for (l, layer) in layers.enumerated() {
+                let (k, v) = layer.encoderKeysValues(states.baseAddress!, rows: length, threads: threads)
+                cache.crossKeys[l] = k
+                cache.crossValues[l] = v
+            }
+        }
+        return cache
+    }
+
+    /// Runs `ids` (the next decoder tokens) after what `cache` holds, appending their keys and values; returns the
+    /// hidden states after the final norm (ids.count × hidden).
+    public func hidden(_ ids: [Int32], cache: T5GemmaDecoderCache, threads: Int = 1) throws(ModelError) -> [Float] {
+        let c = config.decoder, h = c.hiddenSize, t = ids.count
+        for (p, id) in ids.enumerated() where id < 0 || Int(id) >= c.vocabSize {
+            throw .tokenOutOfRange(sequence: 0, position: p, id: id, vocabularySize: c.vocabSize)
+        }
+        guard t > 0 else { return [] }
+        let start = cache.length
+        var x = [Float](repeating: 0, count: t * h)
+        let rotary = self.rotary.covering(start + t)
+        x.withUnsafeMutableBufferPointer { x in
+            embed(ids, into: x.baseAddress!)
+            let buffers = ForwardBuffers(tokens: t, maxLength: start + t + cache.encoderLength, hiddenSize: h,
+                                         stackedQKV: layers[0].selfQKV.width, queryWidth: c.numHeads * c.headDim,
+                                         intermediateSize: c.intermediateSize, threads: threads)
+            for (l, layer) in layers.enumerated() {
+                layer.forward(x.baseAddress!, rows: t, start: start, rope: rotary.table(for: layer.type),
+                              span: c.attentionSpan(layer: l, mode: .causal), cache: cache, layer: l, buffers: buffers)
+            }
+            finalNorm.forward(x.baseAddress!, rows: t, out: x.baseAddress!)
+        }
+        cache.length += t
+        return x
+    }
+
+    /// Logits over the vocabulary for each row of `hidden` (final logit soft-cap applied).
+    public func logits(_ hidden: [Float]) -> [Float] {
+        let h = config.decoder.hiddenSize, rows = hidden.count / h, v = vocabularySize
+        var out = [Float](repeating: 0, count: rows * v)
+        hidden.withUnsafeBufferPointer { a in
+            out.withUnsafeMutableBufferPointer { c in
+                linear(m: rows, a: a.baseAddress!, lda: h, weight: lmHead, c: c.baseAddress!, ldc: v)
+            }
+        }
+        if let cap = config.finalLogitSoftcapping.map(Float.init) { for i in out.indices { out[i] = tanhf(out[i] / cap) * cap } }
+        return out
+    }
+
+    /// The logit of `token` for one hidden row (soft-capped as `logits`): one row of the head instead of all.
+    public func logit(of token: Int, hidden row: ArraySlice<Float>) -> Float {
+        let h = config.decoder.hiddenSize
+        precondition(row.count == h && token >= 0 && token < vocabularySize)
+        var weights = [Float](repeating: 0, count: h)
+        weights.withUnsafeMutableBufferPointer { lmHead.dequantize(rows: token..<(token + 1), into: $0.baseAddress!) }
+        var s: Float = 0
+        for (w, x) in zip(weights, row) { s += w * x }
+        if let cap = config.finalLogitSoftcapping.map(Float.init) { s = tanhf(s / cap) * cap }
+        return s
+    }
+
+    // x: (T, C) — embedding rows × √hidden in float32; T5Gemma 2's eoi token takes its own vector, unscaled.
+    private func embed(_ ids: [Int32], into x: UnsafeMutablePointer<Float>) {
+        let h = config.decoder.hiddenSize, normalizer = Float(Double(h).squareRoot())
+        let eoi = config.decoder.eoiTokenIndex.map(Int32.init(truncatingIfNeeded:))
+        for (row, id) in ids.enumerated() {
+            let dst = x + row * h
+            if id == eoi, let eoiEmbedding {
+                dst.update(from: eoiEmbedding.pointer, count: h)
+            } else {
+                embeddings.dequantize(rows: Int(id)..<(Int(id) + 1), into: dst)
+                scaleInPlace(dst, count: h, by: normalizer)
+            }
+        }
+    }
+}
+
+/// What a decoding run keeps between steps: per layer the encoder's keys and values (computed once) and the
+/// decoder's own keys (after norm and RoPE) and values, one row per decoded token.
+public final class T5GemmaDecoderCache: @unchecked Sendable {
+    public let encoderLength: Int
+    /// Decoder tokens run so far.
+    public internal(set) var length = 0
+    var crossKeys: [[Float]]
+    var crossValues: [[Float]]
+    var selfKeys: [[Float]]
+    var selfValues: [[Float]]
+
+    init(layers: Int, encoderLength: Int) {
+        self.encoderLength = encoderLength
+        crossKeys = Array(repeating: [], count: layers)
+        crossValues = Array(repeating: [], count: layers)
+        selfKeys = Array(repeating: [], count: layers)
+        selfValues = Array(repeating: [], count: layers)
+    }
+}
+
+/// One decoder layer of either variant.
+struct T5GemmaDecoderLayer: Sendable {
+    let type: LayerType
+    let variant: T5GemmaVariant
+    let shape: AttentionShape
+    let selfQKV: StackedLinear
+    let selfO: LinearWeight
+    let queryNorm: RMSNorm?
+    let keyNorm: RMSNorm?
+    let preSelfNorm: RMSNorm
+    let postSelfNorm: RMSNorm
+    /// t5gemma's cross-attention block: Q over the decoder, K|V over the encoder states, O, and its norms.
+    let cross: (q: LinearWeight, kv: StackedLinear, o: LinearWeight, pre: RMSNorm, post: RMSNorm)?
+    /// T5Gemma 2 reads the encoder with the self-attention's own K|V (a stack of the same weights, for one product).
+    let mergedKV: StackedLinear?
+    let preMLPNorm: RMSNorm
+    let postMLPNorm: RMSNorm
+    let mlp: GatedMLP
+
+    init(config t5: T5GemmaConfig, index: Int, weights: WeightScope, precision: WeightPrecision) throws(FormatError) {
+        let c = t5.decoder, h = c.hiddenSize, hd = c.headDim, q = c.numHeads * hd, kv = c.numKVHeads * hd
+        func norm(_ name: String, _ dimension: Int = h) throws(FormatError) -> RMSNorm {
+            RMSNorm(scale: try weights.normScale(name, dimension: dimension), eps: c.rmsNormEps)
+        }
+        type = c.layerTypes[index]
+        variant = t5.variant
+        shape = AttentionShape(numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: hd,
+                               scale: Float(1 / c.queryPreAttnScalar.squareRoot()), softcap: c.attnLogitSoftcapping.map { Float($0) })
+        let attention = weights.scoped("self_attn")
+        selfQKV = try attention.stackedLinear([("q_proj.weight", [q, h]), ("k_proj.weight", [kv, h]), ("v_proj.weight", [kv, h])],
+                                              precision: precision)
+        selfO = try attention.linear("o_proj.weight", shape: [h, q], precision: precision)
+        if c.usesQueryKeyNorm {
+            queryNorm = try RMSNorm(scale: attention.normScale("q_norm.weight", dimension: hd), eps: c.rmsNormEps)
+            keyNorm = try RMSNorm(scale: attention.normScale("k_norm.weight", dimension: hd), eps: c.rmsNormEps)
+        } else {
+            queryNorm = nil
+            keyNorm = nil
+        }
+        preSelfNorm = try norm("input_layernorm.weight")
+        postSelfNorm = try norm("post_attention_layernorm.weight")
+        let encoderWidth = t5.encoder.hiddenSize
+        if t5.variant == .t5gemma {
+            let block = weights.scoped("cross_attn")
+            cross = (q: try block.linear("q_proj.weight", shape: [q, h], precision: precision),
+                     kv: try block.stackedLinear([("k_proj.weight", [kv, encoderWidth]), ("v_proj.weight", [kv, encoderWidth])], precision: precision),
+                     o: try block.linear("o_proj.weight", shape: [h, q], precision: precision),
+                     pre: try norm("pre_cross_attn_layernorm.weight"), post: try norm("post_cross_attn_layernorm.weight"))
+            mergedKV = nil
+        } else {
+            cross = nil
+            mergedKV = try attention.stackedLinear([("k_proj.weight", [kv, h]), ("v_proj.weight", [kv, h])], precision: precision)
+        }
+        preMLPNorm = try norm("pre_feedforward_layernorm.weight")
+        postMLPNorm = try norm("post_feedforward_layernorm.weight")
+        mlp = try GatedMLP(config: c, weights: weights.scoped("mlp"), precision: precision)
+    }
+
+    var keyValueWidth: Int { shape.numKVHeads * shape.headDim }
+
+    /// The encoder's keys and values as this layer reads them (rows × KV·hd each): the cross block's K|V, or
+    /// T5Gemma 2's own K|V with k_norm (no RoPE: the encoder's positions are not the decoder's).
+    func encoderKeysValues(_ states: UnsafePointer<Float>, rows: Int, threads: Int) -> ([Float], [Float]) {
+        let kvw = keyValueWidth, projection = cross?.kv ?? mergedKV!, inWidth = projection.weights[0].columns
+        var both = [Float](repeating: 0, count: rows * 2 * kvw)
+        both.withUnsafeMutableBufferPointer { out in
+            projection.apply(m: rows, a: states, lda: inWidth, c: out.baseAddress!, ldc: 2 * kvw, threads: threads)
+            if let keyNorm {
+                for r in 0..<rows {
+                    for g in 0..<shape.numKVHeads {
+                        let head = out.baseAddress! + r * 2 * kvw + g * shape.headDim
+                        keyNorm.forward(head, rows: 1, out: head)
+                    }
+                }
+            }
+        }
+        var keys = [Float](repeating: 0, count: rows * kvw), values = keys
+        for r in 0..<rows {
+            keys[(r * kvw)..<((r + 1) * kvw)] = both[(r * 2 * kvw)..<(r * 2 * kvw + kvw)]
+            values[(r * kvw)..<((r + 1) * kvw)] = both[(r * 2 * kvw + kvw)..<((r + 1) * 2 * kvw)]
+        }
+        return (keys, values)
+    }
+
+    /// x ← x + post(attention(pre(x))) [+ the cross block] ; x ← x + post(mlp(pre(x))), for rows at decoder
+    /// positions start ..< start + rows, appending their keys and values to `cache`.
+    // x: (T, C), updated in place
+    func forward(_ x: UnsafeMutablePointer<Float>, rows t: Int, start: Int, rope: RopeTable, span: AttentionSpan,
+                 cache: T5GemmaDecoderCache, layer l: Int, buffers: ForwardBuffers) {
+        let h = preSelfNorm.dimension, hd = shape.headDim, qw = shape.numHeads * hd, kvw = keyValueWidth
+        let width = qw + 2 * kvw
+        let normed = buffers.normed, branch = buffers.branch, qkv = buffers.qkv
+        preSelfNorm.forward(x, rows: t, out: normed)
+        selfQKV.apply(m: t, a: normed, lda: h, c: qkv, ldc: width, threads: buffers.threads)
+        for r in 0..<t {
+            let row = qkv + r * width
+            if let queryNorm, let keyNorm {
+                for head in 0..<shape.numHeads { queryNorm.forward(row + head * hd, rows: 1, out: row + head * hd) }
+                for g in 0..<shape.numKVHeads { keyNorm.forward(row + qw + g * hd, rows: 1, out: row + qw + g * hd) }
+            }
+            rope.apply(row, heads: shape.numHeads, position: start + r)
+            rope.apply(row + qw, heads: shape.numKVHeads, position: start + r)
+            cache.selfKeys[l].append(contentsOf: UnsafeBufferPointer(start: row + qw, count: kvw))
+            cache.selfValues[l].append(contentsOf: UnsafeBufferPointer(start: row + qw + kvw, count: kvw))
+        }
+        let merged = variant == .t5gemma2
+        for r in 0..<t {
+            let i = start + r, visible = span.keyRange(query: i, length: i + 1)
+            let keys = visible.lowerBound..<(visible.upperBound + 1)
+            attend(query: qkv + r * width, selfKeys: cache.selfKeys[l], selfValues: cache.selfValues[l], keyRange: keys,
+                   crossKeys: merged ? cache.crossKeys[l] : nil, crossValues: merged ? cache.crossValues[l] : nil,
+                   out: buffers.attention + r * qw)
+        }
+        linear(m: t, a: buffers.attention, lda: qw, weight: selfO, c: branch, ldc: h, threads: buffers.threads)
+        if let cross {
+            RMSNorm.join(branch, into: x, rows: t, dim: h, branchNorm: postSelfNorm, next: cross.pre, normed: normed)
+            linear(m: t, a: normed, lda: h, weight: cross.q, c: qkv, ldc: qw, threads: buffers.threads)
+            for r in 0..<t {
+                attend(query: qkv + r * qw, selfKeys: [], selfValues: [], keyRange: 0..<0,
+                       crossKeys: cache.crossKeys[l], crossValues: cache.crossValues[l], out: buffers.attention + r * qw)
+            }
+            linear(m: t, a: buffers.attention, lda: qw, weight: cross.o, c: branch, ldc: h, threads: buffers.threads)
+            RMSNorm.join(branch, into: x, rows: t, dim: h, branchNorm: cross.post, next: preMLPNorm, normed: normed)
+        } else {
+            RMSNorm.join(branch, into: x, rows: t, dim: h, branchNorm: postSelfNorm, next: preMLPNorm, normed: normed)
+        }
+        mlp.forward(normed, rows: t, hiddenSize: h, buffers: buffers, out: branch)
+        RMSNorm.join(branch, into: x, rows: t, dim: h, branchNorm: postMLPNorm, next: nil, normed: nil)
+    }
+
+    /// One query row (all heads) against the decoder keys in `keyRange` and, when given, every encoder key, in
+    /// one softmax per head: scores scaled, soft-capped where the variant caps, weighted sum of the values.
+    private func attend(query: UnsafePointer<Float>, selfKeys: [Float], selfValues: [Float], keyRange: Range<Int>,
+                        crossKeys: [Float]?, crossValues: [Float]?, out: UnsafeMutablePointer<Float>) {
+        let hd = shape.headDim, kvw = keyValueWidth
+        let selfCount = keyRange.count, crossCount = (crossKeys?.count ?? 0) / kvw
+        var scores = [Float](repeating: 0, count: selfCount + crossCount)
+        for head in 0..<shape.numHeads {
+            let g = shape.group(of: head), q = query + head * hd
+            func score(_ keys: [Float], _ j: Int) -> Float {
+                var s: Float = 0
+                keys.withUnsafeBufferPointer { k in
+                    let key = k.baseAddress! + j * kvw + g * hd
+                    for d in 0..<hd { s += q[d] * key[d] }
+                }
+                s *= shape.scale
+                if let cap = shape.softcap { s = tanhf(s / cap) * cap }
+                return s
+            }
+            for (n, j) in keyRange.enumerated() { scores[n] = score(selfKeys, j) }
+            if let crossKeys { for j in 0..<crossCount { scores[selfCount + j] = score(crossKeys, j) } }
+            _ = scores.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: $0.count) }
+            let o = out + head * hd
+            for d in 0..<hd { o[d] = 0 }
+            func accumulate(_ values: [Float], _ j: Int, _ p: Float) {
+                values.withUnsafeBufferPointer { v in
+                    let value = v.baseAddress! + j * kvw + g * hd
+                    for d in 0..<hd { o[d] += p * value[d] }
+                }
+            }
+            for (n, j) in keyRange.enumerated() { accumulate(selfValues, j, scores[n]) }
+            if let crossValues { for j in 0..<crossCount { accumulate(crossValues, j, scores[selfCount + j]) } }
+        }
+    }
+}
