@@ -58,6 +58,11 @@ public struct ModelRegistry: Sendable {
 
     public static let standard = ModelRegistry([.gemma, .t5gemma])
 
+    /// The `model_type` of a Hugging Face model directory's config.json.
+    public static func modelType(of directory: URL) throws(FormatError) -> String {
+        try ModelTypeProbe.read(directory.appendingPathComponent("config.json"))
+    }
+
     /// A Hugging Face model directory: `config.json` decides the architecture.
     public func load(directory: URL, precision: WeightPrecision = .f32) throws(FormatError) -> any EncoderModel {
         let configURL = directory.appendingPathComponent("config.json")

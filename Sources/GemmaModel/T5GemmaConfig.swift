@@ -152,7 +152,7 @@ public struct T5GemmaStackWeights: WeightProvider {
 
     /// transformers' T5Gemma names: pre_self_attn_layernorm / post_self_attn_layernorm for Gemma's
     /// input_layernorm / post_attention_layernorm.
-    static func checkpointName(_ name: String) -> String {
+    public static func checkpointName(_ name: String) -> String {
         name.replacingOccurrences(of: ".input_layernorm.", with: ".pre_self_attn_layernorm.")
             .replacingOccurrences(of: ".post_attention_layernorm.", with: ".post_self_attn_layernorm.")
     }

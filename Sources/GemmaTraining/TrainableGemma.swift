@@ -15,6 +15,8 @@ public final class TrainableGemma: @unchecked Sendable {
     /// The lookup table as stored (read a row at a time); its f32 master copy exists only when it trains.
     let storedEmbeddings: LinearWeight
     public private(set) var embeddings: Parameter?
+    /// T5Gemma 2: the vector `config.eoiTokenIndex` stands for, unscaled and never trained.
+    let eoiEmbedding: FloatBuffer?
     let rotary: RotaryEmbedding
     /// Layers below this index are frozen and run without a tape: their output can be cached (top:K).
     public private(set) var firstTrainedLayer = 0
@@ -29,6 +31,7 @@ public final class TrainableGemma: @unchecked Sendable {
         TrainingMemory.configure()
         self.config = config
         storedEmbeddings = try weights.embedding("embed_tokens.weight", shape: [config.vocabSize, config.hiddenSize])
+        eoiEmbedding = config.eoiTokenIndex == nil ? nil : try weights.floats("embed_tokens.eoi_embedding", shape: [config.hiddenSize])
         var layers: [TrainableLayer] = []
         for l in 0..<config.numLayers { layers.append(try TrainableLayer(config: config, index: l, weights: weights)) }
         self.layers = layers
@@ -193,7 +196,7 @@ public final class TrainableGemma: @unchecked Sendable {
         if firstTrainedLayer == 0, let gradient = embeddings?.gradient {
             // x₀ = E[id] · √C: dE[id] += dx₀ · √C.
             let normalizer = Float(Double(h).squareRoot())
-            for (row, id) in pass.tokenIDs.enumerated() {
+            for (row, id) in pass.tokenIDs.enumerated() where !isEOI(id) {
                 let dst = gradient.pointer + Int(id) * h, src = dx.pointer + row * h
                 for j in 0..<h { dst[j] += src[j] * normalizer }
             }
@@ -207,6 +210,9 @@ public final class TrainableGemma: @unchecked Sendable {
         try PackedBatch(sequences: sequences, hiddenSize: config.hiddenSize, vocabularySize: config.vocabSize)
     }
 
+    /// T5Gemma 2's eoi token, whose row is its own vector (no table row, no gradient to one).
+    private func isEOI(_ id: Int32) -> Bool { eoiEmbedding != nil && Int(id) == config.eoiTokenIndex }
+
     /// Embedding rows × √hidden, the normalizer rounded to float32 as transformers does.
     private func embed(_ sequences: [[Int32]], batch: PackedBatch) -> Tensor {
         let h = config.hiddenSize
@@ -216,6 +222,11 @@ public final class TrainableGemma: @unchecked Sendable {
         for ids in sequences {
             for id in ids {
                 let dst = x.pointer + row * h
+                if isEOI(id), let eoiEmbedding {
+                    dst.update(from: eoiEmbedding.pointer, count: h)
+                    row += 1
+                    continue
+                }
                 if let embeddings {
                     dst.update(from: embeddings.value.pointer + Int(id) * h, count: h)
                 } else {

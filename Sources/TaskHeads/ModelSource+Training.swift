@@ -21,6 +21,11 @@ extension ModelSource {
             let transformer = try SentenceTransformersLayout.load(directory: directory).transformerDirectory
             return try make(try GemmaConfig.load(transformer.appendingPathComponent("config.json")), SafetensorsWeights(url: transformer))
         case .huggingFace(let directory):
+            if T5GemmaConfig.modelTypes.contains(try ModelRegistry.modelType(of: directory)) {
+                // A T5Gemma checkpoint trains its encoder stack.
+                let config = try T5GemmaConfig.load(directory.appendingPathComponent("config.json"))
+                return try make(config.encoder, T5GemmaStackWeights(SafetensorsCheckpoint(url: directory), stack: .encoder))
+            }
             return try make(try GemmaConfig.load(directory.appendingPathComponent("config.json")), SafetensorsWeights(url: directory))
         }
     }
@@ -47,6 +52,9 @@ public enum EncoderExport {
     /// Writes `directory` (created; it must not hold another model). LoRA adapters are merged into the weights
     /// written (the model keeps them merged afterwards); with `adapterDirectory` they are also saved there as
     /// PEFT files (adapter_config.json, adapter_model.safetensors) for the base model `baseModelName`.
+    /// The encoder of a T5Gemma checkpoint (whose `tokenizerDirectory` is the checkpoint itself) is written back
+    /// into a copy of the whole checkpoint: the same config.json, its own tensors replaced, every other tensor
+    /// (the decoder, the LM head, T5Gemma 2's vision tower) kept, so transformers loads it as it loaded the source.
     public static func write(_ model: TrainableGemma, attention: AttentionMode, tokenizerDirectory: URL,
                              baseModelName: String, adapterDirectory: URL?, to directory: URL) throws {
         func write(_ data: Data, _ name: String, in directory: URL = directory) throws {
@@ -72,8 +80,27 @@ public enum EncoderExport {
                       "adapter_config.json", in: adapterDirectory)
         }
         model.mergeAdapters()
-        try write(try model.config.huggingFaceConfigJSON(attention: attention), "config.json")
-        try write(try SafetensorsWriter.encode(model.checkpointTensors(), metadata: ["format": "pt"]), "model.safetensors")
+        if model.config.t5Gemma != nil {
+            guard attention == .bidirectional else {
+                throw HeadError.invalidData("a T5Gemma encoder is bidirectional in transformers: it cannot be exported trained with \(attention.rawValue) attention")
+            }
+            let source = try SafetensorsCheckpoint(url: tokenizerDirectory)
+            let stack = try T5GemmaStackWeights(source, stack: .encoder)
+            var tensors = model.checkpointTensors().map { t in
+                (name: stack.prefix + T5GemmaStackWeights.checkpointName(t.name), shape: t.shape, values: t.values)
+            }
+            let replaced = Set(tensors.map(\.name))
+            for name in source.tensorNames.sorted() where !replaced.contains(name) {
+                let tensor = try source.tensor(name)
+                tensors.append((name: name, shape: tensor.shape, values: tensor.floats().array))
+            }
+            let config = tokenizerDirectory.appendingPathComponent("config.json")
+            try write(try Data(contentsOf: config), "config.json")
+            try write(try SafetensorsWriter.encode(tensors, metadata: ["format": "pt"]), "model.safetensors")
+        } else {
+            try write(try model.config.huggingFaceConfigJSON(attention: attention), "config.json")
+            try write(try SafetensorsWriter.encode(model.checkpointTensors(), metadata: ["format": "pt"]), "model.safetensors")
+        }
         for name in tokenizerFiles {
             let from = tokenizerDirectory.appendingPathComponent(name)
             guard FileManager.default.fileExists(atPath: from.path) else { continue }

@@ -1,6 +1,7 @@
 import EncoderKernels
 import Foundation
 import GemmaModel
+import GemmaTraining
 import ModelFormats
 import TestSupport
 import XCTest
@@ -44,6 +45,24 @@ final class T5GemmaTests: XCTestCase {
             largest = max(largest, d)
         }
         print("parity \(variant) encoder: max abs diff \(largest)")
+    }
+
+    /// The training forward (f32 master weights) of each encoder gives transformers' states too: the same mask
+    /// rule, names and eoi embedding reach the model `train --finetune` runs.
+    func testTrainableEncodersMatchTransformers() throws {
+        for variant in ["t5gemma", "t5gemma2"] {
+            let (dir, ref) = try fixture(variant)
+            let config = try T5GemmaConfig.load(dir.appendingPathComponent("config.json"))
+            let model = try TrainableGemma(config: config.encoder,
+                                           weights: T5GemmaStackWeights(SafetensorsCheckpoint(url: dir), stack: .encoder))
+            let pass = try model.forward(ref.input_ids, mode: .bidirectional, keepTape: false)
+            let h = config.encoder.hiddenSize
+            for s in ref.input_ids.indices {
+                let rows = (pass.batch.offsets[s] * h)..<(pass.batch.offsets[s + 1] * h)
+                let got = (0..<rows.count).map { pass.hidden.pointer[rows.lowerBound + $0] }
+                XCTAssertLessThanOrEqual(worst(got, ref.encoder_hidden[s].flatMap { $0 }), tolerance, "\(variant) sequence \(s)")
+            }
+        }
     }
 
     func testT5GemmaEncoderMatchesTransformers() throws { try checkEncoder("t5gemma") }

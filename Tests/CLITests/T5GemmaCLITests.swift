@@ -1,0 +1,72 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// A T5Gemma checkpoint as a user points the tools at it (the tiny T5Gemma 2 fixture, copied): its encoder
+/// embeds, indexes and fine-tunes, and the fine-tuned encoder is the whole checkpoint again with only the
+/// encoder's tensors changed.
+final class T5GemmaCLITests: XCTestCase {
+    var dir: URL!
+    var model: String!
+
+    override func setUpWithError() throws {
+        dir = try temporaryDirectory("t5gemma-cli")
+        let copy = dir.appendingPathComponent("t5gemma2")
+        try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("tiny/t5gemma2"), to: copy)
+        model = copy.path
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// Tensor name → its bytes, from a safetensors file's header.
+    func tensors(_ path: String) throws -> [String: Data] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let length = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let header = try XCTUnwrap(JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + length))) as? [String: Any])
+        var out: [String: Data] = [:]
+        for (name, entry) in header where name != "__metadata__" {
+            let offsets = try XCTUnwrap((entry as? [String: Any])?["data_offsets"] as? [Int])
+            out[name] = data.subdata(in: (8 + length + offsets[0])..<(8 + length + offsets[1]))
+        }
+        return out
+    }
+
+    func testT5GemmaEncoderEmbedsIndexesAndFineTunes() throws {
+        let e = try Tool.run(["embed", "--model", model, "--text", "cat x"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertEqual((try? JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [Double])?.count, 64, e.stdout)
+
+        let corpus = dir.appendingPathComponent("corpus.jsonl")
+        try ["cat sat", "dog ran", "bird sang", "fish swam"].enumerated()
+            .map { #"{"id": "d\#($0.offset)", "text": "\#($0.element)"}"# }.joined(separator: "\n")
+            .write(to: corpus, atomically: true, encoding: .utf8)
+        let index = dir.appendingPathComponent("index").path
+        let b = try Tool.run(["index", "build", "--index", index, "--corpus", corpus.path, "--model", model, "--factory", "Flat"])
+        XCTAssertEqual(b.status, 0, b.stderr)
+        let s = try Tool.run(["search", "--index", index, "--json", "-k", "2", "cat sat"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        XCTAssertTrue(s.stdout.contains("\"d0\""), s.stdout)
+
+        let rows = dir.appendingPathComponent("rows.jsonl")
+        try (0..<12).map { #"{"text": "\#(["cat", "dog", "sun"][$0 % 3]) \#($0)", "label": "\#(["x", "y", "z"][$0 % 3])"}"# }
+            .joined(separator: "\n").write(to: rows, atomically: true, encoding: .utf8)
+        let head = dir.appendingPathComponent("head").path
+        let t = try Tool.run(["train", "--task", "classification", "--data", rows.path, "--model", model, "--finetune", "all",
+                              "--epochs", "2", "--batch-size", "4", "--encoder-lr", "1e-3", "--head-init", "random", "--out", head])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: head + "/encoder/config.json"))) as? [String: Any]
+        XCTAssertEqual(config?["model_type"] as? String, "t5gemma2", "the fine-tuned encoder stays a T5Gemma 2 checkpoint")
+        let before = try tensors(model + "/model.safetensors"), after = try tensors(head + "/encoder/model.safetensors")
+        XCTAssertEqual(Set(after.keys), Set(before.keys), "every tensor of the source, no other")
+        for (name, bytes) in before where !name.hasPrefix("model.encoder.layers.") && name != "model.encoder.norm.weight" {
+            XCTAssertEqual(after[name], bytes, "\(name) is not the encoder's: kept as it was")
+        }
+        XCTAssertNotEqual(after["model.encoder.layers.0.self_attn.q_proj.weight"], before["model.encoder.layers.0.self_attn.q_proj.weight"],
+                          "the encoder's own weights trained")
+        let c = try Tool.run(["classify", "--head", head, "--text", "cat 1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let tuned = try Tool.run(["embed", "--model", head + "/encoder", "--text", "cat x"])
+        XCTAssertEqual(tuned.status, 0, tuned.stderr)
+        XCTAssertNotEqual(tuned.stdout, e.stdout)
+    }
+}
