@@ -46,4 +46,10 @@ extension PairScorer {
     public func scores(query: String, documents: [String]) throws -> [Float] {
         try rerankScores(query: query, documents: documents, similarity: nil).final
     }
+
+    /// Document indices, best first, with their scores (ties in input order).
+    public func rank(query: String, documents: [String]) throws -> [(index: Int, score: Float)] {
+        let scores = try scores(query: query, documents: documents)
+        return scores.enumerated().map { ($0, $1) }.sorted { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
+    }
 }

@@ -50,6 +50,11 @@ public final class GemmaTokenizer: Sendable {
         id >= 0 && Int(id) < pipeline.idToToken.count ? pipeline.idToToken[Int(id)] : nil
     }
 
+    /// The id of a token given by its text as the vocabulary spells it (e.g. "▁yes", "<extra_id_10>"), nil if absent.
+    public func id(ofToken text: String) -> Int32? {
+        pipeline.idToToken.firstIndex(of: text).map { Int32($0) }
+    }
+
     public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int32] {
         var out: [Int32] = []
         out.reserveCapacity(text.utf8.count / 3 + 4)

@@ -72,10 +72,4 @@ public struct Reranker: PairScorer {
         for s in states { set.append(s) }
         return head.network.predict(set)
     }
-
-    /// Document indices, best first, with their scores.
-    public func rank(query: String, documents: [String]) throws -> [(index: Int, score: Float)] {
-        let scores = try scores(query: query, documents: documents)
-        return scores.enumerated().map { ($0, $1) }.sorted { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
-    }
 }

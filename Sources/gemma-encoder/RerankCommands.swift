@@ -28,13 +28,24 @@ struct RerankCommand: ParsableCommand {
         discussion: """
         Candidates: JSON Lines rows with a text (and any other fields, e.g. an id, kept in the output). Prints the \
         candidates best first with their scores, or with --json each row with a "score" field added.
+        With a T5Gemma checkpoint instead of a trained reranker, --scoring first-token:TOKEN scores each pair \
+        RankT5-style: the pair text (--template) is encoded once and the decoder's first step gives TOKEN's logit \
+        (TOKEN as the vocabulary spells it, e.g. ▁yes, or #ID).
         Example: gemma-encoder rerank --reranker rerankers/debian --query "edit text in a terminal" --input candidates.jsonl --top 5
+        Example: gemma-encoder rerank --model t5gemma-checkpoint --scoring first-token:▁yes --query "edit text" --input candidates.jsonl
         """)
 
-    @OptionGroup var reranker: RerankerOptions
+    @Option(help: "The reranker directory (from `train --task rerank`).")
+    var reranker: String?
 
-    @Option(help: "The base model (default: the one recorded in head.json).")
+    @Option(help: "The base model (default: the one recorded in head.json); with --scoring, the T5Gemma checkpoint.")
     var model: String?
+
+    @Option(help: "Score with a T5Gemma checkpoint's decoder instead of a reranker: first-token:TOKEN.")
+    var scoring: String?
+
+    @Option(help: "With --scoring: the pair text, with {query} and {document}. (default: \(FirstTokenScorer.defaultTemplate))")
+    var template: String = FirstTokenScorer.defaultTemplate
 
     @Option(help: "The query.")
     var query: String
@@ -53,6 +64,25 @@ struct RerankCommand: ParsableCommand {
 
     func validate() throws {
         if let top, top <= 0 { throw ValidationError("--top must be positive") }
+        switch (reranker, scoring) {
+        case (nil, nil): throw ValidationError("give --reranker DIR, or --model with --scoring first-token:TOKEN")
+        case (_?, _?): throw ValidationError("--reranker and --scoring exclude each other")
+        case (nil, let scoring?):
+            guard model != nil else { throw ValidationError("--scoring needs --model (a T5Gemma checkpoint)") }
+            guard scoring.hasPrefix("first-token:"), scoring.count > "first-token:".count else {
+                throw ValidationError("--scoring must be first-token:TOKEN, not '\(scoring)'")
+            }
+        default: break
+        }
+    }
+
+    /// The trained reranker, or the T5Gemma checkpoint's first-token scorer.
+    func scorer() throws -> any PairScorer {
+        if let scoring, let model {
+            return try FirstTokenScorer(model: try TextEncoder(model: model), token: String(scoring.dropFirst("first-token:".count)),
+                                        template: template)
+        }
+        return try RerankerOptions(reranker: reranker!).load(model: model)
     }
 
     func run() throws {
@@ -64,7 +94,7 @@ struct RerankCommand: ParsableCommand {
                 }
                 return t
             }
-            let ranked = try reranker.load(model: model).rank(query: query, documents: texts).prefix(top ?? texts.count)
+            let ranked = try scorer().rank(query: query, documents: texts).prefix(top ?? texts.count)
             for (rank, item) in ranked.enumerated() {
                 if json {
                     var object = rows[item.index].object

@@ -69,4 +69,44 @@ final class T5GemmaCLITests: XCTestCase {
         XCTAssertEqual(tuned.status, 0, tuned.stderr)
         XCTAssertNotEqual(tuned.stdout, e.stdout)
     }
+
+    /// `rerank --scoring first-token:TOKEN`: every candidate scored by the decoder's first-step logit of the token
+    /// (by text or #ID, the same token the same score), best first; bad tokens, templates and models are errors.
+    func testFirstTokenScoringRanksCandidates() throws {
+        let candidates = dir.appendingPathComponent("candidates.jsonl")
+        try ["a text editor", "a game", "an editor for text", "a web browser"].enumerated()
+            .map { #"{"id": "c\#($0.offset)", "text": "\#($0.element)"}"# }.joined(separator: "\n")
+            .write(to: candidates, atomically: true, encoding: .utf8)
+        func rerank(_ extra: [String]) throws -> Tool.Result {
+            try Tool.run(["rerank", "--query", "edit text", "--input", candidates.path, "--json"] + extra)
+        }
+        let byID = try rerank(["--model", model, "--scoring", "first-token:#5"])
+        XCTAssertEqual(byID.status, 0, byID.stderr)
+        let rows = byID.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(rows.count, 4)
+        let scores = rows.compactMap { $0["score"] as? Double }
+        XCTAssertEqual(scores, scores.sorted(by: >), "best first")
+        XCTAssertGreaterThan(Set(scores).count, 1, "the pairs score differently")
+        // The same token by its text gives the same ranking and scores.
+        let vocabulary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: model + "/tokenizer.json"))) as? [String: Any])
+        let vocab = try XCTUnwrap((vocabulary["model"] as? [String: Any])?["vocab"] as? [String: Int])
+        let text = try XCTUnwrap(vocab.first { $0.value == 5 }?.key)
+        let byText = try rerank(["--model", model, "--scoring", "first-token:" + text])
+        XCTAssertEqual(byText.status, 0, byText.stderr)
+        XCTAssertEqual(byText.stdout, byID.stdout)
+
+        let unknown = try rerank(["--model", model, "--scoring", "first-token:no-such-token"])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("'no-such-token' is not a token"), unknown.stderr)
+        let template = try rerank(["--model", model, "--scoring", "first-token:#5", "--template", "{query} only"])
+        XCTAssertNotEqual(template.status, 0)
+        XCTAssertTrue(template.stderr.contains("{document}"), template.stderr)
+        let plain = try tinyEncoderDirectory(in: dir).path
+        let notT5 = try rerank(["--model", plain, "--scoring", "first-token:#5"])
+        XCTAssertNotEqual(notT5.status, 0)
+        XCTAssertTrue(notT5.stderr.contains("needs a T5Gemma checkpoint"), notT5.stderr)
+        let neither = try rerank([])
+        XCTAssertNotEqual(neither.status, 0)
+        XCTAssertTrue(neither.stderr.contains("--reranker"), neither.stderr)
+    }
 }

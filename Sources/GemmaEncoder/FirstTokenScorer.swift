@@ -1,0 +1,72 @@
+import Foundation
+import GemmaModel
+
+/// RankT5-style scoring with a T5Gemma checkpoint: each (query, document) pair is written into one text by a
+/// template, read once by the encoder, and the decoder runs a single step from its start token; the pair's score
+/// is that step's logit of one chosen token (e.g. "▁yes", or a sentinel a ranker was trained to emit).
+public final class FirstTokenScorer: PairScorer {
+    public static let defaultTemplate = "Query: {query} Document: {document}"
+
+    public let encoder: TextEncoder
+    public let decoder: T5GemmaDecoder
+    /// The token whose first-step logit is the score.
+    public let token: Int32
+    public let template: String
+
+    /// `token`: the token's text as the vocabulary spells it, or `#ID` for an id.
+    public init(encoder: TextEncoder, decoder: T5GemmaDecoder, token: String, template: String = defaultTemplate) throws(EncoderError) {
+        guard template.contains("{query}"), template.contains("{document}") else {
+            throw .invalidInput("the pair template needs both {query} and {document}: '\(template)'")
+        }
+        let id: Int32
+        if token.hasPrefix("#"), let n = Int32(token.dropFirst()) {
+            id = n
+        } else if let n = encoder.tokenizer.id(ofToken: token) {
+            id = n
+        } else {
+            throw .invalidInput("'\(token)' is not a token of this model's vocabulary (give it as the vocabulary spells it, e.g. ▁yes, or as #ID)")
+        }
+        guard id >= 0, Int(id) < decoder.vocabularySize else {
+            throw .invalidInput("token id \(id) is outside the decoder's vocabulary (0..<\(decoder.vocabularySize))")
+        }
+        self.encoder = encoder
+        self.decoder = decoder
+        self.token = id
+        self.template = template
+    }
+
+    /// A T5Gemma checkpoint directory, or an error saying the model is not one.
+    public convenience init(model: TextEncoder, token: String, template: String = defaultTemplate,
+                            precision: WeightPrecision = .f32) throws {
+        guard case .huggingFace(let directory) = model.source,
+              T5GemmaConfig.modelTypes.contains(try ModelRegistry.modelType(of: directory)) else {
+            throw EncoderError.invalidInput("\(model.location.path): first-token scoring needs a T5Gemma checkpoint (model_type t5gemma or t5gemma2)")
+        }
+        try self.init(encoder: model, decoder: try T5GemmaDecoder(directory: directory, precision: precision), token: token,
+                      template: template)
+    }
+
+    /// The pair text of one document.
+    public func pairText(query: String, document: String) -> String {
+        template.replacingOccurrences(of: "{query}", with: query).replacingOccurrences(of: "{document}", with: document)
+    }
+
+    /// Every pair encoded once (batched over the cores as `embed` is), then one decoder step each.
+    public func rerankScores(query: String, documents: [String], similarity: [Float]?) throws -> RerankScores {
+        RerankScores(final: try scores(encoding: encoder.tokenize(documents.map { pairText(query: query, document: $0) })))
+    }
+
+    /// The scores of tokenized pair texts.
+    public func scores(encoding inputs: [EncoderInput]) throws -> [Float] {
+        let states = try encoder.tokenStates(inputs)
+        let start = Int32(decoder.config.decoderStartTokenId)
+        var scores: [Float] = []
+        scores.reserveCapacity(inputs.count)
+        for (input, state) in zip(inputs, states) {
+            let cache = decoder.start(encoderStates: state[...], length: input.ids.count)
+            let hidden = try decoder.hidden([start], cache: cache)
+            scores.append(decoder.logit(of: Int(token), hidden: hidden[...]))
+        }
+        return scores
+    }
+}
