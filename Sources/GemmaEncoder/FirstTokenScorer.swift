@@ -56,17 +56,21 @@ public final class FirstTokenScorer: PairScorer {
         RerankScores(final: try scores(encoding: encoder.tokenize(documents.map { pairText(query: query, document: $0) })))
     }
 
-    /// The scores of tokenized pair texts.
-    public func scores(encoding inputs: [EncoderInput]) throws -> [Float] {
-        let states = try encoder.tokenStates(inputs)
+    /// The scores of tokenized pair texts: batches of pairs spread over the cores as `embed` spreads them, each
+    /// batch encoded in one forward, then each of its pairs' single decoder step on the same core(s).
+    public func scores(encoding inputs: [EncoderInput],
+                       workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> [Float] {
+        let plan = BatchPlan(lengths: inputs.map(\.ids.count), tokenBudget: 2048, workers: workers)
+        let model = encoder.model, decoder = self.decoder, token = Int(self.token)
         let start = Int32(decoder.config.decoderStartTokenId)
-        var scores: [Float] = []
-        scores.reserveCapacity(inputs.count)
-        for (input, state) in zip(inputs, states) {
-            let cache = decoder.start(encoderStates: state[...], length: input.ids.count)
-            let hidden = try decoder.hidden([start], cache: cache)
-            scores.append(decoder.logit(of: Int(token), hidden: hidden[...]))
+        let scores = try plan.run(workers: workers) { batch, threads in
+            let states = try model.forward(batch.map { inputs[$0].ids }, mode: .bidirectional, threads: threads)
+            return try (0..<batch.count).map { row in
+                let cache = decoder.start(encoderStates: states.sequence(row), length: states.length(row), threads: threads)
+                let hidden = try decoder.hidden([start], cache: cache, threads: threads)
+                return decoder.logit(of: token, hidden: hidden[...])
+            }
         }
-        return scores
+        return plan.inInputOrder(scores)
     }
 }

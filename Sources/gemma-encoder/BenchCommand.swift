@@ -38,6 +38,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Also time each operation of the forward pass (products, attention, norms, …) in the throughput and query runs.")
     var profile = false
 
+    @Option(name: .customLong("cross-encoder-model"), help: "T5Gemma --model: also time this model as a cross-encoder on the same pairs (its forward and pooling), next to the encoder-decoder's first-token scoring.")
+    var crossEncoderModel: String?
+
     func run() throws {
         do { try bench() } catch { fail(error) }
     }
@@ -83,6 +86,10 @@ struct BenchCommand: ParsableCommand {
         var options = EmbeddingOptions(prompt: promptText)
         options.batchTokens = batchTokens
         try throughput(encoder, inputs, options, peakBefore: peakBefore, report)
+        if case .huggingFace(let directory) = encoder.source,
+           T5GemmaConfig.modelTypes.contains(try ModelRegistry.modelType(of: directory)) {
+            try pairScoring(encoder, texts, report)
+        }
         try latency(encoder, report)
         try scaling(encoder, inputs, options, report)
         report.add("peak_rss_mib", String(format: "%.0f", peakResidentMiB()))
@@ -118,6 +125,37 @@ struct BenchCommand: ParsableCommand {
             let own = measureGemmPeak(format: format)
             report.add("gemm_ceiling_\(model.precision.rawValue)_gflops", String(format: "%.1f", own))
             report.add("ratio_to_\(model.precision.rawValue)_ceiling", String(format: "%.3f", gflops / own))
+        }
+    }
+
+    /// T5Gemma: the workload's texts as the candidates of one query (the first text), scored RankT5-style (each
+    /// pair encoded once, one decoder step) and, on the same pair texts, by cross-encoders: this checkpoint's
+    /// encoder with pooling (a cross-encoder of the same encoder, whose head costs a dot product) and, with
+    /// --cross-encoder-model, another model. Pairs/s of each and their ratios, warm, one after the other.
+    private func pairScoring(_ encoder: TextEncoder, _ texts: [String], _ report: BenchReport) throws {
+        guard let query = texts.first else { return }
+        let scorer = try FirstTokenScorer(model: encoder, token: "#\(encoder.tokenizer.eosTokenId ?? 1)", precision: model.precision)
+        let pairs = texts.map { scorer.pairText(query: query, document: $0) }
+        func pairsPerSecond(_ body: () throws -> Void) throws -> Double {
+            try body()  // warm
+            return Double(pairs.count) / (try seconds(body))
+        }
+        let warm = Array(texts.prefix(4))
+        _ = try scorer.scores(query: query, documents: warm)
+        let encoderDecoder = try pairsPerSecond { _ = try scorer.scores(query: query, documents: texts) }
+        let inputs = encoder.tokenize(pairs)
+        let sameEncoder = try pairsPerSecond { _ = try encoder.embed(inputs, options: EmbeddingOptions()) }
+        report.add("pair_scoring_pairs", "\(pairs.count)")
+        report.add("pair_scoring_encoder_decoder_pairs_per_s", String(format: "%.2f", encoderDecoder))
+        report.add("pair_scoring_same_encoder_cross_encoder_pairs_per_s", String(format: "%.2f", sameEncoder))
+        report.add("pair_scoring_encoder_decoder_vs_same_encoder", String(format: "%.3f", encoderDecoder / sameEncoder))
+        if let crossEncoderModel {
+            let other = try TextEncoder(source: try ModelStore().source(crossEncoderModel), precision: model.precision)
+            let otherInputs = other.tokenize(pairs)
+            let cross = try pairsPerSecond { _ = try other.embed(otherInputs, options: EmbeddingOptions()) }
+            report.add("pair_scoring_cross_encoder_model", crossEncoderModel)
+            report.add("pair_scoring_cross_encoder_pairs_per_s", String(format: "%.2f", cross))
+            report.add("pair_scoring_encoder_decoder_vs_cross_encoder", String(format: "%.3f", encoderDecoder / cross))
         }
     }
 

@@ -109,4 +109,26 @@ final class T5GemmaCLITests: XCTestCase {
         XCTAssertNotEqual(neither.status, 0)
         XCTAssertTrue(neither.stderr.contains("--reranker"), neither.stderr)
     }
+
+    /// `bench` on a T5Gemma checkpoint adds the pair-scoring figures: the encoder-decoder's first-token scoring next
+    /// to its own encoder as a cross-encoder and to another model's, on the same pairs, with their ratios.
+    func testBenchReportsPairScoringNextToCrossEncoders() throws {
+        let input = dir.appendingPathComponent("texts.jsonl")
+        try (0..<6).map { #"{"text": "document \#($0) about files"}"# }.joined(separator: "\n")
+            .write(to: input, atomically: true, encoding: .utf8)
+        let other = try tinyEncoderDirectory(in: dir).path
+        let r = try Tool.run(["bench", "--json", "--model", model, "--input", input.path, "--queries", "2", "--scaling-lengths", "16",
+                              "--cross-encoder-model", other])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        func number(_ key: String) -> Double { Double(report[key] as? String ?? "") ?? (report[key] as? NSNumber)?.doubleValue ?? -1 }
+        XCTAssertEqual(number("pair_scoring_pairs"), 6, r.stdout)
+        for key in ["pair_scoring_encoder_decoder_pairs_per_s", "pair_scoring_same_encoder_cross_encoder_pairs_per_s",
+                    "pair_scoring_cross_encoder_pairs_per_s"] {
+            XCTAssertGreaterThan(number(key), 0, "\(key) in \(r.stdout)")
+        }
+        XCTAssertEqual(number("pair_scoring_encoder_decoder_vs_same_encoder"),
+                       number("pair_scoring_encoder_decoder_pairs_per_s") / number("pair_scoring_same_encoder_cross_encoder_pairs_per_s"),
+                       accuracy: 0.01)
+    }
 }
