@@ -26,6 +26,9 @@ public final class FirstTokenScorer: PairScorer {
         } else {
             throw .invalidInput("'\(token)' is not a token of this model's vocabulary (give it as the vocabulary spells it, e.g. ▁yes, or as #ID)")
         }
+        guard decoder.config.encoder.hiddenSize == encoder.hiddenSize else {
+            throw .invalidInput("the decoder reads states of width \(decoder.config.encoder.hiddenSize), the encoder writes \(encoder.hiddenSize): not one checkpoint")
+        }
         guard id >= 0, Int(id) < decoder.vocabularySize else {
             throw .invalidInput("token id \(id) is outside the decoder's vocabulary (0..<\(decoder.vocabularySize))")
         }

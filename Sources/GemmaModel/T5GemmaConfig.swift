@@ -48,7 +48,8 @@ public struct T5GemmaConfig: Sendable, Equatable {
         var encoderItem = "encoder"
         var eoi: Int?
         if variant == .t5gemma2 {
-            eoi = (encoderJSON["eoi_token_index"] as? Int) ?? (top["eoi_token_index"] as? Int) ?? 256_000
+            // transformers overwrites the top-level value with the encoder's.
+            eoi = (encoderJSON["eoi_token_index"] as? Int) ?? 256_000
             encoderJSON = try object(encoderJSON["text_config"] ?? [String: Any](), "encoder.text_config", file)
             encoderItem = "encoder.text_config"
         }
@@ -57,7 +58,7 @@ public struct T5GemmaConfig: Sendable, Equatable {
         var decoder = try stack(decoderJSON, variant: variant, file: file, item: "decoder")
         encoder.eoiTokenIndex = eoi
         decoder.eoiTokenIndex = eoi
-        guard encoder.vocabSize == decoder.vocabSize else {
+        guard variant == .t5gemma || encoder.vocabSize == decoder.vocabSize else {
             throw FormatError(file: file, item: "decoder.vocab_size", message: "\(decoder.vocabSize) differs from the encoder's \(encoder.vocabSize)")
         }
         if variant == .t5gemma2, encoder.hiddenSize != decoder.hiddenSize {

@@ -53,6 +53,7 @@ public final class T5GemmaDecoder: Sendable {
     public func start(encoderStates: ArraySlice<Float>, length: Int, threads: Int = 1) -> T5GemmaDecoderCache {
         precondition(encoderStates.count == length * config.encoder.hiddenSize, "encoder states of another shape")
         let cache = T5GemmaDecoderCache(layers: layers.count, encoderLength: length)
+        guard length > 0 else { return cache }
         encoderStates.withUnsafeBufferPointer { states in
             for (l, layer) in layers.enumerated() {
                 let (k, v) = layer.encoderKeysValues(states.baseAddress!, rows: length, threads: threads)
@@ -76,7 +77,8 @@ public final class T5GemmaDecoder: Sendable {
         let rotary = self.rotary.covering(start + t)
         x.withUnsafeMutableBufferPointer { x in
             embed(ids, into: x.baseAddress!)
-            let buffers = ForwardBuffers(tokens: t, maxLength: start + t + cache.encoderLength, hiddenSize: h,
+            // maxLength 1: the decoder's attention keeps its own scores, not the encoder forward's per-core buffer.
+            let buffers = ForwardBuffers(tokens: t, maxLength: 1, hiddenSize: h,
                                          stackedQKV: layers[0].selfQKV.width, queryWidth: c.numHeads * c.headDim,
                                          intermediateSize: c.intermediateSize, threads: threads)
             for (l, layer) in layers.enumerated() {
@@ -131,8 +133,9 @@ public final class T5GemmaDecoder: Sendable {
 }
 
 /// What a decoding run keeps between steps: per layer the encoder's keys and values (computed once) and the
-/// decoder's own keys (after norm and RoPE) and values, one row per decoded token.
-public final class T5GemmaDecoderCache: @unchecked Sendable {
+/// decoder's own keys (after norm and RoPE) and values, one row per decoded token. One run's, on one thread at a
+/// time (not Sendable).
+public final class T5GemmaDecoderCache {
     public let encoderLength: Int
     /// Decoder tokens run so far.
     public internal(set) var length = 0

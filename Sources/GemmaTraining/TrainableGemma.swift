@@ -25,6 +25,9 @@ public final class TrainableGemma: @unchecked Sendable {
     /// The Linear layers' products in every pass: f32 (exact, the default) or bf16 operands with f32 sums, the
     /// master weights, gradients and optimizer state staying f32 (`ProductPrecision.fastest` where bf16 pays).
     public var products: ProductPrecision = .f32
+    /// The T5Gemma checkpoint directory this encoder stack was loaded from: a fine-tuned encoder is written back
+    /// into a copy of it (`EncoderExport`). nil for a Gemma.
+    public var t5GemmaCheckpoint: URL?
 
     public init(config: GemmaConfig, weights: some WeightProvider) throws(FormatError) {
         ComputeThreads.configure()

@@ -22,9 +22,15 @@ extension ModelSource {
             return try make(try GemmaConfig.load(transformer.appendingPathComponent("config.json")), SafetensorsWeights(url: transformer))
         case .huggingFace(let directory):
             if T5GemmaConfig.modelTypes.contains(try ModelRegistry.modelType(of: directory)) {
-                // A T5Gemma checkpoint trains its encoder stack.
+                // A T5Gemma checkpoint trains its encoder stack, written back into a copy of the whole checkpoint, so
+                // the stack keeps its layers.
+                guard layers == nil else {
+                    throw HeadError.invalidData("\(directory.path): a student made of some of a T5Gemma encoder's layers cannot be written back into its checkpoint (distill into a Gemma instead)")
+                }
                 let config = try T5GemmaConfig.load(directory.appendingPathComponent("config.json"))
-                return try make(config.encoder, T5GemmaStackWeights(SafetensorsCheckpoint(url: directory), stack: .encoder))
+                let model = try make(config.encoder, T5GemmaStackWeights(SafetensorsCheckpoint(url: directory), stack: .encoder))
+                model.t5GemmaCheckpoint = directory
+                return model
             }
             return try make(try GemmaConfig.load(directory.appendingPathComponent("config.json")), SafetensorsWeights(url: directory))
         }
@@ -52,9 +58,9 @@ public enum EncoderExport {
     /// Writes `directory` (created; it must not hold another model). LoRA adapters are merged into the weights
     /// written (the model keeps them merged afterwards); with `adapterDirectory` they are also saved there as
     /// PEFT files (adapter_config.json, adapter_model.safetensors) for the base model `baseModelName`.
-    /// The encoder of a T5Gemma checkpoint (whose `tokenizerDirectory` is the checkpoint itself) is written back
-    /// into a copy of the whole checkpoint: the same config.json, its own tensors replaced, every other tensor
-    /// (the decoder, the LM head, T5Gemma 2's vision tower) kept, so transformers loads it as it loaded the source.
+    /// The encoder of a T5Gemma checkpoint is written back into a copy of the whole checkpoint: the same
+    /// config.json, the encoder's tensors replaced (f32), every other tensor (the decoder, the LM head, T5Gemma 2's
+    /// vision tower) copied in its stored dtype, so transformers loads it as it loaded the source.
     public static func write(_ model: TrainableGemma, attention: AttentionMode, tokenizerDirectory: URL,
                              baseModelName: String, adapterDirectory: URL?, to directory: URL) throws {
         func write(_ data: Data, _ name: String, in directory: URL = directory) throws {
@@ -63,6 +69,9 @@ public enum EncoderExport {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
                 try data.write(to: file)
             } catch { throw HeadError.invalidData("\(file.path): \(error.localizedDescription)") }
+        }
+        if model.t5GemmaCheckpoint != nil, adapterDirectory != nil {
+            throw HeadError.invalidData("PEFT adapter files for a T5Gemma encoder are not written (PEFT would put them on the decoder too): the merged encoder is in \(directory.path)")
         }
         if let adapterDirectory, case let .lora(rank, alpha, targets) = model.scope {
             let adapters = model.adapters.flatMap { a in
@@ -80,23 +89,19 @@ public enum EncoderExport {
                       "adapter_config.json", in: adapterDirectory)
         }
         model.mergeAdapters()
-        if model.config.t5Gemma != nil {
+        if let checkpoint = model.t5GemmaCheckpoint {
             guard attention == .bidirectional else {
                 throw HeadError.invalidData("a T5Gemma encoder is bidirectional in transformers: it cannot be exported trained with \(attention.rawValue) attention")
             }
-            let source = try SafetensorsCheckpoint(url: tokenizerDirectory)
+            let source = try SafetensorsCheckpoint(url: checkpoint)
             let stack = try T5GemmaStackWeights(source, stack: .encoder)
-            var tensors = model.checkpointTensors().map { t in
+            let tensors = model.checkpointTensors().map { t in
                 (name: stack.prefix + T5GemmaStackWeights.checkpointName(t.name), shape: t.shape, values: t.values)
             }
             let replaced = Set(tensors.map(\.name))
-            for name in source.tensorNames.sorted() where !replaced.contains(name) {
-                let tensor = try source.tensor(name)
-                tensors.append((name: name, shape: tensor.shape, values: tensor.floats().array))
-            }
-            let config = tokenizerDirectory.appendingPathComponent("config.json")
-            try write(try Data(contentsOf: config), "config.json")
-            try write(try SafetensorsWriter.encode(tensors, metadata: ["format": "pt"]), "model.safetensors")
+            let kept = try source.tensorNames.sorted().filter { !replaced.contains($0) }.map { name throws(FormatError) in try source.tensor(name) }
+            try write(try Data(contentsOf: checkpoint.appendingPathComponent("config.json")), "config.json")
+            try write(try SafetensorsWriter.encode(tensors, copying: kept, metadata: ["format": "pt"]), "model.safetensors")
         } else {
             try write(try model.config.huggingFaceConfigJSON(attention: attention), "config.json")
             try write(try SafetensorsWriter.encode(model.checkpointTensors(), metadata: ["format": "pt"]), "model.safetensors")

@@ -74,6 +74,9 @@ struct RerankCommand: ParsableCommand {
             }
         default: break
         }
+        if scoring == nil, template != FirstTokenScorer.defaultTemplate {
+            throw ValidationError("--template applies to --scoring; a trained reranker has its own template")
+        }
     }
 
     /// The trained reranker, or the T5Gemma checkpoint's first-token scorer.

@@ -63,6 +63,16 @@ final class T5GemmaCLITests: XCTestCase {
         }
         XCTAssertNotEqual(after["model.encoder.layers.0.self_attn.q_proj.weight"], before["model.encoder.layers.0.self_attn.q_proj.weight"],
                           "the encoder's own weights trained")
+        // What cannot be written back into the checkpoint is refused, naming why.
+        let adapter = try Tool.run(["train", "--task", "classification", "--data", rows.path, "--model", model, "--finetune", "lora:2",
+                                    "--save-adapter", "--epochs", "1", "--out", dir.appendingPathComponent("lora").path])
+        XCTAssertNotEqual(adapter.status, 0)
+        XCTAssertTrue(adapter.stderr.contains("PEFT adapter files for a T5Gemma encoder"), adapter.stderr)
+        let student = try Tool.run(["train", "--task", "distill", "--teacher", model, "--model", model, "--student-layers", "2",
+                                    "--data", corpus.path, "--epochs", "1", "--out", dir.appendingPathComponent("student").path])
+        XCTAssertNotEqual(student.status, 0)
+        XCTAssertTrue(student.stderr.contains("cannot be written back"), student.stderr)
+
         let c = try Tool.run(["classify", "--head", head, "--text", "cat 1"])
         XCTAssertEqual(c.status, 0, c.stderr)
         let tuned = try Tool.run(["embed", "--model", head + "/encoder", "--text", "cat x"])
@@ -105,6 +115,9 @@ final class T5GemmaCLITests: XCTestCase {
         let notT5 = try rerank(["--model", plain, "--scoring", "first-token:#5"])
         XCTAssertNotEqual(notT5.status, 0)
         XCTAssertTrue(notT5.stderr.contains("needs a T5Gemma checkpoint"), notT5.stderr)
+        let stray = try rerank(["--reranker", dir.path, "--template", "{query} {document}"])
+        XCTAssertNotEqual(stray.status, 0)
+        XCTAssertTrue(stray.stderr.contains("--template applies to --scoring"), stray.stderr)
         let neither = try rerank([])
         XCTAssertNotEqual(neither.status, 0)
         XCTAssertTrue(neither.stderr.contains("--reranker"), neither.stderr)
