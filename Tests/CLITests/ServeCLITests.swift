@@ -29,6 +29,15 @@ final class ServeCLITests: XCTestCase {
         try await serveAndCompare(model: out, dimension: 64)
     }
 
+    /// A T5Gemma checkpoint's encoder is a model `serve --model` takes (the tiny T5Gemma 2, copied).
+    func testServeTakesAT5GemmaCheckpoint() async throws {
+        let dir = try temporaryDirectory("serve-t5")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let copy = dir.appendingPathComponent("t5gemma2")
+        try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("tiny/t5gemma2"), to: copy)
+        try await serveAndCompare(model: copy.path, dimension: 64)
+    }
+
     /// The API key from GEMMA_ENCODER_API_KEY: 401 without it, 200 with it, /health open; the log (at the most
     /// verbose level) holds neither the key nor the request body. Half a TLS pair is refused before starting.
     func testServeTakesTheAPIKeyFromTheEnvironment() async throws {
