@@ -9,10 +9,7 @@ public final class GemmaTransformer: EncoderModel {
     public let config: GemmaConfig
     /// How the Linear weights are stored (norms and embeddings stay f32).
     public let precision: WeightPrecision
-    /// vocabulary × hidden, any format (a GGUF's is quantized): rows are dequantized as tokens look them up.
-    let embeddings: LinearWeight
-    /// T5Gemma 2: the vector that stands for `config.eoiTokenIndex`, taken unscaled.
-    let eoiEmbedding: FloatBuffer?
+    let embedding: TokenEmbedding
     let layers: [DecoderLayer]
     let finalNorm: RMSNorm
     let rotary: RotaryEmbedding
@@ -25,8 +22,7 @@ public final class GemmaTransformer: EncoderModel {
         self.config = config
         self.precision = precision
         let root = WeightScope(weights)
-        embeddings = try root.embedding("embed_tokens.weight", shape: [config.vocabSize, config.hiddenSize])
-        eoiEmbedding = config.eoiTokenIndex == nil ? nil : try weights.floats("embed_tokens.eoi_embedding", shape: [config.hiddenSize])
+        embedding = try TokenEmbedding(config: config, weights: weights)
         var layers: [DecoderLayer] = []
         for l in 0..<config.numLayers {
             layers.append(try DecoderLayer(config: config, index: l, weights: root.scoped("layers.\(l)"), precision: precision))
@@ -41,7 +37,7 @@ public final class GemmaTransformer: EncoderModel {
     public var maxPositions: Int { config.maxPositionEmbeddings }
 
     public var weightBytes: [WeightFormat: Int] {
-        var bytes: [WeightFormat: Int] = [embeddings.format: embeddings.byteCount]
+        var bytes: [WeightFormat: Int] = [embedding.table.format: embedding.table.byteCount]
         for w in layers.flatMap(\.weights) { bytes[w.format, default: 0] += w.byteCount }
         return bytes
     }
@@ -70,34 +66,12 @@ public final class GemmaTransformer: EncoderModel {
                                      intermediateSize: config.intermediateSize, threads: threads,
                                      profiling: profile?.isEnabled ?? false)
         let rotary = self.rotary.covering(batch.maxLength)
-        buffers.timer.time(.embed) { embed(sequences, into: buffers.residual) }
+        buffers.timer.time(.embed) { embedding.embed(sequences.joined(), into: buffers.residual) }
         for (l, layer) in layers.enumerated() {
             layer.forward(buffers.residual, batch: batch, rope: rotary.table(for: layer.type),
                           span: config.attentionSpan(layer: l, mode: mode), buffers: buffers)
         }
         buffers.timer.time(.norm) { finalNorm.forward(buffers.residual, rows: batch.tokens, out: output) }
         if buffers.timer.enabled { profile?.add(buffers.timer.spent) }
-    }
-
-    /// Embedding rows × √hidden, the normalizer rounded to float32 as transformers does (T5Gemma 2's eoi token:
-    /// its own vector, unscaled).
-    // x: (T, C)
-    private func embed(_ sequences: [[Int32]], into x: UnsafeMutablePointer<Float>) {
-        let h = config.hiddenSize
-        let normalizer = Float(Double(h).squareRoot())
-        let eoi = config.eoiTokenIndex.map(Int32.init(truncatingIfNeeded:))
-        var row = 0
-        for ids in sequences {
-            for id in ids {
-                let dst = x + row * h
-                if id == eoi, let eoiEmbedding {
-                    dst.update(from: eoiEmbedding.pointer, count: h)
-                } else {
-                    embeddings.dequantize(rows: Int(id)..<(Int(id) + 1), into: dst)
-                    scaleInPlace(dst, count: h, by: normalizer)
-                }
-                row += 1
-            }
-        }
     }
 }

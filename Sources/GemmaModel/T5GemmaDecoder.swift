@@ -10,8 +10,7 @@ import ModelFormats
 /// RoPE) together — then the MLP, each branch sandwiched in norms as in Gemma 2/3.
 public final class T5GemmaDecoder: Sendable {
     public let config: T5GemmaConfig
-    let embeddings: LinearWeight
-    let eoiEmbedding: FloatBuffer?
+    let embedding: TokenEmbedding
     let layers: [T5GemmaDecoderLayer]
     let finalNorm: RMSNorm
     /// vocabulary × hidden: the LM head (tied to the embedding unless the checkpoint has its own).
@@ -28,8 +27,7 @@ public final class T5GemmaDecoder: Sendable {
         // T5Gemma 2 shares one embedding (and eoi vector) between the stacks; a checkpoint that unties them has its own.
         let shared = config.variant == .t5gemma2 && !weights.contains("embed_tokens.weight")
             ? try T5GemmaStackWeights(checkpoint, stack: .encoder) : weights
-        embeddings = try shared.embedding("embed_tokens.weight", shape: [c.vocabSize, h])
-        eoiEmbedding = c.eoiTokenIndex == nil ? nil : try shared.floats("embed_tokens.eoi_embedding", shape: [h])
+        embedding = try TokenEmbedding(config: c, weights: shared)
         var layers: [T5GemmaDecoderLayer] = []
         for l in 0..<c.numLayers {
             layers.append(try T5GemmaDecoderLayer(config: config, index: l, weights: WeightScope(weights, prefix: "layers.\(l)."),
@@ -41,7 +39,7 @@ public final class T5GemmaDecoder: Sendable {
         if !config.tieWordEmbeddings || checkpoint.contains(ownHead) {
             lmHead = try SafetensorsWeights(checkpoint, prefix: "").linear(ownHead, shape: [c.vocabSize, h], precision: .f32)
         } else {
-            lmHead = embeddings
+            lmHead = embedding.table
         }
         rotary = RotaryEmbedding(config: c)
     }
@@ -76,7 +74,7 @@ public final class T5GemmaDecoder: Sendable {
         var x = [Float](repeating: 0, count: t * h)
         let rotary = self.rotary.covering(start + t)
         x.withUnsafeMutableBufferPointer { x in
-            embed(ids, into: x.baseAddress!)
+            embedding.embed(ids, into: x.baseAddress!)
             // maxLength 1: the decoder's attention keeps its own scores, not the encoder forward's per-core buffer.
             let buffers = ForwardBuffers(tokens: t, maxLength: 1, hiddenSize: h,
                                          stackedQKV: layers[0].selfQKV.width, queryWidth: c.numHeads * c.headDim,
@@ -114,21 +112,6 @@ public final class T5GemmaDecoder: Sendable {
         for (w, x) in zip(weights, row) { s += w * x }
         if let cap = config.finalLogitSoftcapping.map(Float.init) { s = tanhf(s / cap) * cap }
         return s
-    }
-
-    // x: (T, C) — embedding rows × √hidden in float32; T5Gemma 2's eoi token takes its own vector, unscaled.
-    private func embed(_ ids: [Int32], into x: UnsafeMutablePointer<Float>) {
-        let h = config.decoder.hiddenSize, normalizer = Float(Double(h).squareRoot())
-        let eoi = config.decoder.eoiTokenIndex.map(Int32.init(truncatingIfNeeded:))
-        for (row, id) in ids.enumerated() {
-            let dst = x + row * h
-            if id == eoi, let eoiEmbedding {
-                dst.update(from: eoiEmbedding.pointer, count: h)
-            } else {
-                embeddings.dequantize(rows: Int(id)..<(Int(id) + 1), into: dst)
-                scaleInPlace(dst, count: h, by: normalizer)
-            }
-        }
     }
 }
 
