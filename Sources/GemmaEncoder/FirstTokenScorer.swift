@@ -60,7 +60,7 @@ public final class FirstTokenScorer: PairScorer {
     }
 
     /// The scores of tokenized pair texts: batches of pairs spread over the cores as `embed` spreads them, each
-    /// batch encoded in one forward, then each of its pairs' single decoder step on the same core(s).
+    /// batch encoded in one forward, then its pairs' decoder steps in one decoder call on the same core(s).
     public func scores(encoding inputs: [EncoderInput],
                        workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> [Float] {
         let plan = BatchPlan(lengths: inputs.map(\.ids.count), tokenBudget: 2048, workers: workers)
@@ -68,11 +68,13 @@ public final class FirstTokenScorer: PairScorer {
         let start = Int32(decoder.config.decoderStartTokenId)
         let scores = try plan.run(workers: workers) { batch, threads in
             let states = try model.forward(batch.map { inputs[$0].ids }, mode: .bidirectional, threads: threads)
-            return try (0..<batch.count).map { row in
-                let cache = decoder.start(encoderStates: states.sequence(row), length: states.length(row), threads: threads)
-                let hidden = try decoder.hidden([start], cache: cache, threads: threads)
-                return decoder.logit(of: token, hidden: hidden[...])
+            // One decoder step for the whole batch: its rows share each product's weight reads.
+            let caches = (0..<batch.count).map { row in
+                decoder.start(encoderStates: states.sequence(row), length: states.length(row), threads: threads)
             }
+            let hidden = try decoder.hidden(next: Array(repeating: start, count: caches.count), caches: caches, threads: threads)
+            let h = decoder.config.decoder.hiddenSize
+            return (0..<batch.count).map { row in decoder.logit(of: token, hidden: hidden[(row * h)..<((row + 1) * h)]) }
         }
         return plan.inInputOrder(scores)
     }

@@ -65,14 +65,35 @@ public final class T5GemmaDecoder: Sendable {
     /// Runs `ids` (the next decoder tokens) after what `cache` holds, appending their keys and values; returns the
     /// hidden states after the final norm (ids.count × hidden).
     public func hidden(_ ids: [Int32], cache: T5GemmaDecoderCache, threads: Int = 1) throws(ModelError) -> [Float] {
+        try run(ids, caches: Array(repeating: cache, count: ids.count), threads: threads)
+    }
+
+    /// One next token for each of several runs (`ids[i]` after what `caches[i]` holds, the caches distinct): the
+    /// rows go through each product together, so a batch of pairs reads the decoder's weights once, not once per
+    /// pair. Returns the hidden states after the final norm (ids.count × hidden).
+    public func hidden(next ids: [Int32], caches: [T5GemmaDecoderCache], threads: Int = 1) throws(ModelError) -> [Float] {
+        precondition(ids.count == caches.count && Set(caches.map(ObjectIdentifier.init)).count == caches.count,
+                     "one token for each of distinct runs")
+        return try run(ids, caches: caches, threads: threads)
+    }
+
+    /// Row r is token ids[r] of run caches[r], at that run's next position (rows of one run in order).
+    private func run(_ ids: [Int32], caches: [T5GemmaDecoderCache], threads: Int) throws(ModelError) -> [Float] {
         let c = config.decoder, h = c.hiddenSize, t = ids.count
         for (p, id) in ids.enumerated() where id < 0 || Int(id) >= c.vocabSize {
             throw .tokenOutOfRange(sequence: 0, position: p, id: id, vocabularySize: c.vocabSize)
         }
         guard t > 0 else { return [] }
-        let start = cache.length
+        var positions: [Int] = []
+        var next: [ObjectIdentifier: Int] = [:]
+        for cache in caches {
+            let key = ObjectIdentifier(cache)
+            let p = next[key] ?? cache.length
+            positions.append(p)
+            next[key] = p + 1
+        }
         var x = [Float](repeating: 0, count: t * h)
-        let rotary = self.rotary.covering(start + t)
+        let rotary = self.rotary.covering((positions.max() ?? 0) + 1)
         x.withUnsafeMutableBufferPointer { x in
             embedding.embed(ids, into: x.baseAddress!)
             // maxLength 1: the decoder's attention keeps its own scores, not the encoder forward's per-core buffer.
@@ -80,12 +101,12 @@ public final class T5GemmaDecoder: Sendable {
                                          stackedQKV: layers[0].selfQKV.width, queryWidth: c.numHeads * c.headDim,
                                          intermediateSize: c.intermediateSize, threads: threads)
             for (l, layer) in layers.enumerated() {
-                layer.forward(x.baseAddress!, rows: t, start: start, rope: rotary.table(for: layer.type),
-                              span: c.attentionSpan(layer: l, mode: .causal), cache: cache, layer: l, buffers: buffers)
+                layer.forward(x.baseAddress!, rows: t, positions: positions, rope: rotary.table(for: layer.type),
+                              span: c.attentionSpan(layer: l, mode: .causal), caches: caches, layer: l, buffers: buffers)
             }
             finalNorm.forward(x.baseAddress!, rows: t, out: x.baseAddress!)
         }
-        cache.length += t
+        for cache in caches { cache.length += 1 }
         return x
     }
 
@@ -220,11 +241,12 @@ struct T5GemmaDecoderLayer: Sendable {
         return (keys, values)
     }
 
-    /// x ← x + post(attention(pre(x))) [+ the cross block] ; x ← x + post(mlp(pre(x))), for rows at decoder
-    /// positions start ..< start + rows, appending their keys and values to `cache`.
+    /// x ← x + post(attention(pre(x))) [+ the cross block] ; x ← x + post(mlp(pre(x))): row r at decoder position
+    /// positions[r] of run caches[r], its key and value appended there (every row's before any attends, so a
+    /// run's later rows see its earlier ones; the span keeps each row from seeing past itself).
     // x: (T, C), updated in place
-    func forward(_ x: UnsafeMutablePointer<Float>, rows t: Int, start: Int, rope: RopeTable, span: AttentionSpan,
-                 cache: T5GemmaDecoderCache, layer l: Int, buffers: ForwardBuffers) {
+    func forward(_ x: UnsafeMutablePointer<Float>, rows t: Int, positions: [Int], rope: RopeTable, span: AttentionSpan,
+                 caches: [T5GemmaDecoderCache], layer l: Int, buffers: ForwardBuffers) {
         let h = preSelfNorm.dimension, hd = shape.headDim, qw = shape.numHeads * hd, kvw = keyValueWidth
         let width = qw + 2 * kvw
         let normed = buffers.normed, branch = buffers.branch, qkv = buffers.qkv
@@ -236,14 +258,14 @@ struct T5GemmaDecoderLayer: Sendable {
                 for head in 0..<shape.numHeads { queryNorm.forward(row + head * hd, rows: 1, out: row + head * hd) }
                 for g in 0..<shape.numKVHeads { keyNorm.forward(row + qw + g * hd, rows: 1, out: row + qw + g * hd) }
             }
-            rope.apply(row, heads: shape.numHeads, position: start + r)
-            rope.apply(row + qw, heads: shape.numKVHeads, position: start + r)
-            cache.selfKeys[l].append(contentsOf: UnsafeBufferPointer(start: row + qw, count: kvw))
-            cache.selfValues[l].append(contentsOf: UnsafeBufferPointer(start: row + qw + kvw, count: kvw))
+            rope.apply(row, heads: shape.numHeads, position: positions[r])
+            rope.apply(row + qw, heads: shape.numKVHeads, position: positions[r])
+            caches[r].selfKeys[l].append(contentsOf: UnsafeBufferPointer(start: row + qw, count: kvw))
+            caches[r].selfValues[l].append(contentsOf: UnsafeBufferPointer(start: row + qw + kvw, count: kvw))
         }
         let merged = variant == .t5gemma2
         for r in 0..<t {
-            let i = start + r, visible = span.keyRange(query: i, length: i + 1)
+            let i = positions[r], visible = span.keyRange(query: i, length: i + 1), cache = caches[r]
             let keys = visible.lowerBound..<(visible.upperBound + 1)
             attend(query: qkv + r * width, selfKeys: cache.selfKeys[l], selfValues: cache.selfValues[l], keyRange: keys,
                    crossKeys: merged ? cache.crossKeys[l] : nil, crossValues: merged ? cache.crossValues[l] : nil,
@@ -255,7 +277,7 @@ struct T5GemmaDecoderLayer: Sendable {
             linear(m: t, a: normed, lda: h, weight: cross.q, c: qkv, ldc: qw, threads: buffers.threads)
             for r in 0..<t {
                 attend(query: qkv + r * qw, selfKeys: [], selfValues: [], keyRange: 0..<0,
-                       crossKeys: cache.crossKeys[l], crossValues: cache.crossValues[l], out: buffers.attention + r * qw)
+                       crossKeys: caches[r].crossKeys[l], crossValues: caches[r].crossValues[l], out: buffers.attention + r * qw)
             }
             linear(m: t, a: buffers.attention, lda: qw, weight: cross.o, c: branch, ldc: h, threads: buffers.threads)
             RMSNorm.join(branch, into: x, rows: t, dim: h, branchNorm: cross.post, next: preMLPNorm, normed: normed)

@@ -99,6 +99,18 @@ final class T5GemmaTests: XCTestCase {
             }
             largest = max(largest, dh, dl)
         }
+        // All sequences at once, one token each per call (what scoring a batch of pairs does): every step's logits
+        // are each sequence's own.
+        let caches = ref.input_ids.indices.map { s in decoder.start(encoderStates: states.sequence(s), length: states.length(s)) }
+        for p in 0..<3 {
+            let rows = try decoder.hidden(next: ref.decoder_input_ids.map { $0[p] }, caches: caches, threads: 2)
+            let logits = decoder.logits(rows), v = decoder.vocabularySize
+            for s in ref.input_ids.indices {
+                let d = worst(logits[(s * v)..<((s + 1) * v)], ref.logits_cached[s][p])
+                XCTAssertLessThanOrEqual(d, tolerance, "\(variant) batched step \(p), sequence \(s)")
+                largest = max(largest, d)
+            }
+        }
         print("parity \(variant) decoder: max abs diff \(largest)")
     }
 
