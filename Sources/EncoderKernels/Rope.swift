@@ -48,6 +48,19 @@ public struct RopeTable: Sendable {
         rotate(x, heads: heads, position: position, direction: 1)
     }
 
+    /// One token's heads in one pass: Gemma 3's per-head RMS norm (when `scale`, the norm's (1 + w), is given),
+    /// then RoPE at `position` — the per-token form of `normalizeAndRotate`, for rows whose positions are not
+    /// their places in a packed batch (a decoder's steps).
+    public func normalizeAndApply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int,
+                                  scale: UnsafePointer<Float>?, eps: Float) {
+        let half = headDim / 2
+        cosTable.withUnsafeBufferPointer { c in
+            sinTable.withUnsafeBufferPointer { s in
+                ck_norm_rope(x, heads, headDim, scale, eps, c.baseAddress! + position * half, s.baseAddress! + position * half, 1)
+            }
+        }
+    }
+
     /// The backward of `apply`: the transpose of a rotation is the rotation by −angle, applied to the gradient.
     @inline(__always)
     public func applyInverse(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {

@@ -42,7 +42,7 @@ public final class FirstTokenScorer: PairScorer {
     public convenience init(model: TextEncoder, token: String, template: String = defaultTemplate,
                             precision: WeightPrecision = .f32) throws {
         guard case .huggingFace(let directory) = model.source,
-              T5GemmaConfig.modelTypes.contains(try ModelRegistry.modelType(of: directory)) else {
+              try T5GemmaConfig.isCheckpoint(directory) else {
             throw EncoderError.invalidInput("\(model.location.path): first-token scoring needs a T5Gemma checkpoint (model_type t5gemma or t5gemma2)")
         }
         try self.init(encoder: model, decoder: try T5GemmaDecoder(directory: directory, precision: precision), token: token,

@@ -28,6 +28,11 @@ public struct T5GemmaConfig: Sendable, Equatable {
 
     public static let modelTypes = T5GemmaVariant.allNames
 
+    /// Whether a Hugging Face model directory holds a T5Gemma checkpoint (its config.json's `model_type`).
+    public static func isCheckpoint(_ directory: URL) throws(FormatError) -> Bool {
+        modelTypes.contains(try ModelRegistry.modelType(of: directory))
+    }
+
     public static func load(_ url: URL) throws(FormatError) -> T5GemmaConfig {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
@@ -54,8 +59,9 @@ public struct T5GemmaConfig: Sendable, Equatable {
             encoderItem = "encoder.text_config"
         }
         let decoderJSON = try object(top["decoder"] ?? [String: Any](), "decoder", file)
-        var encoder = try stack(encoderJSON, variant: variant, file: file, item: encoderItem)
-        var decoder = try stack(decoderJSON, variant: variant, file: file, item: "decoder")
+        var (encoder, _) = try stack(encoderJSON, variant: variant, file: file, item: encoderItem)
+        let decoded = try stack(decoderJSON, variant: variant, file: file, item: "decoder")
+        var decoder = decoded.0
         encoder.eoiTokenIndex = eoi
         decoder.eoiTokenIndex = eoi
         guard variant == .t5gemma || encoder.vocabSize == decoder.vocabSize else {
@@ -65,9 +71,8 @@ public struct T5GemmaConfig: Sendable, Equatable {
             throw FormatError(file: file, item: "decoder.hidden_size",
                               message: "\(decoder.hiddenSize) differs from the encoder's \(encoder.hiddenSize) (T5Gemma 2 shares one embedding)")
         }
-        let merged = withDefaults(decoderJSON, variant: variant)
         return T5GemmaConfig(variant: variant, encoder: encoder, decoder: decoder,
-                             finalLogitSoftcapping: merged["final_logit_softcapping"] as? Double,
+                             finalLogitSoftcapping: decoded.finalLogitSoftcapping,
                              tieWordEmbeddings: (top["tie_word_embeddings"] as? Bool) ?? true,
                              decoderStartTokenId: decoder.bosTokenId ?? 2)
     }
@@ -97,8 +102,10 @@ public struct T5GemmaConfig: Sendable, Equatable {
         return merged
     }
 
-    /// One stack's sub-config as the Gemma config of its layers.
-    private static func stack(_ json: [String: Any], variant: T5GemmaVariant, file: String, item: String) throws(FormatError) -> GemmaConfig {
+    /// One stack's sub-config as the Gemma config of its layers, and its final_logit_softcapping (the decoder's
+    /// is the one applied).
+    private static func stack(_ json: [String: Any], variant: T5GemmaVariant, file: String, item: String) throws(FormatError)
+        -> (GemmaConfig, finalLogitSoftcapping: Double?) {
         var json = withDefaults(json, variant: variant)
         if (json["attention_bias"] as? Bool) == true {
             throw FormatError(file: file, item: "\(item).attention_bias", message: "projection biases are not supported")
@@ -122,7 +129,7 @@ public struct T5GemmaConfig: Sendable, Equatable {
         config.t5Gemma = variant
         // T5Gemma 2's attention never soft-caps, whatever the config says.
         if variant == .t5gemma2 { config.attnLogitSoftcapping = nil }
-        return config
+        return (config, json["final_logit_softcapping"] as? Double)
     }
 }
 

@@ -119,8 +119,7 @@ public final class T5GemmaDecoder: Sendable {
                 linear(m: rows, a: a.baseAddress!, lda: h, weight: lmHead, c: c.baseAddress!, ldc: v)
             }
         }
-        if let cap = config.finalLogitSoftcapping.map(Float.init) { for i in out.indices { out[i] = tanhf(out[i] / cap) * cap } }
-        return out
+        return out.map(softcapped)
     }
 
     /// The logit of `token` for one hidden row (soft-capped as `logits`): one row of the head instead of all.
@@ -131,8 +130,13 @@ public final class T5GemmaDecoder: Sendable {
         weights.withUnsafeMutableBufferPointer { lmHead.dequantize(rows: token..<(token + 1), into: $0.baseAddress!) }
         var s: Float = 0
         for (w, x) in zip(weights, row) { s += w * x }
-        if let cap = config.finalLogitSoftcapping.map(Float.init) { s = tanhf(s / cap) * cap }
-        return s
+        return softcapped(s)
+    }
+
+    /// The final logit soft-cap, tanh(l / cap) · cap, where the decoder's config sets one.
+    private func softcapped(_ logit: Float) -> Float {
+        guard let cap = config.finalLogitSoftcapping.map(Float.init) else { return logit }
+        return tanhf(logit / cap) * cap
     }
 }
 
@@ -224,13 +228,9 @@ struct T5GemmaDecoderLayer: Sendable {
         var both = [Float](repeating: 0, count: rows * 2 * kvw)
         both.withUnsafeMutableBufferPointer { out in
             projection.apply(m: rows, a: states, lda: inWidth, c: out.baseAddress!, ldc: 2 * kvw, threads: threads)
+            // A row's key heads lie side by side: each is one row of the per-head norm.
             if let keyNorm {
-                for r in 0..<rows {
-                    for g in 0..<shape.numKVHeads {
-                        let head = out.baseAddress! + r * 2 * kvw + g * shape.headDim
-                        keyNorm.forward(head, rows: 1, out: head)
-                    }
-                }
+                for r in 0..<rows { keyNorm.forward(out.baseAddress! + r * 2 * kvw, rows: shape.numKVHeads, out: out.baseAddress! + r * 2 * kvw) }
             }
         }
         var keys = [Float](repeating: 0, count: rows * kvw), values = keys
@@ -254,12 +254,10 @@ struct T5GemmaDecoderLayer: Sendable {
         selfQKV.apply(m: t, a: normed, lda: h, c: qkv, ldc: width, threads: buffers.threads)
         for r in 0..<t {
             let row = qkv + r * width
-            if let queryNorm, let keyNorm {
-                for head in 0..<shape.numHeads { queryNorm.forward(row + head * hd, rows: 1, out: row + head * hd) }
-                for g in 0..<shape.numKVHeads { keyNorm.forward(row + qw + g * hd, rows: 1, out: row + qw + g * hd) }
-            }
-            rope.apply(row, heads: shape.numHeads, position: positions[r])
-            rope.apply(row + qw, heads: shape.numKVHeads, position: positions[r])
+            rope.normalizeAndApply(row, heads: shape.numHeads, position: positions[r], scale: queryNorm?.scale.pointer,
+                                   eps: queryNorm?.eps ?? 0)
+            rope.normalizeAndApply(row + qw, heads: shape.numKVHeads, position: positions[r], scale: keyNorm?.scale.pointer,
+                                   eps: keyNorm?.eps ?? 0)
             caches[r].selfKeys[l].append(contentsOf: UnsafeBufferPointer(start: row + qw, count: kvw))
             caches[r].selfValues[l].append(contentsOf: UnsafeBufferPointer(start: row + qw + kvw, count: kvw))
         }

@@ -21,7 +21,7 @@ extension ModelSource {
             let transformer = try SentenceTransformersLayout.load(directory: directory).transformerDirectory
             return try make(try GemmaConfig.load(transformer.appendingPathComponent("config.json")), SafetensorsWeights(url: transformer))
         case .huggingFace(let directory):
-            if T5GemmaConfig.modelTypes.contains(try ModelRegistry.modelType(of: directory)) {
+            if try T5GemmaConfig.isCheckpoint(directory) {
                 // A T5Gemma checkpoint trains its encoder stack, written back into a copy of the whole checkpoint, so
                 // the stack keeps its layers.
                 guard layers == nil else {

@@ -87,7 +87,7 @@ struct BenchCommand: ParsableCommand {
         options.batchTokens = batchTokens
         try throughput(encoder, inputs, options, peakBefore: peakBefore, report)
         if case .huggingFace(let directory) = encoder.source,
-           T5GemmaConfig.modelTypes.contains(try ModelRegistry.modelType(of: directory)) {
+           try T5GemmaConfig.isCheckpoint(directory) {
             try pairScoring(encoder, texts, report)
         }
         try latency(encoder, report)
