@@ -24,10 +24,7 @@ public final class T5GemmaDecoder: Sendable {
         let weights = try T5GemmaStackWeights(checkpoint, stack: .decoder)
         let c = config.decoder, h = c.hiddenSize
         self.config = config
-        // T5Gemma 2 shares one embedding (and eoi vector) between the stacks; a checkpoint that unties them has its own.
-        let shared = config.variant == .t5gemma2 && !weights.contains("embed_tokens.weight")
-            ? try T5GemmaStackWeights(checkpoint, stack: .encoder) : weights
-        embedding = try TokenEmbedding(config: c, weights: shared)
+        (embedding, lmHead) = try Self.embeddingAndHead(checkpoint, config: config)
         var layers: [T5GemmaDecoderLayer] = []
         for l in 0..<c.numLayers {
             layers.append(try T5GemmaDecoderLayer(config: config, index: l, weights: WeightScope(weights, prefix: "layers.\(l)."),
@@ -35,13 +32,22 @@ public final class T5GemmaDecoder: Sendable {
         }
         self.layers = layers
         finalNorm = RMSNorm(scale: try weights.normScale("norm.weight", dimension: h), eps: c.rmsNormEps)
-        let ownHead = "lm_head.out_proj.weight"
-        if !config.tieWordEmbeddings || checkpoint.contains(ownHead) {
-            lmHead = try SafetensorsWeights(checkpoint, prefix: "").linear(ownHead, shape: [c.vocabSize, h], precision: .f32)
-        } else {
-            lmHead = embedding.table
-        }
         rotary = RotaryEmbedding(config: c)
+    }
+
+    /// The decoder's input embedding and its LM head (vocabulary × hidden) as `checkpoint` stores them: T5Gemma 2
+    /// shares one embedding (and eoi vector) between the stacks unless the checkpoint unties them, and the head is
+    /// the embedding unless the checkpoint has a head of its own.
+    public static func embeddingAndHead(_ checkpoint: SafetensorsCheckpoint, config: T5GemmaConfig) throws(FormatError)
+        -> (embedding: TokenEmbedding, head: LinearWeight) {
+        let c = config.decoder
+        let weights = try T5GemmaStackWeights(checkpoint, stack: .decoder)
+        let shared = config.variant == .t5gemma2 && !weights.contains("embed_tokens.weight")
+            ? try T5GemmaStackWeights(checkpoint, stack: .encoder) : weights
+        let embedding = try TokenEmbedding(config: c, weights: shared)
+        let ownHead = "lm_head.out_proj.weight"
+        guard !config.tieWordEmbeddings || checkpoint.contains(ownHead) else { return (embedding, embedding.table) }
+        return (embedding, try SafetensorsWeights(checkpoint, prefix: "").linear(ownHead, shape: [c.vocabSize, c.hiddenSize], precision: .f32))
     }
 
     public var vocabularySize: Int { config.decoder.vocabSize }

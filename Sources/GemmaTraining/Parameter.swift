@@ -1,4 +1,6 @@
 import Foundation
+import GemmaModel
+import ModelFormats
 
 /// One trainable tensor in f32 (the master copy, whatever format it was loaded from), with its gradient when
 /// it is being trained. A stacked parameter (Q|K|V, gate|up) holds several checkpoint tensors as consecutive
@@ -69,4 +71,27 @@ public final class Parameter: @unchecked Sendable {
 /// A norm's multiplier (1 + w) formed from its weight for one step, in float32 as transformers forms it.
 func normScale(_ weight: Parameter) -> [Float] {
     (0..<weight.count).map { 1 + weight.value.pointer[$0] }
+}
+
+extension Parameter {
+    /// A norm's weight w as stored (the norm multiplies by 1 + w).
+    static func norm(_ name: String, dimension: Int, from weights: any WeightProvider) throws(FormatError) -> Parameter {
+        let w = try weights.normWeight(name, dimension: dimension)
+        return Parameter(name: name, shape: [dimension], value: Tensor(copying: w.pointer, count: dimension), kind: .normWeight)
+    }
+
+    /// The checkpoint matrices `parts` (name, rows), each `columns` wide, stacked in order into one f32 master copy
+    /// named `name`: any stored format (f32, bf16, a GGUF's quantized blocks) is dequantized.
+    static func matrix(_ name: String, parts: [(String, Int)], columns: Int, from weights: any WeightProvider) throws(FormatError) -> Parameter {
+        let rows = parts.reduce(0) { $0 + $1.1 }
+        let value = Tensor(count: rows * columns)
+        var row = 0
+        for (part, partRows) in parts {
+            let stored = try weights.storedLinear(part, shape: [partRows, columns], precision: .f32)
+            stored.weight.dequantize(rows: 0..<partRows, into: value.pointer + row * columns)
+            stored.release()
+            row += partRows
+        }
+        return Parameter(name: name, shape: [rows, columns], parts: parts.map { Part(name: $0.0, rows: $0.1) }, value: value, kind: .matrix)
+    }
 }

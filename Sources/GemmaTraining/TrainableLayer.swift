@@ -76,22 +76,10 @@ final class TrainableLayer: @unchecked Sendable {
         let p = "layers.\(index)."
         let h = c.hiddenSize, hd = c.headDim, q = c.numHeads * hd, kv = c.numKVHeads * hd, inter = c.intermediateSize
         func norm(_ name: String, _ dimension: Int) throws(FormatError) -> Parameter {
-            let w = try weights.normWeight(p + name, dimension: dimension)
-            return Parameter(name: p + name, shape: [dimension], value: Tensor(copying: w.pointer, count: dimension), kind: .normWeight)
+            try Parameter.norm(p + name, dimension: dimension, from: weights)
         }
         func matrix(_ name: String, _ parts: [(String, Int)], columns: Int) throws(FormatError) -> Parameter {
-            let rows = parts.reduce(0) { $0 + $1.1 }
-            let value = Tensor(count: rows * columns)
-            var row = 0
-            for (part, partRows) in parts {
-                // Any stored format (f32, bf16, a GGUF's quantized blocks) becomes the f32 master copy.
-                let stored = try weights.storedLinear(p + part, shape: [partRows, columns], precision: .f32)
-                stored.weight.dequantize(rows: 0..<partRows, into: value.pointer + row * columns)
-                stored.release()
-                row += partRows
-            }
-            return Parameter(name: p + name, shape: [rows, columns], parts: parts.map { Parameter.Part(name: p + $0.0, rows: $0.1) },
-                             value: value, kind: .matrix)
+            try Parameter.matrix(p + name, parts: parts.map { (p + $0.0, $0.1) }, columns: columns, from: weights)
         }
         inputNorm = try norm("input_layernorm.weight", h)
         qkv = try matrix("self_attn.qkv", [("self_attn.q_proj.weight", q), ("self_attn.k_proj.weight", kv),

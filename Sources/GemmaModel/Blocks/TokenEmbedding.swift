@@ -4,14 +4,14 @@ import ModelFormats
 /// Gemma's input embedding: the token's table row × √hidden (the normalizer rounded to float32, as transformers
 /// forms it), or, for T5Gemma 2's eoi token, the checkpoint's own `eoi_embedding`, unscaled. The table stays as
 /// stored (a GGUF's quantized): rows are dequantized as tokens look them up.
-struct TokenEmbedding: Sendable {
+public struct TokenEmbedding: Sendable {
     /// vocabulary × hidden.
-    let table: LinearWeight
+    public let table: LinearWeight
     let eoi: (id: Int32, vector: FloatBuffer)?
     let normalizer: Float
 
     /// `weights` holds "embed_tokens.weight" (and "embed_tokens.eoi_embedding" when `config` names an eoi token).
-    init(config: GemmaConfig, weights: some WeightProvider) throws(FormatError) {
+    public init(config: GemmaConfig, weights: some WeightProvider) throws(FormatError) {
         let h = config.hiddenSize
         table = try weights.embedding("embed_tokens.weight", shape: [config.vocabSize, h])
         if let id = config.eoiTokenIndex {
@@ -23,7 +23,7 @@ struct TokenEmbedding: Sendable {
     }
 
     // ids: T tokens; x: (T, C)
-    func embed(_ ids: some Sequence<Int32>, into x: UnsafeMutablePointer<Float>) {
+    public func embed(_ ids: some Sequence<Int32>, into x: UnsafeMutablePointer<Float>) {
         let h = table.columns
         for (row, id) in ids.enumerated() {
             let dst = x + row * h
