@@ -1,5 +1,6 @@
 import Foundation
 import GemmaModel
+import GemmaTokenizer
 
 /// RankT5-style scoring with a T5Gemma checkpoint: each (query, document) pair is written into one text by a
 /// template, read once by the encoder, and the decoder runs a single step from its start token; the pair's score
@@ -18,14 +19,7 @@ public final class FirstTokenScorer: PairScorer {
         guard template.contains("{query}"), template.contains("{document}") else {
             throw .invalidInput("the pair template needs both {query} and {document}: '\(template)'")
         }
-        let id: Int32
-        if token.hasPrefix("#"), let n = Int32(token.dropFirst()) {
-            id = n
-        } else if let n = encoder.tokenizer.id(ofToken: token) {
-            id = n
-        } else {
-            throw .invalidInput("'\(token)' is not a token of this model's vocabulary (give it as the vocabulary spells it, e.g. ▁yes, or as #ID)")
-        }
+        let id = try Self.tokenID(token, tokenizer: encoder.tokenizer)
         guard decoder.config.encoder.hiddenSize == encoder.hiddenSize else {
             throw .invalidInput("the decoder reads states of width \(decoder.config.encoder.hiddenSize), the encoder writes \(encoder.hiddenSize): not one checkpoint")
         }
@@ -36,6 +30,15 @@ public final class FirstTokenScorer: PairScorer {
         self.decoder = decoder
         self.token = id
         self.template = template
+    }
+
+    /// The id of `token`, given as the vocabulary spells it or as `#ID`.
+    public static func tokenID(_ token: String, tokenizer: GemmaTokenizer) throws(EncoderError) -> Int32 {
+        if token.hasPrefix("#"), let n = Int32(token.dropFirst()) { return n }
+        guard let n = tokenizer.id(ofToken: token) else {
+            throw .invalidInput("'\(token)' is not a token of this model's vocabulary (give it as the vocabulary spells it, e.g. ▁yes, or as #ID)")
+        }
+        return n
     }
 
     /// A T5Gemma checkpoint directory, or an error saying the model is not one.

@@ -74,15 +74,17 @@ func normScale(_ weight: Parameter) -> [Float] {
 }
 
 extension Parameter {
-    /// A norm's weight w as stored (the norm multiplies by 1 + w).
-    static func norm(_ name: String, dimension: Int, from weights: any WeightProvider) throws(FormatError) -> Parameter {
+    /// A norm's weight w as stored (the norm multiplies by 1 + w), named `label` + its name (a label keeps a
+    /// T5Gemma decoder's names apart from its encoder's in one optimizer).
+    static func norm(_ name: String, dimension: Int, from weights: any WeightProvider, label: String = "") throws(FormatError) -> Parameter {
         let w = try weights.normWeight(name, dimension: dimension)
-        return Parameter(name: name, shape: [dimension], value: Tensor(copying: w.pointer, count: dimension), kind: .normWeight)
+        return Parameter(name: label + name, shape: [dimension], value: Tensor(copying: w.pointer, count: dimension), kind: .normWeight)
     }
 
     /// The checkpoint matrices `parts` (name, rows), each `columns` wide, stacked in order into one f32 master copy
-    /// named `name`: any stored format (f32, bf16, a GGUF's quantized blocks) is dequantized.
-    static func matrix(_ name: String, parts: [(String, Int)], columns: Int, from weights: any WeightProvider) throws(FormatError) -> Parameter {
+    /// named `label` + `name`: any stored format (f32, bf16, a GGUF's quantized blocks) is dequantized.
+    static func matrix(_ name: String, parts: [(String, Int)], columns: Int, from weights: any WeightProvider,
+                       label: String = "") throws(FormatError) -> Parameter {
         let rows = parts.reduce(0) { $0 + $1.1 }
         let value = Tensor(count: rows * columns)
         var row = 0
@@ -92,6 +94,7 @@ extension Parameter {
             stored.release()
             row += partRows
         }
-        return Parameter(name: name, shape: [rows, columns], parts: parts.map { Part(name: $0.0, rows: $0.1) }, value: value, kind: .matrix)
+        return Parameter(name: label + name, shape: [rows, columns], parts: parts.map { Part(name: label + $0.0, rows: $0.1) },
+                         value: value, kind: .matrix)
     }
 }

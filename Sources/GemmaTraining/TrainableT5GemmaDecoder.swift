@@ -35,7 +35,7 @@ public final class TrainableT5GemmaDecoder: @unchecked Sendable {
         var layers: [TrainableDecoderLayer] = []
         for l in 0..<c.numLayers { layers.append(try TrainableDecoderLayer(config: config, index: l, weights: weights)) }
         self.layers = layers
-        finalNorm = try Parameter.norm("norm.weight", dimension: h, from: weights)
+        finalNorm = try Parameter.norm("norm.weight", dimension: h, from: weights, label: Self.label)
         let (embedding, head) = try T5GemmaDecoder.embeddingAndHead(checkpoint, config: config)
         var start = [Float](repeating: 0, count: h), row = start
         start.withUnsafeMutableBufferPointer { embedding.embed([Int32(config.decoderStartTokenId)], into: $0.baseAddress!) }
@@ -44,16 +44,21 @@ public final class TrainableT5GemmaDecoder: @unchecked Sendable {
         headRow = row
     }
 
-    /// Every parameter: each layer's, then the final norm (names are the checkpoint's, under the decoder's prefix).
+    /// What every parameter's name starts with, before its stack-relative checkpoint name: the encoder's are the
+    /// bare names, and one optimizer (and its checkpoint) holds both.
+    public static let label = "decoder."
+
+    /// Every parameter: each layer's, then the final norm.
     public var parameters: [Parameter] { layers.flatMap(\.parameters) + [finalNorm] }
 
     public var trainedParameters: [Parameter] { parameters.filter(\.isTrained) }
 
     public func setTrained(_ trained: Bool) { for p in parameters { p.setTrained(trained) } }
 
-    /// The decoder as checkpoint tensors (stack-relative names), for writing back into a copy of the checkpoint.
+    /// The decoder as checkpoint tensors under their stack-relative names (norm weights as w), for writing back
+    /// into a copy of the checkpoint.
     public func checkpointTensors() -> [(name: String, shape: [Int], values: [Float])] {
-        parameters.flatMap { $0.checkpointTensors() }
+        parameters.flatMap { $0.checkpointTensors() }.map { (String($0.name.dropFirst(Self.label.count)), $0.shape, $0.values) }
     }
 
     /// One scoring step's result: a score per pair and what the backward reads.
@@ -196,10 +201,11 @@ final class TrainableDecoderLayer: @unchecked Sendable {
         let c = t5.decoder, h = c.hiddenSize, hd = c.headDim, q = c.numHeads * hd, kv = c.numKVHeads * hd, inter = c.intermediateSize
         let p = "layers.\(index)."
         func norm(_ name: String, _ dimension: Int = h) throws(FormatError) -> Parameter {
-            try Parameter.norm(p + name, dimension: dimension, from: weights)
+            try Parameter.norm(p + name, dimension: dimension, from: weights, label: TrainableT5GemmaDecoder.label)
         }
         func matrix(_ name: String, _ parts: [(String, Int)], columns: Int = h) throws(FormatError) -> Parameter {
-            try Parameter.matrix(p + name, parts: parts.map { (p + $0.0, $0.1) }, columns: columns, from: weights)
+            try Parameter.matrix(p + name, parts: parts.map { (p + $0.0, $0.1) }, columns: columns, from: weights,
+                                 label: TrainableT5GemmaDecoder.label)
         }
         config = c
         variant = t5.variant

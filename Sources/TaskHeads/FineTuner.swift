@@ -54,11 +54,14 @@ public final class EncoderFineTuner {
     public let model: TrainableGemma
     public let options: FineTuneOptions
     public private(set) var network: HeadNetwork
+    /// RankT5-style scoring: a pair's score is a T5Gemma decoder's first-step logit of one token, not the head's
+    /// (whose parameters then go unused). The decoder trains whole, with the encoder's optimizer and rate.
+    public let scorer: TrainableT5GemmaDecoder?
     let threads: Int
     private var headOptimizer: AdamW
     private let encoderOptimizer: EncoderOptimizer
 
-    public init(model: TrainableGemma, architecture: HeadArchitecture, options: FineTuneOptions,
+    public init(model: TrainableGemma, architecture: HeadArchitecture, options: FineTuneOptions, scorer: TrainableT5GemmaDecoder? = nil,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         try options.validate()
         self.model = model
@@ -66,10 +69,20 @@ public final class EncoderFineTuner {
         self.threads = max(1, threads)
         try model.prepare(options.scope, trainEmbeddings: options.trainEmbeddings, seed: options.seed)
         model.products = options.products ?? .f32
+        if let scorer {
+            switch options.scope {
+            case .all, .top: break
+            case .none, .lora:
+                throw HeadError.invalidData("first-token scoring trains the decoder with the encoder: use --finetune all or top:K, not \(options.scope)")
+            }
+            scorer.setTrained(true)
+            scorer.products = model.products
+        }
+        self.scorer = scorer
         network = try HeadNetwork(architecture: architecture, seed: options.seed)
         headOptimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
-        encoderOptimizer = EncoderOptimizer(parameters: model.trainedParameters, weightDecay: options.weightDecay,
-                                            threads: self.threads)
+        encoderOptimizer = EncoderOptimizer(parameters: model.trainedParameters + (scorer?.trainedParameters ?? []),
+                                            weightDecay: options.weightDecay, threads: self.threads)
     }
 
     // MARK: Batches
@@ -183,11 +196,11 @@ public final class EncoderFineTuner {
             state = try restore(from: checkpoint)
         }
         let trainPrefixes = try frozenPrefixes(train), validPrefixes = try frozenPrefixes(valid)
-        if state.step == 0, options.headInit == .probe, Self.probes(train.targets) {
+        if state.step == 0, options.headInit == .probe, scorer == nil, Self.probes(train.targets) {
             try probeHead(train: train, valid: valid, trainPrefixes: trainPrefixes, validPrefixes: validPrefixes)
             // The probe on the untouched encoder is "epoch 0": fine-tuning is kept only where it beats it on
             // validation, so a run can never end below the same head trained on the frozen encoder.
-            let (loss, accuracy) = HeadTrainer.evaluate(network, try states(valid, prefixes: validPrefixes), valid.targets)
+            let (loss, accuracy) = try evaluate(valid, prefixes: validPrefixes)
             state.bestScore = (accuracy ?? 0) * 1e6 - loss
             state.bestEpoch = 0
             state.best = snapshot()
@@ -217,7 +230,7 @@ public final class EncoderFineTuner {
                 }
             }
             // Validation, early stopping, and the epoch's checkpoint.
-            let (validLoss, validAccuracy) = HeadTrainer.evaluate(network, try states(valid, prefixes: validPrefixes), valid.targets)
+            let (validLoss, validAccuracy) = try evaluate(valid, prefixes: validPrefixes)
             let report = EpochReport(epoch: epoch, trainLoss: state.lossSum / Double(max(steps.count, 1)), validLoss: validLoss,
                                      validAccuracy: validAccuracy, seconds: Date().timeIntervalSince(epochStart))
             state.reports.append(report)
@@ -240,6 +253,19 @@ public final class EncoderFineTuner {
         }
         if let best = state.best, stopAfter == nil || stepsRun < stopAfter! { restoreSnapshot(best) }
         return FineTuneResult(network: network, epochs: state.reports, bestEpoch: state.bestEpoch, stepsRun: stepsRun)
+    }
+
+    /// The loss and accuracy of `data` (dropout off): through the head, or the scorer's decoder step.
+    func evaluate(_ data: FineTuneData, prefixes: [Tensor]?) throws -> (loss: Double, accuracy: Double?) {
+        guard let scorer else { return HeadTrainer.evaluate(network, try states(data, prefixes: prefixes), data.targets) }
+        var scores: [Float] = []
+        for start in stride(from: 0, to: data.count, by: 32) {
+            let items = Array(start..<min(start + 32, data.count))
+            let pass = try model.forward(items.map { data.sequences[$0] }, prefix: prefix(prefixes, items), mode: options.attention,
+                                         threads: threads, keepTape: false)
+            scores += scorer.forward(states: pass.hidden, batch: pass.batch, threads: threads).scores
+        }
+        return HeadTrainer.evaluate(logits: scores, outputs: 1, targets: data.targets)
     }
 
     /// What validation ranks epochs by: accuracy where there is one, then loss.
@@ -298,8 +324,18 @@ public final class EncoderFineTuner {
             let pass = try model.forward(sequences, prefix: prefix(prefixes, items), mode: options.attention,
                                          dropout: options.dropout, seed: seed, threads: threads,
                                          checkpointing: options.activationCheckpointing)
-            let states = try TokenStateSet(dimension: model.config.hiddenSize, values: pass.hidden.array, offsets: pass.batch.offsets)
             let local = Array(0..<items.count)
+            if let scorer {
+                // The decoder step's score is the logit; its gradient flows back through the decoder into the encoder.
+                let scored = scorer.forward(states: pass.hidden, batch: pass.batch, threads: threads)
+                let (loss, gradScores) = Loss.evaluate(scored.scores, outputs: 1, targets: train.targets.subset(items, outputs: 1),
+                                                       items: local)
+                lossSum += loss
+                let gradStates = scorer.backward(scored, gradScores: gradScores.map { $0 * share })
+                model.backward(pass, gradHidden: gradStates.pointer)
+                continue
+            }
+            let states = try TokenStateSet(dimension: model.config.hiddenSize, values: pass.hidden.array, offsets: pass.batch.offsets)
             var rng: SeededGenerator? = SeededGenerator(seed: seed ^ 0x4EAD)
             let activations = network.forward(states, items: local, rng: &rng)
             let (loss, gradLogits) = Loss.evaluate(activations.logits, outputs: network.architecture.outputs,

@@ -61,8 +61,9 @@ public enum EncoderExport {
     /// The encoder of a T5Gemma checkpoint is written back into a copy of the whole checkpoint: the same
     /// config.json, the encoder's tensors replaced (f32), every other tensor (the decoder, the LM head, T5Gemma 2's
     /// vision tower) copied in its stored dtype, so transformers loads it as it loaded the source.
-    public static func write(_ model: TrainableGemma, attention: AttentionMode, tokenizerDirectory: URL,
-                             baseModelName: String, adapterDirectory: URL?, to directory: URL) throws {
+    /// With `decoder` (first-token ranker training), the checkpoint's decoder tensors are replaced as well.
+    public static func write(_ model: TrainableGemma, decoder: TrainableT5GemmaDecoder? = nil, attention: AttentionMode,
+                             tokenizerDirectory: URL, baseModelName: String, adapterDirectory: URL?, to directory: URL) throws {
         func write(_ data: Data, _ name: String, in directory: URL = directory) throws {
             let file = directory.appendingPathComponent(name)
             do {
@@ -95,8 +96,12 @@ public enum EncoderExport {
             }
             let source = try SafetensorsCheckpoint(url: checkpoint)
             let stack = try T5GemmaStackWeights(source, stack: .encoder)
-            let tensors = model.checkpointTensors().map { t in
+            var tensors = model.checkpointTensors().map { t in
                 (name: stack.prefix + T5GemmaStackWeights.checkpointName(t.name), shape: t.shape, values: t.values)
+            }
+            if let decoder {
+                let decoderStack = try T5GemmaStackWeights(source, stack: .decoder)
+                tensors += decoder.checkpointTensors().map { (name: decoderStack.prefix + $0.name, shape: $0.shape, values: $0.values) }
             }
             let replaced = Set(tensors.map(\.name))
             let kept = try source.tensorNames.sorted().filter { !replaced.contains($0) }.map { name throws(FormatError) in try source.tensor(name) }

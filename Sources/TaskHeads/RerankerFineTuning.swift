@@ -10,10 +10,42 @@ extension RerankerBuilder {
     public static func fineTune(encoder: TextEncoder, modelName: String, examples: [RerankExample], valid: [RerankExample]?,
                                 plan: RerankerTrainingPlan, run: FineTuneBuilder.Run, out: URL,
                                 onStep: ((FineTuneStep) -> Void)? = nil, onEpoch: ((EpochReport) -> Void)? = nil) throws -> HeadDirectory {
-        guard plan.negatives > 0 else { throw HeadError.invalidData("negatives per group must be positive, got \(plan.negatives)") }
         guard !plan.fuseSimilarity else {
             throw HeadError.invalidData("--fuse-similarity fuses a frozen encoder's cosine; a fine-tuned cross-encoder is scored alone")
         }
+        let (trainData, validData, rows, tokenizerDirectory) = try groups(encoder: encoder, examples: examples, valid: valid, plan: plan, run: run)
+        let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 1, pooling: plan.pooling,
+                                            attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
+                                            dropout: plan.dropout, hiddenDropout: plan.hiddenDropout)
+        let model = try encoder.source.loadTrainable()
+        var options = run.options
+        options.attention = plan.attention
+        let tuner = try EncoderFineTuner(model: model, architecture: architecture, options: options)
+        let result = try tuner.run(train: trainData, valid: validData, checkpoint: run.checkpoint, resume: run.resume,
+                                   onStep: onStep, onEpoch: onEpoch)
+        var config = HeadConfig(task: .rerank, architecture: architecture, baseModel: .init(name: modelName, digest: ""),
+                                attention: plan.attention, prompt: nil)
+        config.pairTemplate = plan.template.text
+        config.maxLength = plan.maxLength
+        config.rankingLoss = plan.loss
+        config.fineTuning = FineTuneSummary(options: options, trainRows: rows.train, validRows: rows.valid,
+                                            bestEpoch: result.bestEpoch, epochs: result.epochs)
+        let head = HeadDirectory(config: config, network: result.network)
+        try head.write(to: out) { directory in
+            try EncoderExport.write(model, attention: plan.attention, tokenizerDirectory: tokenizerDirectory, baseModelName: modelName,
+                                    adapterDirectory: run.saveAdapter ? directory.deletingLastPathComponent().appendingPathComponent("adapter") : nil,
+                                    to: directory)
+        }
+        if let checkpoint = run.checkpoint { try? FileManager.default.removeItem(at: checkpoint) }
+        return try HeadDirectory.read(out)
+    }
+
+    /// The pair texts of fine-tuning, in groups: each row the positive, then `plan.negatives` negatives sampled
+    /// once (seeded), tokenized with the tokenizer the exported model carries; the validation rows given or split off.
+    static func groups(encoder: TextEncoder, examples: [RerankExample], valid: [RerankExample]?, plan: RerankerTrainingPlan,
+                       run: FineTuneBuilder.Run) throws
+        -> (train: FineTuneData, valid: FineTuneData, rows: (train: Int, valid: Int), tokenizerDirectory: URL) {
+        guard plan.negatives > 0 else { throw HeadError.invalidData("negatives per group must be positive, got \(plan.negatives)") }
         var rng = SeededGenerator(seed: run.options.seed &+ 0x5EED_0F)
         let (trainRows, validRows) = try split(examples, valid: valid, fraction: plan.validFraction, rng: &rng)
         for row in trainRows + validRows where row.negatives.count < plan.negatives {
@@ -33,30 +65,6 @@ extension RerankerBuilder {
             return FineTuneData(sequences: sequences,
                                 targets: try plan.loss.targets(groupSize: plan.groupSize, teacher: try plan.teacherScores(groups)))
         }
-        let trainData = try data(trainRows), validData = try data(validRows)
-        let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 1, pooling: plan.pooling,
-                                            attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
-                                            dropout: plan.dropout, hiddenDropout: plan.hiddenDropout)
-        let model = try encoder.source.loadTrainable()
-        var options = run.options
-        options.attention = plan.attention
-        let tuner = try EncoderFineTuner(model: model, architecture: architecture, options: options)
-        let result = try tuner.run(train: trainData, valid: validData, checkpoint: run.checkpoint, resume: run.resume,
-                                   onStep: onStep, onEpoch: onEpoch)
-        var config = HeadConfig(task: .rerank, architecture: architecture, baseModel: .init(name: modelName, digest: ""),
-                                attention: plan.attention, prompt: nil)
-        config.pairTemplate = plan.template.text
-        config.maxLength = plan.maxLength
-        config.rankingLoss = plan.loss
-        config.fineTuning = FineTuneSummary(options: options, trainRows: trainRows.count, validRows: validRows.count,
-                                            bestEpoch: result.bestEpoch, epochs: result.epochs)
-        let head = HeadDirectory(config: config, network: result.network)
-        try head.write(to: out) { directory in
-            try EncoderExport.write(model, attention: plan.attention, tokenizerDirectory: tokenizerDirectory, baseModelName: modelName,
-                                    adapterDirectory: run.saveAdapter ? directory.deletingLastPathComponent().appendingPathComponent("adapter") : nil,
-                                    to: directory)
-        }
-        if let checkpoint = run.checkpoint { try? FileManager.default.removeItem(at: checkpoint) }
-        return try HeadDirectory.read(out)
+        return (try data(trainRows), try data(validRows), (trainRows.count, validRows.count), tokenizerDirectory)
     }
 }

@@ -180,8 +180,13 @@ public enum HeadTrainer {
                                 offsets: [Float]? = nil) -> (loss: Double, accuracy: Double?) {
         let items = Array(0..<states.count)
         let logits = offsetLogits(network.predict(states), outputs: network.architecture.outputs, offsets: offsets, items: items)
-        let loss = Loss.evaluate(logits, outputs: network.architecture.outputs, targets: targets, items: items).loss
-        let c = network.architecture.outputs
+        return evaluate(logits: logits, outputs: network.architecture.outputs, targets: targets)
+    }
+
+    /// The loss of `logits` (texts × `c`) and, for classes and ranked groups, how often the right one wins.
+    public static func evaluate(logits: [Float], outputs c: Int, targets: Targets) -> (loss: Double, accuracy: Double?) {
+        let items = Array(0..<(logits.count / c))
+        let loss = Loss.evaluate(logits, outputs: c, targets: targets, items: items).loss
         switch targets {
         case let .classes(labels, _):
             let correct = items.filter { i in argmax(logits[(i * c)..<((i + 1) * c)]) == labels[i] }.count

@@ -11,8 +11,14 @@ struct RerankerOptions: ParsableArguments {
     @Option(help: "The reranker directory (from `train --task rerank`).")
     var reranker: String
 
-    func load(model: String? = nil) throws -> Reranker {
-        let head = try HeadDirectory.read(URL(fileURLWithPath: reranker))
+    /// A trained reranker: a head directory, or a T5Gemma checkpoint trained as a first-token ranker (`train --task
+    /// rerank --scoring first-token:TOKEN`), which scores with its recorded token and template.
+    func load(model: String? = nil) throws -> any PairScorer {
+        let directory = URL(fileURLWithPath: reranker)
+        if let ranker = try FirstTokenRankerConfig.read(directory) {
+            return try FirstTokenScorer(model: try TextEncoder(model: model ?? reranker), token: "#\(ranker.tokenID)", template: ranker.template)
+        }
+        let head = try HeadDirectory.read(directory)
         guard head.config.task == .rerank else {
             throw InputError(description: "\(reranker) is a \(head.config.task.rawValue) head, not a reranker (train one with `train --task rerank`)")
         }

@@ -112,8 +112,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Rerank: listwise (softmax over the group), pairwise (RankNet), bce (binary cross-entropy per pair), listnet (sentence-transformers' ListNetLoss), lambda (LambdaLoss, NDCG-Loss2++ weights) or margin-mse (learn --teacher's score margins).")
     var loss: RankingLoss = .listwise
 
-    @Option(help: "Rerank: the pair template, with {query} and {document}.")
-    var template = PairTemplate.embeddingGemma.text
+    @Option(help: "Rerank: the pair template, with {query} and {document}. (default: EmbeddingGemma's query and document prompts; with --scoring, \(FirstTokenScorer.defaultTemplate))")
+    var template: String?
+
+    @Option(help: "Rerank with --finetune on a T5Gemma checkpoint: first-token:TOKEN trains the encoder and decoder so that the decoder's first-step logit of TOKEN (as the vocabulary spells it, or #ID) ranks the positive first (RankT5); OUT is then a T5Gemma checkpoint that rerank --reranker OUT, search --rerank and eval-retrieval --rerank load.")
+    var scoring: String?
 
     @Option(name: .customLong("max-length"), help: "Tokens per text when fine-tuning; rerank: tokens per pair (the document is cut first).")
     var maxLength = 512
@@ -141,6 +144,7 @@ struct TrainCommand: ParsableCommand {
         if let l2, !(l2 > 0 && l2.isFinite) { throw ValidationError("--l2 must be positive") }
         if let hidden, hidden <= 0 { throw ValidationError("--hidden must be positive") }
         for p in [dropout ?? 0, hiddenDropout ?? 0] where !(0..<1).contains(p) { throw ValidationError("dropout must be in [0, 1)") }
+        if scoring != nil, task != .rerank { throw ValidationError("--scoring applies to --task rerank") }
         if isFineTuning, solver == .lbfgs || l2 != nil {
             throw ValidationError("--finetune trains the encoder and its head with AdamW: --solver lbfgs and --l2 fit a head on a frozen encoder")
         }
@@ -310,7 +314,7 @@ extension TrainCommand {
             plan.hiddenDropout = hiddenDropout ?? dropout ?? plan.hiddenDropout
             plan.loss = loss
             plan.negatives = negatives
-            plan.template = try PairTemplate(template)
+            plan.template = try PairTemplate(template ?? (scoring == nil ? PairTemplate.embeddingGemma.text : FirstTokenScorer.defaultTemplate))
             plan.maxLength = maxLength
             plan.validFraction = validFraction
             plan.attention = attention
@@ -324,6 +328,14 @@ extension TrainCommand {
                 fail("--loss margin-mse learns a teacher reranker's scores: give --teacher RERANKER")
             }
             plan.options = trainingOptions
+            if let scoring {
+                guard isFineTuning else { fail("--scoring first-token trains the encoder and decoder: give --finetune all or top:K") }
+                guard scoring.hasPrefix("first-token:"), scoring.count > "first-token:".count else {
+                    fail("--scoring must be first-token:TOKEN, not '\(scoring)'")
+                }
+                return try fineTuneFirstToken(encoder: encoder, token: String(scoring.dropFirst("first-token:".count)), examples: examples,
+                                              validation: validation, plan: plan)
+            }
             if isFineTuning { return try fineTuneReranker(encoder: encoder, examples: examples, validation: validation, plan: plan) }
             let stages = StageProgress()
             let head = try FlagHints.validation(data: data) { try RerankerBuilder.train(
@@ -369,6 +381,26 @@ extension TrainCommand {
         let summary = head.config.fineTuning!
         note("wrote \(out): reranker with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, \(loss.rawValue) loss, "
              + "best epoch \(summary.bestEpoch) of \(summary.epochs.count); encoder in \(out)/encoder")
+    }
+
+    /// A T5Gemma checkpoint trained as a RankT5-style ranker; checkpoints go to OUT.checkpoint.
+    private func fineTuneFirstToken(encoder: TextEncoder, token: String, examples: [RerankExample], validation: [RerankExample]?,
+                                    plan: RerankerTrainingPlan) throws {
+        let run = try fineTuneRun(plan: HeadTrainingPlan(task: .rerank, pooling: pooling))
+        let options = run.options
+        let progress = StepProgress()
+        let ranker = try FlagHints.validation(data: data) { try RerankerBuilder.fineTuneFirstToken(
+            encoder: encoder, modelName: model.model, token: token, examples: examples, valid: validation, plan: plan, run: run,
+            out: URL(fileURLWithPath: out), onStep: progress.update,
+            onEpoch: { report in
+                progress.finish()
+                note(String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f  positive ranked first %.4f  (%.1f s)",
+                            report.epoch, options.epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds))
+            }) }
+        progress.finish()
+        note("wrote \(out): T5Gemma checkpoint trained as a first-token ranker (\(options.scope), token \(token), id \(ranker.tokenID), "
+             + "\(loss.rawValue) loss, best epoch \(ranker.fineTuning.bestEpoch) of \(ranker.fineTuning.epochs.count)); "
+             + "score with rerank --reranker \(out)")
     }
 
     var trainingOptions: TrainingOptions {

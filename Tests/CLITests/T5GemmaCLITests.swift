@@ -123,6 +123,64 @@ final class T5GemmaCLITests: XCTestCase {
         XCTAssertTrue(neither.stderr.contains("--reranker"), neither.stderr)
     }
 
+    /// `train --task rerank --scoring first-token:TOKEN` fine-tunes the encoder and the decoder together (RankT5): the
+    /// training loss falls, OUT is the whole checkpoint again with both stacks changed and the embeddings not, and
+    /// `rerank --reranker OUT` scores with the recorded token and template, as `--scoring` on OUT does.
+    func testFirstTokenRankerTrainsAndReranks() throws {
+        let words = ["cat", "dog", "sun", "sea", "tree", "rock"]
+        let pairs = dir.appendingPathComponent("pairs.jsonl")
+        try (0..<24).map { i -> String in
+            let w = words[i % words.count], others = words.filter { $0 != w }
+            return #"{"query": "\#(w) \#(i)", "positive": "a \#(w) here", "negatives": ["a \#(others[i % 5]) here", "a \#(others[(i + 2) % 5]) here"]}"#
+        }.joined(separator: "\n").write(to: pairs, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("ranker").path
+        let args = ["train", "--task", "rerank", "--scoring", "first-token:#5", "--data", pairs.path, "--model", model!, "--negatives", "2",
+                    "--epochs", "4", "--batch-size", "6", "--encoder-lr", "1e-3", "--out", out]
+        let t = try Tool.run(args + ["--finetune", "all"])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stderr.contains("first-token ranker"), t.stderr)
+        let losses = t.stderr.split(separator: "\n").compactMap { line -> Double? in
+            guard line.hasPrefix("epoch"), let r = line.range(of: "train loss ") else { return nil }
+            return Double(line[r.upperBound...].prefix { !$0.isWhitespace })
+        }
+        XCTAssertEqual(losses.count, 4, t.stderr)
+        XCTAssertLessThan(losses.last!, losses.first!, "training lowers the ranking loss: \(losses)")
+
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any]
+        XCTAssertEqual(config?["model_type"] as? String, "t5gemma2")
+        let ranker = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/first_token_ranker.json"))) as? [String: Any]
+        XCTAssertEqual(ranker?["token_id"] as? Int, 5)
+        let before = try tensors(model + "/model.safetensors"), after = try tensors(out + "/model.safetensors")
+        XCTAssertEqual(Set(after.keys), Set(before.keys), "every tensor of the source, no other")
+        for name in ["model.encoder.layers.0.self_attn.q_proj.weight", "model.decoder.layers.0.self_attn.q_proj.weight",
+                     "model.decoder.layers.1.mlp.down_proj.weight", "model.decoder.norm.weight"] {
+            XCTAssertNotEqual(after[name], before[name], "\(name) trained")
+        }
+        XCTAssertEqual(after["model.encoder.embed_tokens.weight"], before["model.encoder.embed_tokens.weight"], "embeddings stay frozen")
+
+        let candidates = dir.appendingPathComponent("candidates.jsonl")
+        try ["a dog here", "a cat here", "a sun here"].enumerated()
+            .map { #"{"id": "c\#($0.offset)", "text": "\#($0.element)"}"# }.joined(separator: "\n")
+            .write(to: candidates, atomically: true, encoding: .utf8)
+        let trained = try Tool.run(["rerank", "--reranker", out, "--query", "cat 7", "--input", candidates.path, "--json"])
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        let explicit = try Tool.run(["rerank", "--model", out, "--scoring", "first-token:#5", "--query", "cat 7", "--input", candidates.path, "--json"])
+        XCTAssertEqual(explicit.stdout, trained.stdout, "the recorded token and template")
+        XCTAssertEqual(trained.stdout.split(separator: "\n").count, 3)
+
+        let frozen = try Tool.run(args)
+        XCTAssertNotEqual(frozen.status, 0)
+        XCTAssertTrue(frozen.stderr.contains("--finetune"), frozen.stderr)
+        let lora = try Tool.run(args + ["--finetune", "lora:2"])
+        XCTAssertNotEqual(lora.status, 0)
+        XCTAssertTrue(lora.stderr.contains("all or top:K"), lora.stderr)
+        let plain = try tinyEncoderDirectory(in: dir).path
+        let notT5 = try Tool.run(["train", "--task", "rerank", "--scoring", "first-token:#5", "--data", pairs.path, "--model", plain,
+                                  "--negatives", "2", "--finetune", "all", "--out", out + "-plain"])
+        XCTAssertNotEqual(notT5.status, 0)
+        XCTAssertTrue(notT5.stderr.contains("T5Gemma"), notT5.stderr)
+    }
+
     /// `bench` on a T5Gemma checkpoint adds the pair-scoring figures: the encoder-decoder's first-token scoring next
     /// to its own encoder as a cross-encoder and to another model's, on the same pairs, with their ratios.
     func testBenchReportsPairScoringNextToCrossEncoders() throws {

@@ -47,7 +47,7 @@ final class T5GemmaGradientTests: XCTestCase {
         for p in encoder.trainedParameters {
             for (name, values) in p.gradientTensors() { gradients["model.encoder." + T5GemmaStackWeights.checkpointName(name)] = values }
         }
-        for p in decoder.trainedParameters { for (name, values) in p.gradientTensors() { gradients["model.decoder." + name] = values } }
+        for p in decoder.trainedParameters { for (name, values) in p.gradientTensors() { gradients["model." + name] = values } }
         return Result(scores: scored.scores, loss: value, gradients: gradients)
     }
 
