@@ -43,6 +43,9 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(name: .customLong("train-precision"), help: "The Linear products: f32, bf16 (f32 master weights and sums) or auto.")
     var trainPrecision: TrainPrecisionChoice = .f32
 
+    @Option(help: "With a T5Gemma checkpoint, first-token:TOKEN times RankT5 ranker training instead (train --task rerank --scoring): the texts in groups of 4, listwise loss, the decoder step and its backward after the encoder's.")
+    var scoring: String?
+
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
 
@@ -60,8 +63,17 @@ struct BenchTrainCommand: ParsableCommand {
         let sequences = encoder.tokenize(Array(texts.prefix(needed)), prompt: try prompt.map { try encoder.prompt(named: $0) },
                                          maxLength: maxLength).map(\.ids)
         var generator = SeededGenerator(seed: 1)
-        let data = FineTuneData(sequences: sequences, targets: .classes(sequences.map { _ in Int(generator.next() % 8) },
-                                                                        weights: [Float](repeating: 1, count: 8)))
+        var scorer: TrainableT5GemmaDecoder?
+        if let scoring {
+            guard scoring.hasPrefix("first-token:"), case .huggingFace(let directory) = encoder.source else {
+                fail("--scoring first-token:TOKEN times a T5Gemma checkpoint's ranker training")
+            }
+            guard batchSize % 4 == 0 else { fail("--scoring trains groups of 4 pair texts: --batch-size must be a multiple of 4") }
+            let token = try FirstTokenScorer.tokenID(String(scoring.dropFirst("first-token:".count)), tokenizer: encoder.tokenizer)
+            scorer = try TrainableT5GemmaDecoder(directory: directory, token: Int(token))
+        }
+        let data = FineTuneData(sequences: sequences, targets: scorer != nil ? .groups(size: 4)
+            : .classes(sequences.map { _ in Int(generator.next() % 8) }, weights: [Float](repeating: 1, count: 8)))
         var options = FineTuneOptions()
         do { options.scope = try FineTuneScope(parsing: finetune) } catch { throw ValidationError(error.description) }
         options.batchSize = batchSize
@@ -69,7 +81,8 @@ struct BenchTrainCommand: ParsableCommand {
         options.activationCheckpointing = activationCheckpointing
         options.products = trainPrecision.resolved
         let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 8, pooling: .mean, dropout: 0)
-        let tuner = try EncoderFineTuner(model: try encoder.source.loadTrainable(), architecture: architecture, options: options)
+        let tuner = try EncoderFineTuner(model: try encoder.source.loadTrainable(), architecture: architecture, options: options,
+                                         scorer: scorer)
         let batches = stride(from: 0, to: sequences.count, by: batchSize).map { Array($0..<min($0 + batchSize, sequences.count)) }
         // One warm-up step on the first batch (first touch of every buffer), then the timed steps from the first
         // batch again, as the PyTorch peer does, so both count the same tokens.
@@ -84,6 +97,7 @@ struct BenchTrainCommand: ParsableCommand {
         let report = BenchReport(json: json)
         report.add("engine", "gemma-encoder")
         report.add("finetune", finetune)
+        report.add("scoring", scoring ?? "head")
         report.add("train_precision", options.products?.rawValue ?? "f32")
         report.add("cpu", CPUFeatures.used.joined(separator: " "))
         report.add("steps", "\(timed)")

@@ -179,6 +179,17 @@ final class T5GemmaCLITests: XCTestCase {
                                   "--negatives", "2", "--finetune", "all", "--out", out + "-plain"])
         XCTAssertNotEqual(notT5.status, 0)
         XCTAssertTrue(notT5.stderr.contains("T5Gemma"), notT5.stderr)
+
+        // bench-train times the same training step.
+        let texts = dir.appendingPathComponent("texts.jsonl")
+        try (0..<8).map { #"{"text": "a \#(words[$0 % words.count]) text \#($0)"}"# }.joined(separator: "\n")
+            .write(to: texts, atomically: true, encoding: .utf8)
+        let bench = try Tool.run(["bench-train", "--model", model!, "--input", texts.path, "--batch-size", "4", "--steps", "1",
+                                  "--scoring", "first-token:#5", "--json"])
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(report?["scoring"] as? String, "first-token:#5")
+        XCTAssertGreaterThan(Double("\(report?["tokens_per_s"] ?? 0)") ?? 0, 0)
     }
 
     /// `bench` on a T5Gemma checkpoint adds the pair-scoring figures: the encoder-decoder's first-token scoring next
