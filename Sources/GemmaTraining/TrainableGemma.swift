@@ -12,11 +12,10 @@ public final class TrainableGemma: @unchecked Sendable {
     public let config: GemmaConfig
     let layers: [TrainableLayer]
     public let finalNorm: Parameter
-    /// The lookup table as stored (read a row at a time); its f32 master copy exists only when it trains.
-    let storedEmbeddings: LinearWeight
+    /// The lookup as stored (the table read a row at a time; T5Gemma 2's eoi vector, unscaled and never trained);
+    /// the table's f32 master copy exists only when it trains.
+    let tokens: TokenEmbedding
     public private(set) var embeddings: Parameter?
-    /// T5Gemma 2: the vector `config.eoiTokenIndex` stands for, unscaled and never trained.
-    let eoiEmbedding: FloatBuffer?
     let rotary: RotaryEmbedding
     /// Layers below this index are frozen and run without a tape: their output can be cached (top:K).
     public private(set) var firstTrainedLayer = 0
@@ -33,8 +32,7 @@ public final class TrainableGemma: @unchecked Sendable {
         ComputeThreads.configure()
         TrainingMemory.configure()
         self.config = config
-        storedEmbeddings = try weights.embedding("embed_tokens.weight", shape: [config.vocabSize, config.hiddenSize])
-        eoiEmbedding = config.eoiTokenIndex == nil ? nil : try weights.floats("embed_tokens.eoi_embedding", shape: [config.hiddenSize])
+        tokens = try TokenEmbedding(config: config, weights: weights)
         var layers: [TrainableLayer] = []
         for l in 0..<config.numLayers { layers.append(try TrainableLayer(config: config, index: l, weights: weights)) }
         self.layers = layers
@@ -74,7 +72,7 @@ public final class TrainableGemma: @unchecked Sendable {
         if trainEmbeddings {
             if embeddings == nil {
                 embeddings = Parameter(name: "embed_tokens.weight", shape: [config.vocabSize, config.hiddenSize],
-                                       value: Tensor(storedEmbeddings.dequantized()), kind: .embedding)
+                                       value: Tensor(tokens.table.dequantized()), kind: .embedding)
             }
             embeddings!.setTrained(true)
             firstTrainedLayer = 0
@@ -100,7 +98,7 @@ public final class TrainableGemma: @unchecked Sendable {
     /// The encoder as checkpoint tensors under Hugging Face names (norm weights as w), for `model.safetensors`.
     public func checkpointTensors() -> [(name: String, shape: [Int], values: [Float])] {
         let table = embeddings?.checkpointTensors()
-            ?? [("embed_tokens.weight", [config.vocabSize, config.hiddenSize], storedEmbeddings.dequantized())]
+            ?? [("embed_tokens.weight", [config.vocabSize, config.hiddenSize], tokens.table.dequantized())]
         return table + layers.flatMap { $0.baseParameters.flatMap { $0.checkpointTensors() } } + finalNorm.checkpointTensors()
     }
 
@@ -199,7 +197,7 @@ public final class TrainableGemma: @unchecked Sendable {
         if firstTrainedLayer == 0, let gradient = embeddings?.gradient {
             // x₀ = E[id] · √C: dE[id] += dx₀ · √C.
             let normalizer = Float(Double(h).squareRoot())
-            for (row, id) in pass.tokenIDs.enumerated() where !isEOI(id) {
+            for (row, id) in pass.tokenIDs.enumerated() where !tokens.isEOI(id) {
                 let dst = gradient.pointer + Int(id) * h, src = dx.pointer + row * h
                 for j in 0..<h { dst[j] += src[j] * normalizer }
             }
@@ -213,32 +211,11 @@ public final class TrainableGemma: @unchecked Sendable {
         try PackedBatch(sequences: sequences, hiddenSize: config.hiddenSize, vocabularySize: config.vocabSize)
     }
 
-    /// T5Gemma 2's eoi token, whose row is its own vector (no table row, no gradient to one).
-    private func isEOI(_ id: Int32) -> Bool { eoiEmbedding != nil && Int(id) == config.eoiTokenIndex }
-
-    /// Embedding rows × √hidden, the normalizer rounded to float32 as transformers does.
+    /// Embedding rows × √hidden (the normalizer rounded to float32 as transformers forms it), from the trained
+    /// copy of the table when there is one.
     private func embed(_ sequences: [[Int32]], batch: PackedBatch) -> Tensor {
-        let h = config.hiddenSize
-        let x = Tensor(count: batch.tokens * h)
-        let normalizer = Float(Double(h).squareRoot())
-        var row = 0
-        for ids in sequences {
-            for id in ids {
-                let dst = x.pointer + row * h
-                if isEOI(id), let eoiEmbedding {
-                    dst.update(from: eoiEmbedding.pointer, count: h)
-                    row += 1
-                    continue
-                }
-                if let embeddings {
-                    dst.update(from: embeddings.value.pointer + Int(id) * h, count: h)
-                } else {
-                    storedEmbeddings.dequantize(rows: Int(id)..<(Int(id) + 1), into: dst)
-                }
-                scaleInPlace(dst, count: h, by: normalizer)
-                row += 1
-            }
-        }
+        let x = Tensor(count: batch.tokens * config.hiddenSize)
+        tokens.embed(sequences.joined(), into: x.pointer, rows: embeddings.map { UnsafePointer($0.value.pointer) })
         return x
     }
 

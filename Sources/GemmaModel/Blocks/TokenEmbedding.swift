@@ -22,17 +22,25 @@ public struct TokenEmbedding: Sendable {
         normalizer = Float(Double(h).squareRoot())
     }
 
-    // ids: T tokens; x: (T, C)
-    public func embed(_ ids: some Sequence<Int32>, into x: UnsafeMutablePointer<Float>) {
+    /// Whether `id` is T5Gemma 2's eoi token, whose vector is its own (no table row: nothing to train there).
+    public func isEOI(_ id: Int32) -> Bool { eoi?.id == id }
+
+    /// With `rows`, the table's rows come from there (training's f32 copy of the table) instead of the stored table.
+    // ids: T tokens; x: (T, C); rows: (vocabulary, C)
+    public func embed(_ ids: some Sequence<Int32>, into x: UnsafeMutablePointer<Float>, rows: UnsafePointer<Float>? = nil) {
         let h = table.columns
         for (row, id) in ids.enumerated() {
             let dst = x + row * h
             if let eoi, id == eoi.id {
                 dst.update(from: eoi.vector.pointer, count: h)
+                continue
+            }
+            if let rows {
+                dst.update(from: rows + Int(id) * h, count: h)
             } else {
                 table.dequantize(rows: Int(id)..<(Int(id) + 1), into: dst)
-                scaleInPlace(dst, count: h, by: normalizer)
             }
+            scaleInPlace(dst, count: h, by: normalizer)
         }
     }
 }
