@@ -243,15 +243,11 @@ public func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeig
     }
     nonisolated(unsafe) let a = a, c = c
     if weight.packing != .rows {
-        // Threads split whole panels of 16 output columns.
-        let panels = (n + 15) / 16
-        let panelBytes = weight.packing == .bf16Panels ? ck_bf16_panels_bytes(16, k) : ck_q8_panels_bytes(16, k)
-        nonisolated(unsafe) let base = weight.bytes, packing = weight.packing
-        splitColumns(n: panels, parts: threads, minimum: 4) { start, count in
-            let cols = min(n - 16 * start, 16 * count), panel = base + start * panelBytes
+        let packing = weight.packing
+        weight.splitPanels(n, threads: threads) { first, cols, panel in
             let status = packing == .bf16Panels
-                ? ck_bf16_gemm(m, k, a, lda, panel.assumingMemoryBound(to: UInt16.self), cols, c + 16 * start, ldc)
-                : ck_q8_gemm(m, k, a, lda, panel.assumingMemoryBound(to: UInt8.self), cols, c + 16 * start, ldc)
+                ? ck_bf16_gemm(m, k, a, lda, panel.assumingMemoryBound(to: UInt16.self), cols, c + first, ldc)
+                : ck_q8_gemm(m, k, a, lda, panel.assumingMemoryBound(to: UInt8.self), cols, c + first, ldc)
             precondition(status == 0, "out of memory in the low-precision kernel")
         }
         return
@@ -276,13 +272,23 @@ public func linear(m: Int, bf16Rows a: UnsafePointer<UInt16>, lda: Int, weight: 
     precondition(weight.acceptsBF16Rows, "bf16 rows multiply bf16 panels only")
     let n = weight.rows, k = weight.columns
     guard m > 0, n > 0 else { return }
-    let panelBytes = ck_bf16_panels_bytes(16, k)
-    nonisolated(unsafe) let a = a, c = c, base = weight.bytes
-    splitColumns(n: (n + 15) / 16, parts: threads, minimum: 4) { start, count in
-        let status = ck_bf16_rows_gemm_isa(ck_cpu_features(), m, k, a, lda,
-                                           (base + start * panelBytes).assumingMemoryBound(to: UInt16.self),
-                                           min(n - 16 * start, 16 * count), c + 16 * start, ldc)
+    nonisolated(unsafe) let a = a, c = c
+    weight.splitPanels(n, threads: threads) { first, cols, panel in
+        let status = ck_bf16_rows_gemm_isa(ck_cpu_features(), m, k, a, lda, panel.assumingMemoryBound(to: UInt16.self), cols,
+                                           c + first, ldc)
         precondition(status == 0, "bf16 rows of odd width")
+    }
+}
+
+extension LinearWeight {
+    /// A product over panel-packed weights split across `threads` in whole panels of 16 output columns:
+    /// `body(first column, columns, its first panel)` for each core's share of the first `n` columns.
+    func splitPanels(_ n: Int, threads: Int, _ body: @Sendable (_ first: Int, _ columns: Int, _ panel: UnsafeRawPointer) -> Void) {
+        let panelBytes = packing == .bf16Panels ? ck_bf16_panels_bytes(16, columns) : ck_q8_panels_bytes(16, columns)
+        nonisolated(unsafe) let base = bytes
+        splitColumns(n: (n + 15) / 16, parts: threads, minimum: 4) { start, count in
+            body(16 * start, min(n - 16 * start, 16 * count), base + start * panelBytes)
+        }
     }
 }
 
@@ -332,13 +338,12 @@ public struct StackedLinear: Sendable {
                               threads: Int = 1) -> Bool {
         guard let stacked, stacked.packing == .bf16Panels, widths.count == 2, widths[0] == widths[1],
               ck_bf16_gelu_gate_fusable(ck_cpu_features(), m, stacked.columns, widths[0]) != 0 else { return false }
-        let k = stacked.columns, gatePanels = widths[0] / 16, panelBytes = ck_bf16_panels_bytes(16, k)
-        nonisolated(unsafe) let a = a, c = c, base = stacked.bytes
+        let k = stacked.columns, gatePanels = widths[0] / 16
+        nonisolated(unsafe) let a = a, c = c
         // Threads split whole gate panels; each takes the up panels that go with them.
-        splitColumns(n: gatePanels, parts: threads, minimum: 4) { start, count in
-            let status = ck_bf16_gelu_gate_gemm_isa(ck_cpu_features(), m, k, a, lda,
-                                                    (base + start * panelBytes).assumingMemoryBound(to: UInt16.self),
-                                                    gatePanels, 16 * count, c + 16 * start, ldc)
+        stacked.splitPanels(widths[0], threads: threads) { first, cols, panel in
+            let status = ck_bf16_gelu_gate_gemm_isa(ck_cpu_features(), m, k, a, lda, panel.assumingMemoryBound(to: UInt16.self),
+                                                    gatePanels, cols, c + first, ldc)
             precondition(status == 0, "out of memory in the gated bf16 product")
         }
         return true
