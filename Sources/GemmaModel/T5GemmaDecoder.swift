@@ -60,9 +60,7 @@ public final class T5GemmaDecoder: Sendable {
         guard length > 0 else { return cache }
         encoderStates.withUnsafeBufferPointer { states in
             for (l, layer) in layers.enumerated() {
-                let (k, v) = layer.encoderKeysValues(states.baseAddress!, rows: length, threads: threads)
-                cache.crossKeys[l] = k
-                cache.crossValues[l] = v
+                cache.encoderKeysValues[l] = layer.encoderKeysValues(states.baseAddress!, rows: length, threads: threads)
             }
         }
         return cache
@@ -146,22 +144,20 @@ public final class T5GemmaDecoder: Sendable {
     }
 }
 
-/// What a decoding run keeps between steps: per layer the encoder's keys and values (computed once) and the
-/// decoder's own keys (after norm and RoPE) and values, one row per decoded token. One run's, on one thread at a
-/// time (not Sendable).
+/// What a decoding run keeps between steps: per layer the encoder's keys and values (computed once, each row its key
+/// then its value) and the decoder's own keys (after norm and RoPE) and values, one row per decoded token. One run's,
+/// on one thread at a time (not Sendable).
 public final class T5GemmaDecoderCache {
     public let encoderLength: Int
     /// Decoder tokens run so far.
     public internal(set) var length = 0
-    var crossKeys: [[Float]]
-    var crossValues: [[Float]]
+    var encoderKeysValues: [[Float]]
     var selfKeys: [[Float]]
     var selfValues: [[Float]]
 
     init(layers: Int, encoderLength: Int) {
         self.encoderLength = encoderLength
-        crossKeys = Array(repeating: [], count: layers)
-        crossValues = Array(repeating: [], count: layers)
+        encoderKeysValues = Array(repeating: [], count: layers)
         selfKeys = Array(repeating: [], count: layers)
         selfValues = Array(repeating: [], count: layers)
     }
@@ -227,9 +223,9 @@ struct T5GemmaDecoderLayer: Sendable {
 
     var keyValueWidth: Int { shape.numKVHeads * shape.headDim }
 
-    /// The encoder's keys and values as this layer reads them (rows × KV·hd each): the cross block's K|V, or
-    /// T5Gemma 2's own K|V with k_norm (no RoPE: the encoder's positions are not the decoder's).
-    func encoderKeysValues(_ states: UnsafePointer<Float>, rows: Int, threads: Int) -> ([Float], [Float]) {
+    /// The encoder's keys and values as this layer reads them (rows × 2·KV·hd, each row its key then its value): the
+    /// cross block's K|V, or T5Gemma 2's own K|V with k_norm (no RoPE: the encoder's positions are not the decoder's).
+    func encoderKeysValues(_ states: UnsafePointer<Float>, rows: Int, threads: Int) -> [Float] {
         let kvw = keyValueWidth, projection = cross?.kv ?? mergedKV!, inWidth = projection.weights[0].columns
         var both = [Float](repeating: 0, count: rows * 2 * kvw)
         both.withUnsafeMutableBufferPointer { out in
@@ -239,12 +235,7 @@ struct T5GemmaDecoderLayer: Sendable {
                 for r in 0..<rows { keyNorm.forward(out.baseAddress! + r * 2 * kvw, rows: shape.numKVHeads, out: out.baseAddress! + r * 2 * kvw) }
             }
         }
-        var keys = [Float](repeating: 0, count: rows * kvw), values = keys
-        for r in 0..<rows {
-            keys[(r * kvw)..<((r + 1) * kvw)] = both[(r * 2 * kvw)..<(r * 2 * kvw + kvw)]
-            values[(r * kvw)..<((r + 1) * kvw)] = both[(r * 2 * kvw + kvw)..<((r + 1) * 2 * kvw)]
-        }
-        return (keys, values)
+        return both
     }
 
     /// x ← x + post(attention(pre(x))) [+ the cross block] ; x ← x + post(mlp(pre(x))): row r at decoder position
@@ -272,8 +263,7 @@ struct T5GemmaDecoderLayer: Sendable {
             let i = positions[r], visible = span.keyRange(query: i, length: i + 1), cache = caches[r]
             let keys = visible.lowerBound..<(visible.upperBound + 1)
             attend(query: qkv + r * width, selfKeys: cache.selfKeys[l], selfValues: cache.selfValues[l], keyRange: keys,
-                   crossKeys: merged ? cache.crossKeys[l] : nil, crossValues: merged ? cache.crossValues[l] : nil,
-                   out: buffers.attention + r * qw)
+                   encoder: merged ? cache.encoderKeysValues[l] : nil, out: buffers.attention + r * qw)
         }
         linear(m: t, a: buffers.attention, lda: qw, weight: selfO, c: branch, ldc: h, threads: buffers.threads)
         if let cross {
@@ -281,7 +271,7 @@ struct T5GemmaDecoderLayer: Sendable {
             linear(m: t, a: normed, lda: h, weight: cross.q, c: qkv, ldc: qw, threads: buffers.threads)
             for r in 0..<t {
                 attend(query: qkv + r * qw, selfKeys: [], selfValues: [], keyRange: 0..<0,
-                       crossKeys: caches[r].crossKeys[l], crossValues: caches[r].crossValues[l], out: buffers.attention + r * qw)
+                       encoder: caches[r].encoderKeysValues[l], out: buffers.attention + r * qw)
             }
             linear(m: t, a: buffers.attention, lda: qw, weight: cross.o, c: branch, ldc: h, threads: buffers.threads)
             RMSNorm.join(branch, into: x, rows: t, dim: h, branchNorm: cross.post, next: preMLPNorm, normed: normed)
@@ -292,38 +282,40 @@ struct T5GemmaDecoderLayer: Sendable {
         RMSNorm.join(branch, into: x, rows: t, dim: h, branchNorm: postMLPNorm, next: nil, normed: nil)
     }
 
-    /// One query row (all heads) against the decoder keys in `keyRange` and, when given, every encoder key, in
-    /// one softmax per head: scores scaled, soft-capped where the variant caps, weighted sum of the values.
+    /// One query row (all heads) against the decoder keys in `keyRange` and, when given, every encoder key (`encoder`:
+    /// rows of key then value), in one softmax per head: scores scaled, soft-capped where the variant caps, weighted
+    /// sum of the values.
     private func attend(query: UnsafePointer<Float>, selfKeys: [Float], selfValues: [Float], keyRange: Range<Int>,
-                        crossKeys: [Float]?, crossValues: [Float]?, out: UnsafeMutablePointer<Float>) {
+                        encoder: [Float]?, out: UnsafeMutablePointer<Float>) {
         let hd = shape.headDim, kvw = keyValueWidth
-        let selfCount = keyRange.count, crossCount = (crossKeys?.count ?? 0) / kvw
-        var scores = [Float](repeating: 0, count: selfCount + crossCount)
+        let selfCount = keyRange.count, encoderCount = (encoder?.count ?? 0) / (2 * kvw)
+        var scores = [Float](repeating: 0, count: selfCount + encoderCount)
         for head in 0..<shape.numHeads {
             let g = shape.group(of: head), q = query + head * hd
-            func score(_ keys: [Float], _ j: Int) -> Float {
+            // Row j of `rows` (rows `stride` values apart), this head group's part of its key.
+            func score(_ rows: [Float], _ j: Int, stride: Int) -> Float {
                 var s: Float = 0
-                keys.withUnsafeBufferPointer { k in
-                    let key = k.baseAddress! + j * kvw + g * hd
+                rows.withUnsafeBufferPointer { k in
+                    let key = k.baseAddress! + j * stride + g * hd
                     for d in 0..<hd { s += q[d] * key[d] }
                 }
                 s *= shape.scale
                 if let cap = shape.softcap { s = tanhf(s / cap) * cap }
                 return s
             }
-            for (n, j) in keyRange.enumerated() { scores[n] = score(selfKeys, j) }
-            if let crossKeys { for j in 0..<crossCount { scores[selfCount + j] = score(crossKeys, j) } }
+            for (n, j) in keyRange.enumerated() { scores[n] = score(selfKeys, j, stride: kvw) }
+            if let encoder { for j in 0..<encoderCount { scores[selfCount + j] = score(encoder, j, stride: 2 * kvw) } }
             _ = scores.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: $0.count) }
             let o = out + head * hd
             for d in 0..<hd { o[d] = 0 }
-            func accumulate(_ values: [Float], _ j: Int, _ p: Float) {
-                values.withUnsafeBufferPointer { v in
-                    let value = v.baseAddress! + j * kvw + g * hd
+            func accumulate(_ rows: [Float], _ start: Int, _ p: Float) {
+                rows.withUnsafeBufferPointer { v in
+                    let value = v.baseAddress! + start + g * hd
                     for d in 0..<hd { o[d] += p * value[d] }
                 }
             }
-            for (n, j) in keyRange.enumerated() { accumulate(selfValues, j, scores[n]) }
-            if let crossValues { for j in 0..<crossCount { accumulate(crossValues, j, scores[selfCount + j]) } }
+            for (n, j) in keyRange.enumerated() { accumulate(selfValues, j * kvw, scores[n]) }
+            if let encoder { for j in 0..<encoderCount { accumulate(encoder, j * 2 * kvw + kvw, scores[selfCount + j]) } }
         }
     }
 }
