@@ -70,7 +70,7 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
     public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode,
                        tuning: SearchTuning = SearchTuning()) throws -> [[SearchResult]] {
         guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
-        let depth = mode == .hybrid ? max(k, 50) : k
+        let depth = mode == .hybrid ? max(k, HybridFusion.candidates) : k
         let vector = mode == .keyword || embeddings.isEmpty ? nil
             : try shards.map { try $0.search(queries, embeddings: embeddings, k: depth, mode: .vector, tuning: tuning) }
         let keyword = mode == .vector ? nil : try shards.map { try $0.search(queries, embeddings: [], k: depth, mode: .keyword) }
@@ -80,7 +80,7 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
             switch mode {
             case .vector: return Array(byScore.prefix(k))
             case .keyword: return Array(byRank.prefix(k))
-            case .hybrid: return Array(Self.fuse([byScore, byRank]).prefix(k))
+            case .hybrid: return Array(Self.hybrid(vector: byScore, keyword: byRank, fusion: shards[0].fusion).prefix(k))
             }
         }
     }
@@ -92,6 +92,19 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
                 a.result.score != b.result.score ? a.result.score > b.result.score : (a.shard, a.rank) < (b.shard, b.rank)
             }
             .map(\.result)
+    }
+
+    /// Hybrid search's fusion of the shards' merged vector results and their fused keyword results (whose scores
+    /// are reciprocal-rank scores: BM25 scores of different shards are not comparable).
+    public static func hybrid(vector: [SearchResult], keyword: [SearchResult], fusion: HybridFusion) -> [SearchResult] {
+        var byID: [String: SearchResult] = [:]
+        for r in vector + keyword where byID[r.id] == nil { byID[r.id] = r }
+        return fusion.fuse(vector: vector.map { (id: $0.id, score: $0.score) }, keyword: keyword.map { (id: $0.id, score: $0.score) })
+            .map { hit in
+                var r = byID[hit.id]!
+                r.score = hit.score
+                return r
+            }
     }
 
     /// Rankings fused by reciprocal rank (scores become the fused ones); a document in several lists is one.

@@ -30,6 +30,9 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     /// without it here), and a process killed between them leaves the new file with a manifest that still
     /// names it here, which is accepted.
     public var publishing: [String: IndexFileRecord]?
+    /// How hybrid search fuses vector and keyword results, as `index tune` fitted it on labelled queries; nil:
+    /// reciprocal rank fusion with equal weights.
+    public var fusion: HybridFusion?
     public var count: Int
     public var created: Date
     public var updated: Date
@@ -37,7 +40,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", model, modelDigest = "model_digest", dimension
         case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, attention, pooling, metric, quantizer
-        case files, publishing, count, created, updated
+        case files, publishing, fusion, count, created, updated
     }
 
     public static func load(_ url: URL) throws -> IndexManifest {
@@ -65,6 +68,15 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .iso8601
         return d
+    }
+}
+
+extension IndexManifest {
+    /// The mode that measured best on the index's labelled queries: hybrid when `index tune` found a fusion above
+    /// vector search alone, else vector (what `search` and /search use when no mode is asked for).
+    public var bestSearchMode: SearchMode {
+        guard let tuned = fusion?.tuned, tuned.ndcg10 > tuned.vectorNDCG10 else { return .vector }
+        return .hybrid
     }
 }
 

@@ -170,6 +170,16 @@ public final class SearchIndex: @unchecked Sendable {
         return pending.count
     }
 
+    /// Stores `fusion` in the manifest (nil: back to `HybridFusion.standard`), under the writer lock.
+    public func setFusion(_ fusion: HybridFusion?) throws {
+        let lock = try writerLock()
+        defer { lock.release() }
+        var current = try IndexManifest.load(manifestURL)
+        current.fusion = fusion
+        try current.write(to: manifestURL)
+        manifest = current
+    }
+
     /// Removes documents by external id; returns how many were found.
     @discardableResult
     public func delete(ids: [String]) throws -> Int {
@@ -240,8 +250,11 @@ public final class SearchIndex: @unchecked Sendable {
         }
     }
 
+    /// How hybrid search fuses: the index's fitted fusion (`index tune`), else `HybridFusion.standard`.
+    public var fusion: HybridFusion { manifest.fusion ?? .standard }
+
     /// The k best documents for a query: vector (cosine on the query-prompted embedding), keyword (BM25) or
-    /// hybrid (reciprocal rank fusion of both, each taking max(k, 50) candidates).
+    /// hybrid (`fusion` of both, each taking max(k, `HybridFusion.candidates`) candidates).
     public func search(_ query: String, k: Int = 10, mode: SearchMode = .vector) throws -> [SearchResult] {
         try search([query], k: k, mode: mode)[0]
     }
@@ -268,7 +281,7 @@ public final class SearchIndex: @unchecked Sendable {
     public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode,
                        tuning: SearchTuning = SearchTuning()) throws -> [[SearchResult]] {
         guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
-        let depth = mode == .hybrid ? max(k, 50) : k
+        let depth = mode == .hybrid ? max(k, HybridFusion.candidates) : k
         return try queries.indices.map { q in
             var vectorHits: [(id: Int64, score: Double)] = []
             var keywordHits: [(id: Int64, score: Double)] = []
@@ -282,7 +295,7 @@ public final class SearchIndex: @unchecked Sendable {
             switch mode {
             case .vector: ranked = vectorHits
             case .keyword: ranked = keywordHits
-            case .hybrid: ranked = reciprocalRankFusion([vectorHits.map(\.id), keywordHits.map(\.id)])
+            case .hybrid: ranked = fusion.fuse(vector: vectorHits, keyword: keywordHits)
             }
             let top = Array(ranked.prefix(k))
             let documents = try store.documents(ids: top.map(\.id))

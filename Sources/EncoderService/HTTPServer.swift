@@ -270,10 +270,14 @@ struct Routes: Sendable {
 
     func search(_ request: Request) async throws -> Response {
         let r = try await body(SearchRequest.self, request)
-        guard let mode = SearchMode(rawValue: r.mode ?? "vector") else {
-            throw ServiceError.validation("mode must be one of \(SearchMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        let mode = try r.mode.map { name throws(ServiceError) in
+            guard let mode = SearchMode(rawValue: name) else {
+                throw ServiceError.validation("mode must be one of \(SearchMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return mode
         }
         if service.router != nil {
+            let mode = mode ?? .vector
             let (name, results, failed) = try await service.routedSearch(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
                                                                          rerank: r.rerank ?? false,
                                                                          tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search), vector: r.vector)
@@ -283,10 +287,10 @@ struct Routes: Sendable {
                 partial: failed.isEmpty ? nil : true,
                 failed_shards: failed.isEmpty ? nil : failed.map { .init(shard: $0.shard, error: $0.error) }))
         }
-        let (name, results) = try await service.search(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
-                                                       rerank: r.rerank ?? false, candidates: r.candidates ?? 50,
-                                                       tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search), vector: r.vector)
-        return try HTTPFront.json(SearchResponse(index: name, mode: mode.rawValue, results: results.map {
+        let (name, ran, results) = try await service.search(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
+                                                            rerank: r.rerank ?? false, candidates: r.candidates ?? 50,
+                                                            tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search), vector: r.vector)
+        return try HTTPFront.json(SearchResponse(index: name, mode: ran.rawValue, results: results.map {
             .init(id: $0.result.id, score: $0.score, text: $0.result.text, metadata: JSONValue(text: $0.result.metadataJSON))
         }))
     }

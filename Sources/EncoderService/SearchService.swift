@@ -6,8 +6,10 @@ import TaskHeads
 extension EncoderService {
     /// /search: the library's `SearchPipeline`, its encoder work (the query's embedding, the reranker's pairs
     /// and cosines) run through the schedulers between the pipeline's steps.
-    public func search(index name: String?, query: String, k: Int, mode: SearchMode, rerank: Bool,
-                       candidates: Int, tuning: SearchTuning, vector: [Float]? = nil) async throws(ServiceError) -> (index: String, results: [RankedHit]) {
+    /// Without `mode`, the index's best measured one (`IndexManifest.bestSearchMode`); the mode run is returned.
+    public func search(index name: String?, query: String, k: Int, mode: SearchMode?, rerank: Bool,
+                       candidates: Int, tuning: SearchTuning, vector: [Float]? = nil) async throws(ServiceError)
+        -> (index: String, mode: SearchMode, results: [RankedHit]) {
         let (indexName, served) = try self.index(named: name)
         // One version of a watched index for the whole request.
         let index = served.snapshot
@@ -18,10 +20,11 @@ extension EncoderService {
         guard !query.isEmpty else { throw .empty("`query` must not be empty") }
         try Self.check(tuning, index: indexName, factory: index.manifest.factory)
         let reranker = rerank ? try loadedReranker() : nil
+        let mode = mode ?? index.manifest.bestSearchMode
         let pipeline = SearchPipeline(index: index, mode: mode, candidates: candidates, tuning: tuning)
         let work = ScheduledSearchWork(service: self, index: index, reranker: reranker, vector: vector)
         do {
-            return (indexName, try await pipeline.search(query, k: k, reranker: reranker, work: work))
+            return (indexName, mode, try await pipeline.search(query, k: k, reranker: reranker, work: work))
         } catch {
             throw ServiceError(classifying: error)
         }

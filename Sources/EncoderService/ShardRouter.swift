@@ -140,7 +140,7 @@ public final class ShardRouter: Sendable {
         switch mode {
         case .vector: merged = byScore
         case .keyword: merged = byRank
-        case .hybrid: merged = IndexShards.fuse([byScore, byRank])
+        case .hybrid: merged = IndexShards.hybrid(vector: byScore, keyword: byRank, fusion: .standard)
         }
         let failures = failed.keys.sorted().map { Failure(shard: shards[$0].absoluteString, error: failed[$0]!) }
         return (Array(merged.prefix(k)), failures)

@@ -7,7 +7,7 @@ struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index",
         abstract: "Build and maintain a vector index (FAISS + SQLite) over a JSON Lines corpus.",
-        subcommands: [Build.self, Add.self, Delete.self, Info.self, Train.self, Merge.self])
+        subcommands: [Build.self, Add.self, Delete.self, Info.self, Train.self, Merge.self, Tune.self])
 
     struct IndexLocation: ParsableArguments {
         @Option(help: "The index directory (e.g. indexes/debian).")
@@ -207,6 +207,72 @@ struct IndexCommand: ParsableCommand {
                 let index = try model.open(location.index)
                 let removed = try index.delete(ids: ids)
                 note("\(location.index): removed \(removed) of \(ids.count), \(index.count) documents")
+            } catch {
+                fail(error)
+            }
+        }
+    }
+
+    struct Tune: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fit hybrid search's fusion to labelled queries and store it in the index's manifest.",
+            discussion: """
+            Queries: JSON Lines {"id", "text", "relevant": [document ids]} (as eval-retrieval reads them). Tries \
+            reciprocal rank fusion and a normalized score combination at vector weights 0, 0.05, …, 1 (the ends are \
+            keyword and vector search alone), keeps the best nDCG@10, and prints what each scored. Hybrid search then \
+            uses it, and `search` defaults to hybrid when it beat vector search on these queries. Tune on queries \
+            you will not evaluate on.
+            Example: gemma-encoder index tune --index indexes/debian --queries corpora/debian-retrieval-train.jsonl
+            """)
+
+        @OptionGroup var location: IndexLocation
+        @OptionGroup var model: IndexModelOption
+
+        @Option(help: "Labelled queries (JSON Lines with id, text, relevant).")
+        var queries: String
+
+        @Flag(help: "Measure and print, without storing the fusion.")
+        var dryRun = false
+
+        @Flag(help: "Remove a stored fusion (back to the standard one: normalized scores, vector weight 0.7).")
+        var reset = false
+
+        @Flag(help: "One JSON object: every candidate's nDCG@10 and the choice.")
+        var json = false
+
+        func run() throws {
+            do {
+                let index = try model.open(location.index)
+                if reset {
+                    try index.setFusion(nil)
+                    return note("\(location.index): hybrid search uses the standard \(HybridFusion.standard)")
+                }
+                let report = try index.tuneFusion(try RetrievalQuery.read(path: queries))
+                if !dryRun { try index.setFusion(report.best) }
+                let tuned = report.best.tuned!
+                if json {
+                    let object: [String: Any] = [
+                        "queries": tuned.queries, "vector_ndcg@10": report.vectorNDCG10, "keyword_ndcg@10": report.keywordNDCG10,
+                        "best": ["method": report.best.method.rawValue, "vector_weight": report.best.vectorWeight, "ndcg@10": tuned.ndcg10],
+                        "candidates": report.candidates.map { ["method": $0.fusion.method.rawValue, "vector_weight": $0.fusion.vectorWeight,
+                                                               "ndcg@10": $0.ndcg10] },
+                        "stored": !dryRun,
+                    ]
+                    print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                } else {
+                    print("vector weight   rrf      score    (nDCG@10 on \(tuned.queries) queries)")
+                    for w in SearchIndex.fusionWeights {
+                        let row = HybridFusion.Method.allCases.map { m in
+                            report.candidates.first { $0.fusion.method == m && $0.fusion.vectorWeight == w }.map { String(format: "%.4f", $0.ndcg10) } ?? "-"
+                        }
+                        print(String(format: "%13.2f   %@   %@", w, row[0], row[1]))
+                    }
+                    print(String(format: "vector alone %.4f, keyword alone %.4f; best: %@ (%.4f)", report.vectorNDCG10, report.keywordNDCG10,
+                                 report.best.description, tuned.ndcg10))
+                }
+                let mode = tuned.ndcg10 > tuned.vectorNDCG10 ? "hybrid" : "vector"
+                note(dryRun ? "\(location.index): nothing stored (--dry-run)"
+                            : "\(location.index): hybrid search uses \(report.best); `search` defaults to \(mode)")
             } catch {
                 fail(error)
             }

@@ -24,8 +24,8 @@ struct SearchCommand: ParsableCommand {
     @Option(name: [.short, .long], help: "Results per query.")
     var k = 10
 
-    @Option(help: "vector, keyword or hybrid.")
-    var mode: SearchMode = .vector
+    @Option(help: "vector, keyword or hybrid. (default: the best measured on the index's labelled queries: hybrid when `index tune` found a fusion above vector search, else vector)")
+    var mode: SearchMode?
 
     @Flag(help: "JSON output for a single query.")
     var json = false
@@ -59,7 +59,8 @@ struct SearchCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let pipeline = SearchPipeline(index: try openIndex(), mode: mode, candidates: candidates,
+            let searchIndex = try openIndex()
+            let pipeline = SearchPipeline(index: searchIndex, mode: mode ?? searchIndex.manifest.bestSearchMode, candidates: candidates,
                                           tuning: SearchTuning(nprobe: nprobe, efSearch: efSearch))
             let reranker = try rerank.map { try RerankerOptions(reranker: $0).load() }
             func search(_ text: String) throws -> [RankedHit] { try pipeline.search(text, k: k, reranker: reranker) }

@@ -41,6 +41,50 @@ extension CLITests {
         XCTAssertTrue(rows[0].contains("\"id\":\"q1\""), String(rows[0]))
     }
 
+    /// `index tune` fits hybrid search to labelled queries: it prints every candidate's nDCG@10, stores the best in
+    /// the manifest (not with --dry-run; --reset removes it), and `search` without --mode then runs the best mode.
+    func testIndexTuneStoresAFusion() throws {
+        let lines = try debianCorpusLines(12)
+        let corpus = try write("corpus.jsonl", lines.joined(separator: "\n") + "\n")
+        let index = dir.appendingPathComponent("idx").path
+        let build = try Tool.run(["index", "build", "--index", index, "--corpus", corpus, "--factory", "Flat"])
+        XCTAssertEqual(build.status, 0, build.stderr)
+        let rows = try lines.prefix(6).map { line -> String in
+            let doc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let words = (doc["text"] as? String ?? "").split(separator: " ").prefix(5).joined(separator: " ")
+            let row: [String: Any] = ["id": "q\(doc["id"]!)", "text": words, "relevant": [doc["id"]!]]
+            return String(decoding: try JSONSerialization.data(withJSONObject: row), as: UTF8.self)
+        }
+        let queries = try write("queries.jsonl", rows.joined(separator: "\n") + "\n")
+        func fusion() throws -> [String: Any]? {
+            let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: index + "/manifest.json"))) as? [String: Any]
+            return manifest?["fusion"] as? [String: Any]
+        }
+        let dry = try Tool.run(["index", "tune", "--index", index, "--queries", queries, "--dry-run", "--json"])
+        XCTAssertEqual(dry.status, 0, dry.stderr)
+        XCTAssertNil(try fusion(), "--dry-run stores nothing")
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(dry.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual((report["candidates"] as? [Any])?.count, 42)
+        let best = try XCTUnwrap(report["best"] as? [String: Any])
+        let bestScore = try XCTUnwrap(best["ndcg@10"] as? Double)
+        XCTAssertGreaterThanOrEqual(bestScore, max(report["vector_ndcg@10"] as! Double, report["keyword_ndcg@10"] as! Double))
+
+        let tune = try Tool.run(["index", "tune", "--index", index, "--queries", queries])
+        XCTAssertEqual(tune.status, 0, tune.stderr)
+        XCTAssertTrue(tune.stdout.contains("best:"), tune.stdout)
+        let stored = try XCTUnwrap(try fusion())
+        XCTAssertEqual(stored["method"] as? String, best["method"] as? String)
+        XCTAssertEqual((stored["tuned"] as? [String: Any])?["queries"] as? Int, 6)
+        let search = try Tool.run(["search", "--index", index, "-k", "3", "--json", "strategy game"])
+        XCTAssertEqual(search.status, 0, search.stderr)
+        let reset = try Tool.run(["index", "tune", "--index", index, "--queries", queries, "--reset"])
+        XCTAssertEqual(reset.status, 0, reset.stderr)
+        XCTAssertNil(try fusion())
+        let empty = try write("none.jsonl", "")
+        let nothing = try Tool.run(["index", "tune", "--index", index, "--queries", empty])
+        XCTAssertNotEqual(nothing.status, 0)
+    }
+
     /// `index add`, `index delete` and `index info` on a small index, and the errors a user meets first.
     func testIndexAddDeleteInfo() throws {
         let lines = try debianCorpusLines(12)

@@ -74,6 +74,50 @@ final class RetrievalTests: XCTestCase {
         return (index, queries, docs)
     }
 
+    /// The fusions' arithmetic: the weight's ends rank as each search alone, RRF at 0.5 is plain reciprocal rank
+    /// fusion, scores are min–max normalized per list.
+    func testHybridFusionArithmetic() {
+        let vector: [(id: String, score: Double)] = [("a", 0.9), ("b", 0.8), ("c", 0.5)]
+        let keyword: [(id: String, score: Double)] = [("c", 12), ("d", 7), ("a", 2)]
+        for method in HybridFusion.Method.allCases {
+            XCTAssertEqual(HybridFusion(method: method, vectorWeight: 1).fuse(vector: vector, keyword: keyword).prefix(3).map(\.id), ["a", "b", "c"])
+            XCTAssertEqual(HybridFusion(method: method, vectorWeight: 0).fuse(vector: vector, keyword: keyword).prefix(3).map(\.id), ["c", "d", "a"])
+        }
+        let plain = reciprocalRankFusion([vector.map(\.id), keyword.map(\.id)])
+        let rrf = HybridFusion(method: .rrf, vectorWeight: 0.5).fuse(vector: vector, keyword: keyword)
+        XCTAssertEqual(rrf.map(\.id), plain.map(\.id))
+        for (a, b) in zip(rrf, plain) { XCTAssertEqual(a.score, b.score, accuracy: 1e-15) }
+        // Normalized: a = 0.6 · 1 + 0.4 · 0, c = 0.6 · 0 + 0.4 · 1, b = 0.6 · 0.75, d = 0.4 · 0.5.
+        let score = HybridFusion(method: .score, vectorWeight: 0.6).fuse(vector: vector, keyword: keyword)
+        XCTAssertEqual(score.map(\.id), ["a", "b", "c", "d"])
+        XCTAssertEqual(score[1].score, 0.45, accuracy: 1e-12)
+        XCTAssertEqual(score[3].score, 0.2, accuracy: 1e-12)
+        XCTAssertEqual(HybridFusion.standard, HybridFusion(method: .score, vectorWeight: 0.7))
+    }
+
+    /// `tuneFusion` on labelled queries: the best fusion is never below either search alone on them, measured as
+    /// eval would measure it; stored in the manifest, it is what hybrid search runs and reopening keeps it.
+    func testTunedFusionIsNoWorseThanEitherSearchAndIsStored() throws {
+        let (index, queries, _) = try tinyIndex()
+        let report = try index.tuneFusion(queries)
+        XCTAssertEqual(report.candidates.count, 2 * SearchIndex.fusionWeights.count)
+        let tuned = try XCTUnwrap(report.best.tuned)
+        XCTAssertGreaterThanOrEqual(tuned.ndcg10, max(report.vectorNDCG10, report.keywordNDCG10))
+        XCTAssertEqual(tuned.ndcg10, report.candidates.map(\.ndcg10).max())
+        let before = try RetrievalEvaluation.evaluate(index, queries: queries)
+        XCTAssertEqual(report.vectorNDCG10, before["vector"]!.ndcg10, accuracy: 1e-12, "the same rankings eval-retrieval measures")
+        XCTAssertEqual(report.keywordNDCG10, before["keyword"]!.ndcg10, accuracy: 1e-12)
+        try index.setFusion(report.best)
+        let after = try RetrievalEvaluation.evaluate(index, queries: queries)
+        XCTAssertEqual(after["hybrid"]!.ndcg10, tuned.ndcg10, accuracy: 1e-12)
+        let reopened = try SearchIndex.open(directory: index.directory, model: index.model.location.path)
+        XCTAssertEqual(reopened.manifest.fusion, report.best)
+        XCTAssertEqual(reopened.manifest.bestSearchMode, tuned.ndcg10 > tuned.vectorNDCG10 ? .hybrid : .vector)
+        try reopened.setFusion(nil)
+        XCTAssertNil(try SearchIndex.manifest(in: index.directory).fusion)
+        XCTAssertEqual(try SearchIndex.manifest(in: index.directory).bestSearchMode, .vector)
+    }
+
     func testEvaluationAndRerankingPlumbing() throws {
         let (index, queries, docs) = try tinyIndex()
         let text = Dictionary(uniqueKeysWithValues: docs.map { ($0.id, $0.text) })
