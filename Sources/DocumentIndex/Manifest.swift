@@ -19,6 +19,9 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     /// encoder): attention mode and pooling. Absent: bidirectional, the model's pooling.
     public var attention: AttentionMode?
     public var pooling: String?
+    /// The metadata field whose text fills the document prompt's title slot (EmbeddingGemma's "title: none"),
+    /// when the documents carry one; nil: no titles (the prompt as the model gives it).
+    public var titleField: String?
     public var metric = "inner_product"
     /// sha256 of `quantizer.faiss`, the trained empty index every shard of a sharded index starts from
     /// (`index train`); nil for an index that trains its own quantizer. Shards merge only when it is equal.
@@ -39,7 +42,8 @@ public struct IndexManifest: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", model, modelDigest = "model_digest", dimension
-        case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, attention, pooling, metric, quantizer
+        case queryPrompt = "query_prompt", documentPrompt = "document_prompt", factory, attention, pooling, titleField = "title_field"
+        case metric, quantizer
         case files, publishing, fusion, count, created, updated
     }
 
@@ -72,6 +76,27 @@ public struct IndexManifest: Codable, Sendable, Equatable {
 }
 
 extension IndexManifest {
+    /// The slot of a document prompt where a title goes (EmbeddingGemma: "title: none | text: ").
+    static let titleSlot = "title: none"
+
+    /// Whether `prompt` has a title slot.
+    static func takesTitles(_ prompt: String?) -> Bool { prompt?.contains(titleSlot) == true }
+
+    /// The document prompt for a document with `title` (its slot filled, as the model's card writes it:
+    /// "title: {title} | text: "); the prompt unchanged without a title or a slot.
+    public func documentPrompt(title: String?) -> String? {
+        guard let title, !title.isEmpty, let documentPrompt, titleField != nil else { return documentPrompt }
+        return documentPrompt.replacingOccurrences(of: Self.titleSlot, with: "title: " + title)
+    }
+
+    /// The title of a document whose metadata is `metadataJSON` (nil without a title field or a non-empty string).
+    public func title(metadataJSON: String) -> String? {
+        guard let titleField,
+              let object = (try? JSONSerialization.jsonObject(with: Data(metadataJSON.utf8))) as? [String: Any],
+              let title = (object[titleField] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines), !title.isEmpty else { return nil }
+        return title
+    }
+
     /// The mode that measured best on the index's labelled queries: hybrid when `index tune` found a fusion above
     /// vector search alone, else vector (what `search` and /search use when no mode is asked for).
     public var bestSearchMode: SearchMode {

@@ -81,9 +81,11 @@ public final class SearchIndex: @unchecked Sendable {
     /// `attention` and `pooling` override the model's own (for a decoder adapted as an encoder). With `trained`
     /// (a directory made by `train`), the index is a shard: it starts from that quantizer, and takes its
     /// factory, attention and pooling from it.
+    /// `titleField`: the metadata field of document titles, recorded when the model's document prompt has a title
+    /// slot (`IndexManifest.titleField`).
     public static func create(directory: URL, encoder: TextEncoder, modelName: String, factory: String?,
                               expectedCount: Int, attention: AttentionMode? = nil,
-                              pooling: Pooling? = nil, trained: URL? = nil) throws -> SearchIndex {
+                              pooling: Pooling? = nil, trained: URL? = nil, titleField: String? = nil) throws -> SearchIndex {
         let manifestURL = directory.appendingPathComponent(manifestName)
         let quantizer = try trained.map { try TrainedQuantizer(directory: $0, encoder: encoder) }
         if FileManager.default.fileExists(atPath: manifestURL.path) {
@@ -108,6 +110,7 @@ public final class SearchIndex: @unchecked Sendable {
             manifest = try newManifest(encoder: encoder, modelName: modelName, factory: factory ?? VectorIndex.defaultFactory(count: expectedCount),
                                        attention: attention, pooling: pooling)
         }
+        manifest.titleField = IndexManifest.takesTitles(manifest.documentPrompt) ? titleField : nil
         try manifest.write(to: manifestURL)
         return try SearchIndex(directory: directory, encoder: encoder)
     }
@@ -157,7 +160,11 @@ public final class SearchIndex: @unchecked Sendable {
         let options = embeddingOptions(prompt: manifest.documentPrompt)
         for start in stride(from: 0, to: pending.count, by: max(batch, 1)) {
             let chunk = Array(pending[start..<min(start + batch, pending.count)])
-            let embeddings = try encoder.embed(chunk.map(\.text), options: options)
+            // Each document's prompt, its title in the prompt's slot when it has one.
+            let inputs = chunk.flatMap { doc in
+                encoder.tokenize([doc.text], prompt: manifest.documentPrompt(title: manifest.title(metadataJSON: doc.metadataJSON)))
+            }
+            let embeddings = try encoder.embed(inputs, options: options)
             let rows = chunk.map { doc -> Document in
                 defer { nextID += 1 }
                 return Document(id: nextID, externalID: doc.id, text: doc.text, metadataJSON: doc.metadataJSON)

@@ -61,6 +61,12 @@ struct IndexCommand: ParsableCommand {
         @Option(name: .customLong("first-id"), help: "First internal (64-bit) id of a new index: shards of one index take disjoint ranges. (default: 1)")
         var firstID: Int64?
 
+        @Option(name: .customLong("title-field"), help: "The field (top level or in metadata) holding a document's title: it fills the model's document prompt (EmbeddingGemma: \"title: TITLE | text: …\" instead of \"title: none\") and heads the results. Recorded in the manifest.")
+        var titleField = "title"
+
+        @Flag(name: .customLong("no-titles"), help: "Embed documents with the model's plain document prompt, titles or not.")
+        var noTitles = false
+
         func validate() throws {
             if trained != nil, factory != nil || attention != nil || pooling != nil {
                 throw ValidationError("--trained sets the factory, attention and pooling (those it was trained with); drop --factory, --attention and --pooling")
@@ -75,7 +81,7 @@ struct IndexCommand: ParsableCommand {
                 let index = try FlagHints.indexModel(location.url) {
                     try SearchIndex.create(directory: location.url, encoder: encoder, modelName: model.model, factory: factory,
                                            expectedCount: documents.count, attention: attention, pooling: pooling,
-                                           trained: trained.map { URL(fileURLWithPath: $0) })
+                                           trained: trained.map { URL(fileURLWithPath: $0) }, titleField: noTitles ? nil : titleField)
                 }
                 let added = try runWithProgress(total: documents.count) { progress in
                     try index.add(documents, batch: corpus.batch, resume: true, firstID: firstID, progress: progress)

@@ -69,9 +69,14 @@ struct SearchCommand: ParsableCommand {
                 if json {
                     print(resultObject(id: nil, results))
                 } else {
+                    // Each result: rank, score, id and headline, then a snippet with the query's words in bold on a terminal.
+                    let terminal = isatty(1) != 0
                     for (rank, hit) in results.enumerated() {
-                        let firstLine = hit.result.text.split(separator: "\n").first.map(String.init) ?? ""
-                        print(String(format: "%2d  %.4f  %@  %@", rank + 1, hit.score, hit.result.id as NSString, firstLine as NSString))
+                        let summary = ResultSummary(text: hit.result.text, metadataJSON: hit.result.metadataJSON, query: query,
+                                                    titleField: searchIndex.manifest.titleField)
+                        let id = terminal ? "\u{1B}[1m\(hit.result.id)\u{1B}[0m" : hit.result.id
+                        print(String(format: "%2d  %.4f  %@  %@", rank + 1, hit.score, id as NSString, summary.headline as NSString))
+                        print("              " + Self.marked(summary, bold: terminal))
                     }
                 }
                 return
@@ -91,6 +96,18 @@ struct SearchCommand: ParsableCommand {
         } catch {
             fail(error)
         }
+    }
+
+    /// The snippet with its highlights in bold (ANSI), or plain.
+    static func marked(_ summary: ResultSummary, bold: Bool) -> String {
+        guard bold else { return summary.snippet }
+        var out = "", characters = Array(summary.snippet), at = 0
+        for range in summary.highlights {
+            out += String(characters[at..<range.lowerBound]) + "\u{1B}[1m" + String(characters[range]) + "\u{1B}[0m"
+            at = range.upperBound
+        }
+        characters.removeFirst(at)
+        return out + String(characters)
     }
 
     private func openIndex() throws -> SearchIndex {

@@ -77,6 +77,21 @@ extension CLITests {
         XCTAssertEqual((stored["tuned"] as? [String: Any])?["queries"] as? Int, 6)
         let search = try Tool.run(["search", "--index", index, "-k", "3", "--json", "strategy game"])
         XCTAssertEqual(search.status, 0, search.stderr)
+        // Read by a person (stdout not a terminal: no escapes): rank, score, id and title, then a snippet line.
+        let plain = try Tool.run(["search", "--index", index, "-k", "3", "strategy game"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        let shown = plain.stdout.split(separator: "\n")
+        XCTAssertEqual(shown.count, 6, plain.stdout)
+        XCTAssertFalse(plain.stdout.contains("\u{1B}["), "no terminal escapes when piped")
+        let titles = try Dictionary(uniqueKeysWithValues: lines.map { line -> (String, String) in
+            let doc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let metadata = doc["metadata"] as? [String: Any] ?? doc
+            return (doc["id"] as! String, metadata["title"] as? String ?? "")
+        })
+        let fields = shown[0].split(separator: " ", maxSplits: 3, omittingEmptySubsequences: true)
+        XCTAssertEqual(fields.count, 4, String(shown[0]))
+        XCTAssertEqual(fields[3].trimmingCharacters(in: .whitespaces), titles[String(fields[2])], "the title heads the result")
+        XCTAssertTrue(shown[1].hasPrefix("              "), String(shown[1]))
         let reset = try Tool.run(["index", "tune", "--index", index, "--queries", queries, "--reset"])
         XCTAssertEqual(reset.status, 0, reset.stderr)
         XCTAssertNil(try fusion())

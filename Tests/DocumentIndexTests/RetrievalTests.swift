@@ -118,6 +118,62 @@ final class RetrievalTests: XCTestCase {
         XCTAssertEqual(try SearchIndex.manifest(in: index.directory).bestSearchMode, .vector)
     }
 
+    /// A document's title fills the model's document prompt ("title: none" → "title: TITLE"): the stored vector is
+    /// the document embedded with that prompt, as sentence-transformers' encode(prompt=…) embeds it; without a title
+    /// field (or with titles off) the prompt stays as the model gives it.
+    func testTitlesFillTheDocumentPrompt() throws {
+        let model = try tinyEncoderDirectory(in: dir)
+        try #"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}, {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]"#
+            .write(to: model.appendingPathComponent("modules.json"), atomically: true, encoding: .utf8)
+        try #"{"max_seq_length": 64, "do_lower_case": false}"#.write(to: model.appendingPathComponent("sentence_bert_config.json"), atomically: true, encoding: .utf8)
+        try #"{"prompts": {"query": "task: search result | query: ", "document": "title: none | text: "}, "default_prompt_name": null}"#
+            .write(to: model.appendingPathComponent("config_sentence_transformers.json"), atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(at: model.appendingPathComponent("1_Pooling"), withIntermediateDirectories: true)
+        try #"{"word_embedding_dimension": 64, "pooling_mode_mean_tokens": true, "include_prompt": true}"#
+            .write(to: model.appendingPathComponent("1_Pooling/config.json"), atomically: true, encoding: .utf8)
+        let encoder = try TextEncoder(directory: model)
+        let docs = [CorpusDocument(id: "a", text: "a tool to pack files", metadataJSON: #"{"title": "file archiver"}"#),
+                    CorpusDocument(id: "b", text: "a game of cards", metadataJSON: #"{"section": "games"}"#)]
+        func stored(titleField: String?, name: String) throws -> (SearchIndex, [Float]) {
+            let index = try SearchIndex.create(directory: dir.appendingPathComponent(name), encoder: encoder, modelName: model.path,
+                                               factory: "Flat", expectedCount: 2, titleField: titleField)
+            try index.add(docs, batch: 8, resume: true)
+            let titled = try encoder.embed([docs[0].text], options: EmbeddingOptions(prompt: "title: file archiver | text: "))[0]
+            let results = try docs.map { SearchResult(id: $0.id, score: 0, text: $0.text, metadataJSON: $0.metadataJSON) }
+            return (index, try XCTUnwrap(try index.storedCosines(query: titled, results: results)))
+        }
+        let (titledIndex, withTitles) = try stored(titleField: "title", name: "titled")
+        XCTAssertEqual(titledIndex.manifest.titleField, "title")
+        XCTAssertEqual(withTitles[0], 1, accuracy: 1e-5, "the titled document is embedded with its title in the prompt")
+        let plain = try encoder.embed([docs[1].text], options: EmbeddingOptions(prompt: "title: none | text: "))[0]
+        let results = docs.map { SearchResult(id: $0.id, score: 0, text: $0.text, metadataJSON: $0.metadataJSON) }
+        XCTAssertEqual(try XCTUnwrap(try titledIndex.storedCosines(query: plain, results: results))[1], 1, accuracy: 1e-5,
+                       "a document without a title keeps \"title: none\"")
+        let (untitled, withoutTitles) = try stored(titleField: nil, name: "untitled")
+        XCTAssertNil(untitled.manifest.titleField)
+        XCTAssertLessThan(withoutTitles[0], 0.9999, "without titles the prompt says none")
+    }
+
+    /// A result as a person reads it: the title, else the first sentence that says something, and a snippet around
+    /// the query's words with where they are.
+    func testResultSummaryHeadlineAndSnippet() {
+        let text = "This package contains two programs:\n - mscompress, a tool to compress files with LZ77;\n - msexpand, which\n"
+            + "expands them. " + String(repeating: "Filler words that say nothing here. ", count: 8) + "Compression is fast."
+        let untitled = ResultSummary(text: text, metadataJSON: "{}", query: "compress files on the command line", width: 80)
+        XCTAssertEqual(untitled.headline, "- mscompress, a tool to compress files with LZ77; - msexpand, which expands them.")
+        let marked = untitled.highlights.map { range in String(Array(untitled.snippet)[range]) }
+        XCTAssertEqual(Array(marked.prefix(2)), ["compress", "files"], "word starts match; \"mscompress\" is another word")
+        XCTAssertTrue(marked.allSatisfy { $0.lowercased().hasPrefix("compress") || $0.lowercased().hasPrefix("files") || $0.lowercased().hasPrefix("line") }, "\(marked)")
+        XCTAssertLessThanOrEqual(untitled.snippet.count, 80 + 4)
+        XCTAssertTrue(untitled.snippet.hasSuffix(" …"), untitled.snippet)
+        let titled = ResultSummary(text: text, metadataJSON: #"{"title": "Microsoft compress/expand tools"}"#, query: "compress")
+        XCTAssertEqual(titled.headline, "Microsoft compress/expand tools")
+        let other = ResultSummary(text: "Short text.", metadataJSON: #"{"name": "N", "title": "T"}"#, query: "x", titleField: "name")
+        XCTAssertEqual(other.headline, "N")
+        XCTAssertEqual(other.snippet, "Short text.")
+        XCTAssertEqual(other.highlights, [])
+    }
+
     func testEvaluationAndRerankingPlumbing() throws {
         let (index, queries, docs) = try tinyIndex()
         let text = Dictionary(uniqueKeysWithValues: docs.map { ($0.id, $0.text) })
