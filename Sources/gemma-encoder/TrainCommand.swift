@@ -343,8 +343,7 @@ extension TrainCommand {
                 cache: noCache ? nil : TokenStateCache(), progress: stages.update,
                 onEpoch: { report in
                     stages.finish()
-                    note(String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f  positive ranked first %.4f  (%.1f s)",
-                                report.epoch, trainingOptions.epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds))
+                    note(rankingEpochLine(report, of: trainingOptions.epochs))
                 }) }
             stages.finish()
             try head.write(to: URL(fileURLWithPath: out))
@@ -374,13 +373,18 @@ extension TrainCommand {
             out: URL(fileURLWithPath: out), onStep: progress.update,
             onEpoch: { report in
                 progress.finish()
-                note(String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f  positive ranked first %.4f  (%.1f s)",
-                            report.epoch, options.epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds))
+                note(rankingEpochLine(report, of: options.epochs))
             }) }
         progress.finish()
         let summary = head.config.fineTuning!
         note("wrote \(out): reranker with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, \(loss.rawValue) loss, "
              + "best epoch \(summary.bestEpoch) of \(summary.epochs.count); encoder in \(out)/encoder")
+    }
+
+    /// A rerank epoch's progress line.
+    func rankingEpochLine(_ report: EpochReport, of epochs: Int) -> String {
+        String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f  positive ranked first %.4f  (%.1f s)",
+               report.epoch, epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds)
     }
 
     /// A T5Gemma checkpoint trained as a RankT5-style ranker; checkpoints go to OUT.checkpoint.
@@ -394,8 +398,7 @@ extension TrainCommand {
             out: URL(fileURLWithPath: out), onStep: progress.update,
             onEpoch: { report in
                 progress.finish()
-                note(String(format: "epoch %d/%d  train loss %.4f  valid loss %.4f  positive ranked first %.4f  (%.1f s)",
-                            report.epoch, options.epochs, report.trainLoss, report.validLoss, report.validAccuracy ?? 0, report.seconds))
+                note(rankingEpochLine(report, of: options.epochs))
             }) }
         progress.finish()
         note("wrote \(out): T5Gemma checkpoint trained as a first-token ranker (\(options.scope), token \(token), id \(ranker.tokenID), "
