@@ -34,7 +34,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     /// names it here, which is accepted.
     public var publishing: [String: IndexFileRecord]?
     /// How hybrid search fuses vector and keyword results, as `index tune` fitted it on labelled queries; nil:
-    /// reciprocal rank fusion with equal weights.
+    /// `HybridFusion.standard`.
     public var fusion: HybridFusion?
     public var count: Int
     public var created: Date

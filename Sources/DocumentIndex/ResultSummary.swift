@@ -75,11 +75,15 @@ public struct ResultSummary: Sendable, Equatable {
             let hits = spans[n...].prefix { $0.range.upperBound <= end }.filter(\.hit).count
             if hits > bestHits { (bestStart, bestHits) = (span.range.lowerBound, hits) }
         }
-        // Back up a little so that the first hit has some context, to a word start.
-        var start = max(0, bestStart - width / 4)
-        if start > 0, let word = spans.first(where: { $0.range.upperBound > start }) { start = word.range.lowerBound }
+        // Back up a little so that the first hit has some context: to the first word that starts at or after that
+        // point (never into a word that began earlier, which could be longer than the window).
+        var start = bestStart
+        if let word = spans.first(where: { $0.range.lowerBound >= max(0, bestStart - width / 4) }) { start = min(word.range.lowerBound, bestStart) }
+        // End at the last word that fits, or mid-word when none does (one word longer than the window).
         var end = min(flat.count, start + width)
-        if end < flat.count, let last = spans.last(where: { $0.range.upperBound <= end }) { end = last.range.upperBound }
+        if end < flat.count, let last = spans.last(where: { $0.range.upperBound <= end }), last.range.upperBound > start {
+            end = last.range.upperBound
+        }
         let prefix = start > 0 ? "… " : "", suffix = end < flat.count ? " …" : ""
         let shift = prefix.count - start
         let highlights = spans.filter { $0.hit && $0.range.lowerBound >= start && $0.range.upperBound <= end }

@@ -4,9 +4,10 @@ import GemmaEncoder
 extension SearchIndex {
     /// Whether the stored document vectors are the embeddings `similarity` describes: the same model,
     /// prompts and attention, and the model's own pooling (the cosine normalizes, so normalization may differ).
+    /// Vectors embedded with titles in the document prompt are not (the similarity's prompt says "title: none").
     public func storesEmbeddings(of similarity: FusedSimilarity) -> Bool {
         similarity.modelDigest == manifest.modelDigest && similarity.queryPrompt == manifest.queryPrompt
-            && similarity.documentPrompt == manifest.documentPrompt
+            && similarity.documentPrompt == manifest.documentPrompt && manifest.titleField == nil
             && similarity.attention == (manifest.attention ?? .bidirectional) && manifest.pooling == nil
     }
 

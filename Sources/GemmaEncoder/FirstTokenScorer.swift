@@ -13,9 +13,13 @@ public final class FirstTokenScorer: PairScorer {
     /// The token whose first-step logit is the score.
     public let token: Int32
     public let template: String
+    /// How a pair becomes encoder input, when not `template` filled in and tokenized to the model's maximum length:
+    /// a trained ranker's own pair tokenization (its template, its document cut to its maximum length).
+    public let pairInput: (@Sendable (_ query: String, _ document: String) -> EncoderInput)?
 
     /// `token`: the token's text as the vocabulary spells it, or `#ID` for an id.
-    public init(encoder: TextEncoder, decoder: T5GemmaDecoder, token: String, template: String = defaultTemplate) throws(EncoderError) {
+    public init(encoder: TextEncoder, decoder: T5GemmaDecoder, token: String, template: String = defaultTemplate,
+                pairInput: (@Sendable (_ query: String, _ document: String) -> EncoderInput)? = nil) throws(EncoderError) {
         guard template.contains("{query}"), template.contains("{document}") else {
             throw .invalidInput("the pair template needs both {query} and {document}: '\(template)'")
         }
@@ -30,6 +34,7 @@ public final class FirstTokenScorer: PairScorer {
         self.decoder = decoder
         self.token = id
         self.template = template
+        self.pairInput = pairInput
     }
 
     /// The id of `token`, given as the vocabulary spells it or as `#ID`.
@@ -43,13 +48,14 @@ public final class FirstTokenScorer: PairScorer {
 
     /// A T5Gemma checkpoint directory, or an error saying the model is not one.
     public convenience init(model: TextEncoder, token: String, template: String = defaultTemplate,
-                            precision: WeightPrecision = .f32) throws {
+                            precision: WeightPrecision = .f32,
+                            pairInput: (@Sendable (_ query: String, _ document: String) -> EncoderInput)? = nil) throws {
         guard case .huggingFace(let directory) = model.source,
               try T5GemmaConfig.isCheckpoint(directory) else {
             throw EncoderError.invalidInput("\(model.location.path): first-token scoring needs a T5Gemma checkpoint (model_type t5gemma or t5gemma2)")
         }
         try self.init(encoder: model, decoder: try T5GemmaDecoder(directory: directory, precision: precision), token: token,
-                      template: template)
+                      template: template, pairInput: pairInput)
     }
 
     /// The pair text of one document.
@@ -59,7 +65,8 @@ public final class FirstTokenScorer: PairScorer {
 
     /// Every pair encoded once (batched over the cores as `embed` is), then one decoder step each.
     public func rerankScores(query: String, documents: [String], similarity: [Float]?) throws -> RerankScores {
-        RerankScores(final: try scores(encoding: encoder.tokenize(documents.map { pairText(query: query, document: $0) })))
+        if let pairInput { return RerankScores(final: try scores(encoding: documents.map { pairInput(query, $0) })) }
+        return RerankScores(final: try scores(encoding: encoder.tokenize(documents.map { pairText(query: query, document: $0) })))
     }
 
     /// The scores of tokenized pair texts: batches of pairs spread over the cores as `embed` spreads them, each

@@ -75,6 +75,11 @@ public final class EncoderFineTuner {
             case .none, .lora:
                 throw HeadError.invalidData("first-token scoring trains the decoder with the encoder: use --finetune all or top:K, not \(options.scope)")
             }
+            // The decoder reads its start and head rows once; a training table (tied to them in T5Gemma 2) would
+            // export a model other than the one trained and validated.
+            guard !options.trainEmbeddings else {
+                throw HeadError.invalidData("--train-embeddings does not apply to first-token scoring (the decoder reads the embedding table as loaded)")
+            }
             scorer.setTrained(true)
             scorer.products = model.products
         }

@@ -61,7 +61,7 @@ struct IndexCommand: ParsableCommand {
         @Option(name: .customLong("first-id"), help: "First internal (64-bit) id of a new index: shards of one index take disjoint ranges. (default: 1)")
         var firstID: Int64?
 
-        @Option(name: .customLong("title-field"), help: "The field (top level or in metadata) holding a document's title: it fills the model's document prompt (EmbeddingGemma: \"title: TITLE | text: …\" instead of \"title: none\") and heads the results. Recorded in the manifest.")
+        @Option(name: .customLong("title-field"), help: "The metadata field holding a document's title (in the row's metadata object, or a top-level field of a row without one): it fills the model's document prompt (EmbeddingGemma: \"title: TITLE | text: …\" instead of \"title: none\") and heads the results. Recorded in the manifest.")
         var titleField = "title"
 
         @Flag(name: .customLong("no-titles"), help: "Embed documents with the model's plain document prompt, titles or not.")

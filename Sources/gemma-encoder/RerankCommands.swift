@@ -16,7 +16,15 @@ struct RerankerOptions: ParsableArguments {
     func load(model: String? = nil) throws -> any PairScorer {
         let directory = URL(fileURLWithPath: reranker)
         if let ranker = try FirstTokenRankerConfig.read(directory) {
-            return try FirstTokenScorer(model: try TextEncoder(model: model ?? reranker), token: "#\(ranker.tokenID)", template: ranker.template)
+            // The trained checkpoint scores, with the pair tokenization it was trained with.
+            guard model == nil else {
+                throw InputError(description: "\(reranker) is a trained first-token ranker (a T5Gemma checkpoint): it scores with its own encoder and decoder; drop --model")
+            }
+            let encoder = try TextEncoder(model: reranker)
+            let template = try PairTemplate(ranker.template), maxLength = ranker.maxLength, tokenizer = encoder.tokenizer
+            return try FirstTokenScorer(model: encoder, token: "#\(ranker.tokenID)", template: ranker.template) { query, document in
+                TextEncoder.tokenizePair(query: query, document: document, template: template, maxLength: maxLength, with: tokenizer)
+            }
         }
         let head = try HeadDirectory.read(directory)
         guard head.config.task == .rerank else {

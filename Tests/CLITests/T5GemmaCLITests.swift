@@ -168,6 +168,13 @@ final class T5GemmaCLITests: XCTestCase {
         XCTAssertEqual(explicit.stdout, trained.stdout, "the recorded token and template")
         XCTAssertEqual(trained.stdout.split(separator: "\n").count, 3)
 
+        let otherModel = try Tool.run(["rerank", "--reranker", out, "--model", model!, "--query", "cat 7", "--input", candidates.path])
+        XCTAssertNotEqual(otherModel.status, 0)
+        XCTAssertTrue(otherModel.stderr.contains("drop --model"), otherModel.stderr)
+        let embeddings = try Tool.run(args + ["--finetune", "all", "--train-embeddings"])
+        XCTAssertNotEqual(embeddings.status, 0)
+        XCTAssertTrue(embeddings.stderr.contains("--train-embeddings"), embeddings.stderr)
+
         let frozen = try Tool.run(args)
         XCTAssertNotEqual(frozen.status, 0)
         XCTAssertTrue(frozen.stderr.contains("--finetune"), frozen.stderr)

@@ -166,6 +166,12 @@ final class RetrievalTests: XCTestCase {
         XCTAssertTrue(marked.allSatisfy { $0.lowercased().hasPrefix("compress") || $0.lowercased().hasPrefix("files") || $0.lowercased().hasPrefix("line") }, "\(marked)")
         XCTAssertLessThanOrEqual(untitled.snippet.count, 80 + 4)
         XCTAssertTrue(untitled.snippet.hasSuffix(" …"), untitled.snippet)
+        // A word longer than the window before the match (a hash, unbroken text) neither traps nor hides the match.
+        let long = ResultSummary(text: "a " + String(repeating: "x", count: 300) + " foo bar", metadataJSON: "{}", query: "foo")
+        XCTAssertTrue(long.snippet.contains("foo"), long.snippet)
+        XCTAssertEqual(long.highlights.map { String(Array(long.snippet)[$0]) }, ["foo"])
+        let giant = ResultSummary(text: "foo" + String(repeating: "y", count: 400) + " tail", metadataJSON: "{}", query: "zzz")
+        XCTAssertLessThanOrEqual(giant.snippet.count, 160 + 2)
         let titled = ResultSummary(text: text, metadataJSON: #"{"title": "Microsoft compress/expand tools"}"#, query: "compress")
         XCTAssertEqual(titled.headline, "Microsoft compress/expand tools")
         let other = ResultSummary(text: "Short text.", metadataJSON: #"{"name": "N", "title": "T"}"#, query: "x", titleField: "name")
