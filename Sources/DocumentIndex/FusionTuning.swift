@@ -1,4 +1,3 @@
-import AtomicFiles
 import Foundation
 
 /// What `SearchIndex.tuneFusion` measured: nDCG@10 of every candidate fusion on the labelled queries, of each
@@ -24,8 +23,7 @@ extension SearchIndex {
         let embeddings = try encoder.embed(queries.map(\.text), options: queryEmbeddingOptions)
         var lists: [(vector: [(id: Int64, score: Double)], keyword: [(id: Int64, score: Double)], relevant: Set<String>)] = []
         for (q, query) in queries.enumerated() {
-            let vector = try vectors.search(embeddings[q], k: HybridFusion.candidates)[0].map { (id: $0.id, score: Double($0.score)) }
-            let keyword = try store.keywordSearch(query.text, limit: HybridFusion.candidates)
+            let (vector, keyword) = try candidates(query.text, embedding: embeddings[q], keyword: true, depth: HybridFusion.candidates)
             let relevant = Set(try query.relevant.compactMap { try store.id(forExternalID: $0) }.map(String.init))
             lists.append((vector, keyword, relevant))
         }

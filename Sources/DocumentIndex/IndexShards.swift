@@ -97,21 +97,20 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
     /// Hybrid search's fusion of the shards' merged vector results and their fused keyword results (whose scores
     /// are reciprocal-rank scores: BM25 scores of different shards are not comparable).
     public static func hybrid(vector: [SearchResult], keyword: [SearchResult], fusion: HybridFusion) -> [SearchResult] {
-        var byID: [String: SearchResult] = [:]
-        for r in vector + keyword where byID[r.id] == nil { byID[r.id] = r }
-        return fusion.fuse(vector: vector.map { (id: $0.id, score: $0.score) }, keyword: keyword.map { (id: $0.id, score: $0.score) })
-            .map { hit in
-                var r = byID[hit.id]!
-                r.score = hit.score
-                return r
-            }
+        rescored(fusion.fuse(vector: vector.map { (id: $0.id, score: $0.score) }, keyword: keyword.map { (id: $0.id, score: $0.score) }),
+                 from: [vector, keyword])
     }
 
     /// Rankings fused by reciprocal rank (scores become the fused ones); a document in several lists is one.
     public static func fuse(_ lists: [[SearchResult]]) -> [SearchResult] {
+        rescored(reciprocalRankFusion(lists.map { $0.map(\.id) }), from: lists)
+    }
+
+    /// The fused hits as results: each id's result from the first list holding it, with the fused score.
+    private static func rescored(_ hits: [(id: String, score: Double)], from lists: [[SearchResult]]) -> [SearchResult] {
         var byID: [String: SearchResult] = [:]
         for list in lists { for r in list where byID[r.id] == nil { byID[r.id] = r } }
-        return reciprocalRankFusion(lists.map { $0.map(\.id) }).map { hit in
+        return hits.map { hit in
             var r = byID[hit.id]!
             r.score = hit.score
             return r

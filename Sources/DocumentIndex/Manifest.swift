@@ -91,9 +91,13 @@ extension IndexManifest {
 
     /// The title of a document whose metadata is `metadataJSON` (nil without a title field or a non-empty string).
     public func title(metadataJSON: String) -> String? {
-        guard let titleField,
-              let object = (try? JSONSerialization.jsonObject(with: Data(metadataJSON.utf8))) as? [String: Any],
-              let title = (object[titleField] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines), !title.isEmpty else { return nil }
+        titleField.flatMap { Self.title(in: metadataJSON, field: $0) }
+    }
+
+    /// The non-empty string under `field` of a document's metadata (trimmed), or nil.
+    static func title(in metadataJSON: String, field: String) -> String? {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(metadataJSON.utf8))) as? [String: Any],
+              let title = (object[field] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines), !title.isEmpty else { return nil }
         return title
     }
 

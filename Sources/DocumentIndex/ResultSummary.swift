@@ -10,9 +10,7 @@ public struct ResultSummary: Sendable, Equatable {
 
     /// `titleField`: the metadata field holding titles (the index's, else "title").
     public init(text: String, metadataJSON: String, query: String, titleField: String? = nil, width: Int = 160) {
-        let title = ((try? JSONSerialization.jsonObject(with: Data(metadataJSON.utf8))) as? [String: Any])
-            .flatMap { $0[titleField ?? "title"] as? String }?.trimmingCharacters(in: .whitespacesAndNewlines)
-        headline = title.flatMap { $0.isEmpty ? nil : $0 } ?? Self.firstInformativeSentence(text)
+        headline = IndexManifest.title(in: metadataJSON, field: titleField ?? "title") ?? Self.firstInformativeSentence(text)
         (snippet, highlights) = Self.snippet(text, query: query, width: width)
     }
 

@@ -290,14 +290,8 @@ public final class SearchIndex: @unchecked Sendable {
         guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
         let depth = mode == .hybrid ? max(k, HybridFusion.candidates) : k
         return try queries.indices.map { q in
-            var vectorHits: [(id: Int64, score: Double)] = []
-            var keywordHits: [(id: Int64, score: Double)] = []
-            if !embeddings.isEmpty {
-                vectorHits = try vectors.search(embeddings[q], k: depth, tuning: tuning)[0].map { (id: $0.id, score: Double($0.score)) }
-            }
-            if mode != .vector {
-                keywordHits = try store.keywordSearch(queries[q], limit: depth)
-            }
+            let (vectorHits, keywordHits) = try candidates(queries[q], embedding: embeddings.isEmpty ? nil : embeddings[q],
+                                                          keyword: mode != .vector, depth: depth, tuning: tuning)
             let ranked: [(id: Int64, score: Double)]
             switch mode {
             case .vector: ranked = vectorHits
@@ -311,6 +305,14 @@ public final class SearchIndex: @unchecked Sendable {
                 documents[hit.id].map { SearchResult(id: $0.externalID, score: hit.score, text: $0.text, metadataJSON: $0.metadataJSON) }
             }
         }
+    }
+
+    /// A query's first `depth` vector hits (with its embedding) and keyword hits (when asked), by internal id, best
+    /// first: what every search mode ranks, and what `tuneFusion` fuses.
+    func candidates(_ query: String, embedding: [Float]?, keyword: Bool, depth: Int, tuning: SearchTuning = SearchTuning()) throws
+        -> (vector: [(id: Int64, score: Double)], keyword: [(id: Int64, score: Double)]) {
+        let vectorHits = try embedding.map { try vectors.search($0, k: depth, tuning: tuning)[0].map { (id: $0.id, score: Double($0.score)) } } ?? []
+        return (vectorHits, keyword ? try store.keywordSearch(query, limit: depth) : [])
     }
 
     /// The stored text of documents by external id (nil for an id not in the index).

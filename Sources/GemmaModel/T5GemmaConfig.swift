@@ -28,6 +28,12 @@ public struct T5GemmaConfig: Sendable, Equatable {
 
     public static let modelTypes = T5GemmaVariant.allNames
 
+    /// A logit after the final soft-cap, tanh(l / cap) · cap, where the config sets one.
+    public func softcapped(_ logit: Float) -> Float {
+        guard let cap = finalLogitSoftcapping.map(Float.init) else { return logit }
+        return tanhf(logit / cap) * cap
+    }
+
     /// Whether a Hugging Face model directory holds a T5Gemma checkpoint (its config.json's `model_type`).
     public static func isCheckpoint(_ directory: URL) throws(FormatError) -> Bool {
         modelTypes.contains(try ModelRegistry.modelType(of: directory))

@@ -123,7 +123,7 @@ public final class T5GemmaDecoder: Sendable {
                 linear(m: rows, a: a.baseAddress!, lda: h, weight: lmHead, c: c.baseAddress!, ldc: v)
             }
         }
-        return out.map(softcapped)
+        return out.map(config.softcapped)
     }
 
     /// The logit of `token` for one hidden row (soft-capped as `logits`): one row of the head instead of all.
@@ -134,13 +134,7 @@ public final class T5GemmaDecoder: Sendable {
         weights.withUnsafeMutableBufferPointer { lmHead.dequantize(rows: token..<(token + 1), into: $0.baseAddress!) }
         var s: Float = 0
         for (w, x) in zip(weights, row) { s += w * x }
-        return softcapped(s)
-    }
-
-    /// The final logit soft-cap, tanh(l / cap) · cap, where the decoder's config sets one.
-    private func softcapped(_ logit: Float) -> Float {
-        guard let cap = config.finalLogitSoftcapping.map(Float.init) else { return logit }
-        return tanhf(logit / cap) * cap
+        return config.softcapped(s)
     }
 }
 

@@ -98,7 +98,7 @@ public final class TrainableT5GemmaDecoder: @unchecked Sendable {
         let finalInput = Tensor(copying: x.pointer, count: b * h)
         let y = Tensor(uninitialized: b * h)
         rmsNorm(x.pointer, rows: b, dim: h, scale: normScale(finalNorm), eps: config.decoder.rmsNormEps, out: y.pointer)
-        let scores = (0..<b).map { r in softcapped(dot(y.pointer + r * h, headRow, h)) }
+        let scores = (0..<b).map { r in config.softcapped(dot(y.pointer + r * h, headRow, h)) }
         return Pass(scores: scores, batch: batch, encoderStates: states, tapes: tapes, finalInput: finalInput, threads: max(1, threads))
     }
 
@@ -121,11 +121,6 @@ public final class TrainableT5GemmaDecoder: @unchecked Sendable {
             layer.backward(dx.pointer, context: context, tape: tape, gradEncoder: gradStates.pointer)
         }
         return gradStates
-    }
-
-    private func softcapped(_ z: Float) -> Float {
-        guard let cap = config.finalLogitSoftcapping.map(Float.init) else { return z }
-        return tanhf(z / cap) * cap
     }
 
     private func dot(_ a: UnsafePointer<Float>, _ b: [Float], _ n: Int) -> Float {

@@ -5,8 +5,8 @@ import GemmaModel
 import GemmaTraining
 import ModelFormats
 
-/// What a first-token ranker was trained with, beside its checkpoint (`first_token_ranker.json`): `rerank --model DIR`
-/// scores with the same token and template without being told.
+/// What a first-token ranker was trained with, beside its checkpoint (`first_token_ranker.json`): `rerank --reranker DIR`
+/// scores with the same token, template and maximum length without being told.
 public struct FirstTokenRankerConfig: Codable, Sendable, Equatable {
     public var token: String
     public var tokenID: Int32
@@ -36,7 +36,7 @@ extension RerankerBuilder {
     /// encoder and the decoder fine-tuned together so that the first decoder step's logit of `token` ranks each group's
     /// positive first, with the ranking loss of `plan`. Written to `out` (atomically) as a T5Gemma checkpoint — a copy
     /// of the source with both stacks replaced, which transformers loads as it loaded the source — with
-    /// `first_token_ranker.json`, for `rerank --model OUT`.
+    /// `first_token_ranker.json`, for `rerank --reranker OUT`.
     public static func fineTuneFirstToken(encoder: TextEncoder, modelName: String, token: String, examples: [RerankExample],
                                           valid: [RerankExample]?, plan: RerankerTrainingPlan, run: FineTuneBuilder.Run, out: URL,
                                           onStep: ((FineTuneStep) -> Void)? = nil,

@@ -65,12 +65,11 @@ struct BenchTrainCommand: ParsableCommand {
         var generator = SeededGenerator(seed: 1)
         var scorer: TrainableT5GemmaDecoder?
         if let scoring {
-            guard scoring.hasPrefix("first-token:"), case .huggingFace(let directory) = encoder.source else {
+            guard let token = firstTokenScoring(scoring), case .huggingFace(let directory) = encoder.source else {
                 fail("--scoring first-token:TOKEN times a T5Gemma checkpoint's ranker training")
             }
             guard batchSize % 4 == 0 else { fail("--scoring trains groups of 4 pair texts: --batch-size must be a multiple of 4") }
-            let token = try FirstTokenScorer.tokenID(String(scoring.dropFirst("first-token:".count)), tokenizer: encoder.tokenizer)
-            scorer = try TrainableT5GemmaDecoder(directory: directory, token: Int(token))
+            scorer = try TrainableT5GemmaDecoder(directory: directory, token: Int(try FirstTokenScorer.tokenID(token, tokenizer: encoder.tokenizer)))
         }
         let data = FineTuneData(sequences: sequences, targets: scorer != nil ? .groups(size: 4)
             : .classes(sequences.map { _ in Int(generator.next() % 8) }, weights: [Float](repeating: 1, count: 8)))

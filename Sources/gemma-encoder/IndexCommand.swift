@@ -276,9 +276,8 @@ struct IndexCommand: ParsableCommand {
                     print(String(format: "vector alone %.4f, keyword alone %.4f; best: %@ (%.4f)", report.vectorNDCG10, report.keywordNDCG10,
                                  report.best.description, tuned.ndcg10))
                 }
-                let mode = tuned.ndcg10 > tuned.vectorNDCG10 ? "hybrid" : "vector"
                 note(dryRun ? "\(location.index): nothing stored (--dry-run)"
-                            : "\(location.index): hybrid search uses \(report.best); `search` defaults to \(mode)")
+                            : "\(location.index): hybrid search uses \(report.best); `search` defaults to \(index.manifest.bestSearchMode.rawValue)")
             } catch {
                 fail(error)
             }

@@ -35,6 +35,13 @@ struct InputOptions: ParsableArguments {
     }
 }
 
+/// The TOKEN of a `--scoring first-token:TOKEN` value (`rerank`, `train`, `bench-train`); nil for any other value.
+func firstTokenScoring(_ value: String) -> String? {
+    let prefix = "first-token:"
+    guard value.hasPrefix(prefix), value.count > prefix.count else { return nil }
+    return String(value.dropFirst(prefix.count))
+}
+
 /// `fail` for a library error, with the command that fixes it where there is one.
 func fail(_ error: any Error) -> Never {
     if case let EncoderError.notCached(model, _) = error { fail("\(error): run gemma-encoder models fetch \(model)") }

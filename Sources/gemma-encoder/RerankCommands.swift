@@ -83,9 +83,7 @@ struct RerankCommand: ParsableCommand {
         case (_?, _?): throw ValidationError("--reranker and --scoring exclude each other")
         case (nil, let scoring?):
             guard model != nil else { throw ValidationError("--scoring needs --model (a T5Gemma checkpoint)") }
-            guard scoring.hasPrefix("first-token:"), scoring.count > "first-token:".count else {
-                throw ValidationError("--scoring must be first-token:TOKEN, not '\(scoring)'")
-            }
+            guard firstTokenScoring(scoring) != nil else { throw ValidationError("--scoring must be first-token:TOKEN, not '\(scoring)'") }
         default: break
         }
         if scoring == nil, template != FirstTokenScorer.defaultTemplate {
@@ -95,9 +93,8 @@ struct RerankCommand: ParsableCommand {
 
     /// The trained reranker, or the T5Gemma checkpoint's first-token scorer.
     func scorer() throws -> any PairScorer {
-        if let scoring, let model {
-            return try FirstTokenScorer(model: try TextEncoder(model: model), token: String(scoring.dropFirst("first-token:".count)),
-                                        template: template)
+        if let token = scoring.flatMap(firstTokenScoring), let model {
+            return try FirstTokenScorer(model: try TextEncoder(model: model), token: token, template: template)
         }
         return try RerankerOptions(reranker: reranker!).load(model: model)
     }

@@ -330,11 +330,8 @@ extension TrainCommand {
             plan.options = trainingOptions
             if let scoring {
                 guard isFineTuning else { fail("--scoring first-token trains the encoder and decoder: give --finetune all or top:K") }
-                guard scoring.hasPrefix("first-token:"), scoring.count > "first-token:".count else {
-                    fail("--scoring must be first-token:TOKEN, not '\(scoring)'")
-                }
-                return try fineTuneFirstToken(encoder: encoder, token: String(scoring.dropFirst("first-token:".count)), examples: examples,
-                                              validation: validation, plan: plan)
+                guard let token = firstTokenScoring(scoring) else { fail("--scoring must be first-token:TOKEN, not '\(scoring)'") }
+                return try fineTuneFirstToken(encoder: encoder, token: token, examples: examples, validation: validation, plan: plan)
             }
             if isFineTuning { return try fineTuneReranker(encoder: encoder, examples: examples, validation: validation, plan: plan) }
             let stages = StageProgress()
