@@ -33,6 +33,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         // Vectorized C kernels (exp/tanh loops, reductions, skinny GEMM), clang target_clones per ISA.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast", "-mprefer-vector-width=512"])]),
+        // Self-contained HTML reports with SVG plots (train, eval, eval-retrieval write them).
+        .target(name: "Reports", dependencies: ["AtomicFiles", "ModelFormats"]),
         // Atomic replacement of files and directories: temporary sibling, fsync, rename, fsync the directory.
         .target(name: "AtomicFiles"),
         // Containers: memory-mapped files, safetensors, GGUF, JSON config decoding, SHA-256.
@@ -85,7 +87,7 @@ let package = Package(
         ]),
         .executableTarget(name: "gemma-encoder", dependencies: [
             "GemmaEncoder", "EncoderKernels", "DocumentIndex", "VectorSearch", "TaskHeads", "GemmaTraining", "EncoderService",
-            "AtomicFiles", "RetrieverTraining",
+            "AtomicFiles", "RetrieverTraining", "Reports",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (fixture paths, the models loaded once, file writers, cosine).

@@ -62,67 +62,117 @@ TARGET_AVX512 static void skinny_f32_avx512(long m, long n, long k, const float 
 
 // AVX2 (and the baseline): 4 activation rows x 3 weight rows, 12 ymm accumulators + 3 weight vectors + 1
 // activation vector = all 16 registers; 7 loads per 12 FMAs. Only 3 weight rows stream at a time, too few
-// for the hardware prefetcher to keep up, so the next block's rows are prefetched by hand (`bench`'s
-// query latency shows the difference). Rows past the end of a block repeat an earlier row and are not stored.
-CLONES_NO_AVX512 static void skinny_f32_avx2(long m, long n, long k, const float *a, long lda, const float *w,
-                                             long ldw, float *c, long ldc, int accumulate) {
-    long k8 = k & ~7L;
-    for (long j = 0; j < n; j += 3) {
-        long nj = MIN(n - j, 3);
-        const float *w0 = w + j * ldw, *w1 = w + (j + (nj > 1)) * ldw, *w2 = w + (j + 2 * (nj > 2)) * ldw;
-        // The next block's rows, prefetched a line at a time spread over all passes of this block (not only
-        // the first), so that memory stays busy while the later passes compute from L1.
-        const char *pf = (const char *)(w + MIN(j + 3, n) * ldw), *pf_end = (const char *)(w + MIN(j + 6, n) * ldw);
-        long passes = (m + 3) / 4, pf_step = ((pf_end - pf) / (passes * (k8 / 8 + 1)) + 64) & ~63L;
-#define PREFETCH_NEXT_LINE()            \
-    if (pf < pf_end) {                  \
-        __builtin_prefetch(pf);         \
-        pf += pf_step;                  \
+// for the hardware prefetcher to keep up, so the next block's rows are prefetched by hand, a line at a time
+// spread over all passes of the block (not only the first), so that memory stays busy while the later passes
+// compute from L1 (`bench`'s query latency shows the difference). A last block of one or two activation rows
+// (10 query tokens = 4 + 4 + 2) skips the padding rows: computing them cost a sixth of a short query's
+// arithmetic, which is what bounds its latency.
+//
+// bf16 weights on CPUs without bf16 products (AVX2) take the same kernel, each group of 8 weights converted
+// to f32 in registers as it is loaded, so W streams from memory at 2 bytes a weight instead of being
+// dequantized into a tile first (a short query is bound by that stream). Q8_0 converted the same way costs more
+// instructions than the stream it saves (an int8 → f32 conversion and a scale per 8 weights, redone for every 4
+// activation rows) and measured no faster than the tile path, which it keeps.
+typedef unsigned short u16x8u __attribute__((ext_vector_type(8), aligned(2)));
+typedef unsigned int u32x8 __attribute__((ext_vector_type(8)));
+// bf16 → f32 is a 16-bit shift.
+#define BF16X8(p) ((v8)(__builtin_convertvector(*(const u16x8u *)(p), u32x8) << 16))
+
+// One group of 8 columns at p: the 2 x 3 or 4 x 3 multiply-adds with the weights in y0, y1, y2.
+#define MULADD_2X3(p)                                      \
+    {                                                      \
+        v8 x0 = LOAD8(a0 + (p)), x1 = LOAD8(a1 + (p));     \
+        s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2;    \
+        s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2;    \
     }
-        for (long i = 0; i < m; i += 4) {
-            long mi = MIN(m - i, 4);
-            const float *a0 = a + i * lda, *a1 = a0 + (mi > 1) * lda, *a2 = a0 + 2 * (mi > 2) * lda,
-                        *a3 = a0 + 3 * (mi > 3) * lda;
-            v8 s00 = 0, s01 = 0, s02 = 0, s10 = 0, s11 = 0, s12 = 0;
-            v8 s20 = 0, s21 = 0, s22 = 0, s30 = 0, s31 = 0, s32 = 0;
-            // A last block of one or two rows (10 query tokens = 4 + 4 + 2) skips the padding rows: computing
-            // them cost a sixth of a short query's arithmetic, which is what bounds its latency.
-            if (mi <= 2) {
-                for (long p = 0; p < k8; p += 8) {
-                    PREFETCH_NEXT_LINE();
-                    v8 y0 = LOAD8(w0 + p), y1 = LOAD8(w1 + p), y2 = LOAD8(w2 + p);
-                    v8 x0 = LOAD8(a0 + p), x1 = LOAD8(a1 + p);
-                    s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2;
-                    s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2;
-                }
-            } else for (long p = 0; p < k8; p += 8) {
-                PREFETCH_NEXT_LINE();
-                v8 y0 = LOAD8(w0 + p), y1 = LOAD8(w1 + p), y2 = LOAD8(w2 + p);
-                v8 x = LOAD8(a0 + p);
-                s00 += x * y0; s01 += x * y1; s02 += x * y2;
-                x = LOAD8(a1 + p);
-                s10 += x * y0; s11 += x * y1; s12 += x * y2;
-                x = LOAD8(a2 + p);
-                s20 += x * y0; s21 += x * y1; s22 += x * y2;
-                x = LOAD8(a3 + p);
-                s30 += x * y0; s31 += x * y1; s32 += x * y2;
-            }
-            float t[4][3] = {{HSUM8(s00), HSUM8(s01), HSUM8(s02)}, {HSUM8(s10), HSUM8(s11), HSUM8(s12)},
-                             {HSUM8(s20), HSUM8(s21), HSUM8(s22)}, {HSUM8(s30), HSUM8(s31), HSUM8(s32)}};
-            const float *ar[4] = {a0, a1, a2, a3}, *wr[3] = {w0, w1, w2};
-            for (long r = 0; r < mi; r++) {
-                for (long q = 0; q < nj; q++) {
-                    float s = t[r][q];
-                    for (long p = k8; p < k; p++) s += ar[r][p] * wr[q][p];
-                    float *dst = c + (i + r) * ldc + j + q;
-                    *dst = accumulate ? *dst + s : s;
-                }
-            }
-        }
+#define MULADD_4X3(p)                                      \
+    {                                                      \
+        v8 x = LOAD8(a0 + (p));                            \
+        s00 += x * y0; s01 += x * y1; s02 += x * y2;       \
+        x = LOAD8(a1 + (p));                               \
+        s10 += x * y0; s11 += x * y1; s12 += x * y2;       \
+        x = LOAD8(a2 + (p));                               \
+        s20 += x * y0; s21 += x * y1; s22 += x * y2;       \
+        x = LOAD8(a3 + (p));                               \
+        s30 += x * y0; s31 += x * y1; s32 += x * y2;       \
     }
+
+// A kernel over W rows of `row_bytes` bytes (rows past the end of a block repeat an earlier row and are not
+// stored). GROUPS(MULADD) runs MULADD for every group of 8 columns up to `kv`, setting y0..y2 first; the
+// columns from kv on are added one at a time with WEIGHT(row, p). The next block's rows are prefetched over the
+// CALLS prefetches GROUPS makes per pass.
+#define SKINNY_AVX2_KERNEL(NAME, KV, CALLS, GROUPS, WEIGHT)                                                        \
+    CLONES_NO_AVX512 static void NAME(long m, long n, long k, const float *a, long lda, const unsigned char *w,      \
+                                      long row_bytes, float *c, long ldc, int accumulate) {                       \
+        long kv = (KV);                                                                                            \
+        for (long j = 0; j < n; j += 3) {                                                                          \
+            long nj = MIN(n - j, 3);                                                                               \
+            const unsigned char *w0 = w + j * row_bytes, *w1 = w + (j + (nj > 1)) * row_bytes,                     \
+                                *w2 = w + (j + 2 * (nj > 2)) * row_bytes;                                          \
+            const char *pf = (const char *)(w + MIN(j + 3, n) * row_bytes),                                        \
+                       *pf_end = (const char *)(w + MIN(j + 6, n) * row_bytes);                                    \
+            long passes = (m + 3) / 4, pf_step = ((pf_end - pf) / (passes * ((CALLS) + 1)) + 64) & ~63L;         \
+            for (long i = 0; i < m; i += 4) {                                                                      \
+                long mi = MIN(m - i, 4);                                                                           \
+                const float *a0 = a + i * lda, *a1 = a0 + (mi > 1) * lda, *a2 = a0 + 2 * (mi > 2) * lda,           \
+                            *a3 = a0 + 3 * (mi > 3) * lda;                                                         \
+                v8 s00 = 0, s01 = 0, s02 = 0, s10 = 0, s11 = 0, s12 = 0;                                           \
+                v8 s20 = 0, s21 = 0, s22 = 0, s30 = 0, s31 = 0, s32 = 0;                                           \
+                if (mi <= 2) {                                                                                     \
+                    GROUPS(MULADD_2X3)                                                                             \
+                } else {                                                                                           \
+                    GROUPS(MULADD_4X3)                                                                             \
+                }                                                                                                  \
+                float t[4][3] = {{HSUM8(s00), HSUM8(s01), HSUM8(s02)}, {HSUM8(s10), HSUM8(s11), HSUM8(s12)},     \
+                                 {HSUM8(s20), HSUM8(s21), HSUM8(s22)}, {HSUM8(s30), HSUM8(s31), HSUM8(s32)}};    \
+                const float *ar[4] = {a0, a1, a2, a3};                                                             \
+                const unsigned char *wr[3] = {w0, w1, w2};                                                         \
+                for (long r = 0; r < mi; r++) {                                                                    \
+                    for (long q = 0; q < nj; q++) {                                                                \
+                        float sum = t[r][q];                                                                       \
+                        for (long p = kv; p < k; p++) sum += ar[r][p] * WEIGHT(wr[q], p);                          \
+                        float *dst = c + (i + r) * ldc + j + q;                                                    \
+                        *dst = accumulate ? *dst + sum : sum;                                                      \
+                    }                                                                                              \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+
+#define PREFETCH_LINE()                  \
+    if (pf < pf_end) {                   \
+        __builtin_prefetch(pf);          \
+        pf += pf_step;                   \
+    }
+
+// f32: 8 weights per 32-byte load.
+#define F32_GROUPS(MULADD)                                                                         \
+    for (long p = 0; p < kv; p += 8) {                                                              \
+        PREFETCH_LINE();                                                                            \
+        v8 y0 = LOAD8(w0 + 4 * p), y1 = LOAD8(w1 + 4 * p), y2 = LOAD8(w2 + 4 * p);                 \
+        MULADD(p)                                                                                   \
+    }
+#define F32_WEIGHT(row, p) (((const float *)(row))[p])
+
+// bf16: 8 weights per 16-byte load.
+#define BF16_GROUPS(MULADD)                                                                        \
+    for (long p = 0; p < kv; p += 8) {                                                              \
+        PREFETCH_LINE();                                                                            \
+        v8 y0 = BF16X8(w0 + 2 * p), y1 = BF16X8(w1 + 2 * p), y2 = BF16X8(w2 + 2 * p);              \
+        MULADD(p)                                                                                   \
+    }
+#define BF16_WEIGHT(row, p) ck_bf16_value(row, p)
+
+static inline float ck_bf16_value(const unsigned char *row, long p) {
+    unsigned short b;
+    memcpy(&b, row + 2 * p, 2);
+    union { unsigned int u; float f; } v = {.u = (unsigned int)b << 16};
+    return v.f;
 }
 
-#undef PREFETCH_NEXT_LINE
+SKINNY_AVX2_KERNEL(skinny_f32_avx2, k & ~7L, kv / 8, F32_GROUPS, F32_WEIGHT)
+SKINNY_AVX2_KERNEL(skinny_bf16_avx2, k & ~7L, kv / 8, BF16_GROUPS, BF16_WEIGHT)
+#undef PREFETCH_LINE
 
 static void skinny_f32(long m, long n, long k, const float *a, long lda, const float *w, long ldw, float *c,
                        long ldc, int accumulate) {
@@ -132,7 +182,7 @@ static void skinny_f32(long m, long n, long k, const float *a, long lda, const f
         return;
     }
 #endif
-    skinny_f32_avx2(m, n, k, a, lda, w, ldw, c, ldc, accumulate);
+    skinny_f32_avx2(m, n, k, a, lda, (const unsigned char *)w, ldw * 4, c, ldc, accumulate);
 }
 
 void ck_skinny_gemm_nt(long m, long n, long k, const float *a, long lda, const float *w, long ldw, float *c,
@@ -140,8 +190,9 @@ void ck_skinny_gemm_nt(long m, long n, long k, const float *a, long lda, const f
     skinny_f32(m, n, k, a, lda, w, ldw, c, ldc, 0);
 }
 
-// Other formats: dequantize a tile of W (up to 24 rows x 2,048 columns, 192 KiB, so it stays in L2) and run
-// the f32 kernel on it, accumulating over the column chunks. W's bytes are read from memory once.
+// bf16 is converted as it loads (skinny_bf16_avx2). Other formats: dequantize a tile of W (up to 24 rows x
+// 2,048 columns, 192 KiB, so it stays in L2) and run the f32 kernel on it, accumulating over the column chunks.
+// W's bytes are read from memory once.
 int ck_skinny_linear(int format, long m, long n, long k, const float *a, long lda, const void *w, long row_bytes,
                      float *c, long ldc) {
     if (format == CK_F32) {
@@ -150,6 +201,11 @@ int ck_skinny_linear(int format, long m, long n, long k, const float *a, long ld
     }
     long block = ck_block_size(format), block_bytes = ck_block_bytes(format);
     if (block == 0 || k % block != 0) return -1;
+    // Converted as they load, where no bf16 unit multiplies them (else bf16 weights are packed in panels).
+    if (format == CK_BF16) {
+        skinny_bf16_avx2(m, n, k, a, lda, (const unsigned char *)w, row_bytes, c, ldc, 0);
+        return 0;
+    }
     long chunk = 2048 - 2048 % block;
     if (chunk == 0) chunk = block;
     if (chunk > k) chunk = k;

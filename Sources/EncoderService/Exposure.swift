@@ -44,14 +44,16 @@ public struct ServerExposure: Sendable {
     public var scheme: String { tls == nil ? "http" : "https" }
 }
 
-/// Requires the API key on every route but `/health` (a load balancer's probe carries no secret). The
+/// Requires the API key on every route but `/health` (a load balancer's probe carries no secret) and the pages
+/// (`/`, `/docs`, `/openapi.json`: descriptions without data, whose scripts send the key the user types). The
 /// comparison takes the same time wherever the keys differ, so response times do not reveal a prefix.
 struct APIKeyMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let key: [UInt8]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/health" { return try await next(request, context) }
+        // The health check and the pages hold no data (the pages ask for the key and send it with their calls).
+        if Self.open.contains(request.uri.path) { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               Self.equal(Array(header.utf8.dropFirst(7)), key) else {
             throw ServiceError(.unauthorized, request.headers[.authorization] == nil
@@ -59,6 +61,8 @@ struct APIKeyMiddleware: RouterMiddleware {
         }
         return try await next(request, context)
     }
+
+    static let open: Set<String> = ["/health", "/", "/docs", "/openapi.json"]
 
     /// Equal bytes, in time that depends only on the lengths.
     static func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool {

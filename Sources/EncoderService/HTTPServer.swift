@@ -17,25 +17,20 @@ public enum HTTPFront {
     /// The header that reports how many inputs were cut to the maximum length (only with `truncate`).
     public static let truncatedHeader = HTTPField.Name("X-Truncated-Inputs")!
 
-    /// The router with every route, the error mapping and the per-route metrics and logs.
-    public static func router(_ service: EncoderService, exposure: ServerExposure = ServerExposure()) -> Router<BasicRequestContext> {
+    /// The router with every route of `APIRoute.all()` (the table `/openapi.json` describes), the error mapping
+    /// and the per-route metrics and logs.
+    public static func router(_ service: EncoderService, exposure: ServerExposure = ServerExposure()) throws -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: ObservingMiddleware(metrics: service.metrics))
         if !exposure.corsOrigins.isEmpty { router.add(middleware: CORSOriginsMiddleware(origins: Set(exposure.corsOrigins))) }
         if let key = exposure.apiKey { router.add(middleware: APIKeyMiddleware(key: Array(key.utf8))) }
         let routes = Routes(service: service)
-
-        router.post("/v1/embeddings") { request, _ in try await routes.openAIEmbeddings(request) }
-        router.post("/embed") { request, _ in try await routes.teiEmbed(request) }
-        router.post("/rerank") { request, _ in try await routes.rerank(request) }
-        router.post("/predict") { request, _ in try await routes.predict(request) }
-        router.post("/search") { request, _ in try await routes.search(request) }
-        router.post("/tokenize") { request, _ in try await routes.tokenize(request) }
-        router.get("/health") { _, _ in try json(["status": "ok"]) }
-        router.get("/info") { _, _ in try json(routes.info()) }
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                     body: .init(byteBuffer: ByteBuffer(string: service.metrics.exposition())))
+        for route in try APIRoute.all() {
+            let handler = route.handler
+            switch route.method {
+            case .get: router.get(RouterPath(route.path)) { request, _ in try await handler(request, routes) }
+            case .post: router.post(RouterPath(route.path)) { request, _ in try await handler(request, routes) }
+            }
         }
         return router
     }
@@ -45,7 +40,7 @@ public enum HTTPFront {
     public static func application(_ service: EncoderService, host: String, port: Int, logger: Logger,
                                    exposure: ServerExposure = ServerExposure(),
                                    onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
-        Application(router: router(service, exposure: exposure), server: try exposure.serverBuilder(),
+        Application(router: try router(service, exposure: exposure), server: try exposure.serverBuilder(),
                     configuration: .init(address: .hostname(host, port: port), serverName: "gemma-encoder",
                                          availableConnectionsDelegate: MaximumAvailableConnections(exposure.maxConnections)),
                     onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
@@ -58,6 +53,10 @@ public enum HTTPFront {
         var headers: HTTPFields = [.contentType: "application/json"]
         if truncated > 0 { headers[truncatedHeader] = String(truncated) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    static func html(_ page: String) -> Response {
+        Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: page)))
     }
 
     static func errorResponse(_ error: ServiceError) -> Response {
@@ -283,15 +282,18 @@ struct Routes: Sendable {
                                                                          tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search), vector: r.vector)
             return try HTTPFront.json(SearchResponse(
                 index: name, mode: mode.rawValue,
-                results: results.map { .init(id: $0.id, score: $0.score, text: $0.text, metadata: JSONValue(text: $0.metadataJSON)) },
+                results: results.map { .init(id: $0.id, score: $0.score, text: $0.text, metadata: JSONValue(text: $0.metadataJSON),
+                                             summary: .init(text: $0.text, metadataJSON: $0.metadataJSON, query: r.query, titleField: nil)) },
                 partial: failed.isEmpty ? nil : true,
                 failed_shards: failed.isEmpty ? nil : failed.map { .init(shard: $0.shard, error: $0.error) }))
         }
         let (name, ran, results) = try await service.search(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
                                                             rerank: r.rerank ?? false, candidates: r.candidates ?? 50,
                                                             tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search), vector: r.vector)
+        let titleField = try service.index(named: name).1.snapshot.manifest.titleField
         return try HTTPFront.json(SearchResponse(index: name, mode: ran.rawValue, results: results.map {
-            .init(id: $0.result.id, score: $0.score, text: $0.result.text, metadata: JSONValue(text: $0.result.metadataJSON))
+            .init(id: $0.result.id, score: $0.score, text: $0.result.text, metadata: JSONValue(text: $0.result.metadataJSON),
+                  summary: .init(text: $0.result.text, metadataJSON: $0.result.metadataJSON, query: r.query, titleField: titleField))
         }))
     }
 

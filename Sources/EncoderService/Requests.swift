@@ -67,6 +67,7 @@ public struct TEIEmbedRequest: Decodable, Sendable {
 public struct RerankRequest: Decodable, Sendable {
     public struct Document: Decodable, Sendable {
         public var text: String
+        init(text: String) { self.text = text }
         public init(from decoder: Decoder) throws {
             let c = try decoder.singleValueContainer()
             if let s = try? c.decode(String.self) {

@@ -1,4 +1,6 @@
+import DocumentIndex
 import Foundation
+import ModelFormats
 
 /// POST /v1/embeddings answer (OpenAI's shape; `usage.truncated_inputs` is ours).
 struct OpenAIEmbeddingResponse: Encodable {
@@ -62,6 +64,15 @@ struct SearchResponse: Encodable {
         var score: Double
         var text: String
         var metadata: JSONValue?
+        /// What a person reads of the hit (the CLI's `ResultSummary`): its headline, a snippet around the query's
+        /// words, and where those words are in the snippet as [start, end) offsets in UTF-16 code units (the
+        /// way JavaScript indexes strings).
+        var summary: Summary?
+    }
+    struct Summary: Encodable {
+        var headline: String
+        var snippet: String
+        var highlights: [[Int]]
     }
     struct FailedShard: Encodable {
         var shard: String
@@ -75,6 +86,19 @@ struct SearchResponse: Encodable {
     var failed_shards: [FailedShard]? = nil
 }
 
+extension SearchResponse.Summary {
+    init(text: String, metadataJSON: String, query: String, titleField: String?) {
+        let summary = ResultSummary(text: text, metadataJSON: metadataJSON, query: query, titleField: titleField)
+        headline = summary.headline
+        snippet = summary.snippet
+        // Character offsets → UTF-16 offsets.
+        let characters = Array(summary.snippet)
+        var utf16 = [0]
+        for c in characters { utf16.append(utf16.last! + c.utf16.count) }
+        highlights = summary.highlights.map { [utf16[$0.lowerBound], utf16[$0.upperBound]] }
+    }
+}
+
 /// A token as TEI's /tokenize reports it (without character offsets).
 struct TokenItem: Encodable {
     var id: Int32
@@ -85,41 +109,4 @@ struct TokenItem: Encodable {
 struct ErrorBody: Encodable {
     var error: String
     var error_type: String
-}
-
-/// Any JSON value: a document's stored metadata is re-emitted as JSON rather than as a string.
-enum JSONValue: Codable, Equatable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init?(text: String) {
-        guard !text.isEmpty, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else { return nil }
-        self = value
-    }
-
-    init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let v = try? c.decode(Bool.self) { self = .bool(v) }
-        else if let v = try? c.decode(Double.self) { self = .number(v) }
-        else if let v = try? c.decode(String.self) { self = .string(v) }
-        else if let v = try? c.decode([JSONValue].self) { self = .array(v) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .null: try c.encodeNil()
-        case let .bool(v): try c.encode(v)
-        case let .number(v): try c.encode(v)
-        case let .string(v): try c.encode(v)
-        case let .array(v): try c.encode(v)
-        case let .object(v): try c.encode(v)
-        }
-    }
 }

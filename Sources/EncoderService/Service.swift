@@ -211,9 +211,9 @@ public final class EncoderService: Sendable {
         let pairStates = try await states(pairs, encoder: reranker.encoder, attention: attention)
         var cosines = similarity
         if cosines == nil, let inputs = reranker.similarityInputs(query: query, documents: documents) {
-            let states = try await states(inputs, encoder: reranker.encoder, attention: attention)
+            let states = try await states(inputs, encoder: reranker.similarityEncoder, attention: attention)
             let embeddings = try ServiceError.mapping {
-                try reranker.encoder.embed(states: states, inputs: inputs, options: reranker.similarityOptions)
+                try reranker.similarityEncoder.embed(states: states, inputs: inputs, options: reranker.similarityOptions)
             }
             cosines = reranker.similarity(embeddings: embeddings)
         }

@@ -1,5 +1,6 @@
 import DocumentIndex
 import Foundation
+import ModelFormats
 import GemmaEncoder
 #if canImport(FoundationNetworking)
 import FoundationNetworking

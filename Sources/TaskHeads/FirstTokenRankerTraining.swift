@@ -53,7 +53,7 @@ extension RerankerBuilder {
         do throws(EncoderError) { id = try FirstTokenScorer.tokenID(token, tokenizer: encoder.tokenizer) } catch {
             throw HeadError.invalidData("\(error)")
         }
-        let (trainData, validData, rows, tokenizerDirectory) = try groups(encoder: encoder, examples: examples, valid: valid, plan: plan, run: run)
+        let (trainData, validData, rows, tokenizerDirectory, _) = try groups(encoder: encoder, examples: examples, valid: valid, plan: plan, run: run)
         let model = try encoder.source.loadTrainable()
         let decoder = try TrainableT5GemmaDecoder(directory: directory, token: Int(id))
         var options = run.options

@@ -103,24 +103,34 @@ public enum RerankerBuilder {
         config.pairTemplate = plan.template.text
         config.maxLength = plan.maxLength
         config.rankingLoss = plan.loss
-        if plan.fuseSimilarity {
-            config.fusion = ScoreFusion.fit(cross: result.network.predict(validation.states), similarity: validSimilarity,
-                                            groupSize: plan.groupSize, queryPrompt: pairs.queryPrompt, documentPrompt: pairs.documentPrompt)
-            config.fusion?.residual = plan.residual
-        } else if plan.guardFirstStage {
-            let similarity = try pairs.similarities(validation, label: "validation")
-            let fusion = ScoreFusion.fit(cross: result.network.predict(validation.states), similarity: similarity,
-                                         groupSize: plan.groupSize, queryPrompt: pairs.queryPrompt, documentPrompt: pairs.documentPrompt)
-            if fusion.validTop1.cross <= fusion.validTop1.similarity {
-                config.fusion = fusion.neverBelowSimilarity
-                config.fusion?.fallback = true
-            }
+        if plan.fuseSimilarity || plan.guardFirstStage {
+            config.fusion = fusion(cross: result.network.predict(validation.states),
+                                   similarity: plan.fuseSimilarity ? validSimilarity : try pairs.similarities(validation, label: "validation"),
+                                   plan: plan, queryPrompt: pairs.queryPrompt, documentPrompt: pairs.documentPrompt)
         }
         var options = plan.options
         options.solver = result.solver  // what ran (AdamW: ranking groups are not a per-row convex loss)
         config.training = TrainingSummary(options: options, trainRows: trainRows.count, validRows: validRows.count,
                                           bestEpoch: result.bestEpoch, epochs: result.epochs)
         return HeadDirectory(config: config, network: result.network)
+    }
+
+    /// The fusion a reranker keeps, from its head's and the cosine's scores of the validation groups: the fitted
+    /// one when `plan.fuseSimilarity` asks for it; otherwise, with `plan.guardFirstStage`, the first-stage guard's
+    /// (the head alone ranks the positive first no more often than the cosine: fused, never below the cosine),
+    /// or none when the head alone does better.
+    static func fusion(cross: [Float], similarity: [Float], plan: RerankerTrainingPlan, queryPrompt: String?,
+                       documentPrompt: String?) -> ScoreFusion? {
+        var fitted = ScoreFusion.fit(cross: cross, similarity: similarity, groupSize: plan.groupSize, queryPrompt: queryPrompt,
+                                     documentPrompt: documentPrompt)
+        if plan.fuseSimilarity {
+            fitted.residual = plan.residual
+            return fitted
+        }
+        guard plan.guardFirstStage, fitted.validTop1.cross <= fitted.validTop1.similarity else { return nil }
+        var guarded = fitted.neverBelowSimilarity
+        guarded.fallback = true
+        return guarded
     }
 
     /// The training and validation rows: `valid` when given, else a held-out share of `examples`.

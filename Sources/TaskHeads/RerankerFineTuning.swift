@@ -6,14 +6,17 @@ extension RerankerBuilder {
     /// A cross-encoder whose encoder trains with its pair head (`train --task rerank --finetune …`): each row
     /// a group of pair texts (the positive, then `plan.negatives` negatives sampled once, seeded), the ranking
     /// loss over each group, the encoder exported to `encoder/` inside the reranker directory, which
-    /// `rerank`, `search --rerank`, `eval-retrieval` and `serve` then load.
+    /// `rerank`, `search --rerank`, `eval-retrieval` and `serve` then load. With `plan.fuseSimilarity`, or when
+    /// the first-stage guard finds the trained head ranking no better than the base model's cosine on the
+    /// validation groups, the score fuses that cosine (`RerankerBuilder.fusion`), computed with the base model
+    /// (`ScoreFusion.similarityModel`), never the fine-tuned encoder.
     public static func fineTune(encoder: TextEncoder, modelName: String, examples: [RerankExample], valid: [RerankExample]?,
                                 plan: RerankerTrainingPlan, run: FineTuneBuilder.Run, out: URL,
                                 onStep: ((FineTuneStep) -> Void)? = nil, onEpoch: ((EpochReport) -> Void)? = nil) throws -> HeadDirectory {
-        guard !plan.fuseSimilarity else {
-            throw HeadError.invalidData("--fuse-similarity fuses a frozen encoder's cosine; a fine-tuned cross-encoder is scored alone")
+        guard !plan.residual else {
+            throw HeadError.invalidData("--residual trains a head on top of a frozen encoder's cosine; a fine-tuned cross-encoder learns its score whole (--fuse-similarity still fuses the cosine after training)")
         }
-        let (trainData, validData, rows, tokenizerDirectory) = try groups(encoder: encoder, examples: examples, valid: valid, plan: plan, run: run)
+        let (trainData, validData, rows, tokenizerDirectory, validGroups) = try groups(encoder: encoder, examples: examples, valid: valid, plan: plan, run: run)
         let architecture = HeadArchitecture(inputDimension: encoder.hiddenSize, outputs: 1, pooling: plan.pooling,
                                             attentionHeads: plan.attentionHeads, hiddenSize: plan.hiddenSize,
                                             dropout: plan.dropout, hiddenDropout: plan.hiddenDropout)
@@ -30,6 +33,15 @@ extension RerankerBuilder {
         config.rankingLoss = plan.loss
         config.fineTuning = FineTuneSummary(options: options, trainRows: rows.train, validRows: rows.valid,
                                             bestEpoch: result.bestEpoch, epochs: result.epochs)
+        if plan.fuseSimilarity || plan.guardFirstStage {
+            // The encoder passed in is the base model, untouched: fine-tuning trained its own copy.
+            let queryPrompt = encoder.prompts["query"], documentPrompt = encoder.prompts["document"]
+            let similarity = try encoder.similarities(groups: validGroups, queryPrompt: queryPrompt, documentPrompt: documentPrompt,
+                                                      attention: plan.attention, progress: nil)
+            config.fusion = fusion(cross: result.network.predict(try tuner.states(validData)), similarity: similarity, plan: plan,
+                                   queryPrompt: queryPrompt, documentPrompt: documentPrompt)
+            config.fusion?.similarityModel = .init(name: modelName, digest: try ModelFingerprint.digest(of: encoder.source))
+        }
         let head = HeadDirectory(config: config, network: result.network)
         try head.write(to: out) { directory in
             try EncoderExport.write(model, attention: plan.attention, tokenizerDirectory: tokenizerDirectory, baseModelName: modelName,
@@ -44,7 +56,8 @@ extension RerankerBuilder {
     /// once (seeded), tokenized with the tokenizer the exported model carries; the validation rows given or split off.
     static func groups(encoder: TextEncoder, examples: [RerankExample], valid: [RerankExample]?, plan: RerankerTrainingPlan,
                        run: FineTuneBuilder.Run) throws
-        -> (train: FineTuneData, valid: FineTuneData, rows: (train: Int, valid: Int), tokenizerDirectory: URL) {
+        -> (train: FineTuneData, valid: FineTuneData, rows: (train: Int, valid: Int), tokenizerDirectory: URL,
+            validGroups: [(query: String, documents: [String])]) {
         guard plan.negatives > 0 else { throw HeadError.invalidData("negatives per group must be positive, got \(plan.negatives)") }
         var rng = SeededGenerator(seed: run.options.seed &+ 0x5EED_0F)
         let (trainRows, validRows) = try split(examples, valid: valid, fraction: plan.validFraction, rng: &rng)
@@ -52,7 +65,7 @@ extension RerankerBuilder {
             throw HeadError.invalidData("line \(row.line): \(row.negatives.count) negatives, fewer than the \(plan.negatives) per group asked for")
         }
         let (tokenizer, tokenizerDirectory) = try FineTuneBuilder.exportTokenizer(encoder: encoder, given: run.tokenizerDirectory)
-        func data(_ rows: [RerankExample]) throws -> FineTuneData {
+        func data(_ rows: [RerankExample]) throws -> (FineTuneData, [(query: String, documents: [String])]) {
             var sequences: [[Int32]] = [], groups: [(query: String, documents: [String])] = []
             for row in rows {
                 let documents = [row.positive] + Array(row.negatives.shuffled(using: &rng).prefix(plan.negatives))
@@ -62,9 +75,10 @@ extension RerankerBuilder {
                                                               maxLength: plan.maxLength, with: tokenizer).ids)
                 }
             }
-            return FineTuneData(sequences: sequences,
-                                targets: try plan.loss.targets(groupSize: plan.groupSize, teacher: try plan.teacherScores(groups)))
+            return (FineTuneData(sequences: sequences,
+                                 targets: try plan.loss.targets(groupSize: plan.groupSize, teacher: try plan.teacherScores(groups))), groups)
         }
-        return (try data(trainRows), try data(validRows), (trainRows.count, validRows.count), tokenizerDirectory)
+        let train = try data(trainRows), valid = try data(validRows)
+        return (train.0, valid.0, (trainRows.count, validRows.count), tokenizerDirectory, valid.1)
     }
 }

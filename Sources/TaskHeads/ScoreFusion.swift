@@ -21,6 +21,10 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
     /// Set when the fusion was not asked for but added because the head alone ranked no better than the
     /// cosine on validation (`RerankerTrainingPlan.guardFirstStage`).
     public var fallback: Bool?
+    /// The model the cosine comes from when it is not the reranker's own encoder: a fine-tuned cross-encoder
+    /// fuses its base model's cosine, because its own encoder, trained on pair texts, no longer embeds a query
+    /// and a document apart the way the first stage (an index of the base model) did.
+    public var similarityModel: HeadConfig.BaseModel?
 
     public struct Top1: Codable, Sendable, Equatable {
         public var cross: Double
@@ -35,7 +39,7 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
     }
 
     public init(crossWeight: Double, similarityWeight: Double, queryPrompt: String?, documentPrompt: String?, validGroups: Int,
-                validTop1: Top1, residual: Bool? = nil, fallback: Bool? = nil) {
+                validTop1: Top1, residual: Bool? = nil, fallback: Bool? = nil, similarityModel: HeadConfig.BaseModel? = nil) {
         self.crossWeight = crossWeight
         self.similarityWeight = similarityWeight
         self.queryPrompt = queryPrompt
@@ -44,11 +48,13 @@ public struct ScoreFusion: Codable, Sendable, Equatable {
         self.validTop1 = validTop1
         self.residual = residual
         self.fallback = fallback
+        self.similarityModel = similarityModel
     }
 
     enum CodingKeys: String, CodingKey {
         case crossWeight = "cross_weight", similarityWeight = "similarity_weight", queryPrompt = "query_prompt"
         case documentPrompt = "document_prompt", validGroups = "valid_groups", validTop1 = "valid_top1", residual, fallback
+        case similarityModel = "similarity_model"
     }
 
     /// The fusion that never ranks below the cosine on the groups it was fitted on: itself, or the cosine
@@ -172,7 +178,7 @@ private struct FusionObjective {
 
 extension TextEncoder {
     /// Cosine of each document's embedding with the query's (embedded apart, with the given prompts).
-    func similarities(query: String, documents: [String], queryPrompt: String?, documentPrompt: String?,
+    public func similarities(query: String, documents: [String], queryPrompt: String?, documentPrompt: String?,
                       attention: AttentionMode) throws -> [Float] {
         try similarities(groups: [(query, documents)], queryPrompt: queryPrompt, documentPrompt: documentPrompt,
                          attention: attention, progress: nil)

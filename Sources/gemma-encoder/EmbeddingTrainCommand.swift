@@ -112,6 +112,10 @@ extension TrainCommand {
                     note(epochLine(report, of: options.encoder.epochs))
                 }, progress: { note($0) })
             progress.finish()
+            try ReportPages.write(try ReportPages.training(recorded: summary, title: "Training report: \(out)",
+                                                           subtitle: "a student of \(teacherName), MSE to the teacher's embeddings", metricName: nil,
+                                                           epochs: summary.epochs.map(ReportPages.Epoch.init), bestEpoch: summary.bestEpoch),
+                                  to: out + "/report.html")
             if summary.bestEpoch == 0 { note("no epoch beat the untrained student on the held-out texts: the student written is the untrained one") }
             note("wrote \(out): a student of \(teacherName) (\(summary.studentLayers.map { "\($0.count) of its layers: \($0.map(String.init).joined(separator: ","))" } ?? model.model)"
                  + (summary.projection ? ", a learned projection to the teacher's dimension" : "") + "), best epoch \(summary.bestEpoch)")
@@ -161,6 +165,11 @@ extension TrainCommand {
                     note(epochLine(report, of: options.encoder.epochs))
                 })
             progress.finish()
+            try ReportPages.write(try ReportPages.training(recorded: summary, title: "Training report: \(out)",
+                                                           subtitle: "an embedding model from \(model.model), \(summary.options.loss.kind.rawValue) loss",
+                                                           metricName: nil, epochs: summary.epochs.map(ReportPages.Epoch.init),
+                                                           bestEpoch: summary.bestEpoch),
+                                  to: out + "/report.html")
             if summary.bestEpoch == 0 { note("no epoch beat the model as it came on the validation rows: the weights written are the starting ones (try a lower --encoder-lr or more rows)") }
             note("wrote \(out): a sentence-transformers model (\(summary.options.loss.kind.rawValue) loss, encoder \(summary.options.encoder.scope)"
                  + (summary.validRows != nil ? ", best epoch \(summary.bestEpoch)" : "") + "); embed, index build and serve take it as --model")

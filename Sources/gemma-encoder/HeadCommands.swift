@@ -115,6 +115,9 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of the report.")
     var json = false
 
+    @Option(help: "Also write an HTML report here: the metrics, the confusion matrix and per-class precision, recall and F1.")
+    var report: String?
+
     func run() throws {
         do {
             let predictor = try head.load()
@@ -124,6 +127,10 @@ struct EvalCommand: ParsableCommand {
             let result = try predictor.evaluate(rows, progress: { done, _ in progress.update(done) })
             progress.finish()
             print(json ? evaluationJSON(result, rows: rows.texts.count) : evaluationReport(result, rows: rows.texts.count))
+            if let report {
+                try ReportPages.write(ReportPages.evaluation(result, rows: rows.texts.count, head: head.head, file: data,
+                                                             json: evaluationJSON(result, rows: rows.texts.count)), to: report)
+            }
         } catch {
             fail(error)
         }

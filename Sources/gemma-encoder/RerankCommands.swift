@@ -31,7 +31,8 @@ struct RerankerOptions: ParsableArguments {
             throw InputError(description: "\(reranker) is a \(head.config.task.rawValue) head, not a reranker (train one with `train --task rerank`)")
         }
         // A fine-tuned cross-encoder carries its encoder (encoder/); a head on a frozen one names its base model.
-        return try Reranker(head: head, encoder: try TextEncoder(model: model ?? head.encoderLocation?.path ?? head.config.baseModel.name))
+        return try Reranker(head: head, encoder: try TextEncoder(model: model ?? head.encoderLocation?.path ?? head.config.baseModel.name),
+                            similarityEncoder: try head.config.fusion?.similarityModel.map { try TextEncoder(model: $0.name) })
     }
 }
 
@@ -279,6 +280,9 @@ struct EvalRetrievalCommand: ParsableCommand {
     @Option(name: .customLong("per-query"), help: "Also write each query's metrics per mode to this JSON Lines file ({\"id\", \"mode\", metrics…}).")
     var perQuery: String?
 
+    @Option(help: "Also write an HTML report here: a row per mode and the recall@k curves.")
+    var report: String?
+
     func validate() throws {
         if candidates <= 0 { throw ValidationError("--candidates must be positive") }
     }
@@ -307,10 +311,14 @@ struct EvalRetrievalCommand: ParsableCommand {
                 }
                 try out.commit()
             }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let metricsJSON = try encoder.encode(metrics)
+            if let report {
+                try ReportPages.write(ReportPages.retrieval(metrics, queries: rows.count, index: index, data: metricsJSON), to: report)
+            }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(metrics), as: UTF8.self))
+                print(String(decoding: metricsJSON, as: UTF8.self))
             } else {
                 print("\(rows.count) queries\n" + "mode".padding(toLength: 19, withPad: " ", startingAt: 0)
                       + "  nDCG@10   MRR@10  Recall@1  Recall@10  Recall@100   MAP@100")

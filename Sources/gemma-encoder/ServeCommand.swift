@@ -215,7 +215,8 @@ struct ServeCommand: AsyncParsableCommand {
         var loadedReranker: Reranker?
         if let reranker {
             let directory = try HeadDirectory.read(URL(fileURLWithPath: reranker))
-            loadedReranker = try Reranker(head: directory, encoder: encoder(directory.encoderLocation?.path ?? directory.config.baseModel.name))
+            loadedReranker = try Reranker(head: directory, encoder: encoder(directory.encoderLocation?.path ?? directory.config.baseModel.name),
+                                          similarityEncoder: try directory.config.fusion?.similarityModel.map { try encoder($0.name) })
         }
         var router: ShardRouter?
         if !shard.isEmpty {

@@ -121,7 +121,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("max-length"), help: "Tokens per text when fine-tuning; rerank: tokens per pair (the document is cut first).")
     var maxLength = 512
 
-    @Flag(name: .customLong("fuse-similarity"), help: "Rerank: fuse the head's score with the bi-encoder cosine of query and document (embedded apart), weights fitted on the validation groups.")
+    @Flag(name: .customLong("fuse-similarity"), help: "Rerank: fuse the head's score with the bi-encoder cosine of query and document (embedded apart), weights fitted on the validation groups; with --finetune, the base model's cosine.")
     var fuseSimilarity = false
 
     @Flag(help: "Rerank with --fuse-similarity: train the head on top of the cosine, so it learns what the cosine gets wrong.")
@@ -196,6 +196,7 @@ struct TrainCommand: ParsableCommand {
                 }) }
             stages.finish()
             try head.write(to: URL(fileURLWithPath: out))
+            try writeReport(head)
             let summary = head.config.training!
             let best = summary.epochs[summary.bestEpoch - 1]
             let kept = summary.l2.map { String(format: "lbfgs, l2 %.0e", $0) + (summary.refitRows.map { ", refit on all \($0) rows" } ?? "") }
@@ -225,6 +226,7 @@ extension TrainCommand {
                 note(epochLine(report, of: options.epochs))
             }) }
         progress.finish()
+        try writeReport(head)
         let summary = head.config.fineTuning!
         guard summary.bestEpoch > 0 else {
             note("wrote \(out): no fine-tuned epoch beat the linear probe on the untouched encoder on validation, so the head is that probe and \(out)/encoder the base model's weights (try a lower --encoder-lr, more data or more epochs)")
@@ -344,15 +346,10 @@ extension TrainCommand {
                 }) }
             stages.finish()
             try head.write(to: URL(fileURLWithPath: out))
+            try writeReport(head)
             let summary = head.config.training!
             note("wrote \(out): reranker, \(pooling.rawValue) pooling, \(loss.rawValue) loss, best epoch \(summary.bestEpoch) of \(summary.epochs.count)")
-            if let f = head.config.fusion, f.fallback == true {
-                note(String(format: "the head alone ranked the positive first on %.3f of the validation groups, the first-stage cosine on %.3f: the reranker fuses them (%.4g × head + %.4g × cosine, %.3f) so it never ranks below the first stage; more or harder training rows, --finetune, or --no-first-stage-guard change this",
-                            f.validTop1.cross, f.validTop1.similarity, f.crossWeight, f.similarityWeight, f.validTop1.fused))
-            } else if let f = head.config.fusion {
-                note(String(format: "score = %.4g × head + %.4g × cosine; positive first on %d validation groups: head %.3f, cosine %.3f, fused %.3f",
-                            f.crossWeight, f.similarityWeight, f.validGroups, f.validTop1.cross, f.validTop1.similarity, f.validTop1.fused))
-            }
+            fusionNote(head.config.fusion)
         } catch {
             fail(error)
         }
@@ -361,7 +358,6 @@ extension TrainCommand {
     /// A cross-encoder trained with its encoder; the encoder goes to OUT/encoder, checkpoints to OUT.checkpoint.
     private func fineTuneReranker(encoder: TextEncoder, examples: [RerankExample], validation: [RerankExample]?,
                                   plan: RerankerTrainingPlan) throws {
-        if fuseSimilarity { fail("--fuse-similarity fuses a frozen encoder's cosine with its head; a fine-tuned cross-encoder is scored alone") }
         let run = try fineTuneRun(plan: HeadTrainingPlan(task: .rerank, pooling: pooling))
         let options = run.options
         let progress = StepProgress()
@@ -373,9 +369,31 @@ extension TrainCommand {
                 note(rankingEpochLine(report, of: options.epochs))
             }) }
         progress.finish()
+        try writeReport(head)
         let summary = head.config.fineTuning!
         note("wrote \(out): reranker with the encoder fine-tuned (\(options.scope)), \(pooling.rawValue) pooling, \(loss.rawValue) loss, "
              + "best epoch \(summary.bestEpoch) of \(summary.epochs.count); encoder in \(out)/encoder")
+        fusionNote(head.config.fusion)
+    }
+
+    /// `report.html` in the head directory just written.
+    func writeReport(_ head: HeadDirectory) throws {
+        try ReportPages.write(try ReportPages.training(head: head, out: out), to: out + "/report.html")
+    }
+
+    /// What a reranker's score fusion means for the user: the first-stage guard's fallback, or the fitted weights.
+    func fusionNote(_ fusion: ScoreFusion?) {
+        guard let f = fusion else { return }
+        let source = f.similarityModel.map { " (the cosine of \($0.name))" } ?? ""
+        if f.fallback == true {
+            note(String(format: "the head alone ranked the positive first on %.3f of the validation groups, the first-stage cosine on %.3f: the reranker fuses them (%.4g × head + %.4g × cosine, %.3f)",
+                        f.validTop1.cross, f.validTop1.similarity, f.crossWeight, f.similarityWeight, f.validTop1.fused)
+                 + source + " so it never ranks below the first stage; more or harder training rows, --finetune, or --no-first-stage-guard change this")
+        } else {
+            note(String(format: "score = %.4g × head + %.4g × cosine", f.crossWeight, f.similarityWeight) + source
+                 + String(format: "; positive first on %d validation groups: head %.3f, cosine %.3f, fused %.3f",
+                          f.validGroups, f.validTop1.cross, f.validTop1.similarity, f.validTop1.fused))
+        }
     }
 
     /// A rerank epoch's progress line.
@@ -398,6 +416,11 @@ extension TrainCommand {
                 note(rankingEpochLine(report, of: options.epochs))
             }) }
         progress.finish()
+        try ReportPages.write(try ReportPages.training(recorded: ranker, title: "Training report: \(out)",
+                                                       subtitle: "T5Gemma first-token ranker (token \(token)), \(loss.rawValue) loss",
+                                                       metricName: "positive ranked first", epochs: ranker.fineTuning.epochs.map(ReportPages.Epoch.init),
+                                                       bestEpoch: ranker.fineTuning.bestEpoch),
+                              to: out + "/report.html")
         note("wrote \(out): T5Gemma checkpoint trained as a first-token ranker (\(options.scope), token \(token), id \(ranker.tokenID), "
              + "\(loss.rawValue) loss, best epoch \(ranker.fineTuning.bestEpoch) of \(ranker.fineTuning.epochs.count)); "
              + "score with rerank --reranker \(out)")

@@ -129,10 +129,24 @@ final class RetrieverTrainingCLITests: XCTestCase {
                                       "--negatives", "2", "--out", student + "2"])
         XCTAssertTrue(noTeacher.stderr.contains("give --teacher"), noTeacher.stderr)
 
+        // Fused with the cosine: the base model's (named in head.json), which rerank and search load beside the
+        // fine-tuned encoder; a residual head needs a frozen encoder.
+        let fusedPath = dir.appendingPathComponent("fused").path
         let fused = try Tool.run(["train", "--task", "rerank", "--finetune", "all", "--fuse-similarity", "--data", pairs, "--model", model,
-                                  "--negatives", "2", "--out", dir.appendingPathComponent("fused").path])
-        XCTAssertNotEqual(fused.status, 0)
-        XCTAssertTrue(fused.stderr.contains("--fuse-similarity"), fused.stderr)
+                                  "--negatives", "2", "--epochs", "1", "--batch-size", "6", "--max-length", "96", "--out", fusedPath])
+        XCTAssertEqual(fused.status, 0, fused.stderr)
+        XCTAssertTrue(fused.stderr.contains("× cosine (the cosine of \(model!))"), fused.stderr)
+        let fusedHead = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fusedPath + "/head.json"))) as? [String: Any]
+        let similarityModel = (fusedHead?["score_fusion"] as? [String: Any])?["similarity_model"] as? [String: Any]
+        XCTAssertEqual(similarityModel?["name"] as? String, model)
+        let fr = try Tool.run(["rerank", "--reranker", fusedPath, "--query", "edit text", "--input", candidates, "--json"])
+        XCTAssertEqual(fr.status, 0, fr.stderr)
+        let fs = try Tool.run(["search", "--index", index, "--rerank", fusedPath, "--candidates", "5", "-k", "3", "--json", "text editor"])
+        XCTAssertEqual(fs.status, 0, fs.stderr)
+        let residual = try Tool.run(["train", "--task", "rerank", "--finetune", "all", "--fuse-similarity", "--residual", "--data", pairs,
+                                     "--model", model, "--negatives", "2", "--out", dir.appendingPathComponent("residual").path])
+        XCTAssertNotEqual(residual.status, 0)
+        XCTAssertTrue(residual.stderr.contains("--residual"), residual.stderr)
     }
 
     func testDistilledStudentHasHalfTheLayers() throws {

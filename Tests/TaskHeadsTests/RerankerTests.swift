@@ -164,6 +164,70 @@ final class RerankerTests: XCTestCase {
         XCTAssertThrowsError(try Reranker(head: classifier, encoder: encoder)) { XCTAssertTrue("\($0)".contains("not a reranker")) }
     }
 
+    /// A fine-tuned cross-encoder's fusion (asked for, or the first-stage guard's) fuses the base model's cosine,
+    /// not its own fine-tuned encoder's: the reranker needs the base model, checks its digest, and scores as
+    /// the fitted weights times the head's score and the base model's cosine.
+    func testFineTunedRerankerFusesTheBaseModelsCosine() throws {
+        let rows = (0..<16).map { i in
+            #"{"query": "the cat \#(i)", "positive": "a cat sat \#(i)", "negatives": ["a dog ran", "hello there", "tiny words \#(i)"]}"#
+        }
+        let path = dir.appendingPathComponent("pairs.jsonl")
+        try rows.joined(separator: "\n").write(to: path, atomically: true, encoding: .utf8)
+        var plan = RerankerTrainingPlan()
+        plan.negatives = 2
+        plan.hiddenSize = 8
+        plan.pooling = .mean
+        plan.validFraction = 0.5
+        plan.maxLength = 64
+        plan.fuseSimilarity = true
+        var options = FineTuneOptions()
+        options.epochs = 1
+        options.batchSize = 6
+        options.encoderLearningRate = 1e-2
+        options.maxLength = 64
+        let out = dir.appendingPathComponent("fine-tuned")
+        let written = try RerankerBuilder.fineTune(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
+                                                   valid: nil, plan: plan, run: FineTuneBuilder.Run(plan: HeadTrainingPlan(task: .rerank, pooling: .mean), options: options),
+                                                   out: out)
+        let fusion = try XCTUnwrap(written.config.fusion)
+        XCTAssertEqual(fusion.similarityModel, .init(name: "tiny", digest: try ModelFingerprint.digest(of: encoder.source)))
+        XCTAssertEqual(fusion.validGroups, 8)
+        let tuned = try TextEncoder(directory: try XCTUnwrap(written.encoderLocation))
+        XCTAssertNotEqual(try ModelFingerprint.digest(of: tuned.source), fusion.similarityModel?.digest, "the encoder was fine-tuned")
+
+        XCTAssertThrowsError(try Reranker(head: written, encoder: tuned)) { XCTAssertTrue("\($0)".contains("load that model too"), "\($0)") }
+        XCTAssertThrowsError(try Reranker(head: written, encoder: tuned, similarityEncoder: tuned)) {
+            XCTAssertTrue("\($0)".contains("fuses the cosine of 'tiny'"), "\($0)")
+        }
+        let reranker = try Reranker(head: written, encoder: tuned, similarityEncoder: encoder)
+        XCTAssertEqual(reranker.fusedSimilarity?.modelDigest, fusion.similarityModel?.digest, "an index of the base model supplies the cosine")
+        let documents = ["a cat sat 3", "a dog ran", "tiny words"]
+        let scores = try reranker.rerankScores(query: "the cat 3", documents: documents, similarity: nil)
+        let base = try encoder.similarities(query: "the cat 3", documents: documents, queryPrompt: fusion.queryPrompt,
+                                            documentPrompt: fusion.documentPrompt, attention: .bidirectional)
+        let own = try tuned.similarities(query: "the cat 3", documents: documents, queryPrompt: fusion.queryPrompt,
+                                         documentPrompt: fusion.documentPrompt, attention: .bidirectional)
+        XCTAssertGreaterThan(zip(base, own).map { abs($0 - $1) }.max()!, 1e-3, "the two encoders' cosines differ, so the test tells them apart")
+        let expected = fusion.combine(cross: try XCTUnwrap(scores.crossOnly), similarity: base)
+        for (got, want) in zip(scores.final, expected) { XCTAssertEqual(got, want, accuracy: 1e-5) }
+
+        // Without --fuse-similarity the guard decides; a residual head needs a frozen encoder.
+        plan.fuseSimilarity = false
+        let guarded = try RerankerBuilder.fineTune(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
+                                                   valid: nil, plan: plan, run: FineTuneBuilder.Run(plan: HeadTrainingPlan(task: .rerank, pooling: .mean), options: options),
+                                                   out: dir.appendingPathComponent("guarded"))
+        if let f = guarded.config.fusion {
+            XCTAssertEqual(f.fallback, true)
+            XCTAssertLessThanOrEqual(f.validTop1.cross, f.validTop1.similarity)
+            XCTAssertNotNil(f.similarityModel)
+        }
+        plan.fuseSimilarity = true
+        plan.residual = true
+        XCTAssertThrowsError(try RerankerBuilder.fineTune(encoder: encoder, modelName: "tiny", examples: try RerankExample.read(path: path.path),
+                                                          valid: nil, plan: plan, run: FineTuneBuilder.Run(plan: HeadTrainingPlan(task: .rerank, pooling: .mean), options: options),
+                                                          out: dir.appendingPathComponent("residual"))) { XCTAssertTrue("\($0)".contains("--residual"), "\($0)") }
+    }
+
     /// The default reranker never ranks below the first stage on validation: when the head alone does no
     /// better than the cosine there, it is fused with it (marked as a fallback), and a fusion that would do
     /// worse than the cosine keeps the cosine alone.
