@@ -201,8 +201,9 @@ int ck_skinny_linear(int format, long m, long n, long k, const float *a, long ld
     }
     long block = ck_block_size(format), block_bytes = ck_block_bytes(format);
     if (block == 0 || k % block != 0) return -1;
-    // Converted as they load, where no bf16 unit multiplies them (else bf16 weights are packed in panels).
-    if (format == CK_BF16) {
+    // Converted as they load where no bf16 unit multiplies them (else bf16 weights are packed in panels) and
+    // the f32 products are AVX2's; an AVX-512 CPU without bf16 units keeps its 512-bit kernel on the tiles.
+    if (format == CK_BF16 && !(HAVE_AVX512_PATH && __builtin_cpu_supports("avx512f"))) {
         skinny_bf16_avx2(m, n, k, a, lda, (const unsigned char *)w, row_bytes, c, ldc, 0);
         return 0;
     }

@@ -189,7 +189,11 @@ enum OpenAPIDocument {
                 "200": .object(["description": .string("OK"),
                                 "content": .object([route.response.contentType: .object(route.response.schema.map { ["schema": $0.json] } ?? [:])])])
             ]
-            for status in Set(route.errors + (route.path.isServiceRoute ? [] : APIRoute.common)).sorted() {
+            // The pages and the health check are open; every other route needs the key when the server has one.
+            let open = APIKeyMiddleware.open.contains(route.path)
+            if open { operation["security"] = .array([]) }
+            let statuses = route.errors + (route.path.isServiceRoute ? [] : APIRoute.common) + (open ? [] : [401])
+            for status in Set(statuses).sorted() {
                 responses[String(status)] = .object([
                     "description": .string(APIRoute.errorMeaning[status] ?? HTTPResponse.Status(code: status).reasonPhrase),
                     "content": .object(["application/json": .object(["schema": .object(["$ref": .string("#/components/schemas/Error")])])]),

@@ -6,11 +6,12 @@ import ModelFormats
 indirect enum APISchema: Equatable, Sendable {
     case string, integer, number, boolean
     /// `items` for arrays; `properties` with the required keys for objects (no other keys allowed), or `values`
-    /// for string-keyed maps; `oneOf` where a field takes several shapes.
+    /// for string-keyed maps; `anyOf` where a field takes several shapes (anyOf, not oneOf: `[]` is both a list of
+    /// strings and a list of token ids).
     case array(APISchema)
     case object([String: APISchema], required: Set<String>)
     case map(APISchema)
-    case oneOf([APISchema])
+    case anyOf([APISchema])
     /// Any JSON value (a document's stored metadata).
     case any
 
@@ -24,7 +25,7 @@ indirect enum APISchema: Equatable, Sendable {
         case .any: return .object([:])
         case .array(let items): return .object(["type": .string("array"), "items": items.json])
         case .map(let values): return .object(["type": .string("object"), "additionalProperties": values.json])
-        case .oneOf(let options): return .object(["oneOf": .array(options.map(\.json))])
+        case .anyOf(let options): return .object(["anyOf": .array(options.map(\.json))])
         case let .object(properties, required):
             var o: [String: JSONValue] = ["type": .string("object"), "properties": .object(properties.mapValues(\.json)),
                                           "additionalProperties": .bool(false)]
@@ -45,10 +46,10 @@ indirect enum APISchema: Equatable, Sendable {
         case let (.array(a), .array(b)): return .array(a.merged(with: b))
         case let (.map(a), .map(b)): return .map(a.merged(with: b))
         case (.integer, .number), (.number, .integer): return .number
-        case let (.oneOf(a), .oneOf(b)): return b.reduce(APISchema.oneOf(a)) { $0.merged(with: $1) }
-        case let (.oneOf(a), b): return a.contains(b) ? self : .oneOf(a + [b])
-        case let (a, .oneOf(b)): return b.contains(a) ? other : .oneOf([a] + b)
-        default: return .oneOf([self, other])
+        case let (.anyOf(a), .anyOf(b)): return b.reduce(APISchema.anyOf(a)) { $0.merged(with: $1) }
+        case let (.anyOf(a), b): return a.contains(b) ? self : .anyOf(a + [b])
+        case let (a, .anyOf(b)): return b.contains(a) ? other : .anyOf([a] + b)
+        default: return .anyOf([self, other])
         }
     }
 
@@ -75,7 +76,7 @@ indirect enum APISchema: Equatable, Sendable {
                 if let v = schema.violation(of: field, at: "\(path).\(key)") { return v }
             }
             return nil
-        case let (.oneOf(options), _):
+        case let (.anyOf(options), _):
             let reasons = options.map { $0.violation(of: value, at: path) }
             return reasons.contains { $0 == nil } ? nil : "\(path): matches none of \(options.count) shapes (\(reasons.compactMap { $0 }.joined(separator: "; ")))"
         default:
@@ -95,8 +96,8 @@ extension APISchema {
             self = try APISchema(json: target, components: components)
             return
         }
-        if case .array(let options)? = o["oneOf"] {
-            self = .oneOf(try options.map { try APISchema(json: $0, components: components) })
+        if case .array(let options)? = o["anyOf"] {
+            self = .anyOf(try options.map { try APISchema(json: $0, components: components) })
             return
         }
         switch o["type"] {
@@ -558,12 +559,12 @@ private final class EncodingRecorder: Encoder {
 // MARK: Types that take several shapes
 
 extension InputBatch: SchemaDescribed {
-    static var schema: APISchema { .oneOf([.string, .array(.string), .array(.integer), .array(.array(.integer))]) }
+    static var schema: APISchema { .anyOf([.string, .array(.string), .array(.integer), .array(.array(.integer))]) }
     static var schemaPlaceholder: InputBatch { InputBatch(texts: [""]) }
 }
 
 extension RerankRequest.Document: SchemaDescribed {
-    static var schema: APISchema { .oneOf([.string, .object(["text": .string], required: ["text"])]) }
+    static var schema: APISchema { .anyOf([.string, .object(["text": .string], required: ["text"])]) }
     static var schemaPlaceholder: RerankRequest.Document { RerankRequest.Document(text: "") }
 }
 

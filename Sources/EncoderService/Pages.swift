@@ -184,7 +184,7 @@ enum APIDocsPage {
     \(pageScript)
     function typeName(s) {
       if (!s || Object.keys(s).length === 0) return "any";
-      if (s.oneOf) return s.oneOf.map(typeName).join(" | ");
+      if (s.anyOf) return s.anyOf.map(typeName).join(" | ");
       if (s.type === "array") return typeName(s.items) + "[]";
       if (s.type === "object" && s.additionalProperties && typeof s.additionalProperties === "object") return "map of " + typeName(s.additionalProperties);
       return s.type;
@@ -193,7 +193,7 @@ enum APIDocsPage {
     function rows(schema, prefix, out) {
       if (!schema) return out;
       if (schema.type === "array") return rows(schema.items, prefix + "[]", out);
-      if (schema.oneOf) { schema.oneOf.forEach((o, i) => rows(o, prefix + (prefix ? " " : "") + "(shape " + (i + 1) + ")", out)); return out; }
+      if (schema.anyOf) { schema.anyOf.forEach((o, i) => rows(o, prefix + (prefix ? " " : "") + "(shape " + (i + 1) + ")", out)); return out; }
       if (schema.type !== "object" || !schema.properties) return out;
       const required = new Set(schema.required || []);
       for (const [name, field] of Object.entries(schema.properties).sort()) {

@@ -63,7 +63,9 @@ public final class EncoderService: Sendable {
         }
         self.models = models.map { ServedModel(name: $0.name, encoder: $0.encoder, scheduler: scheduler($0.encoder)) }
         for predictor in heads.values { _ = scheduler(predictor.encoder) }
-        if let reranker { _ = scheduler(reranker.encoder) }
+        // A fused reranker embeds its cosine with its similarity encoder (a fine-tuned one's base model), which
+        // may be served for nothing else.
+        if let reranker { _ = scheduler(reranker.encoder); _ = scheduler(reranker.similarityEncoder) }
         for index in indexes.values { _ = scheduler(index.model) }
         self.heads = heads
         self.reranker = reranker

@@ -83,8 +83,8 @@ public struct HTMLReport: Sendable {
         if let subtitle { page += ##"<p class="subtitle">\##(htmlEscaped(subtitle))</p>"## + "\n" }
         page += blocks.joined(separator: "\n")
         if let data {
-            // "</" cannot end the script early: JSON allows "<\/".
-            let json = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "</", with: "<\\/")
+            // No "<" reaches the HTML parser inside the script block ("</script>", "<!--"): JSON spells it \u003c.
+            let json = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "<", with: "\\u003c")
             page += "\n" + ##"<script type="application/json" id="report-data">"## + json + "</script>"
         }
         return page + "\n</body></html>\n"

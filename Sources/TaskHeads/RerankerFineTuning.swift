@@ -40,7 +40,9 @@ extension RerankerBuilder {
                                                       attention: plan.attention, progress: nil)
             config.fusion = fusion(cross: result.network.predict(try tuner.states(validData)), similarity: similarity, plan: plan,
                                    queryPrompt: queryPrompt, documentPrompt: documentPrompt)
-            config.fusion?.similarityModel = .init(name: modelName, digest: try ModelFingerprint.digest(of: encoder.source))
+            // A path is recorded absolute, so the reranker loads its base model from any working directory.
+            let name = FileManager.default.fileExists(atPath: modelName) ? URL(fileURLWithPath: modelName).standardizedFileURL.path : modelName
+            config.fusion?.similarityModel = .init(name: name, digest: try ModelFingerprint.digest(of: encoder.source))
         }
         let head = HeadDirectory(config: config, network: result.network)
         try head.write(to: out) { directory in

@@ -55,6 +55,11 @@ final class APIDescriptionTests: XCTestCase {
                 }
             }
             XCTAssertEqual(checked, 8, "every JSON answer was checked")
+            // The pages and the health check need no key; /info does when the server has one.
+            for path in ["/", "/docs", "/openapi.json", "/health"] {
+                XCTAssertEqual(((paths[path]?["get"] as? [String: Any])?["security"] as? [Any])?.count, 0, path)
+            }
+            XCTAssertNotNil(((paths["/info"]?["get"] as? [String: Any])?["responses"] as? [String: Any])?["401"])
 
             // The request schemas are the handlers' own types: /search's fields, `query` alone required.
             let search = ((paths["/search"]?["post"] as? [String: Any])?["requestBody"] as? [String: Any])
