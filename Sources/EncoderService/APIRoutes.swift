@@ -24,12 +24,12 @@ struct APIRoute: Sendable {
     var summary: String
     var request: Body?
     var response: Body
-    /// Statuses this route answers with the error body, besides those every route can (`APIRoute.common`).
+    /// Statuses this route answers with the error body, besides the model-side ones (`APIRoute.modelSide`) and 401.
     var errors: [Int]
     var handler: @Sendable (Request, Routes) async throws -> Response
 
-    /// Statuses any route can answer: a wrong API key, an overload, a stopped model, an internal fault.
-    static let common = [401, 429, 503, 500]
+    /// Statuses any route that runs a model can answer: an overload, a stopped model, an internal fault.
+    static let modelSide = [429, 503, 500]
 
     /// What each error status means here (Text Embeddings Inference's codes, `ServiceError.status`).
     static let errorMeaning = [
@@ -192,7 +192,8 @@ enum OpenAPIDocument {
             // The pages and the health check are open; every other route needs the key when the server has one.
             let open = APIKeyMiddleware.open.contains(route.path)
             if open { operation["security"] = .array([]) }
-            let statuses = route.errors + (route.path.isServiceRoute ? [] : APIRoute.common) + (open ? [] : [401])
+            // Routes describing or watching the server itself (tag "service") run no model.
+            let statuses = route.errors + (route.tag == "service" ? [] : APIRoute.modelSide) + (open ? [] : [401])
             for status in Set(statuses).sorted() {
                 responses[String(status)] = .object([
                     "description": .string(APIRoute.errorMeaning[status] ?? HTTPResponse.Status(code: status).reasonPhrase),
@@ -237,7 +238,4 @@ private extension String {
     var operationName: String {
         split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
     }
-
-    /// Routes that describe or watch the server itself answer without the model-side failures.
-    var isServiceRoute: Bool { ["/health", "/info", "/metrics", "/openapi.json", "/docs", "/"].contains(self) }
 }
