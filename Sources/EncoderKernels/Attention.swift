@@ -93,7 +93,7 @@ private func forEachPiece(heads: Int, length: Int, parts: Int, _ body: @Sendable
         return
     }
     let block = (length + parts - 1) / parts, pieces = heads * parts
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
+    parallelFor(parts) { p in
         for piece in stride(from: p, to: pieces, by: parts) {
             let start = (piece % parts) * block
             let rows = start..<min(length, start + block)

@@ -71,7 +71,7 @@ public func splitColumns(n: Int, parts: Int, minimum: Int = 64, _ body: @Sendabl
     let parts = max(1, min(parts, n / max(minimum, 1)))
     guard parts > 1 else { return body(0, n) }
     let chunk = (n + parts - 1) / parts
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
+    parallelFor(parts) { p in
         let start = p * chunk
         if start < n { body(start, min(chunk, n - start)) }
     }

@@ -98,7 +98,7 @@ public struct RopeTable: Sendable {
             sinTable.withUnsafeBufferPointer { s in
                 nonisolated(unsafe) let rows = rows, cos = c.baseAddress!, sin = s.baseAddress!
                 nonisolated(unsafe) let queryScale = queryScale, keyScale = keyScale
-                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                parallelFor(parts) { part in
                     let first = tokens * part / parts, end = tokens * (part + 1) / parts
                     // The sequence holding `first`: the last offset at or before it.
                     var sequence = 0, lo = 0, hi = offsets.count - 1

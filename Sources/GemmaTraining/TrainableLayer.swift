@@ -419,7 +419,7 @@ func forEachSequence(_ batch: PackedBatch, threads: Int, _ body: @escaping @Send
     let scratch = Tensor(uninitialized: workers * scratchCount)
     nonisolated(unsafe) let base = scratch.pointer
     let plan = assigned
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
+    parallelFor(workers) { w in
         for s in plan[w] { body(s, base + w * scratchCount) }
     }
     withExtendedLifetime(scratch) {}

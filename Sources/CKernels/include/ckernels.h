@@ -135,4 +135,17 @@ int ck_attention_bf16_rows_isa(uint32_t isa, long n, long hd, long row0, long ro
                                long ldo);
 uint16_t ck_float_to_bf16(float f);
 
+// A pool of worker threads that spin between parallel regions (pool.c): a region of `parts` parts runs
+// task(context, part) for each, on the caller and the workers, and returns when all are done. Parts may run one
+// after another on one thread, in any order, so they must not wait on each other. ck_pool_run returns 0, or 1
+// without running anything when the pool is owned by another region (the caller then runs the region some
+// other way), does not exist (create returns NULL off Linux), or parts is outside 1 … 2^31 − 1. Destroy a pool
+// only when no region can be running on it.
+typedef struct ck_pool ck_pool;
+typedef void (*ck_pool_task)(void *context, long part);
+ck_pool *ck_pool_create(int workers);
+void ck_pool_destroy(ck_pool *pool);
+int ck_pool_workers(const ck_pool *pool);
+int ck_pool_run(ck_pool *pool, long parts, ck_pool_task task, void *context);
+
 #endif
