@@ -5,7 +5,8 @@
 // vpdpbusd multiplies unsigned by signed bytes, so A is stored as q + 128 (1 … 255) and the 128 · Σ w that
 // adds is taken off per block: Σ (q + 128) w − 128 Σ w = Σ q w. Weights are packed once, at load, in panels of
 // 16 output rows; per block of 32 input columns a panel holds the 16 rows' f16 scales, their Σ w (int16), and
-// then 8 groups of 4 columns × 16 rows (64 bytes each: the signed operand of one vpdpbusd).
+// then 8 groups of 4 columns × 16 rows (64 bytes each: the signed operand of one vpdpbusd). AVX2 CPUs multiply
+// the same panels in 16-bit integers, by activations quantized to 16 bits (gemm_avx2).
 #include "ckernels.h"
 #include <math.h>
 #include <stdlib.h>
@@ -60,6 +61,23 @@ int ck_q8_unpack(const uint8_t *panels, long n, long k, long first_row, long cou
             uint8_t *dst = dst_row + b * (2 + QK);
             memcpy(dst, src + l * 2, 2);
             for (long c = 0; c < QK; c++) dst[2 + c] = src[PANEL * 4 + (c / 4) * PANEL * 4 + l * 4 + c % 4];
+        }
+    }
+    return 0;
+}
+
+int ck_q8_dequantize(const uint8_t *panels, long n, long k, long first_row, long count, float *out) {
+    if (k % QK) return -1;
+    long blocks = k / QK;
+    for (long r = first_row; r < first_row + count && r < n; r++) {
+        long q = r / PANEL, l = r % PANEL;
+        float *dst = out + (r - first_row) * k;
+        for (long b = 0; b < blocks; b++, dst += QK) {
+            const uint8_t *src = panels + (q * blocks + b) * BLOCK_BYTES;
+            float d = ck_half_to_float(load16(src + l * 2));
+            const int8_t *values = (const int8_t *)(src + PANEL * 4 + l * 4);
+            for (long g = 0; g < QK / 4; g++)
+                for (long c = 0; c < 4; c++) dst[g * 4 + c] = values[g * PANEL * 4 + c] * d;
         }
     }
     return 0;
@@ -195,10 +213,133 @@ TARGET_VNNI static void gemm_avx512_vnni(long m, long k, const uint8_t *u, const
 }
 #endif
 
+
+#if HAVE_AVX512_PATH
+#include <immintrin.h>
+#define TARGET_AVX2_Q8 __attribute__((target("avx2,fma,f16c")))
+
+// AVX2 has no 8-bit dot product that adds into int32 without saturating (vpmaddubsw's pairs of 255 · 127
+// overflow int16), so the products are 16-bit: a group's 64 bytes (16 rows × 4 columns) are widened a quarter
+// at a time (4 rows × 4 columns, 16 int16) and vpmaddwd multiplies them by the row's 4 activations, also
+// int16, broadcast: 16 exact multiply-adds per instruction into pairs of int32 per weight row. At a block's
+// end vphaddd adds each row's pair, which leaves the rows in the order 0 1 4 5 2 3 6 7 within each half
+// panel; the scales are permuted to match and the results put back in order once, at the store.
+//
+// Since the products are 16-bit anyway, the activations are quantized to 16 bits (per row and block of 32,
+// scale max|a| / 32767), not to Q8_0: 32 products of 127 · 32767 still sum exactly in int32, and the result is
+// Q8_0 weights times activations within 1/65534 of their block's max, where 8-bit activations cost EmbeddingGemma
+// a cosine to f32 of 0.99936 (16-bit: that of the weights' rounding alone).
+TARGET_AVX2_Q8 static inline __attribute__((always_inline)) void tile_avx2(const int MR, long blocks, long k,
+                                                                          const int16_t *x, const float *da,
+                                                                          const uint8_t *b, float *c, long ldc,
+                                                                          long cols) {
+    const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);  // its own inverse
+    __m256 acc[3][2];
+#pragma unroll
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (long blk = 0; blk < blocks; blk++) {
+        const uint8_t *head = b + blk * BLOCK_BYTES;
+        __m256i s[3][4];
+#pragma unroll
+        for (int i = 0; i < MR; i++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) s[i][q] = _mm256_setzero_si256();
+#pragma unroll
+        for (int g = 0; g < 8; g++) {
+            __m256i xb[3];
+#pragma unroll
+            for (int i = 0; i < MR; i++) {
+                int64_t quad;
+                memcpy(&quad, x + i * k + blk * QK + g * 4, 8);
+                xb[i] = _mm256_set1_epi64x(quad);
+            }
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(head + PANEL * 4 + g * 64 + q * 16)));
+#pragma unroll
+                for (int i = 0; i < MR; i++) s[i][q] = _mm256_add_epi32(s[i][q], _mm256_madd_epi16(w, xb[i]));
+            }
+        }
+        __m256 dw0 = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)head)), order);
+        __m256 dw1 = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(head + 16))), order);
+#pragma unroll
+        for (int i = 0; i < MR; i++) {
+            __m256 d = _mm256_set1_ps(da[i * blocks + blk]);
+            acc[i][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(s[i][0], s[i][1])), _mm256_mul_ps(dw0, d), acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(s[i][2], s[i][3])), _mm256_mul_ps(dw1, d), acc[i][1]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < MR; i++) {
+        float out[PANEL];
+        _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(acc[i][0], order));
+        _mm256_storeu_ps(out + 8, _mm256_permutevar8x32_ps(acc[i][1], order));
+        memcpy(c + i * ldc, out, (size_t)MIN(cols, PANEL) * sizeof(float));
+    }
+}
+
+TARGET_AVX2_Q8 static void tile_avx2_dispatch(int mr, long blocks, long k, const int16_t *x, const float *da,
+                                              const uint8_t *b, float *c, long ldc, long cols) {
+    if (mr == 3) tile_avx2(3, blocks, k, x, da, b, c, ldc, cols);
+    else if (mr == 2) tile_avx2(2, blocks, k, x, da, b, c, ldc, cols);
+    else tile_avx2(1, blocks, k, x, da, b, c, ldc, cols);
+}
+
+// Rows of A to 16 bits per block of 32: q = round(a / d), d = max|a| / 32767 (|q| ≤ 32767).
+static void quantize_rows_16(long m, long k, const float *a, long lda, int16_t *x, float *scales) {
+    long blocks = k / QK;
+    for (long i = 0; i < m; i++) {
+        for (long b = 0; b < blocks; b++) {
+            const float *v = a + i * lda + b * QK;
+            float amax = 0.0f;
+            for (long c = 0; c < QK; c++) amax = fmaxf(amax, fabsf(v[c]));
+            float d = amax / 32767.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+            scales[i * blocks + b] = d;
+            for (long c = 0; c < QK; c++) {
+                // Half away from zero, written so that it vectorizes (|v · inv| ≤ 32767 up to rounding of inv).
+                float r = fminf(fmaxf(v[c] * inv, -32767.0f), 32767.0f), t = truncf(r);
+                if (fabsf(r - t) >= 0.5f) t += copysignf(1.0f, r);
+                x[i * k + b * QK + c] = (int16_t)t;
+            }
+        }
+    }
+}
+
+// Panel by panel (a panel's 16 rows × k stay in L1 while every row of A passes over them), rows of A in blocks
+// of 128, quantized as they come (their int16 values stay in L2). `x`: room for 128 rows of k int16; `da`: for
+// their scales.
+TARGET_AVX2_Q8 static void gemm_avx2(long m, long k, const float *a, long lda, const uint8_t *panels, long cols,
+                                     float *c, long ldc, int16_t *x, float *da) {
+    long blocks = k / QK, panel_count = (cols + PANEL - 1) / PANEL, panel_stride = blocks * BLOCK_BYTES;
+    for (long i0 = 0; i0 < m; i0 += 128) {
+        long rows = MIN(128, m - i0);
+        quantize_rows_16(rows, k, a + i0 * lda, lda, x, da);
+        for (long q = 0; q < panel_count; q++) {
+            for (long i = 0; i < rows; i += 3) {
+                int mr = (int)MIN(3, rows - i);
+                tile_avx2_dispatch(mr, blocks, k, x + i * k, da + i * blocks, panels + q * panel_stride,
+                                   c + (i0 + i) * ldc + q * PANEL, ldc, cols - q * PANEL);
+            }
+        }
+    }
+}
+#endif
+
 int ck_q8_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint8_t *panels, long cols,
                    float *c, long ldc) {
     if (k % QK) return -1;
     if (m <= 0 || cols <= 0) return 0;
+#if HAVE_AVX512_PATH
+    if ((isa & CK_ISA_AVX2) && !(isa & CK_ISA_AVX512_VNNI)) {
+        long rows = MIN(128, m);
+        int16_t *x = malloc((size_t)(rows * k) * sizeof(int16_t));
+        float *dx = malloc((size_t)(rows * (k / QK)) * sizeof(float));
+        if (x && dx) gemm_avx2(m, k, a, lda, panels, cols, c, ldc, x, dx);
+        free(x);
+        free(dx);
+        return x && dx ? 0 : -2;
+    }
+#endif
     uint8_t *u = malloc((size_t)(m * k));
     float *da = malloc((size_t)(m * (k / QK)) * sizeof(float));
     if (!u || !da) {

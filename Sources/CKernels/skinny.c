@@ -72,7 +72,8 @@ TARGET_AVX512 static void skinny_f32_avx512(long m, long n, long k, const float 
 // to f32 in registers as it is loaded, so W streams from memory at 2 bytes a weight instead of being
 // dequantized into a tile first (a short query is bound by that stream). Q8_0 converted the same way costs more
 // instructions than the stream it saves (an int8 → f32 conversion and a scale per 8 weights, redone for every 4
-// activation rows) and measured no faster than the tile path, which it keeps.
+// activation rows); on AVX2 it is multiplied in 16-bit integers on packed panels instead (q8gemm.c), and only
+// reaches the tile path below on CPUs without AVX2.
 typedef unsigned short u16x8u __attribute__((ext_vector_type(8), aligned(2)));
 typedef unsigned int u32x8 __attribute__((ext_vector_type(8)));
 // bf16 → f32 is a 16-bit shift.

@@ -71,7 +71,7 @@ public final class LinearWeight: @unchecked Sendable {
         case rows
         /// bf16, multiplied with vdpbf16ps (AVX512-BF16).
         case bf16Panels
-        /// Q8_0, multiplied with vpdpbusd (AVX512-VNNI).
+        /// Q8_0, multiplied in integers: vpdpbusd (AVX512-VNNI), else vpmaddwd (AVX2).
         case q8Panels
     }
 
@@ -80,7 +80,9 @@ public final class LinearWeight: @unchecked Sendable {
         let features = ck_cpu_features()
         switch format {
         case .bf16 where features & UInt32(CK_ISA_AVX512_BF16) != 0: return .bf16Panels
-        case .q8_0 where features & UInt32(CK_ISA_AVX512_VNNI) != 0: return .q8Panels
+        // AVX2's 16-bit integer products beat dequantizing tiles for the f32 kernel (issue 20: the int8 query
+        // was ~20 % slower than f32 that way); only a CPU without AVX2 keeps the tiles.
+        case .q8_0 where features & UInt32(CK_ISA_AVX512_VNNI | CK_ISA_AVX2) != 0: return .q8Panels
         default: return .rows
         }
     }
@@ -203,6 +205,11 @@ public final class LinearWeight: @unchecked Sendable {
 
     /// Rows `range` as f32 into `out` (range.count × columns).
     public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        if packing == .q8Panels {
+            let status = ck_q8_dequantize(bytes.assumingMemoryBound(to: UInt8.self), rows, columns, range.lowerBound, range.count, out)
+            precondition(status == 0, "Q8_0 rows are whole blocks by construction")
+            return
+        }
         if packing != .rows {
             let values = UnsafeMutableRawPointer.allocate(byteCount: max(range.count * rowBytes, 1), alignment: 64)
             defer { values.deallocate() }
@@ -242,7 +249,11 @@ public func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeig
                       ldw: k, c: c, ldc: ldc, threads: threads)
     }
     nonisolated(unsafe) let a = a, c = c
-    if weight.packing != .rows {
+    // Batches on Q8_0 panels without VNNI: AVX2's 16-bit products are no faster than f32 FMAs, so they win only
+    // where the weight's stream bounds the product (few rows); batches multiply dequantized blocks with BLAS.
+    let batchOnAVX2Panels = weight.packing == .q8Panels && m > skinnyGemmMaxRows
+        && ck_cpu_features() & UInt32(CK_ISA_AVX512_VNNI) == 0
+    if weight.packing != .rows && !batchOnAVX2Panels {
         let packing = weight.packing
         weight.splitPanels(n, threads: threads) { first, cols, panel in
             let status = packing == .bf16Panels
@@ -253,7 +264,7 @@ public func linear(m: Int, a: UnsafePointer<Float>, lda: Int, weight: LinearWeig
         return
     }
     splitColumns(n: n, parts: threads) { start, count in
-        if m <= skinnyGemmMaxRows {
+        if m <= skinnyGemmMaxRows {  // rows, not panels: panels take few rows above
             let status = ck_skinny_linear(weight.format.rawValue, m, count, k, a, lda,
                                           weight.bytes + start * weight.rowBytes, weight.rowBytes, c + start, ldc)
             precondition(status == 0, "out of memory in the skinny kernel")

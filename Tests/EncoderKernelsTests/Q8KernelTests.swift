@@ -3,17 +3,30 @@ import EncoderKernels
 import XCTest
 
 /// The 8-bit products (q8gemm.c): packed panels hold Q8_0 rows exactly, and every path the CPU can run
-/// computes llama.cpp's Q8_0 × Q8_0 block products — activations quantized per row and block of 32, block sums
-/// exact in int32 — against a double-precision reference on the same quantized values.
+/// computes its block products — activations quantized per row and block of 32 (llama.cpp's Q8_0 on the portable
+/// and VNNI paths, 16 bits on AVX2's), block sums exact in int32 — against a double-precision reference on the
+/// same quantized values.
 final class Q8KernelTests: XCTestCase {
+    /// The portable path, AVX2's 16-bit products and AVX512-VNNI's, where the CPU has them.
     private var paths: [UInt32] {
-        [0] + (ck_cpu_features_detected() & UInt32(CK_ISA_AVX512_VNNI) != 0 ? [UInt32(CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_VNNI)] : [])
+        let detected = ck_cpu_features_detected()
+        return [0] + (detected & UInt32(CK_ISA_AVX2) != 0 ? [UInt32(CK_ISA_AVX2)] : [])
+            + (detected & UInt32(CK_ISA_AVX512_VNNI) != 0 ? [UInt32(CK_ISA_AVX2 | CK_ISA_AVX512 | CK_ISA_AVX512_VNNI)] : [])
     }
 
     private func q8Rows(_ values: [Float]) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: values.count / 32 * 34)
         XCTAssertEqual(ck_quantize(Int32(CK_Q8_0), values, values.count, &bytes), 0)
         return bytes
+    }
+
+    /// AVX2's activations: per block of 32, q = round(a / d) half away from zero, d = max|a| / 32767, as f32.
+    private func quantized16(_ values: [Float]) -> [Float] {
+        stride(from: 0, to: values.count, by: 32).flatMap { start -> [Float] in
+            let block = values[start..<(start + 32)]
+            let d = block.map { abs($0) }.max()! / 32767, inv = d > 0 ? 1 / d : 0
+            return block.map { (min(max($0 * inv, -32767), 32767)).rounded() * d }
+        }
     }
 
     private func dequantized(_ bytes: [UInt8], count: Int) -> [Float] {
@@ -46,10 +59,15 @@ final class Q8KernelTests: XCTestCase {
             for m in [1, 3, 4, 10, 33, 150] {
                 let lda = k + 5
                 let a = (0..<(m * lda)).map { _ in rng.normal() }
-                // The reference: each row of A through ggml's Q8_0 quantization, then a dot product in double.
-                var qa: [Float] = []
-                for i in 0..<m { qa += dequantized(q8Rows(Array(a[(i * lda)..<(i * lda + k)])), count: k) }
+                // The reference: each row of A through the path's quantization (ggml's Q8_0, or 16 bits), then a
+                // dot product in double.
+                var q8a: [Float] = [], q16a: [Float] = []
+                for i in 0..<m {
+                    q8a += dequantized(q8Rows(Array(a[(i * lda)..<(i * lda + k)])), count: k)
+                    q16a += quantized16(Array(a[(i * lda)..<(i * lda + k)]))
+                }
                 for isa in paths {
+                    let sixteenBits = isa == UInt32(CK_ISA_AVX2), qa = sixteenBits ? q16a : q8a
                     var c = [Float](repeating: .nan, count: m * (n + 1))
                     XCTAssertEqual(ck_q8_gemm_isa(isa, m, k, a, lda, panels, n, &c, n + 1), 0)
                     var worst = 0.0, worstF32 = 0.0
@@ -67,17 +85,17 @@ final class Q8KernelTests: XCTestCase {
                         XCTAssertTrue(c[i * (n + 1) + n].isNaN, "nothing written past the columns asked for")
                     }
                     XCTAssertLessThanOrEqual(worst, 1e-5, "isa \(isa), \(m)×\(n)×\(k)")
-                    // Against f32 activations: the 8-bit rounding of A, at most half a step of max|a| / 127 per value.
-                    XCTAssertLessThanOrEqual(worstF32, 1e-2, "isa \(isa), \(m)×\(n)×\(k)")
+                    // Against f32 activations: the rounding of A, at most half a step of max|a| / 127 (or / 32767) per value.
+                    XCTAssertLessThanOrEqual(worstF32, sixteenBits ? 1e-4 : 1e-2, "isa \(isa), \(m)×\(n)×\(k)")
                 }
             }
         }
     }
 
-    /// Q8_0 weights asked to be packed on a CPU with VNNI are kept only as panels, read back exactly, and their
-    /// products (stacked, split across threads) are the quantized-activation ones.
+    /// Q8_0 weights asked to be packed on a CPU with integer products (AVX2 or VNNI) are kept only as panels,
+    /// read back exactly, and their products (stacked, split across threads) are the quantized-activation ones.
     func testPackedWeightsThroughLinear() throws {
-        try XCTSkipUnless(LinearWeight.panels(for: .q8_0) == .q8Panels, "this CPU has no 8-bit products (AVX512-VNNI)")
+        try XCTSkipUnless(LinearWeight.panels(for: .q8_0) == .q8Panels, "this CPU has no integer products for Q8_0 (AVX2 or AVX512-VNNI)")
         var rng = SeededGenerator(seed: 6)
         let k = 256, parts = [48, 32, 20]
         let weights = try parts.map { rows in
@@ -87,20 +105,34 @@ final class Q8KernelTests: XCTestCase {
         let stacked = try XCTUnwrap(LinearWeight(stacking: weights, packed: true))
         XCTAssertEqual(stacked.packing, .q8Panels)
         XCTAssertEqual(stacked.dequantized(), plain.dequantized(), "panels hold the Q8_0 values exactly")
-        let n = stacked.rows, m = 9
-        let a = (0..<(m * k)).map { _ in rng.normal() }
-        for threads in [1, 2] {
-            var packed = [Float](repeating: .nan, count: m * n), reference = packed
-            a.withUnsafeBufferPointer { ab in
-                packed.withUnsafeMutableBufferPointer { cb in
-                    linear(m: m, a: ab.baseAddress!, lda: k, weight: stacked, c: cb.baseAddress!, ldc: n, threads: threads)
+        var some = [Float](repeating: .nan, count: 49 * k)
+        some.withUnsafeMutableBufferPointer { stacked.dequantize(rows: 21..<70, into: $0.baseAddress!) }
+        XCTAssertEqual(some, Array(plain.dequantized()[(21 * k)..<(70 * k)]), "any rows of them")
+        let n = stacked.rows, w = plain.dequantized()
+        let vnni = ck_cpu_features() & UInt32(CK_ISA_AVX512_VNNI) != 0
+        // 9 rows: the CPU's integer products. 40 rows: the same on VNNI; on AVX2 the dequantized weights times f32 A
+        // (BLAS), since its 16-bit products beat f32 only on few rows.
+        for m in [9, 40] {
+            let a = (0..<(m * k)).map { _ in rng.normal() }
+            var reference = [Float](repeating: .nan, count: m * n)
+            if m <= skinnyGemmMaxRows || vnni {
+                a.withUnsafeBufferPointer { ab in
+                    XCTAssertEqual(ck_q8_gemm(m, k, ab.baseAddress!, k, stacked.bytes.assumingMemoryBound(to: UInt8.self), n, &reference, n), 0)
                 }
-                reference.withUnsafeMutableBufferPointer { cb in
-                    XCTAssertEqual(ck_q8_gemm_isa(0, m, k, ab.baseAddress!, k, stacked.bytes.assumingMemoryBound(to: UInt8.self), n,
-                                                  cb.baseAddress!, n), 0)
+            } else {
+                for i in 0..<m {
+                    for j in 0..<n { reference[i * n + j] = Float((0..<k).reduce(0.0) { $0 + Double(a[i * k + $1]) * Double(w[j * k + $1]) }) }
                 }
             }
-            for (x, y) in zip(packed, reference) { XCTAssertEqual(x, y, accuracy: 1e-4 * max(1, abs(y))) }
+            for threads in [1, 2] {
+                var packed = [Float](repeating: .nan, count: m * n)
+                a.withUnsafeBufferPointer { ab in
+                    packed.withUnsafeMutableBufferPointer { cb in
+                        linear(m: m, a: ab.baseAddress!, lda: k, weight: stacked, c: cb.baseAddress!, ldc: n, threads: threads)
+                    }
+                }
+                for (x, y) in zip(packed, reference) { XCTAssertEqual(x, y, accuracy: 1e-4 * max(1, abs(y)), "\(m) rows, \(threads) threads") }
+            }
         }
     }
 }
