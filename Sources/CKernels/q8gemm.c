@@ -83,18 +83,27 @@ int ck_q8_dequantize(const uint8_t *panels, long n, long k, long first_row, long
     return 0;
 }
 
-// A row's blocks as ggml quantizes Q8_0 (scale max|a| / 127, values rounded to nearest), stored as q + 128,
-// and the scales as f32 (the f16 rounding of ggml's stored scale is kept, so results match its Q8_0).
-static void quantize_rows(long m, long k, const float *a, long lda, uint8_t *u, float *scales) {
+// Rows of A quantized per block of 32: q = round(a / d) half away from zero, d = max|a| / qmax. 8 bits (qmax 127)
+// as ggml quantizes Q8_0, stored as q + 128 with d rounded to f16 as ggml stores it (so results match its
+// Q8_0); 16 bits (qmax 32767, AVX2's products) as int16 with d in f32. `out` is uint8_t or int16_t per `bits`.
+static void quantize_rows(long m, long k, const float *a, long lda, int bits, void *out, float *scales) {
     long blocks = k / QK;
+    float qmax = bits == 16 ? 32767.0f : 127.0f;
     for (long i = 0; i < m; i++) {
         for (long b = 0; b < blocks; b++) {
             const float *x = a + i * lda + b * QK;
             float amax = 0.0f;
             for (long c = 0; c < QK; c++) amax = fmaxf(amax, fabsf(x[c]));
-            float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
-            scales[i * blocks + b] = ck_half_to_float(ck_float_to_half(d));
-            for (long c = 0; c < QK; c++) u[i * k + b * QK + c] = (uint8_t)(int)(roundf(x[c] * inv) + 128.0f);
+            float d = amax / qmax, inv = d > 0 ? 1.0f / d : 0.0f;
+            scales[i * blocks + b] = bits == 16 ? d : ck_half_to_float(ck_float_to_half(d));
+            long at = i * k + b * QK;
+            for (long c = 0; c < QK; c++) {
+                // Written so that it vectorizes (|x · inv| ≤ qmax up to the rounding of inv).
+                float r = fminf(fmaxf(x[c] * inv, -qmax), qmax), t = truncf(r);
+                if (fabsf(r - t) >= 0.5f) t += copysignf(1.0f, r);
+                if (bits == 16) ((int16_t *)out)[at + c] = (int16_t)t;
+                else ((uint8_t *)out)[at + c] = (uint8_t)(int)(t + 128.0f);
+            }
         }
     }
 }
@@ -285,26 +294,6 @@ TARGET_AVX2_Q8 static void tile_avx2_dispatch(int mr, long blocks, long k, const
     else tile_avx2(1, blocks, k, x, da, b, c, ldc, cols);
 }
 
-// Rows of A to 16 bits per block of 32: q = round(a / d), d = max|a| / 32767 (|q| ≤ 32767).
-static void quantize_rows_16(long m, long k, const float *a, long lda, int16_t *x, float *scales) {
-    long blocks = k / QK;
-    for (long i = 0; i < m; i++) {
-        for (long b = 0; b < blocks; b++) {
-            const float *v = a + i * lda + b * QK;
-            float amax = 0.0f;
-            for (long c = 0; c < QK; c++) amax = fmaxf(amax, fabsf(v[c]));
-            float d = amax / 32767.0f, inv = d > 0 ? 1.0f / d : 0.0f;
-            scales[i * blocks + b] = d;
-            for (long c = 0; c < QK; c++) {
-                // Half away from zero, written so that it vectorizes (|v · inv| ≤ 32767 up to rounding of inv).
-                float r = fminf(fmaxf(v[c] * inv, -32767.0f), 32767.0f), t = truncf(r);
-                if (fabsf(r - t) >= 0.5f) t += copysignf(1.0f, r);
-                x[i * k + b * QK + c] = (int16_t)t;
-            }
-        }
-    }
-}
-
 // Panel by panel (a panel's 16 rows × k stay in L1 while every row of A passes over them), rows of A in blocks
 // of 128, quantized as they come (their int16 values stay in L2). `x`: room for 128 rows of k int16; `da`: for
 // their scales.
@@ -313,7 +302,7 @@ TARGET_AVX2_Q8 static void gemm_avx2(long m, long k, const float *a, long lda, c
     long blocks = k / QK, panel_count = (cols + PANEL - 1) / PANEL, panel_stride = blocks * BLOCK_BYTES;
     for (long i0 = 0; i0 < m; i0 += 128) {
         long rows = MIN(128, m - i0);
-        quantize_rows_16(rows, k, a + i0 * lda, lda, x, da);
+        quantize_rows(rows, k, a + i0 * lda, lda, 16, x, da);
         for (long q = 0; q < panel_count; q++) {
             for (long i = 0; i < rows; i += 3) {
                 int mr = (int)MIN(3, rows - i);
@@ -347,7 +336,7 @@ int ck_q8_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const
         free(da);
         return -2;
     }
-    quantize_rows(m, k, a, lda, u, da);
+    quantize_rows(m, k, a, lda, 8, u, da);
 #if HAVE_AVX512_PATH
     if (isa & CK_ISA_AVX512_VNNI) gemm_avx512_vnni(m, k, u, da, panels, cols, c, ldc);
     else
