@@ -23,6 +23,9 @@ long ck_q8_panels_bytes(long n, long k) { return (n + PANEL - 1) / PANEL * (k / 
 
 static inline uint16_t load16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
+// Where value c (0 ..< 32) of a panel's row l sits in its block: after the scales and sums, in group c / 4.
+static inline long value_at(long l, long c) { return PANEL * 4 + (c / 4) * PANEL * 4 + l * 4 + c % 4; }
+
 int ck_q8_pack(const void *rows, long row_bytes, long n, long k, uint8_t *panels) {
     if (k % QK) return -1;
     long blocks = k / QK, panel_count = (n + PANEL - 1) / PANEL;
@@ -31,7 +34,6 @@ int ck_q8_pack(const void *rows, long row_bytes, long n, long k, uint8_t *panels
             uint8_t *dst = panels + (q * blocks + b) * BLOCK_BYTES;
             uint16_t *scales = (uint16_t *)dst;
             int16_t *sums = (int16_t *)(dst + PANEL * 2);
-            int8_t *values = (int8_t *)(dst + PANEL * 4);
             for (long l = 0; l < PANEL; l++) {
                 long r = q * PANEL + l;
                 // A Q8_0 block: f16 scale, then 32 signed bytes. Rows past n are zero blocks.
@@ -41,7 +43,7 @@ int ck_q8_pack(const void *rows, long row_bytes, long n, long k, uint8_t *panels
                 for (long c = 0; c < QK; c++) {
                     int8_t v = src ? (int8_t)src[2 + c] : 0;
                     sum += v;
-                    values[(c / 4) * PANEL * 4 + l * 4 + c % 4] = v;
+                    dst[value_at(l, c)] = (uint8_t)v;
                 }
                 sums[l] = (int16_t)sum;
             }
@@ -60,7 +62,7 @@ int ck_q8_unpack(const uint8_t *panels, long n, long k, long first_row, long cou
             const uint8_t *src = panels + (q * blocks + b) * BLOCK_BYTES;
             uint8_t *dst = dst_row + b * (2 + QK);
             memcpy(dst, src + l * 2, 2);
-            for (long c = 0; c < QK; c++) dst[2 + c] = src[PANEL * 4 + (c / 4) * PANEL * 4 + l * 4 + c % 4];
+            for (long c = 0; c < QK; c++) dst[2 + c] = src[value_at(l, c)];
         }
     }
     return 0;
@@ -75,9 +77,7 @@ int ck_q8_dequantize(const uint8_t *panels, long n, long k, long first_row, long
         for (long b = 0; b < blocks; b++, dst += QK) {
             const uint8_t *src = panels + (q * blocks + b) * BLOCK_BYTES;
             float d = ck_half_to_float(load16(src + l * 2));
-            const int8_t *values = (const int8_t *)(src + PANEL * 4 + l * 4);
-            for (long g = 0; g < QK / 4; g++)
-                for (long c = 0; c < 4; c++) dst[g * 4 + c] = values[g * PANEL * 4 + c] * d;
+            for (long c = 0; c < QK; c++) dst[c] = (int8_t)src[value_at(l, c)] * d;
         }
     }
     return 0;
@@ -118,11 +118,10 @@ static void gemm_portable(long m, long k, const uint8_t *u, const float *da, con
             for (long b = 0; b < blocks; b++) {
                 const uint8_t *blk = panels + (q * blocks + b) * BLOCK_BYTES;
                 const int16_t *sums = (const int16_t *)(blk + PANEL * 2);
-                const int8_t *values = (const int8_t *)(blk + PANEL * 4);
                 const uint8_t *x = u + i * k + b * QK;
                 for (long l = 0; l < PANEL; l++) {
                     int32_t s = 0;
-                    for (long cc = 0; cc < QK; cc++) s += (int32_t)x[cc] * values[(cc / 4) * PANEL * 4 + l * 4 + cc % 4];
+                    for (long cc = 0; cc < QK; cc++) s += (int32_t)x[cc] * (int8_t)blk[value_at(l, cc)];
                     s -= 128 * (int32_t)sums[l];
                     acc[l] += (float)s * (ck_half_to_float(load16(blk + l * 2)) * da[i * blocks + b]);
                 }
@@ -222,9 +221,7 @@ TARGET_VNNI static void gemm_avx512_vnni(long m, long k, const uint8_t *u, const
 }
 #endif
 
-
 #if HAVE_AVX512_PATH
-#include <immintrin.h>
 #define TARGET_AVX2_Q8 __attribute__((target("avx2,fma,f16c")))
 
 // AVX2 has no 8-bit dot product that adds into int32 without saturating (vpmaddubsw's pairs of 255 · 127
