@@ -85,6 +85,13 @@ public struct HybridFusion: Codable, Sendable, Equatable, CustomStringConvertibl
         }
     }
 
+    /// The fitted fusion that every one of several shards holds (`fitted`: each one's, nil for none), or nil when
+    /// one has none or they differ: what shards searched as one fuse by, the standard fusion when nil.
+    public static func shared(_ fitted: [HybridFusion?]) -> HybridFusion? {
+        guard let first = fitted.first, fitted.allSatisfy({ $0 == first }) else { return nil }
+        return first
+    }
+
     /// How many of each search's results hybrid search fuses (more when more are asked for).
     public static let candidates = 50
 

@@ -60,8 +60,15 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
     public var manifest: IndexManifest {
         var m = shards[0].manifest
         m.count = count
+        m.fusion = HybridFusion.shared(shards.map(\.manifest.fusion))
         return m
     }
+
+    /// The fusion hybrid search applies to the merged lists: the one every shard holds (e.g. the fit of one
+    /// `index tune` over the whole collection, set on each shard), else the standard one. A fusion one shard
+    /// fitted on its own documents says nothing of the others', so the first shard's is not taken for all;
+    /// and without a shared fit the manifest records none, so the best mode falls back to vector search.
+    public var fusion: HybridFusion { HybridFusion.shared(shards.map(\.manifest.fusion)) ?? .standard }
 
     public var count: Int { shards.reduce(0) { $0 + $1.count } }
     public var model: TextEncoder { shards[0].model }
@@ -75,12 +82,14 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
             : try shards.map { try $0.search(queries, embeddings: embeddings, k: depth, mode: .vector, tuning: tuning) }
         let keyword = mode == .vector ? nil : try shards.map { try $0.search(queries, embeddings: [], k: depth, mode: .keyword) }
         return queries.indices.map { q in
-            let byScore = vector.map { Self.mergeByScore($0.map { $0[q] }) } ?? []
-            let byRank = keyword.map { Self.fuse($0.map { $0[q] }) } ?? []
+            // Each merged list cut to what one index's search would return (hybrid fuses `depth` of each: with
+            // reciprocal ranks, a deeper list would add votes one index never counts).
+            let byScore = vector.map { Array(Self.mergeByScore($0.map { $0[q] }).prefix(depth)) } ?? []
+            let byRank = keyword.map { Array(Self.fuse($0.map { $0[q] }).prefix(depth)) } ?? []
             switch mode {
             case .vector: return Array(byScore.prefix(k))
             case .keyword: return Array(byRank.prefix(k))
-            case .hybrid: return Array(Self.hybrid(vector: byScore, keyword: byRank, fusion: shards[0].fusion).prefix(k))
+            case .hybrid: return Array(Self.hybrid(vector: byScore, keyword: byRank, fusion: fusion).prefix(k))
             }
         }
     }

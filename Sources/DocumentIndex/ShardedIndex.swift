@@ -173,7 +173,9 @@ struct TrainedQuantizer {
 
 /// What must be equal for two shards to be one index.
 enum ShardCompatibility {
-    /// To be searched as one (`IndexShards`): they embed alike — model, dimension, prompts, attention, pooling.
+    /// To be searched as one (`IndexShards`): they embed alike — model, dimension, prompts, attention, pooling,
+    /// and the title field (a titled document's prompt carries its title, so two title fields embed the same
+    /// document differently).
     static func embeddingDifferences(_ a: IndexManifest, _ b: IndexManifest) -> [String] {
         var d: [String] = []
         if a.modelDigest != b.modelDigest { d.append("model ('\(a.model)' vs '\(b.model)')") }
@@ -181,6 +183,7 @@ enum ShardCompatibility {
         if a.attention != b.attention { d.append("attention") }
         if a.pooling != b.pooling { d.append("pooling") }
         if a.queryPrompt != b.queryPrompt || a.documentPrompt != b.documentPrompt { d.append("prompts") }
+        if a.titleField != b.titleField { d.append("title field (\(a.titleField ?? "none") vs \(b.titleField ?? "none"))") }
         return d
     }
 

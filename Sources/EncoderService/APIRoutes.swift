@@ -1,4 +1,5 @@
 import Foundation
+import DocumentIndex
 import ModelFormats
 import HTTPTypes
 import Hummingbird
@@ -168,7 +169,10 @@ extension ServiceInfo {
                        prompts: ["query": "task: search result | query: "], default_prompt_name: "query")],
         heads: ["sections"], indexes: ["debian"],
         search_indexes: ["debian": .init(model: "embeddinggemma-300m", model_digest: "9f2c…", dimension: 768, factory: "Flat", count: 2000,
-                                         query_prompt: "task: search result | query: ", attention: "bidirectional", pooling: "mean")],
+                                         query_prompt: "task: search result | query: ", attention: "bidirectional", pooling: "mean",
+                                         title_field: "title",
+                                         fusion: HybridFusion(method: .score, vectorWeight: 0.7,
+                                                              tuned: .init(queries: 1184, ndcg10: 0.949, vectorNDCG10: 0.9429, keywordNDCG10: 0.79)))],
         reranker: "reranker", max_batch_tokens: 16384, max_client_batch_size: 64, max_body_bytes: 2_000_000, auto_truncate: false)
 }
 

@@ -275,7 +275,7 @@ struct Routes: Sendable {
             }
             return mode
         }
-        if service.router != nil {
+        if let router = service.router {
             let mode = mode ?? .vector
             let (name, results, failed) = try await service.routedSearch(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
                                                                          rerank: r.rerank ?? false,
@@ -283,7 +283,8 @@ struct Routes: Sendable {
             return try HTTPFront.json(SearchResponse(
                 index: name, mode: mode.rawValue,
                 results: results.map { .init(id: $0.id, score: $0.score, text: $0.text, metadata: JSONValue(text: $0.metadataJSON),
-                                             summary: .init(text: $0.text, metadataJSON: $0.metadataJSON, query: r.query, titleField: nil)) },
+                                             summary: .init(text: $0.text, metadataJSON: $0.metadataJSON, query: r.query,
+                                                            titleField: router.titleField)) },
                 partial: failed.isEmpty ? nil : true,
                 failed_shards: failed.isEmpty ? nil : failed.map { .init(shard: $0.shard, error: $0.error) }))
         }

@@ -275,7 +275,8 @@ public final class EncoderService: Sendable {
             search_indexes: indexes.mapValues { index in
                 let m = index.manifest
                 return .init(model: m.model, model_digest: m.modelDigest, dimension: m.dimension, factory: m.factory, count: index.count,
-                             query_prompt: m.queryPrompt, attention: (m.attention ?? .bidirectional).rawValue, pooling: m.pooling)
+                             query_prompt: m.queryPrompt, attention: (m.attention ?? .bidirectional).rawValue, pooling: m.pooling,
+                             title_field: m.titleField, fusion: m.fusion)
             },
             reranker: rerankerName,
             max_batch_tokens: limits.maxBatchTokens, max_client_batch_size: limits.maxClientBatchSize,
@@ -302,6 +303,10 @@ public struct ServiceInfo: Codable, Sendable, Equatable {
         public var query_prompt: String?
         public var attention: String
         public var pooling: String?
+        /// The metadata field of document titles (they fill the document prompt and head the results).
+        public var title_field: String?
+        /// The hybrid fusion `index tune` fitted (absent: the standard one).
+        public var fusion: HybridFusion?
     }
     public var models: [Model]
     public var heads: [String]

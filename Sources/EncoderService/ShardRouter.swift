@@ -21,6 +21,11 @@ public final class ShardRouter: Sendable {
     public let dimension: Int
     /// The shards' FAISS factory (the first shard's), for refusing nprobe / ef_search it does not have.
     public let factory: String
+    /// The metadata field of the shards' document titles, for the results' headlines.
+    public let titleField: String?
+    /// How hybrid answers are fused: the fitted fusion every shard reports, else the standard one (as
+    /// `IndexShards` fuses local shards).
+    public let fusion: HybridFusion
     public let timeout: TimeInterval
 
     public struct Failure: Sendable, Equatable {
@@ -38,21 +43,26 @@ public final class ShardRouter: Sendable {
         }
     }
 
-    init(shards: [URL], index: String, options: EmbeddingOptions, dimension: Int, factory: String, timeout: TimeInterval) {
+    init(shards: [URL], index: String, options: EmbeddingOptions, dimension: Int, factory: String, titleField: String?,
+         fusion: HybridFusion, timeout: TimeInterval) {
         self.shards = shards
         self.index = index
         self.options = options
         self.dimension = dimension
         self.factory = factory
+        self.titleField = titleField
+        self.fusion = fusion
         self.timeout = timeout
     }
 
     /// Reads every shard's /info: the index (`index`, or the only one the first shard serves) must exist on each,
-    /// embedded by `encoder`'s model (same digest), with the same dimension and query settings everywhere.
+    /// embedded by `encoder`'s model (same digest), with the same dimension, query settings and title field
+    /// everywhere.
     public static func connect(shards: [URL], index: String?, encoder: TextEncoder, timeout: TimeInterval) async throws -> ShardRouter {
         guard !shards.isEmpty else { throw ConnectError.mismatch("no shards given") }
         let digest = try ModelFingerprint.digest(of: encoder.source)
         var chosen: (name: String, info: ServiceInfo.SearchIndexInfo)?
+        var fusions: [HybridFusion?] = []
         for shard in shards {
             let info: ServiceInfo
             do {
@@ -76,13 +86,17 @@ public final class ShardRouter: Sendable {
                 || first.attention != summary.attention || first.pooling != summary.pooling {
                 throw ConnectError.mismatch("shard \(shard.absoluteString): index '\(name)' embeds queries differently from the first shard's")
             }
+            if let (_, first) = chosen, first.title_field != summary.title_field {
+                throw ConnectError.mismatch("shard \(shard.absoluteString): index '\(name)' embeds documents with title field \(summary.title_field ?? "none"), the first shard's with \(first.title_field ?? "none")")
+            }
             chosen = chosen ?? (name, summary)
+            fusions.append(summary.fusion)
         }
         let (name, info) = chosen!
         let options = EmbeddingOptions(prompt: info.query_prompt, attention: AttentionMode(rawValue: info.attention) ?? .bidirectional,
                                        pooling: info.pooling.flatMap(Pooling.init(rawValue:)))
         return ShardRouter(shards: shards, index: name, options: options, dimension: info.dimension, factory: info.factory,
-                           timeout: timeout)
+                           titleField: info.title_field, fusion: HybridFusion.shared(fusions) ?? .standard, timeout: timeout)
     }
 
     private struct ShardAnswer: Decodable {
@@ -135,13 +149,14 @@ public final class ShardRouter: Sendable {
         }
         // A failed shard's other list (hybrid) is left out too: its answer would be half of one.
         for s in failed.keys { for m in modes { lists[m]![s] = [] } }
-        let byScore = lists[.vector].map(IndexShards.mergeByScore) ?? []
-        let byRank = lists[.keyword].map(IndexShards.fuse) ?? []
+        // Cut to one index's depth, as `IndexShards.search` does.
+        let byScore = lists[.vector].map { Array(IndexShards.mergeByScore($0).prefix(depth)) } ?? []
+        let byRank = lists[.keyword].map { Array(IndexShards.fuse($0).prefix(depth)) } ?? []
         let merged: [SearchResult]
         switch mode {
         case .vector: merged = byScore
         case .keyword: merged = byRank
-        case .hybrid: merged = IndexShards.hybrid(vector: byScore, keyword: byRank, fusion: .standard)
+        case .hybrid: merged = IndexShards.hybrid(vector: byScore, keyword: byRank, fusion: fusion)
         }
         let failures = failed.keys.sorted().map { Failure(shard: shards[$0].absoluteString, error: failed[$0]!) }
         return (Array(merged.prefix(k)), failures)

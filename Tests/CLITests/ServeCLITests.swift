@@ -158,6 +158,47 @@ final class ServeCLITests: XCTestCase {
         XCTAssertTrue(String(decoding: data, as: UTF8.self).contains("no shard answered"), String(decoding: data, as: UTF8.self))
     }
 
+    /// A router's results read as a shard's: headlines from the shards' title field (reported in /info), not the
+    /// default one; shards whose documents were embedded with another title field are refused at start.
+    func testRoutedResultsUseTheShardsTitleField() async throws {
+        let dir = try temporaryDirectory("serve-titles")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try tinyTitledEncoderDirectory(in: dir).path
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+        for (name, range) in [("a", 0..<6), ("b", 6..<12)] {
+            let rows = range.map { #"{"id": "doc\#($0)", "text": "an archive tool number \#($0)", "name": "Package \#($0)", "title": "other \#($0)"}"# }
+            try rows.joined(separator: "\n").write(toFile: path("\(name).jsonl"), atomically: true, encoding: .utf8)
+        }
+        for arguments in [["index", "build", "--index", path("a"), "--corpus", path("a.jsonl"), "--model", model, "--title-field", "name"],
+                          ["index", "build", "--index", path("b"), "--corpus", path("b.jsonl"), "--model", model, "--title-field", "name"],
+                          ["index", "build", "--index", path("c"), "--corpus", path("b.jsonl"), "--model", model]] {
+            let r = try Tool.run(arguments)
+            XCTAssertEqual(r.status, 0, "\(arguments): \(r.stderr)")
+        }
+        let (shardA, urlA) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("a"))"])
+        defer { shardA.terminate() }
+        let (shardB, urlB) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("b"))"])
+        defer { shardB.terminate() }
+        let (info, _) = try await URLSession.shared.data(from: urlA.appendingPathComponent("info"))
+        let served = (try JSONSerialization.jsonObject(with: info) as! [String: Any])["search_indexes"] as! [String: [String: Any]]
+        XCTAssertEqual(served["docs"]?["title_field"] as? String, "name")
+        let (router, routerURL) = try startServer(["--model", "tiny=\(model)", "--shard", urlA.absoluteString, "--shard", urlB.absoluteString])
+        defer { router.terminate() }
+        for mode in ["vector", "keyword", "hybrid"] {
+            let hits = try await search(routerURL, ["query": "archive tool", "k": 12, "mode": mode])["results"] as! [[String: Any]]
+            XCTAssertEqual(hits.count, 12, mode)
+            for hit in hits {
+                let number = (hit["id"] as! String).dropFirst(3)
+                XCTAssertEqual((hit["summary"] as? [String: Any])?["headline"] as? String, "Package \(number)", mode)
+            }
+        }
+        let (shardC, urlC) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("c"))"])
+        defer { shardC.terminate() }
+        let mixed = try Tool.run(["serve", "--model", "tiny=\(model)", "--shard", urlA.absoluteString, "--shard", urlC.absoluteString, "--port", "0"])
+        XCTAssertEqual(mixed.status, 1)
+        XCTAssertTrue(mixed.stderr.contains("embeds documents with title field title, the first shard's with name"), mixed.stderr)
+    }
+
     /// `serve ARGUMENTS --port 0`, started; its address from the first line it prints. Its log goes to `stderr`
     /// when given.
     private func startServer(_ arguments: [String], logLevel: String = "error", stderr: Pipe? = nil,

@@ -122,15 +122,7 @@ final class RetrievalTests: XCTestCase {
     /// the document embedded with that prompt, as sentence-transformers' encode(prompt=…) embeds it; without a title
     /// field (or with titles off) the prompt stays as the model gives it.
     func testTitlesFillTheDocumentPrompt() throws {
-        let model = try tinyEncoderDirectory(in: dir)
-        try #"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}, {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]"#
-            .write(to: model.appendingPathComponent("modules.json"), atomically: true, encoding: .utf8)
-        try #"{"max_seq_length": 64, "do_lower_case": false}"#.write(to: model.appendingPathComponent("sentence_bert_config.json"), atomically: true, encoding: .utf8)
-        try #"{"prompts": {"query": "task: search result | query: ", "document": "title: none | text: "}, "default_prompt_name": null}"#
-            .write(to: model.appendingPathComponent("config_sentence_transformers.json"), atomically: true, encoding: .utf8)
-        try FileManager.default.createDirectory(at: model.appendingPathComponent("1_Pooling"), withIntermediateDirectories: true)
-        try #"{"word_embedding_dimension": 64, "pooling_mode_mean_tokens": true, "include_prompt": true}"#
-            .write(to: model.appendingPathComponent("1_Pooling/config.json"), atomically: true, encoding: .utf8)
+        let model = try tinyTitledEncoderDirectory(in: dir)
         let encoder = try TextEncoder(directory: model)
         let docs = [CorpusDocument(id: "a", text: "a tool to pack files", metadataJSON: #"{"title": "file archiver"}"#),
                     CorpusDocument(id: "b", text: "a game of cards", metadataJSON: #"{"section": "games"}"#)]

@@ -133,6 +133,78 @@ final class ShardedIndexTests: XCTestCase {
         }
     }
 
+    /// Hybrid search over shards fuses by the fitted fusion every shard holds, and by the standard one when they
+    /// do not all hold the same (one shard's fit is not taken for the others); the shards' manifest records a
+    /// fusion, and so hybrid as the best mode, only when it is shared.
+    func testShardsFuseByTheFusionTheyShare() throws {
+        let docs = documents
+        let a = dir.appendingPathComponent("fa"), b = dir.appendingPathComponent("fb")
+        for (url, part) in [(a, docs[0..<120]), (b, docs[120..<240])] {
+            let index = try SearchIndex.create(directory: url, encoder: try TestModels.tiny(), modelName: "tiny", factory: "Flat",
+                                               expectedCount: part.count)
+            try index.add(Array(part), batch: 20, resume: false)
+        }
+        let fitted = HybridFusion(method: .rrf, vectorWeight: 0.2,
+                                  tuned: .init(queries: 10, ndcg10: 0.9, vectorNDCG10: 0.8, keywordNDCG10: 0.7))
+        func opened() throws -> IndexShards {
+            try IndexShards([try SearchIndex(directory: a, encoder: try TestModels.tiny()),
+                             try SearchIndex(directory: b, encoder: try TestModels.tiny())])
+        }
+        func hybrid(_ shards: IndexShards, _ query: String) throws -> [SearchResult] {
+            try shards.search([query], embeddings: [try shards.queryEmbedding(query)], k: 10, mode: .hybrid, tuning: SearchTuning())[0]
+        }
+        /// The merged vector and keyword lists fused by `fusion`, as hybrid search should.
+        func expected(_ shards: IndexShards, _ query: String, _ fusion: HybridFusion) throws -> [String] {
+            let embedding = [try shards.queryEmbedding(query)]
+            let vector = try shards.search([query], embeddings: embedding, k: 50, mode: .vector, tuning: SearchTuning())[0]
+            let keyword = try shards.search([query], embeddings: [], k: 50, mode: .keyword, tuning: SearchTuning())[0]
+            return Array(IndexShards.hybrid(vector: vector, keyword: keyword, fusion: fusion).prefix(10).map(\.id))
+        }
+        let queries = ["archive tool", "mail server network", "strategy game audio"]
+        try SearchIndex(directory: a, encoder: try TestModels.tiny()).setFusion(fitted)
+        let one = try opened()
+        XCTAssertNil(one.manifest.fusion, "one shard's fit is not the shards'")
+        XCTAssertEqual(one.fusion, .standard)
+        XCTAssertEqual(one.manifest.bestSearchMode, .vector)
+        var differs = false
+        for query in queries {
+            XCTAssertEqual(try hybrid(one, query).map(\.id), try expected(one, query, .standard), query)
+            let (standard, other) = (try expected(one, query, .standard), try expected(one, query, fitted))
+            if standard != other { differs = true }
+        }
+        XCTAssertTrue(differs, "the two fusions rank these queries differently (else the test shows nothing)")
+        try SearchIndex(directory: b, encoder: try TestModels.tiny()).setFusion(fitted)
+        let both = try opened()
+        XCTAssertEqual(both.manifest.fusion, fitted)
+        XCTAssertEqual(both.manifest.bestSearchMode, .hybrid)
+        for query in queries { XCTAssertEqual(try hybrid(both, query).map(\.id), try expected(both, query, fitted), query) }
+    }
+
+    /// Shards whose documents were embedded with different title fields (a titled document's prompt carries its
+    /// title) are not one index: searching or merging them is refused, naming the title fields.
+    func testShardsOfAnotherTitleFieldAreRefused() throws {
+        let model = try tinyTitledEncoderDirectory(in: dir)
+        let encoder = try TextEncoder(directory: model)
+        let docs = documents.prefix(40).map { CorpusDocument(id: $0.id, text: $0.text, metadataJSON: #"{"title": "t \#($0.id)", "name": "n"}"#) }
+        let trained = dir.appendingPathComponent("titled-trained")
+        try SearchIndex.train(directory: trained, encoder: encoder, modelName: "titled", factory: "IVF1,Flat", sample: docs)
+        var shards: [URL] = []
+        for (i, field) in ["title", "name"].enumerated() {
+            let url = dir.appendingPathComponent("titled-\(field)")
+            let index = try SearchIndex.create(directory: url, encoder: encoder, modelName: "titled", factory: nil, expectedCount: 20,
+                                               trained: trained, titleField: field)
+            try index.add(Array(docs[(i * 20)..<(i * 20 + 20)]), batch: 20, resume: false, firstID: Int64(i) << 40 + 1)
+            XCTAssertEqual(index.manifest.titleField, field)
+            shards.append(url)
+        }
+        XCTAssertThrowsError(try IndexShards(try shards.map { try SearchIndex(directory: $0, encoder: encoder) })) { error in
+            XCTAssertTrue("\(error)".contains("different title field (title vs name)"), "\(error)")
+        }
+        XCTAssertThrowsError(try SearchIndex.merge(shards: shards, into: dir.appendingPathComponent("titled-merged"))) { error in
+            XCTAssertTrue("\(error)".contains("cannot merge with") && "\(error)".contains("title field (title vs name)"), "\(error)")
+        }
+    }
+
     /// Shards that cannot be one index are refused before anything is written: another quantizer (trained on
     /// another sample), an index that trained its own, overlapping id ranges, the same document in two shards.
     func testMergeRefusesShardsThatDoNotFit() throws {

@@ -107,6 +107,21 @@ public func tinyEncoderDirectory(in parent: URL) throws -> URL {
     return model
 }
 
+/// `tinyEncoderDirectory` as a sentence-transformers directory (mean pooling, Normalize) with EmbeddingGemma's
+/// query and document prompts, whose "title: none" slot makes indexes built with it record a title field.
+public func tinyTitledEncoderDirectory(in parent: URL) throws -> URL {
+    let model = try tinyEncoderDirectory(in: parent)
+    try #"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}, {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]"#
+        .write(to: model.appendingPathComponent("modules.json"), atomically: true, encoding: .utf8)
+    try #"{"max_seq_length": 64, "do_lower_case": false}"#.write(to: model.appendingPathComponent("sentence_bert_config.json"), atomically: true, encoding: .utf8)
+    try #"{"prompts": {"query": "task: search result | query: ", "document": "title: none | text: "}, "default_prompt_name": null}"#
+        .write(to: model.appendingPathComponent("config_sentence_transformers.json"), atomically: true, encoding: .utf8)
+    try FileManager.default.createDirectory(at: model.appendingPathComponent("1_Pooling"), withIntermediateDirectories: true)
+    try #"{"word_embedding_dimension": 64, "pooling_mode_mean_tokens": true, "include_prompt": true}"#
+        .write(to: model.appendingPathComponent("1_Pooling/config.json"), atomically: true, encoding: .utf8)
+    return model
+}
+
 /// A GGUF metadata value for `writeGGUF`.
 public enum GGUFTestValue {
     case string(String), uint32(UInt32), int32(Int32), float32(Float), bool(Bool)
