@@ -24,7 +24,7 @@ extension EncoderService {
         let pipeline = SearchPipeline(index: index, mode: mode, candidates: candidates, tuning: tuning)
         let work = ScheduledSearchWork(service: self, index: index, reranker: reranker, vector: vector)
         do {
-            return (indexName, mode, try await pipeline.search(query, k: k, reranker: reranker, work: work))
+            return (indexName, mode, try await pipeline.search(query, k: k, reranker: reranker?.scorer, work: work))
         } catch {
             throw ServiceError(classifying: error)
         }
@@ -100,7 +100,7 @@ extension EncoderService {
 private struct ScheduledSearchWork: SearchEncoderWork {
     let service: EncoderService
     let index: any SearchableIndex
-    let reranker: Reranker?
+    let reranker: TrainedReranker?
     /// The query's embedding when the request brought it.
     let vector: [Float]?
 

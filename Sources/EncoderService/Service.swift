@@ -34,7 +34,7 @@ public struct ServedModel: Sendable {
 public final class EncoderService: Sendable {
     public let models: [ServedModel]
     public let heads: [String: HeadPredictor]
-    public let reranker: Reranker?
+    public let reranker: TrainedReranker?
     /// The reranker's name as reported to clients (its directory's name).
     public let rerankerName: String?
     public let indexes: [String: any SearchableIndex]
@@ -45,7 +45,7 @@ public final class EncoderService: Sendable {
     /// One scheduler per distinct encoder (heads, reranker and indexes share their model's when it is the same).
     private let schedulers: [ObjectIdentifier: ForwardScheduler]
 
-    public init(models: [(name: String, encoder: TextEncoder)], heads: [String: HeadPredictor] = [:], reranker: Reranker? = nil,
+    public init(models: [(name: String, encoder: TextEncoder)], heads: [String: HeadPredictor] = [:], reranker: TrainedReranker? = nil,
                 rerankerName: String? = nil, indexes: [String: any SearchableIndex] = [:], router: ShardRouter? = nil,
                 limits: ServiceLimits = ServiceLimits(), metrics: ServiceMetrics = ServiceMetrics()) {
         precondition(!models.isEmpty, "serve at least one model")
@@ -65,7 +65,8 @@ public final class EncoderService: Sendable {
         for predictor in heads.values { _ = scheduler(predictor.encoder) }
         // A fused reranker embeds its cosine with its similarity encoder (a fine-tuned one's base model), which
         // may be served for nothing else.
-        if let reranker { _ = scheduler(reranker.encoder); _ = scheduler(reranker.similarityEncoder) }
+        if let reranker { _ = scheduler(reranker.encoder) }
+        if case let .head(head)? = reranker { _ = scheduler(head.similarityEncoder) }
         for index in indexes.values { _ = scheduler(index.model) }
         self.heads = heads
         self.reranker = reranker
@@ -200,15 +201,23 @@ public final class EncoderService: Sendable {
         return (Array(ranked.prefix(topN ?? ranked.count)), tokens, truncated)
     }
 
-    func loadedReranker() throws(ServiceError) -> Reranker {
+    func loadedReranker() throws(ServiceError) -> TrainedReranker {
         guard let reranker else { throw .notFound("no reranker is loaded (the server was started without one)") }
         return reranker
     }
 
     /// The reranker's scores, its pairs (and, when it fuses the bi-encoder cosine and `similarity` does not
-    /// bring it, the query and documents embedded apart) encoded through the scheduler with everything else.
-    func rerankScores(_ reranker: Reranker, query: String, documents: [String], pairs: [EncoderInput],
+    /// bring it, the query and documents embedded apart) encoded through the scheduler with everything else; a
+    /// first-token ranker then takes its one decoder step per pair here.
+    func rerankScores(_ trained: TrainedReranker, query: String, documents: [String], pairs: [EncoderInput],
                       similarity: [Float]?) async throws(ServiceError) -> RerankScores {
+        let reranker: Reranker
+        switch trained {
+        case let .head(head): reranker = head
+        case let .firstToken(scorer, _):
+            let states = try await states(pairs, encoder: scorer.encoder, attention: .bidirectional)
+            return try ServiceError.mapping { RerankScores(final: try scorer.scores(states: states)) }
+        }
         let attention = reranker.head.config.attention
         let pairStates = try await states(pairs, encoder: reranker.encoder, attention: attention)
         var cosines = similarity

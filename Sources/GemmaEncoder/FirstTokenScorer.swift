@@ -65,8 +65,32 @@ public final class FirstTokenScorer: PairScorer {
 
     /// Every pair encoded once (batched over the cores as `embed` is), then one decoder step each.
     public func rerankScores(query: String, documents: [String], similarity: [Float]?) throws -> RerankScores {
-        if let pairInput { return RerankScores(final: try scores(encoding: documents.map { pairInput(query, $0) })) }
-        return RerankScores(final: try scores(encoding: encoder.tokenize(documents.map { pairText(query: query, document: $0) })))
+        RerankScores(final: try scores(encoding: inputs(query: query, documents: documents)))
+    }
+
+    /// The pairs as encoder input: the trained ranker's own tokenization, else the template filled in and
+    /// tokenized to the model's maximum length.
+    public func inputs(query: String, documents: [String]) -> [EncoderInput] {
+        if let pairInput { return documents.map { pairInput(query, $0) } }
+        return encoder.tokenize(documents.map { pairText(query: query, document: $0) })
+    }
+
+    /// The scores of pairs whose encoder states a caller computed (a server, batching them with other requests):
+    /// `states[i]` is pair i's token states, `hiddenSize` floats per token, from a bidirectional forward.
+    public func scores(states: [[Float]], threads: Int = 1) throws -> [Float] {
+        let h = encoder.hiddenSize
+        return try decoderScores(states.map { (ArraySlice($0), $0.count / h) }, threads: threads)
+    }
+
+    /// One decoder step from the start token for every pair at once (its rows share each product's weight
+    /// reads): the step's logit of `token` per pair.
+    private func decoderScores(_ pairs: [(states: ArraySlice<Float>, length: Int)], threads: Int) throws -> [Float] {
+        guard !pairs.isEmpty else { return [] }
+        let caches = pairs.map { decoder.start(encoderStates: $0.states, length: $0.length, threads: threads) }
+        let start = Int32(decoder.config.decoderStartTokenId)
+        let hidden = try decoder.hidden(next: Array(repeating: start, count: caches.count), caches: caches, threads: threads)
+        let h = decoder.config.decoder.hiddenSize
+        return (0..<pairs.count).map { row in decoder.logit(of: Int(token), hidden: hidden[(row * h)..<((row + 1) * h)]) }
     }
 
     /// The scores of tokenized pair texts: batches of pairs spread over the cores as `embed` spreads them, each
@@ -74,17 +98,10 @@ public final class FirstTokenScorer: PairScorer {
     public func scores(encoding inputs: [EncoderInput],
                        workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> [Float] {
         let plan = BatchPlan(lengths: inputs.map(\.ids.count), tokenBudget: 2048, workers: workers)
-        let model = encoder.model, decoder = self.decoder, token = Int(self.token)
-        let start = Int32(decoder.config.decoderStartTokenId)
+        let model = encoder.model
         let scores = try plan.run(workers: workers) { batch, threads in
             let states = try model.forward(batch.map { inputs[$0].ids }, mode: .bidirectional, threads: threads)
-            // One decoder step for the whole batch: its rows share each product's weight reads.
-            let caches = (0..<batch.count).map { row in
-                decoder.start(encoderStates: states.sequence(row), length: states.length(row), threads: threads)
-            }
-            let hidden = try decoder.hidden(next: Array(repeating: start, count: caches.count), caches: caches, threads: threads)
-            let h = decoder.config.decoder.hiddenSize
-            return (0..<batch.count).map { row in decoder.logit(of: token, hidden: hidden[(row * h)..<((row + 1) * h)]) }
+            return try decoderScores((0..<batch.count).map { (states.sequence($0), states.length($0)) }, threads: threads)
         }
         return plan.inInputOrder(scores)
     }

@@ -14,25 +14,7 @@ struct RerankerOptions: ParsableArguments {
     /// A trained reranker: a head directory, or a T5Gemma checkpoint trained as a first-token ranker (`train --task
     /// rerank --scoring first-token:TOKEN`), which scores with its recorded token and template.
     func load(model: String? = nil) throws -> any PairScorer {
-        let directory = URL(fileURLWithPath: reranker)
-        if let ranker = try FirstTokenRankerConfig.read(directory) {
-            // The trained checkpoint scores, with the pair tokenization it was trained with.
-            guard model == nil else {
-                throw InputError(description: "\(reranker) is a trained first-token ranker (a T5Gemma checkpoint): it scores with its own encoder and decoder; drop --model")
-            }
-            let encoder = try TextEncoder(model: reranker)
-            let template = try PairTemplate(ranker.template), maxLength = ranker.maxLength, tokenizer = encoder.tokenizer
-            return try FirstTokenScorer(model: encoder, token: "#\(ranker.tokenID)", template: ranker.template) { query, document in
-                TextEncoder.tokenizePair(query: query, document: document, template: template, maxLength: maxLength, with: tokenizer)
-            }
-        }
-        let head = try HeadDirectory.read(directory)
-        guard head.config.task == .rerank else {
-            throw InputError(description: "\(reranker) is a \(head.config.task.rawValue) head, not a reranker (train one with `train --task rerank`)")
-        }
-        // A fine-tuned cross-encoder carries its encoder (encoder/); a head on a frozen one names its base model.
-        return try Reranker(head: head, encoder: try TextEncoder(model: model ?? head.encoderLocation?.path ?? head.config.baseModel.name),
-                            similarityEncoder: try head.config.fusion?.similarityModel.map { try TextEncoder(model: $0.name) })
+        try TrainedReranker.load(URL(fileURLWithPath: reranker), model: model).scorer
     }
 }
 

@@ -40,7 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A classification or regression head, as NAME=DIR; repeatable.")
     var head: [String] = []
 
-    @Option(help: "A reranker directory (from `train --task rerank`) for /rerank and search with rerank.")
+    @Option(help: "A reranker directory (from `train --task rerank`: a cross-encoder head, or a T5Gemma first-token ranker) for /rerank and search with rerank.")
     var reranker: String?
 
     @Option(help: "Address to listen on.")
@@ -212,12 +212,7 @@ struct ServeCommand: AsyncParsableCommand {
                 indexes[name] = opened.count == 1 ? opened[0] : try IndexShards(opened)
             }
         }
-        var loadedReranker: Reranker?
-        if let reranker {
-            let directory = try HeadDirectory.read(URL(fileURLWithPath: reranker))
-            loadedReranker = try Reranker(head: directory, encoder: encoder(directory.encoderLocation?.path ?? directory.config.baseModel.name),
-                                          similarityEncoder: try directory.config.fusion?.similarityModel.map { try encoder($0.name) })
-        }
+        let loadedReranker = try reranker.map { try TrainedReranker.load(URL(fileURLWithPath: $0), encoder: encoder) }
         var router: ShardRouter?
         if !shard.isEmpty {
             router = try await ShardRouter.connect(shards: shard.map { URL(string: $0)! }, index: shardIndex, encoder: models[0].encoder,

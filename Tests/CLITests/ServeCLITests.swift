@@ -199,40 +199,10 @@ final class ServeCLITests: XCTestCase {
         XCTAssertTrue(mixed.stderr.contains("embeds documents with title field title, the first shard's with name"), mixed.stderr)
     }
 
-    /// `serve ARGUMENTS --port 0`, started; its address from the first line it prints. Its log goes to `stderr`
-    /// when given.
-    private func startServer(_ arguments: [String], logLevel: String = "error", stderr: Pipe? = nil,
-                             environment: [String: String] = [:]) throws -> (Process, URL) {
-        let process = Process()
-        process.executableURL = Tool.binary
-        process.arguments = ["serve"] + arguments + ["--port", "0", "--log-level", logLevel]
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr ?? FileHandle.nullDevice
-        try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = stdout.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { break }
-            line.append(chunk)
-        }
-        let banner = String(decoding: line, as: UTF8.self)
-        guard let range = banner.range(of: "http://"),
-              let url = URL(string: String(banner[range.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            process.terminate()
-            throw NSError(domain: "serve", code: 1, userInfo: [NSLocalizedDescriptionKey: "no address in '\(banner)' from serve \(arguments)"])
-        }
-        return (process, url)
-    }
-
     private func search(_ url: URL, _ body: [String: Any]) async throws -> [String: Any] {
-        var request = URLRequest(url: url.appendingPathComponent("search"))
-        request.httpMethod = "POST"
-        request.httpBody = try JSONSerialization.data(withJSONObject: body)
-        let (data, response) = try await URLSession.shared.data(for: request)
-        XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 200, String(decoding: data, as: UTF8.self))
-        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let (status, json) = try await postJSON(url, "search", body)
+        XCTAssertEqual(status, 200, "\(json)")
+        return try XCTUnwrap(json as? [String: Any])
     }
 
     func serveAndCompare(model: String, dimension: Int) async throws {

@@ -125,8 +125,9 @@ final class T5GemmaCLITests: XCTestCase {
 
     /// `train --task rerank --scoring first-token:TOKEN` fine-tunes the encoder and the decoder together (RankT5): the
     /// training loss falls, OUT is the whole checkpoint again with both stacks changed and the embeddings not, and
-    /// `rerank --reranker OUT` scores with the recorded token and template, as `--scoring` on OUT does.
-    func testFirstTokenRankerTrainsAndReranks() throws {
+    /// `rerank --reranker OUT` scores with the recorded token and template, as `--scoring` on OUT does, and so does
+    /// `serve --reranker OUT` on /rerank.
+    func testFirstTokenRankerTrainsAndReranks() async throws {
         let words = ["cat", "dog", "sun", "sea", "tree", "rock"]
         let pairs = dir.appendingPathComponent("pairs.jsonl")
         try (0..<24).map { i -> String in
@@ -167,6 +168,19 @@ final class T5GemmaCLITests: XCTestCase {
         let explicit = try Tool.run(["rerank", "--model", out, "--scoring", "first-token:#5", "--query", "cat 7", "--input", candidates.path, "--json"])
         XCTAssertEqual(explicit.stdout, trained.stdout, "the recorded token and template")
         XCTAssertEqual(trained.stdout.split(separator: "\n").count, 3)
+        // The server encodes the pairs through its scheduler, then takes the decoder step: the same scores.
+        let cli = try trained.stdout.split(separator: "\n").map { try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let (server, url) = try startServer(["--model", "ranker=\(out)", "--reranker", out])
+        defer { server.terminate() }
+        let (status, answer) = try await postJSON(url, "rerank", ["query": "cat 7", "texts": ["a dog here", "a cat here", "a sun here"],
+                                                                  "raw_scores": true])
+        XCTAssertEqual(status, 200, "\(answer)")
+        let served = try XCTUnwrap(answer as? [[String: Any]])
+        XCTAssertEqual(served.map { "c\($0["index"] as! Int)" }, cli.map { $0["id"] as! String }, "the same order")
+        for (s, c) in zip(served, cli) {
+            let expected = c["score"] as! Double
+            XCTAssertEqual(s["score"] as! Double, expected, accuracy: 1e-4 * max(1, abs(expected)))
+        }
 
         let otherModel = try Tool.run(["rerank", "--reranker", out, "--model", model!, "--query", "cat 7", "--input", candidates.path])
         XCTAssertNotEqual(otherModel.status, 0)

@@ -39,7 +39,7 @@ final class FusedRerankerServiceTests: XCTestCase {
         let documents = ["a cat sat 3", "a dog ran", "tiny words"]
         let expected = try reranker.rerankScores(query: "the cat 3", documents: documents, similarity: nil).final
 
-        let service = EncoderService(models: [(name: "second", encoder: fixture.second)], heads: [:], reranker: reranker,
+        let service = EncoderService(models: [(name: "second", encoder: fixture.second)], heads: [:], reranker: .head(reranker),
                                      rerankerName: "fused", indexes: [:])
         try await withRouter(service) { client in
             let reply = try await client.post("rerank", ["query": "the cat 3", "texts": documents, "raw_scores": true])

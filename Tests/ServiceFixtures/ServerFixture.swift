@@ -54,7 +54,7 @@ public final class ServerFixture: Sendable {
 
     public func service(limits: ServiceLimits = ServiceLimits()) -> EncoderService {
         EncoderService(models: [(name: "tiny", encoder: tiny), (name: "second", encoder: second)],
-                       heads: ["sections": head], reranker: reranker, rerankerName: "tiny-reranker",
+                       heads: ["sections": head], reranker: .head(reranker), rerankerName: "tiny-reranker",
                        indexes: ["docs": index], limits: limits)
     }
 
