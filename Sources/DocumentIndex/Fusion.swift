@@ -85,6 +85,13 @@ public struct HybridFusion: Codable, Sendable, Equatable, CustomStringConvertibl
         }
     }
 
+    /// The search mode this fusion makes best: hybrid when it was fitted and beat vector search on its queries,
+    /// else vector.
+    public var bestMode: SearchMode {
+        guard let tuned, tuned.ndcg10 > tuned.vectorNDCG10 else { return .vector }
+        return .hybrid
+    }
+
     /// The fitted fusion that every one of several shards holds (`fitted`: each one's, nil for none), or nil when
     /// one has none or they differ: what shards searched as one fuse by, the standard fusion when nil.
     public static func shared(_ fitted: [HybridFusion?]) -> HybridFusion? {

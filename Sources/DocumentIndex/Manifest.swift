@@ -103,10 +103,7 @@ extension IndexManifest {
 
     /// The mode that measured best on the index's labelled queries: hybrid when `index tune` found a fusion above
     /// vector search alone, else vector (what `search` and /search use when no mode is asked for).
-    public var bestSearchMode: SearchMode {
-        guard let tuned = fusion?.tuned, tuned.ndcg10 > tuned.vectorNDCG10 else { return .vector }
-        return .hybrid
-    }
+    public var bestSearchMode: SearchMode { fusion?.bestMode ?? .vector }
 }
 
 public enum IndexError: Error, CustomStringConvertible, Equatable {

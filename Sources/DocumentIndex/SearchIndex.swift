@@ -308,7 +308,7 @@ public final class SearchIndex: @unchecked Sendable {
     }
 
     /// A query's first `depth` vector hits (with its embedding) and keyword hits (when asked), by internal id, best
-    /// first: what every search mode ranks, and what `tuneFusion` fuses.
+    /// first: what every search mode ranks.
     func candidates(_ query: String, embedding: [Float]?, keyword: Bool, depth: Int, tuning: SearchTuning = SearchTuning()) throws
         -> (vector: [(id: Int64, score: Double)], keyword: [(id: Int64, score: Double)]) {
         let vectorHits = try embedding.map { try vectors.search($0, k: depth, tuning: tuning)[0].map { (id: $0.id, score: Double($0.score)) } } ?? []

@@ -88,6 +88,8 @@ extension SearchIndex {
             }
         }
         var merged = manifests[0]
+        // One shard's fit is not the merged index's (as `IndexShards` fuses): only one all shards hold.
+        merged.fusion = HybridFusion.shared(manifests.map(\.fusion))
         try createDestinationDirectory(destination.deletingLastPathComponent())
         try AtomicDirectory.replace(destination) { built in
             try FileManager.default.copyItem(at: first.appendingPathComponent(quantizerName),

@@ -276,7 +276,7 @@ struct Routes: Sendable {
             return mode
         }
         if let router = service.router {
-            let mode = mode ?? .vector
+            let mode = mode ?? router.bestSearchMode
             let (name, results, failed) = try await service.routedSearch(index: r.index, query: r.query, k: r.k ?? 10, mode: mode,
                                                                          rerank: r.rerank ?? false,
                                                                          tuning: SearchTuning(nprobe: r.nprobe, efSearch: r.ef_search), vector: r.vector)

@@ -23,9 +23,12 @@ public final class ShardRouter: Sendable {
     public let factory: String
     /// The metadata field of the shards' document titles, for the results' headlines.
     public let titleField: String?
-    /// How hybrid answers are fused: the fitted fusion every shard reports, else the standard one (as
-    /// `IndexShards` fuses local shards).
-    public let fusion: HybridFusion
+    /// The fitted fusion every shard reports (nil when one has none or they differ): hybrid answers are fused by
+    /// it, else by the standard one, and it decides the default mode, as for `IndexShards`.
+    public let fittedFusion: HybridFusion?
+    public var fusion: HybridFusion { fittedFusion ?? .standard }
+    /// The mode a request without one runs: hybrid when the shared fit beat vector search, else vector.
+    public var bestSearchMode: SearchMode { fittedFusion?.bestMode ?? .vector }
     public let timeout: TimeInterval
 
     public struct Failure: Sendable, Equatable {
@@ -44,14 +47,14 @@ public final class ShardRouter: Sendable {
     }
 
     init(shards: [URL], index: String, options: EmbeddingOptions, dimension: Int, factory: String, titleField: String?,
-         fusion: HybridFusion, timeout: TimeInterval) {
+         fittedFusion: HybridFusion?, timeout: TimeInterval) {
         self.shards = shards
         self.index = index
         self.options = options
         self.dimension = dimension
         self.factory = factory
         self.titleField = titleField
-        self.fusion = fusion
+        self.fittedFusion = fittedFusion
         self.timeout = timeout
     }
 
@@ -87,7 +90,8 @@ public final class ShardRouter: Sendable {
                 throw ConnectError.mismatch("shard \(shard.absoluteString): index '\(name)' embeds queries differently from the first shard's")
             }
             if let (_, first) = chosen, first.title_field != summary.title_field {
-                throw ConnectError.mismatch("shard \(shard.absoluteString): index '\(name)' embeds documents with title field \(summary.title_field ?? "none"), the first shard's with \(first.title_field ?? "none")")
+                let field = { (f: String?) in f ?? "none (or none reported)" }
+                throw ConnectError.mismatch("shard \(shard.absoluteString): index '\(name)' embeds documents with title field \(field(summary.title_field)), the first shard's with \(field(first.title_field))")
             }
             chosen = chosen ?? (name, summary)
             fusions.append(summary.fusion)
@@ -96,7 +100,7 @@ public final class ShardRouter: Sendable {
         let options = EmbeddingOptions(prompt: info.query_prompt, attention: AttentionMode(rawValue: info.attention) ?? .bidirectional,
                                        pooling: info.pooling.flatMap(Pooling.init(rawValue:)))
         return ShardRouter(shards: shards, index: name, options: options, dimension: info.dimension, factory: info.factory,
-                           titleField: info.title_field, fusion: HybridFusion.shared(fusions) ?? .standard, timeout: timeout)
+                           titleField: info.title_field, fittedFusion: HybridFusion.shared(fusions), timeout: timeout)
     }
 
     private struct ShardAnswer: Decodable {
@@ -122,7 +126,7 @@ public final class ShardRouter: Sendable {
     /// The k best results over all shards, and the shards that did not answer. `vector` is the query's
     /// embedding (nil for keyword search).
     public func search(query: String, vector: [Float]?, k: Int, mode: SearchMode, tuning: SearchTuning) async -> (results: [SearchResult], failed: [Failure]) {
-        let depth = mode == .hybrid ? max(k, 50) : k
+        let depth = mode == .hybrid ? max(k, HybridFusion.candidates) : k
         let modes: [SearchMode] = mode == .hybrid ? [.vector, .keyword] : [mode]
         // Every (shard, mode) request at once; a shard failed when any of its requests did.
         let answers = await withTaskGroup(of: (Int, SearchMode, Result<[SearchResult], Error>).self) { group in

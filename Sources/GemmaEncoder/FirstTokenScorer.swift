@@ -79,6 +79,9 @@ public final class FirstTokenScorer: PairScorer {
     /// `states[i]` is pair i's token states, `hiddenSize` floats per token, from a bidirectional forward.
     public func scores(states: [[Float]], threads: Int = 1) throws -> [Float] {
         let h = encoder.hiddenSize
+        if let bad = states.firstIndex(where: { $0.isEmpty || $0.count % h != 0 }) {
+            throw EncoderError.invalidInput("pair \(bad)'s states hold \(states[bad].count) floats: not whole tokens of width \(h)")
+        }
         return try decoderScores(states.map { (ArraySlice($0), $0.count / h) }, threads: threads)
     }
 

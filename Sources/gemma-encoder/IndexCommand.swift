@@ -227,11 +227,13 @@ struct IndexCommand: ParsableCommand {
             reciprocal rank fusion and a normalized score combination at vector weights 0, 0.05, …, 1 (the ends are \
             keyword and vector search alone), keeps the best nDCG@10, and prints what each scored. Hybrid search then \
             uses it, and `search` defaults to hybrid when it beat vector search on these queries. Tune on queries \
-            you will not evaluate on.
+            you will not evaluate on. Shards (--index repeated) are tuned as one, as they are searched together, and \
+            the fit is stored in each.
             Example: gemma-encoder index tune --index indexes/debian --queries corpora/debian-retrieval-train.jsonl
             """)
 
-        @OptionGroup var location: IndexLocation
+        @Option(help: "The index directory; repeated: shards searched as one, tuned together, the fit stored in each.")
+        var index: [String]
         @OptionGroup var model: IndexModelOption
 
         @Option(help: "Labelled queries (JSON Lines with id, text, relevant).")
@@ -248,13 +250,17 @@ struct IndexCommand: ParsableCommand {
 
         func run() throws {
             do {
-                let index = try model.open(location.index)
+                guard let first = index.first else { throw ValidationError("give the index with --index") }
+                let opened = try model.open(first)
+                let shards = try [opened] + index.dropFirst().map { try SearchIndex(directory: URL(fileURLWithPath: $0), encoder: opened.model) }
+                let searched: any SearchableIndex = shards.count == 1 ? opened : try IndexShards(shards)
+                let name = index.joined(separator: ", ")
                 if reset {
-                    try index.setFusion(nil)
-                    return note("\(location.index): hybrid search uses the standard \(HybridFusion.standard)")
+                    try shards.forEach { try $0.setFusion(nil) }
+                    return note("\(name): hybrid search uses the standard \(HybridFusion.standard)")
                 }
-                let report = try index.tuneFusion(try RetrievalQuery.read(path: queries))
-                if !dryRun { try index.setFusion(report.best) }
+                let report = try searched.tuneFusion(try RetrievalQuery.read(path: queries))
+                if !dryRun { try shards.forEach { try $0.setFusion(report.best) } }
                 let tuned = report.best.tuned!
                 if json {
                     let object: [String: Any] = [
@@ -276,8 +282,8 @@ struct IndexCommand: ParsableCommand {
                     print(String(format: "vector alone %.4f, keyword alone %.4f; best: %@ (%.4f)", report.vectorNDCG10, report.keywordNDCG10,
                                  report.best.description, tuned.ndcg10))
                 }
-                note(dryRun ? "\(location.index): nothing stored (--dry-run)"
-                            : "\(location.index): hybrid search uses \(report.best); `search` defaults to \(index.manifest.bestSearchMode.rawValue)")
+                note(dryRun ? "\(name): nothing stored (--dry-run)"
+                            : "\(name): hybrid search uses \(report.best); `search` defaults to \(report.best.bestMode.rawValue)")
             } catch {
                 fail(error)
             }

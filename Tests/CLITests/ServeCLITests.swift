@@ -158,6 +158,60 @@ final class ServeCLITests: XCTestCase {
         XCTAssertTrue(String(decoding: data, as: UTF8.self).contains("no shard answered"), String(decoding: data, as: UTF8.self))
     }
 
+    /// `index tune` over shards (--index repeated) tunes them as one and stores the fit in each; shards that share
+    /// it are searched by it, locally (`serve --index NAME=SHARD` twice) and through a router alike: the same
+    /// default mode (the fit's best) and the same hybrid results.
+    func testShardsTunedAsOneAreFusedAlikeLocallyAndThroughARouter() async throws {
+        let dir = try temporaryDirectory("serve-tuned-shards")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try tinyEncoderDirectory(in: dir).path
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+        let words = ["archive", "compress", "editor", "text", "mail", "server", "game", "strategy", "audio", "player"]
+        let texts = (0..<60).map { i in (0..<5).map { words[(i * 7 + $0 * $0 * 3 + i / 10) % words.count] }.joined(separator: " ") + " \(i)" }
+        for (name, range) in [("a", 0..<30), ("b", 30..<60)] {
+            try range.map { #"{"id": "doc\#($0)", "text": "\#(texts[$0])"}"# }.joined(separator: "\n")
+                .write(toFile: path("\(name).jsonl"), atomically: true, encoding: .utf8)
+            let r = try Tool.run(["index", "build", "--index", path(name), "--corpus", path("\(name).jsonl"), "--model", model])
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        // Labelled queries: a few words of a document, answered by it.
+        try stride(from: 0, to: 60, by: 3).map { i in
+            #"{"id": "q\#(i)", "text": "\#(texts[i].split(separator: " ").prefix(3).joined(separator: " "))", "relevant": ["doc\#(i)"]}"#
+        }.joined(separator: "\n").write(toFile: path("queries.jsonl"), atomically: true, encoding: .utf8)
+        let tune = try Tool.run(["index", "tune", "--index", path("a"), "--index", path("b"), "--queries", path("queries.jsonl"), "--json"])
+        XCTAssertEqual(tune.status, 0, tune.stderr)
+        func fusion(_ shard: String) throws -> [String: Any]? {
+            let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path(shard) + "/manifest.json"))) as? [String: Any]
+            return manifest?["fusion"] as? [String: Any]
+        }
+        let (fa, fb) = (try XCTUnwrap(try fusion("a")), try XCTUnwrap(try fusion("b")))
+        XCTAssertEqual(NSDictionary(dictionary: fa), NSDictionary(dictionary: fb), "one fit, stored in each shard")
+        let tuned = try XCTUnwrap(fa["tuned"] as? [String: Any])
+        let best = (tuned["ndcg@10"] as! Double) > (tuned["vector_ndcg@10"] as! Double) ? "hybrid" : "vector"
+        XCTAssertNotEqual(fa["vector_weight"] as? Double, 0.7, "a fit unlike the standard fusion (score, 0.7), so the results show which one ran")
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(tune.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual((report["best"] as? [String: Any])?["vector_weight"] as? Double, fa["vector_weight"] as? Double)
+
+        let (local, localURL) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("a"))", "--index", "docs=\(path("b"))"])
+        defer { local.terminate() }
+        let (shardA, urlA) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("a"))"])
+        defer { shardA.terminate() }
+        let (shardB, urlB) = try startServer(["--model", "tiny=\(model)", "--index", "docs=\(path("b"))"])
+        defer { shardB.terminate() }
+        let (router, routerURL) = try startServer(["--model", "tiny=\(model)", "--shard", urlA.absoluteString, "--shard", urlB.absoluteString])
+        defer { router.terminate() }
+        for query in ["archive mail player", "game strategy", "text editor server"] {
+            for body: [String: Any] in [["query": query, "k": 10], ["query": query, "k": 10, "mode": "hybrid"]] {
+                let (here, routed) = (try await search(localURL, body), try await search(routerURL, body))
+                XCTAssertEqual(here["mode"] as? String, body["mode"] as? String ?? best, query)
+                XCTAssertEqual(routed["mode"] as? String, here["mode"] as? String, query)
+                let (ids, routedIDs) = ((here["results"] as! [[String: Any]]).map { $0["id"] as! String },
+                                        (routed["results"] as! [[String: Any]]).map { $0["id"] as! String })
+                XCTAssertEqual(routedIDs, ids, "\(query) \(body)")
+            }
+        }
+    }
+
     /// A router's results read as a shard's: headlines from the shards' title field (reported in /info), not the
     /// default one; shards whose documents were embedded with another title field are refused at start.
     func testRoutedResultsUseTheShardsTitleField() async throws {
