@@ -24,7 +24,7 @@ public func parallelFor(_ parts: Int, _ body: @Sendable (Int) -> Void) {
 /// libdispatch's global queue and OpenBLAS's threads, because cores are a process-wide resource: two pools
 /// would spin against each other. It holds no state a caller can see; `run` is safe from any thread.
 public final class WorkerPool: @unchecked Sendable {
-    public static let shared = WorkerPool(workers: ProcessInfo.processInfo.activeProcessorCount - 1)
+    public static let shared = WorkerPool(workers: CPUBudget.threads - 1)
 
     private let pool: OpaquePointer?
 

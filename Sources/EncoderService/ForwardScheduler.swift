@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import GemmaEncoder
 
@@ -31,7 +32,7 @@ public final class ForwardScheduler: @unchecked Sendable {
         var continuation: CheckedContinuation<[[Float]], Error>
     }
 
-    private let workers = ProcessInfo.processInfo.activeProcessorCount
+    private let workers = CPUBudget.threads
     private let condition = NSCondition()
     private var jobs: [Job] = []
     private var queuedTokens = 0

@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import GemmaModel
 
@@ -14,7 +15,7 @@ public struct EmbeddingOptions: Sendable {
     /// Token budget of one forward batch; sequences are grouped by length to waste nothing on padding.
     public var batchTokens: Int = 2048
     /// Batches encoded at once, each on its own core; a lone batch spreads its products over them instead.
-    public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
+    public var workers: Int = CPUBudget.threads
 
     public init(prompt: String? = nil, attention: AttentionMode = .bidirectional, pooling: Pooling? = nil,
                 normalize: Bool? = nil, dimension: Int? = nil) {

@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import GemmaModel
 import GemmaTokenizer
@@ -99,7 +100,7 @@ public final class FirstTokenScorer: PairScorer {
     /// The scores of tokenized pair texts: batches of pairs spread over the cores as `embed` spreads them, each
     /// batch encoded in one forward, then its pairs' decoder steps in one decoder call on the same core(s).
     public func scores(encoding inputs: [EncoderInput],
-                       workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> [Float] {
+                       workers: Int = CPUBudget.threads) throws -> [Float] {
         let plan = BatchPlan(lengths: inputs.map(\.ids.count), tokenBudget: 2048, workers: workers)
         let model = encoder.model
         let scores = try plan.run(workers: workers) { batch, threads in

@@ -86,7 +86,7 @@ public final class TextEncoder: Sendable {
     /// floats per input. Batches run on `workers` cores, as in `embed`.
     public func tokenStates(_ inputs: [EncoderInput], attention: AttentionMode = .bidirectional,
                             batchTokens: Int = 2048,
-                            workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> [[Float]] {
+                            workers: Int = CPUBudget.threads) throws -> [[Float]] {
         let plan = BatchPlan(lengths: inputs.map(\.ids.count), tokenBudget: batchTokens, workers: workers)
         let states = try plan.run(workers: workers) { batch, threads in
             let states = try model.forward(batch.map { inputs[$0].ids }, mode: attention, threads: threads)

@@ -62,7 +62,7 @@ public final class EmbeddingDistiller {
     public var pipeline: TrainablePipeline { biEncoder.pipeline }
 
     public init(model: TrainableGemma, pipeline: TrainablePipeline, options: DistillationOptions,
-                threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+                threads: Int = CPUBudget.threads) throws {
         try options.encoder.validate()
         if options.encoder.accumulation != 1 { throw RetrieverTrainingError.invalidOption("distillation takes no --accumulation: raise --batch-size") }
         self.options = options

@@ -127,7 +127,7 @@ public final class EmbeddingFineTuner {
     private let biEncoder: BiEncoder
 
     public init(model: TrainableGemma, pipeline: TrainablePipeline, options: EmbeddingTrainingOptions,
-                threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+                threads: Int = CPUBudget.threads) throws {
         try options.validate(dimension: pipeline.outputDimension)
         self.model = model
         self.pipeline = pipeline

@@ -62,7 +62,7 @@ public final class EncoderFineTuner {
     private let encoderOptimizer: EncoderOptimizer
 
     public init(model: TrainableGemma, architecture: HeadArchitecture, options: FineTuneOptions, scorer: TrainableT5GemmaDecoder? = nil,
-                threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+                threads: Int = CPUBudget.threads) throws {
         try options.validate()
         self.model = model
         self.options = options

@@ -103,7 +103,7 @@ struct BenchTrainCommand: ParsableCommand {
         report.add("tokens", "\(tokens)")
         report.add("tokens_per_s", String(format: "%.1f", Double(tokens) / seconds))
         report.add("peak_rss_mib", String(format: "%.0f", peakResidentMiB()))
-        report.add("threads", "\(ProcessInfo.processInfo.activeProcessorCount)")
+        report.add("threads", "\(CPUBudget.threads)")
         report.finish()
     }
 }

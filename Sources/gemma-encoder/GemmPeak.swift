@@ -7,7 +7,7 @@ import Foundation
 /// splits its own products. Benchmark code, so it lives with the `bench` command.
 /// With another `format`, the same product on a weight stored in it: the ceiling of that precision's path.
 func measureGemmPeak(n: Int = 2048, repeats: Int = 5, format: WeightFormat = .f32,
-                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> Double {
+                            threads: Int = CPUBudget.threads) -> Double {
     ComputeThreads.configure()
     let count = n * n
     let a = UnsafeMutablePointer<Float>.allocate(capacity: count)

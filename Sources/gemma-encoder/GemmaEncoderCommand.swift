@@ -14,6 +14,11 @@ struct GemmaEncoderCommand: AsyncParsableCommand {
                       ServeCommand.self, BenchCommand.self, BenchTrainCommand.self, BenchIndexCommand.self, BenchServeCommand.self])
 
     static func main() async {
+        // A malformed thread count is refused before anything runs (the library would fall back silently).
+        do throws(CPUBudgetError) { _ = try CPUBudget.resolve() } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Glibc.exit(2)
+        }
         // OpenBLAS chose generic kernels for a CPU it does not recognize: start again with the right ones
         // (BLASCore). If the exec fails, the run goes on, slower but correct.
         if let core = BLASCore.recommended {

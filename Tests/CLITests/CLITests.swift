@@ -157,6 +157,26 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// GEMMA_ENCODER_THREADS sets the threads (one thread embeds what two do); a malformed value is refused before
+    /// anything runs.
+    func testThreadsFromTheEnvironment() throws {
+        let model = try tinyModel()
+        let input = try write("ids.jsonl", "{\"ids\": [2, 5, 6, 1]}\n{\"ids\": [2, 7, 1]}\n")
+        let one = try Tool.run(["embed", "--model", model, "--input", input], environment: ["GEMMA_ENCODER_THREADS": "1"])
+        let two = try Tool.run(["embed", "--model", model, "--input", input], environment: ["GEMMA_ENCODER_THREADS": "2"])
+        XCTAssertEqual(one.status, 0, one.stderr)
+        func vectors(_ out: String) throws -> [[Double]] {
+            try out.split(separator: "\n").map { try XCTUnwrap((try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: [Double]])?["embedding"]) }
+        }
+        let (a, b) = (try vectors(one.stdout), try vectors(two.stdout))
+        XCTAssertEqual(a.count, 2)
+        for (x, y) in zip(a, b) { XCTAssertEqual(zip(x, y).map { abs($0 - $1) }.max() ?? 1, 0, accuracy: 1e-6) }
+        let bad = try Tool.run(["embed", "--model", model, "--input", input], environment: ["GEMMA_ENCODER_THREADS": "all"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("GEMMA_ENCODER_THREADS='all': give a number of threads from 1 to 4096"), bad.stderr)
+        XCTAssertTrue(bad.stdout.isEmpty)
+    }
+
     func testBadRowsAreErrorsNamingTheLine() throws {
         let model = try tinyModel()
         let output = dir.appendingPathComponent("out.jsonl").path
