@@ -102,6 +102,9 @@ public struct HybridFusion: Codable, Sendable, Equatable, CustomStringConvertibl
     /// How many of each search's results hybrid search fuses (more when more are asked for).
     public static let candidates = 50
 
+    /// How many results each search of a k-result request takes: k, or for hybrid at least `candidates` of each.
+    public static func depth(k: Int, mode: SearchMode) -> Int { mode == .hybrid ? max(k, candidates) : k }
+
     /// Scores (best first) mapped to [0, 1] between the list's first and its `candidates`-th (all 1 when they are
     /// equal; results further down 0, as if absent), times `weight`: the fused order of the first results does not
     /// depend on how deep the lists were searched.

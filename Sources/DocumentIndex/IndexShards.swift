@@ -68,7 +68,7 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
     /// `index tune` over the whole collection, set on each shard), else the standard one. A fusion one shard
     /// fitted on its own documents says nothing of the others', so the first shard's is not taken for all;
     /// and without a shared fit the manifest records none, so the best mode falls back to vector search.
-    public var fusion: HybridFusion { HybridFusion.shared(shards.map(\.manifest.fusion)) ?? .standard }
+    public var fusion: HybridFusion { manifest.fusion ?? .standard }
 
     public var count: Int { shards.reduce(0) { $0 + $1.count } }
     public var model: TextEncoder { shards[0].model }
@@ -77,20 +77,29 @@ public final class IndexShards: SearchableIndex, @unchecked Sendable {
     public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode,
                        tuning: SearchTuning = SearchTuning()) throws -> [[SearchResult]] {
         guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
-        let depth = mode == .hybrid ? max(k, HybridFusion.candidates) : k
+        let depth = HybridFusion.depth(k: k, mode: mode), fusion = self.fusion
         let vector = mode == .keyword || embeddings.isEmpty ? nil
             : try shards.map { try $0.search(queries, embeddings: embeddings, k: depth, mode: .vector, tuning: tuning) }
         let keyword = mode == .vector ? nil : try shards.map { try $0.search(queries, embeddings: [], k: depth, mode: .keyword) }
         return queries.indices.map { q in
-            // Each merged list cut to what one index's search would return (hybrid fuses `depth` of each: with
-            // reciprocal ranks, a deeper list would add votes one index never counts).
-            let byScore = vector.map { Array(Self.mergeByScore($0.map { $0[q] }).prefix(depth)) } ?? []
-            let byRank = keyword.map { Array(Self.fuse($0.map { $0[q] }).prefix(depth)) } ?? []
-            switch mode {
-            case .vector: return Array(byScore.prefix(k))
-            case .keyword: return Array(byRank.prefix(k))
-            case .hybrid: return Array(Self.hybrid(vector: byScore, keyword: byRank, fusion: fusion).prefix(k))
-            }
+            Self.combine(vector: vector?.map { $0[q] }, keyword: keyword?.map { $0[q] }, k: k, mode: mode, fusion: fusion)
+        }
+    }
+
+    /// One query's answer from each shard's own answers (`vector`, `keyword`: one list per shard, nil when the mode
+    /// takes none): vector lists merged by score, keyword lists by reciprocal rank, each merged list cut to what
+    /// one index's search would return (hybrid fuses `HybridFusion.depth` of each: with reciprocal ranks, a deeper
+    /// list would add votes one index never counts), hybrid the fusion of the two; the k best. Local shards and a
+    /// shard router answer through it.
+    public static func combine(vector: [[SearchResult]]?, keyword: [[SearchResult]]?, k: Int, mode: SearchMode,
+                               fusion: HybridFusion) -> [SearchResult] {
+        let depth = HybridFusion.depth(k: k, mode: mode)
+        let byScore = vector.map { Array(mergeByScore($0).prefix(depth)) } ?? []
+        let byRank = keyword.map { Array(fuse($0).prefix(depth)) } ?? []
+        switch mode {
+        case .vector: return Array(byScore.prefix(k))
+        case .keyword: return Array(byRank.prefix(k))
+        case .hybrid: return Array(hybrid(vector: byScore, keyword: byRank, fusion: fusion).prefix(k))
         }
     }
 

@@ -288,7 +288,7 @@ public final class SearchIndex: @unchecked Sendable {
     public func search(_ queries: [String], embeddings: [[Float]], k: Int, mode: SearchMode,
                        tuning: SearchTuning = SearchTuning()) throws -> [[SearchResult]] {
         guard k > 0, !queries.isEmpty else { return queries.map { _ in [] } }
-        let depth = mode == .hybrid ? max(k, HybridFusion.candidates) : k
+        let depth = HybridFusion.depth(k: k, mode: mode)
         return try queries.indices.map { q in
             let (vectorHits, keywordHits) = try candidates(queries[q], embedding: embeddings.isEmpty ? nil : embeddings[q],
                                                           keyword: mode != .vector, depth: depth, tuning: tuning)

@@ -8,7 +8,8 @@ public enum CPUBudget {
     /// The variable that overrides the count.
     public static let variable = "GEMMA_ENCODER_THREADS"
 
-    public static let threads: Int = (try? resolve()) ?? fallback
+    /// With a malformed variable (which the CLI refuses at start), the count without it.
+    public static let threads: Int = (try? resolve()) ?? (try? resolve(environment: [:])) ?? 1
 
     /// The threads the process may use, or an error naming a malformed `GEMMA_ENCODER_THREADS`. `root` stands
     /// for `/` (tests give a directory of their own holding `proc/self/cgroup` and `sys/fs/cgroup/…`).
@@ -25,8 +26,6 @@ public enum CPUBudget {
         guard let quota = quota(root: root) else { return cores }
         return max(1, min(cores, Int(quota.rounded(.up))))
     }
-
-    private static var fallback: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
     /// The CPUs the process's cgroup grants (quota / period), the tightest along its path for cgroup v2 (a
     /// parent's limit binds its children); nil when unlimited or not found.

@@ -126,7 +126,7 @@ public final class ShardRouter: Sendable {
     /// The k best results over all shards, and the shards that did not answer. `vector` is the query's
     /// embedding (nil for keyword search).
     public func search(query: String, vector: [Float]?, k: Int, mode: SearchMode, tuning: SearchTuning) async -> (results: [SearchResult], failed: [Failure]) {
-        let depth = mode == .hybrid ? max(k, HybridFusion.candidates) : k
+        let depth = HybridFusion.depth(k: k, mode: mode)
         let modes: [SearchMode] = mode == .hybrid ? [.vector, .keyword] : [mode]
         // Every (shard, mode) request at once; a shard failed when any of its requests did.
         let answers = await withTaskGroup(of: (Int, SearchMode, Result<[SearchResult], Error>).self) { group in
@@ -153,17 +153,8 @@ public final class ShardRouter: Sendable {
         }
         // A failed shard's other list (hybrid) is left out too: its answer would be half of one.
         for s in failed.keys { for m in modes { lists[m]![s] = [] } }
-        // Cut to one index's depth, as `IndexShards.search` does.
-        let byScore = lists[.vector].map { Array(IndexShards.mergeByScore($0).prefix(depth)) } ?? []
-        let byRank = lists[.keyword].map { Array(IndexShards.fuse($0).prefix(depth)) } ?? []
-        let merged: [SearchResult]
-        switch mode {
-        case .vector: merged = byScore
-        case .keyword: merged = byRank
-        case .hybrid: merged = IndexShards.hybrid(vector: byScore, keyword: byRank, fusion: fusion)
-        }
         let failures = failed.keys.sorted().map { Failure(shard: shards[$0].absoluteString, error: failed[$0]!) }
-        return (Array(merged.prefix(k)), failures)
+        return (IndexShards.combine(vector: lists[.vector], keyword: lists[.keyword], k: k, mode: mode, fusion: fusion), failures)
     }
 
     private func ask(_ shard: URL, _ body: ShardQuery) async throws -> [SearchResult] {
