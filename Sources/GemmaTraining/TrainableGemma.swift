@@ -90,6 +90,18 @@ public final class TrainableGemma: @unchecked Sendable {
 
     public var trainedParameters: [Parameter] { parameters.filter(\.isTrained) }
 
+    /// Each of `parameters`' rate relative to the encoder's peak under layer-wise decay: decay^(L − i) for layer
+    /// i's weights and adapters, decay^(L + 1) for the embeddings, 1 for the final norm and for anything not of
+    /// this encoder (a pipeline's Dense layers, a decoder), which sits above it.
+    public func rateScales(for parameters: [Parameter], layerDecay: Float) -> [Float] {
+        var depth: [ObjectIdentifier: Int] = [:]
+        if let embeddings { depth[ObjectIdentifier(embeddings)] = layers.count + 1 }
+        for (i, layer) in layers.enumerated() {
+            for p in layer.baseParameters + layer.adapters.flatMap({ [$0.a, $0.b] }) { depth[ObjectIdentifier(p)] = layers.count - i }
+        }
+        return parameters.map { p in depth[ObjectIdentifier(p)].map { Float(pow(Double(layerDecay), Double($0))) } ?? 1 }
+    }
+
     public var adapters: [LoRAAdapter] { layers.flatMap(\.adapters) }
 
     /// Folds LoRA adapters into the base weights.

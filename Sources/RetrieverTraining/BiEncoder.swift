@@ -26,8 +26,10 @@ final class BiEncoder {
         try model.prepare(options.scope, trainEmbeddings: options.trainEmbeddings, seed: options.seed)
         model.products = options.products ?? .f32
         if case .lora = options.scope { pipeline.setTrained(false) } else { pipeline.setTrained(true) }
-        optimizer = EncoderOptimizer(parameters: model.trainedParameters + pipeline.parameters.filter(\.isTrained),
-                                     weightDecay: options.weightDecay, threads: self.threads)
+        let trained = model.trainedParameters + pipeline.parameters.filter(\.isTrained)
+        optimizer = EncoderOptimizer(parameters: trained, weightDecay: options.weightDecay,
+                                     rateScales: options.layerDecay.map { model.rateScales(for: trained, layerDecay: $0) },
+                                     threads: self.threads)
     }
 
     /// The embeddings of `inputs` (rows × outputDimension) and, when `training`, what the backward needs

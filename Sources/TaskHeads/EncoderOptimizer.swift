@@ -7,27 +7,31 @@ import GemmaTraining
 public final class EncoderOptimizer {
     public let parameters: [Parameter]
     public let weightDecay: Float
+    /// Each parameter's rate relative to the step's (layer-wise decay; all 1 without it).
+    public let rateScales: [Float]
     var m: [Tensor], v: [Tensor]
     public private(set) var step = 0
 
     let threads: Int
 
-    public init(parameters: [Parameter], weightDecay: Float, threads: Int = 1) {
+    public init(parameters: [Parameter], weightDecay: Float, rateScales: [Float]? = nil, threads: Int = 1) {
+        precondition(rateScales == nil || rateScales!.count == parameters.count, "one rate scale per parameter")
         self.parameters = parameters
+        self.rateScales = rateScales ?? [Float](repeating: 1, count: parameters.count)
         self.threads = max(1, threads)
         self.weightDecay = weightDecay
         m = parameters.map { Tensor(count: $0.count) }
         v = parameters.map { Tensor(count: $0.count) }
     }
 
-    /// One update at `learningRate`, then the gradients are zeroed for the next step.
+    /// One update at `learningRate` (times each parameter's scale), then the gradients are zeroed for the next step.
     public func update(learningRate: Float) {
         step += 1
         for (i, p) in parameters.enumerated() {
             guard let g = p.gradient else { continue }
             // Memory-bound: both cores stream their half of the four arrays.
             nonisolated(unsafe) let value = p.value.pointer, gradient = g.pointer, m = m[i].pointer, v = v[i].pointer
-            let step = step, decay = p.decays ? weightDecay : 0
+            let step = step, decay = p.decays ? weightDecay : 0, learningRate = learningRate * rateScales[i]
             splitColumns(n: p.count, parts: threads, minimum: 1 << 16) { start, count in
                 adamWUpdate(value + start, gradients: gradient + start, m: m + start, v: v + start, count: count, step: step,
                             learningRate: learningRate, weightDecay: decay)

@@ -37,6 +37,10 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
     /// The encoder's Linear products: nil or .f32 exact, .bf16 with f32 master weights and sums (optional so
     /// that runs recorded before the choice existed decode, as the f32 they ran).
     public var products: ProductPrecision?
+    /// Layer-wise learning-rate decay (ELECTRA, Clark et al. 2020): layer i of L trains at the encoder rate ·
+    /// decay^(L − i), the embeddings at decay^(L + 1), the final norm at the full rate, so the lower layers —
+    /// the most general features — move least. nil (or 1): one rate for the whole encoder.
+    public var layerDecay: Float?
 
     public init() {}
 
@@ -55,6 +59,7 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
         case warmupFraction = "warmup_fraction", decay, clipNorm = "clip_norm", dropout, maxLength = "max_length"
         case lengthGrouped = "length_grouped", patience, seed, checkpointEvery = "checkpoint_every"
         case activationCheckpointing = "activation_checkpointing", attention, headInit = "head_init", products
+        case layerDecay = "layer_decay"
     }
 
     public func validate() throws(TrainingError) {
@@ -63,6 +68,9 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
         }
         guard encoderLearningRate > 0, headLearningRate > 0, clipNorm >= 0, weightDecay >= 0 else {
             throw .invalidOption("learning rates must be positive, clip norm and weight decay not negative")
+        }
+        if let layerDecay, !(layerDecay > 0 && layerDecay <= 1) {
+            throw .invalidOption("layer decay \(layerDecay) must be in (0, 1]")
         }
         for rate in [dropout.attention, dropout.residual] where !(0..<1).contains(rate) {
             throw .invalidOption("encoder dropout \(rate) must be in [0, 1)")

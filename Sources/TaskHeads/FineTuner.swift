@@ -86,8 +86,10 @@ public final class EncoderFineTuner {
         self.scorer = scorer
         network = try HeadNetwork(architecture: architecture, seed: options.seed)
         headOptimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
-        encoderOptimizer = EncoderOptimizer(parameters: model.trainedParameters + (scorer?.trainedParameters ?? []),
-                                            weightDecay: options.weightDecay, threads: self.threads)
+        let trained = model.trainedParameters + (scorer?.trainedParameters ?? [])
+        encoderOptimizer = EncoderOptimizer(parameters: trained, weightDecay: options.weightDecay,
+                                            rateScales: options.layerDecay.map { model.rateScales(for: trained, layerDecay: $0) },
+                                            threads: self.threads)
     }
 
     // MARK: Batches

@@ -24,6 +24,9 @@ struct FineTuneFlags: ParsableArguments {
     @Option(name: .customLong("encoder-lr"), help: "Peak learning rate of the encoder (the head's is --lr).")
     var encoderLearningRate: Float = 2e-5
 
+    @Option(name: .customLong("layer-decay"), help: "Layer-wise learning-rate decay: layer i of L trains at --encoder-lr · d^(L − i), the embeddings at d^(L + 1) (e.g. 0.9; default 1: one rate).")
+    var layerDecay: Float = 1
+
     @Option(name: .customLong("head-init"), help: "How the head starts: probe (the head first trained on the frozen encoder — the exact linear fit, or AdamW for --hidden or attention pooling — then everything fine-tunes: probing then fine-tuning) or random.")
     var headInit: FineTuneOptions.HeadInit = .probe
 
@@ -82,6 +85,7 @@ struct FineTuneFlags: ParsableArguments {
         for p in [attentionDropout, residualDropout] where !(0..<1).contains(p) {
             throw ValidationError("--attention-dropout and --residual-dropout must be in [0, 1)")
         }
+        if !(layerDecay > 0 && layerDecay <= 1) { throw ValidationError("--layer-decay must be in (0, 1]") }
         if !(encoderLearningRate > 0) || clipNorm < 0 { throw ValidationError("--encoder-lr must be positive and --clip-norm not negative") }
     }
 }

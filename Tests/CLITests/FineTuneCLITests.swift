@@ -35,7 +35,8 @@ final class FineTuneCLITests: XCTestCase {
     func testFineTunedHeadCarriesItsEncoder() throws {
         let data = try rows(30), head = dir.appendingPathComponent("head").path
         // A random head start: with the probe as epoch 0, this tiny run (3 validation rows) keeps the probe.
-        let t = try train(["--finetune", "all", "--epochs", "2", "--residual-dropout", "0.1", "--head-init", "random"], data: data, out: head)
+        let t = try train(["--finetune", "all", "--epochs", "2", "--residual-dropout", "0.1", "--head-init", "random",
+                           "--layer-decay", "0.8"], data: data, out: head)
         XCTAssertEqual(t.status, 0, t.stderr)
         XCTAssertTrue(t.stderr.contains("with the encoder fine-tuned (all)"), t.stderr)
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: head + "/encoder/config.json"))) as? [String: Any]
@@ -45,6 +46,10 @@ final class FineTuneCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: head + ".checkpoint"), "the checkpoint goes once the head is written")
         let headJSON = try String(contentsOfFile: head + "/head.json", encoding: .utf8)
         XCTAssertTrue(headJSON.contains("\"encoder\" : \"encoder\""), headJSON)
+        XCTAssertTrue(headJSON.contains("\"layer_decay\" : 0.8"), "the run's settings are recorded: \(headJSON)")
+        let badDecay = try train(["--finetune", "all", "--layer-decay", "1.5"], data: data, out: head + "-bad")
+        XCTAssertNotEqual(badDecay.status, 0)
+        XCTAssertTrue(badDecay.stderr.contains("--layer-decay must be in (0, 1]"), badDecay.stderr)
 
         // classify and eval find the encoder in the head (no --model); embed opens it as a model.
         let c = try Tool.run(["classify", "--head", head, "--text", "cat x"])
