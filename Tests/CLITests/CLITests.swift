@@ -20,8 +20,18 @@ struct Tool {
         var stderr: String
     }
 
-    /// `stdin`: what the tool reads on standard input (nothing otherwise).
-    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Result {
+    /// A run that outlived its time limit (killed): thrown, not returned, so a test expecting a refusal (a
+    /// non-zero status) cannot pass on a tool that hung instead of refusing.
+    struct TimedOut: Error, CustomStringConvertible {
+        var arguments: [String]
+        var seconds: Double
+        var description: String { "gemma-encoder \(arguments.joined(separator: " ")) still ran after \(Int(seconds)) s: killed" }
+    }
+
+    /// `stdin`: what the tool reads on standard input (nothing otherwise). `timeout`: seconds before the tool
+    /// is killed and `TimedOut` thrown.
+    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:],
+                    timeout: Double = 900) throws -> Result {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
@@ -38,6 +48,13 @@ struct Tool {
         process.standardOutput = try FileHandle(forWritingTo: outURL)
         process.standardError = try FileHandle(forWritingTo: errURL)
         try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { usleep(5_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw TimedOut(arguments: arguments, seconds: timeout)
+        }
         process.waitUntilExit()
         return Result(status: process.terminationStatus,
                       stdout: try String(contentsOf: outURL, encoding: .utf8),

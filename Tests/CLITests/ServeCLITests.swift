@@ -71,6 +71,11 @@ final class ServeCLITests: XCTestCase {
         let half = try Tool.run(["serve", "--model", model, "--tls-cert", dir.appendingPathComponent("cert.pem").path, "--port", "0"])
         XCTAssertNotEqual(half.status, 0)
         XCTAssertTrue(half.stderr.contains("--tls-cert and --tls-key go together"), half.stderr)
+        // A serve that starts instead of refusing runs on: the refusal checks above end in a thrown TimedOut, not a
+        // hang and not a passing non-zero status.
+        XCTAssertThrowsError(try Tool.run(["serve", "--model", model, "--port", "0"], timeout: 5)) { error in
+            XCTAssertTrue(error is Tool.TimedOut, "\(error)")
+        }
     }
 
     /// `serve --index docs=SHARD --index docs=SHARD`: two shard directories answer /search as one index, with the
