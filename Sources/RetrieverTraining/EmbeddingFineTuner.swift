@@ -117,9 +117,10 @@ public struct EmbeddingTrainingResult: Sendable {
 }
 
 /// Fine-tunes an encoder and the pipeline after it (pooling, Dense, Normalize) as a bi-encoder with a
-/// contrastive loss: AdamW at one rate with warm-up and decay, global-norm clipping, encoder dropout, batches
-/// without repeated texts, the gradient cache for batches larger than memory allows, and, with validation
-/// rows, early stopping that keeps the best epoch. Every draw is a function of the seed and the step.
+/// contrastive loss: AdamW at one rate (or decayed by layer: `layerDecay`) with warm-up and decay, global-norm
+/// clipping, encoder dropout, batches without repeated texts, the gradient cache for batches larger than memory
+/// allows, and, with validation rows, early stopping that keeps the best epoch.
+/// Every draw is a function of the seed and the step.
 public final class EmbeddingFineTuner {
     public let model: TrainableGemma
     public let pipeline: TrainablePipeline

@@ -37,9 +37,10 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
     /// The encoder's Linear products: nil or .f32 exact, .bf16 with f32 master weights and sums (optional so
     /// that runs recorded before the choice existed decode, as the f32 they ran).
     public var products: ProductPrecision?
-    /// Layer-wise learning-rate decay (ELECTRA, Clark et al. 2020): layer i of L trains at the encoder rate ·
-    /// decay^(L − i), the embeddings at decay^(L + 1), the final norm at the full rate, so the lower layers —
-    /// the most general features — move least. nil (or 1): one rate for the whole encoder.
+    /// Layer-wise learning-rate decay (BEiT's convention, Bao et al. 2022; ELECTRA's is one exponent lower): layer
+    /// i of L (0 the lowest) trains at the encoder rate · decay^(L − i), the embeddings at decay^(L + 1), the final
+    /// norm and what sits above the encoder (Dense layers, a T5Gemma decoder) at the full rate, so the lower
+    /// layers — the most general features — move least. nil (or 1): one rate for the whole encoder.
     public var layerDecay: Float?
 
     public init() {}

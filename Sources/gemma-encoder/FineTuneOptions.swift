@@ -24,7 +24,7 @@ struct FineTuneFlags: ParsableArguments {
     @Option(name: .customLong("encoder-lr"), help: "Peak learning rate of the encoder (the head's is --lr).")
     var encoderLearningRate: Float = 2e-5
 
-    @Option(name: .customLong("layer-decay"), help: "Layer-wise learning-rate decay: layer i of L trains at --encoder-lr · d^(L − i), the embeddings at d^(L + 1) (e.g. 0.9; default 1: one rate).")
+    @Option(name: .customLong("layer-decay"), help: ArgumentHelp("Layer-wise learning-rate decay: layer i of L (0 the lowest) trains at --encoder-lr · d^(L − i), the embeddings at d^(L + 1); the final norm, Dense layers and a T5Gemma decoder at --encoder-lr (e.g. 0.9; default 1: one rate).", valueName: "d"))
     var layerDecay: Float = 1
 
     @Option(name: .customLong("head-init"), help: "How the head starts: probe (the head first trained on the frozen encoder — the exact linear fit, or AdamW for --hidden or attention pooling — then everything fine-tunes: probing then fine-tuning) or random.")
