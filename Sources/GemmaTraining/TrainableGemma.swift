@@ -84,7 +84,7 @@ public final class TrainableGemma: @unchecked Sendable {
     /// Every parameter: embeddings (when copied), each layer's base weights and adapters, the final norm.
     public var parameters: [Parameter] {
         var all: [Parameter] = embeddings.map { [$0] } ?? []
-        for layer in layers { all += layer.baseParameters + layer.adapters.flatMap { [$0.a, $0.b] } }
+        for layer in layers { all += layer.parameters }
         return all + [finalNorm]
     }
 
@@ -97,7 +97,7 @@ public final class TrainableGemma: @unchecked Sendable {
         var depth: [ObjectIdentifier: Int] = [:]
         if let embeddings { depth[ObjectIdentifier(embeddings)] = layers.count + 1 }
         for (i, layer) in layers.enumerated() {
-            for p in layer.baseParameters + layer.adapters.flatMap({ [$0.a, $0.b] }) { depth[ObjectIdentifier(p)] = layers.count - i }
+            for p in layer.parameters { depth[ObjectIdentifier(p)] = layers.count - i }
         }
         return parameters.map { p in depth[ObjectIdentifier(p)].map { Float(pow(Double(layerDecay), Double($0))) } ?? 1 }
     }

@@ -114,6 +114,9 @@ final class TrainableLayer: @unchecked Sendable {
             + [mlpInputNorm, gateUp, down] + [mlpOutputNorm].compactMap { $0 }
     }
 
+    /// The base parameters and each adapter's A and B.
+    var parameters: [Parameter] { baseParameters + adapters.flatMap { [$0.a, $0.b] } }
+
     /// Adds LoRA adapters on `targets`, drawing their A from `generator`.
     func addAdapters(rank: Int, alpha: Float, targets: [LoRATarget], generator: inout SeededGenerator) {
         let h = config.hiddenSize, inter = config.intermediateSize
