@@ -27,9 +27,7 @@ final class BiEncoder {
         model.products = options.products ?? .f32
         if case .lora = options.scope { pipeline.setTrained(false) } else { pipeline.setTrained(true) }
         let trained = model.trainedParameters + pipeline.parameters.filter(\.isTrained)
-        optimizer = EncoderOptimizer(parameters: trained, weightDecay: options.weightDecay,
-                                     rateScales: options.layerDecay.map { model.rateScales(for: trained, layerDecay: $0) },
-                                     threads: self.threads)
+        optimizer = EncoderOptimizer(model: model, parameters: trained, options: options, threads: self.threads)
     }
 
     /// The embeddings of `inputs` (rows × outputDimension) and, when `training`, what the backward needs

@@ -24,6 +24,14 @@ public final class EncoderOptimizer {
         v = parameters.map { Tensor(count: $0.count) }
     }
 
+    /// The optimizer of a fine-tuning run over `parameters` of `model` (and whatever trains above it): the run's
+    /// weight decay and, with `options.layerDecay`, each parameter's layer-wise rate. The one place a run's
+    /// options become its optimizer, for the head fine-tuner and the bi-encoder alike.
+    public convenience init(model: TrainableGemma, parameters: [Parameter], options: FineTuneOptions, threads: Int) {
+        self.init(parameters: parameters, weightDecay: options.weightDecay,
+                  rateScales: options.layerDecay.map { model.rateScales(for: parameters, layerDecay: $0) }, threads: threads)
+    }
+
     /// One update at `learningRate` (times each parameter's scale), then the gradients are zeroed for the next step.
     public func update(learningRate: Float) {
         step += 1

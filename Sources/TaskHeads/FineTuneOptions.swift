@@ -40,8 +40,11 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
     /// Layer-wise learning-rate decay (BEiT's convention, Bao et al. 2022; ELECTRA's is one exponent lower): layer
     /// i of L (0 the lowest) trains at the encoder rate · decay^(L − i), the embeddings at decay^(L + 1), the final
     /// norm and what sits above the encoder (Dense layers, a T5Gemma decoder) at the full rate, so the lower
-    /// layers — the most general features — move least. nil (or 1): one rate for the whole encoder.
-    public var layerDecay: Float?
+    /// layers — the most general features — move least. nil: one rate for the whole encoder; 1 is stored as nil,
+    /// so a run recorded with decay 1 and one recorded without it compare equal on `--resume`.
+    public var layerDecay: Float? {
+        didSet { if layerDecay == 1 { layerDecay = nil } }
+    }
 
     public init() {}
 

@@ -87,9 +87,7 @@ public final class EncoderFineTuner {
         network = try HeadNetwork(architecture: architecture, seed: options.seed)
         headOptimizer = AdamW(layout: network.layout, weightDecay: options.weightDecay)
         let trained = model.trainedParameters + (scorer?.trainedParameters ?? [])
-        encoderOptimizer = EncoderOptimizer(parameters: trained, weightDecay: options.weightDecay,
-                                            rateScales: options.layerDecay.map { model.rateScales(for: trained, layerDecay: $0) },
-                                            threads: self.threads)
+        encoderOptimizer = EncoderOptimizer(model: model, parameters: trained, options: options, threads: self.threads)
     }
 
     // MARK: Batches

@@ -250,6 +250,9 @@ final class FineTunerTests: XCTestCase {
             }
             let plain = try stepped(nil), one = try stepped(1), half = try stepped(0.5)
             XCTAssertEqual(plain.map(\.moved), one.map(\.moved), "decay 1 is the plain run")
+            var recorded = options
+            recorded.layerDecay = 1
+            XCTAssertNil(recorded.layerDecay, "decay 1 is recorded as none, so either resumes the other")
             let layers = try trainableTiny("gemma2", scope: .none, embeddings: false).config.numLayers
             var scalesSeen = Set<Float>()
             for (p, h) in zip(plain, half) {
