@@ -271,7 +271,7 @@ extension TrainCommand {
         options.activationCheckpointing = finetune.activationCheckpointing
         options.attention = attention
         options.headInit = finetune.headInit
-        // 1 stays unrecorded, like f32 below, so the settings of earlier runs still match on --resume.
+        // FineTuneOptions stores 1 as nil, so the settings of earlier runs still match on --resume.
         options.layerDecay = finetune.layerDecay
         // f32 stays unrecorded, so the settings of runs from before the flag still match on --resume.
         let products = finetune.trainPrecision.resolved

@@ -25,8 +25,13 @@ public func layerDecayMismatches(plain: [ParameterStep], decayed: [ParameterStep
     if plain.map(\.name) != decayed.map(\.name) { mismatches.append("the two runs train different parameters") }
     for (p, d) in zip(plain, decayed) {
         let parts = p.name.split(separator: ".")
+        let layer = parts.first == "layers" && parts.count > 1 ? Int(parts[1]) : nil
+        if parts.first == "layers", layer == nil {
+            mismatches.append("\(p.name): no layer index in the name")
+            continue
+        }
         let scale: Float = p.name.hasPrefix("embed_tokens") ? pow(decay, Float(layers + 1))
-            : parts.first == "layers" && parts.count > 1 ? pow(decay, Float(layers - (Int(parts[1]) ?? 0))) : 1
+            : layer.map { pow(decay, Float(layers - $0)) } ?? 1
         scales.insert(scale)
         let size = p.moved.map(abs).max() ?? 0
         guard size > 0 else {
