@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "GemmaTrainingTests", dependencies: ["GemmaTraining", "GemmaModel", "GemmaEncoder", "TaskHeads",
                                                               "ModelFormats", "EncoderKernels", "TestSupport"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "ModelFormats", "TestSupport"]),
-        .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "TestSupport"]),
+        .testTarget(name: "GemmaEncoderTests", dependencies: ["GemmaEncoder", "EncoderKernels", "TestSupport"]),
         .testTarget(name: "VectorSearchTests", dependencies: ["VectorSearch", "AtomicFiles"]),
         .testTarget(name: "DocumentIndexTests", dependencies: ["DocumentIndex", "AtomicFiles", "VectorSearch", "TestSupport"]),
         .testTarget(name: "TaskHeadsTests", dependencies: ["TaskHeads", "EncoderKernels", "ModelFormats", "TestSupport"]),

@@ -326,17 +326,28 @@ public struct StackedLinear: Sendable {
     private let stacked: LinearWeight?
     private let parts: [LinearWeight]
 
-    /// Stacks `parts` (a copy of their bytes) or, when their formats differ, keeps resident copies of those
-    /// that are borrowed. `packed`: in the CPU's panels for native low-precision products.
+    /// Stacks `parts` (a copy of their bytes); where formats differ, each run of neighbouring parts in one format
+    /// is stacked on its own (int8's Q|K in Q8_0 beside V in bf16: two products, not three).
+    /// `packed`: in the CPU's panels for native low-precision products.
     public init(_ parts: [LinearWeight], packed: Bool = false) {
         widths = parts.map(\.rows)
-        stacked = LinearWeight(stacking: parts, packed: packed)
-        self.parts = stacked == nil ? parts.map { $0.isBorrowed || packed ? LinearWeight(copying: $0, packed: packed) : $0 } : []
+        var runs: [[LinearWeight]] = []
+        for part in parts {
+            if let last = runs.last?.last, last.format == part.format, last.columns == part.columns {
+                runs[runs.count - 1].append(part)
+            } else {
+                runs.append([part])
+            }
+        }
+        // A run's parts agree in format and columns, which is all stacking asks.
+        let groups = runs.map { LinearWeight(stacking: $0, packed: packed)! }
+        stacked = groups.count == 1 ? groups[0] : nil
+        self.parts = groups.count == 1 ? [] : groups
     }
 
     /// All output columns.
     public var width: Int { widths.reduce(0, +) }
-    /// The weights as stored (one stacked weight, or the parts).
+    /// The weights as stored (one stacked weight, or one per run of a format).
     public var weights: [LinearWeight] { stacked.map { [$0] } ?? parts }
 
     /// Gemma's gated MLP middle in one pass where the CPU allows it: c (m × widths[0], bf16) = bf16(gelu_tanh(a · W₁ᵀ)

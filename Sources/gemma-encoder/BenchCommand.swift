@@ -65,7 +65,7 @@ struct BenchCommand: ParsableCommand {
         let peakBefore = measureGemmPeak()
         report.add("cpu_features", CPUFeatures.detected.joined(separator: " "))
         if CPUFeatures.used != CPUFeatures.detected { report.add("cpu_features_used", CPUFeatures.used.joined(separator: " ")) }
-        report.add("product_path", CPUFeatures.productPath(model.precision.format))
+        report.add("product_path", model.precision.linearFormats.map(CPUFeatures.productPath).joined(separator: "; "))
 
         var encoder: TextEncoder!
         let loadSeconds = try seconds { encoder = try model.load() }

@@ -6,7 +6,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A cached model name (see `models list`) or a path to a model directory or .gguf file.")
     var model: String = KnownModel.defaultName
 
-    @Option(name: .customLong("precision"), help: "How Linear weights are stored and multiplied: f32 (default, exact), bf16 (bf16 products where the CPU has them), int8 (Q8_0 blocks), or auto (the fastest here whose cosine to f32 stays ≥ 0.9999).")
+    @Option(name: .customLong("precision"), help: "How Linear weights are stored and multiplied: f32 (default, exact), bf16 (bf16 products where the CPU has them), int8 (Q8_0 blocks; V, O and down in bf16), or auto (the fastest here whose cosine to f32 stays ≥ 0.9999).")
     var precisionChoice: PrecisionChoice = .f32
 
     var precision: WeightPrecision { precisionChoice.resolved }

@@ -199,8 +199,9 @@ final class WeightFormatTests: XCTestCase {
     }
 
     /// Stacked Q|K|V-like groups equal the parts multiplied one by one: a stack of one format (its
-    /// copy is 3.4 MiB, so it crosses the huge-page allocation and its small-page tail) and a group mixing
-    /// formats, which stays as resident copies of its parts. Few rows (skinny kernel) and many (BLAS).
+    /// copy is 3.4 MiB, so it crosses the huge-page allocation and its small-page tail), a group mixing
+    /// formats, and int8's Q|K in Q8_0 beside V in bf16, where each run of one format is stacked on its own.
+    /// Few rows (skinny kernel) and many (BLAS).
     func testStackedLinearEqualsItsParts() throws {
         let k = 768
         func weight(_ format: WeightFormat, rows: Int) throws -> LinearWeight {
@@ -208,11 +209,13 @@ final class WeightFormatTests: XCTestCase {
             return try LinearWeight(quantizing: values, rows: rows, columns: k, to: format)
         }
         let groups = [[try weight(.f32, rows: 768), try weight(.f32, rows: 256), try weight(.f32, rows: 128)],
-                      [try weight(.q8_0, rows: 96), try weight(.f32, rows: 64), try weight(.bf16, rows: 32)]]
-        for parts in groups {
+                      [try weight(.q8_0, rows: 96), try weight(.f32, rows: 64), try weight(.bf16, rows: 32)],
+                      [try weight(.q8_0, rows: 96), try weight(.q8_0, rows: 32), try weight(.bf16, rows: 32)]]
+        for (parts, formatRuns) in zip(groups, [[WeightFormat.f32], [.q8_0, .f32, .bf16], [.q8_0, .bf16]]) {
             let stacked = StackedLinear(parts)
             XCTAssertEqual(stacked.widths, parts.map(\.rows))
-            XCTAssertEqual(stacked.weights.count, Set(parts.map(\.format)).count == 1 ? 1 : parts.count)
+            XCTAssertEqual(stacked.weights.map(\.format), formatRuns)
+            XCTAssertEqual(stacked.weights.map(\.rows).reduce(0, +), stacked.width)
             let width = stacked.width
             for m in [5, 40] {
                 let a = (0..<(m * k)).map { _ in Float.random(in: -1...1) }

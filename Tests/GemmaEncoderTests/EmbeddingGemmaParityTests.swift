@@ -1,3 +1,4 @@
+import EncoderKernels
 import Foundation
 import GemmaEncoder
 import TestSupport
@@ -40,23 +41,27 @@ final class EmbeddingGemmaParityTests: XCTestCase {
         }
     }
 
-    /// The bar for --precision bf16 and int8: three nines of cosine against sentence-transformers' f32
-    /// embeddings, on every row (document and query prompts; the long row included).
-    func testLowerPrecisionsKeepThreeNines() throws {
+    /// The bar for --precision bf16 and int8: four nines of cosine against sentence-transformers' f32 embeddings,
+    /// on every row (document and query prompts; the 2,048-token row included, which int8 with every Linear in
+    /// Q8_0 took to 0.99954). Where int8's products quantize their activations to 8 bits (AVX512-VNNI), three
+    /// nines: that rounding measured a further 0.0001–0.0005 of cosine on the machine that has it.
+    func testLowerPrecisionsKeepFourNines() throws {
         let rows = try reference()
+        let eightBitActivations = CPUFeatures.used.contains("avx512_vnni")
         for precision in [WeightPrecision.bf16, .int8] {
             let encoder = try TextEncoder(directory: try TestModels.path(KnownModel.embeddingGemma300M.name), precision: precision)
             XCTAssertEqual(encoder.model.precision, precision)
+            let bar = precision == .int8 && eightBitActivations ? 0.999 : 0.9999
             for (name, expected) in [("document", \ReferenceRow.document), ("query", \ReferenceRow.query)] {
                 let got = try encoder.embed(rows.map(\.text), options: EmbeddingOptions(prompt: try encoder.prompt(named: name)))
                 let cosines = zip(got, rows).map { cosine($0, $1[keyPath: expected]) }
-                for (i, c) in cosines.enumerated() { XCTAssertGreaterThanOrEqual(c, 0.999, "\(precision) \(name) row \(i)") }
+                for (i, c) in cosines.enumerated() { XCTAssertGreaterThanOrEqual(c, bar, "\(precision) \(name) row \(i)") }
                 print("embeddinggemma \(precision) \(name): min cosine \(cosines.min()!)")
                 // Each row alone, as a query runs: few rows take other kernels than a batch (int8 on AVX2: 16-bit
                 // integer products instead of BLAS on dequantized weights).
                 let alone = try rows.map { try encoder.embed([$0.text], options: EmbeddingOptions(prompt: try encoder.prompt(named: name)))[0] }
                 let aloneCosines = zip(alone, rows).map { cosine($0, $1[keyPath: expected]) }
-                for (i, c) in aloneCosines.enumerated() { XCTAssertGreaterThanOrEqual(c, 0.999, "\(precision) \(name) row \(i) alone") }
+                for (i, c) in aloneCosines.enumerated() { XCTAssertGreaterThanOrEqual(c, bar, "\(precision) \(name) row \(i) alone") }
                 print("embeddinggemma \(precision) \(name), one row at a time: min cosine \(aloneCosines.min()!)")
             }
         }

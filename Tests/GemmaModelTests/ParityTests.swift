@@ -55,6 +55,33 @@ final class ParityTests: XCTestCase {
     func testGemma3Bidirectional() throws { try check("gemma3", .bidirectional) }
     func testGemma3Causal() throws { try check("gemma3", .causal) }
 
+    /// int8 stores Q, K, gate and up in Q8_0 and the value path (V, O, down) in bf16 (`WeightPrecision.storage`),
+    /// and the states stay near transformers' f32 ones (the real model's four nines are EmbeddingGemma's tests).
+    func testInt8KeepsTheValuePathInBF16() throws {
+        let dir = fixturesDirectory.appendingPathComponent("tiny/gemma3")
+        let model = try XCTUnwrap(try ModelRegistry.standard.load(directory: dir, precision: .int8) as? GemmaTransformer)
+        let c = model.config, h = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKVHeads * c.headDim
+        let q8Values = c.numLayers * (q * h + kv * h + 2 * c.intermediateSize * h)
+        let bf16Values = c.numLayers * (kv * h + h * q + h * c.intermediateSize)
+        // 34 bytes a block of 32 as stored; the AVX2 / VNNI panels widen the scale to f32 (36).
+        let q8Bytes = try XCTUnwrap(model.weightBytes[.q8_0])
+        XCTAssert([q8Values / 32 * 34, q8Values / 32 * 36].contains(q8Bytes), "\(q8Bytes) bytes for \(q8Values) Q8_0 values")
+        XCTAssertEqual(model.weightBytes[.bf16], bf16Values * 2)
+        XCTAssertEqual(model.weightBytes[.f32], c.vocabSize * h * 4, "only the embedding table stays f32")
+
+        let ref = try tinyModel("gemma3").1
+        let out = try model.forward(ref.input_ids, mode: .bidirectional, threads: 1)
+        var worst = 1.0
+        for (s, tokens) in ref.bidirectional.enumerated() {
+            let got = out.sequence(s)
+            for (p, token) in tokens.enumerated() {
+                worst = min(worst, cosine(Array(got.dropFirst(p * h).prefix(h)), token))
+            }
+        }
+        XCTAssertGreaterThan(worst, 0.999)
+        print("parity gemma3 int8: min cosine per token \(worst)")
+    }
+
     /// Each sequence alone gives the same states as inside the batch. Not bit-identical: OpenBLAS picks its
     /// micro-kernel by the row count M, so a row rounds differently at the level of a few ulps (~2e-6 here on
     /// values of magnitude ~2); anything that leaks between sequences would show at 1e-2 or more.
