@@ -20,8 +20,11 @@ public enum WeightPrecision: String, Sendable, CaseIterable, Codable {
         }
     }
 
-    /// The formats its Linear weights take (int8: Q8_0 and, for the value path, bf16).
-    public var linearFormats: [WeightFormat] { self == .int8 ? [.q8_0, .bf16] : [format] }
+    /// The formats its Linear weights take (int8: Q8_0 and, for the value path, bf16), read off `storage(forLinear:)`.
+    public var linearFormats: [WeightFormat] {
+        let valuePath = storage(forLinear: "v_proj.weight").format
+        return valuePath == format ? [format] : [format, valuePath]
+    }
 
     /// The precision one Linear weight is stored in, by its Hugging Face name. int8 keeps the value path — V, O
     /// and the MLP's down projection — in bf16: Q8_0's rounding there adds up over long inputs (EmbeddingGemma's
