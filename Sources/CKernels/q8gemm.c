@@ -1,12 +1,15 @@
-// Linear layers on 8-bit weights with 8-bit integer products: C (m × n) = A · Wᵀ with W in Q8_0 blocks (32
-// values, one f16 scale) and A quantized the same way per row and block, as llama.cpp multiplies Q8_0 — so a
-// block's dot product is exact in int32 and scaled once. On AVX512-VNNI one vpdpbusd does 64 multiply-adds.
+// Linear layers on 8-bit weights with integer products: C (m × n) = A · Wᵀ with W in Q8_0 blocks (32 values, one
+// f16 scale) and A quantized per row and block of 32 to 16 bits (scale max|a| / 32767), so a block's dot product
+// is exact in int32 and scaled once. Activations keep 16 bits on every path: with 8-bit activations (llama.cpp's
+// Q8_0 × Q8_0) EmbeddingGemma's cosine to f32 fell from 0.99993 to 0.99990 (bench-512, AVX512-VNNI) — below the
+// four nines int8 promises — while the weights' rounding alone stays above them.
 //
-// vpdpbusd multiplies unsigned by signed bytes, so A is stored as q + 128 (1 … 255) and the 128 · Σ w that
-// adds is taken off per block: Σ (q + 128) w − 128 Σ w = Σ q w. Weights are packed once, at load, in panels of
-// 16 output rows; per block of 32 input columns a panel holds the 16 rows' f16 scales, their Σ w (int16), and
-// then 8 groups of 4 columns × 16 rows (64 bytes each: the signed operand of one vpdpbusd). AVX2 CPUs multiply
-// the same panels in 16-bit integers, by activations quantized to 16 bits (gemm_avx2).
+// AVX512-VNNI multiplies bytes (vpdpbusd: 64 multiply-adds, unsigned by signed), so each 16-bit activation v is
+// split into two byte limbs, v = 256 · (h − 128) + l with h = ⌊v / 256⌋ + 128 and l = v mod 256 (both 0 … 255),
+// and each block takes two vpdpbusd chains: Σ v w = 256 · (Σ h w − 128 Σ w) + Σ l w, exact in int32 (at most
+// 2^27 + 2^20). Weights are packed once, at load, in panels of 16 output rows; per block of 32 input columns a
+// panel holds the 16 rows' f16 scales, their Σ w (int16), and then 8 groups of 4 columns × 16 rows (64 bytes
+// each: the signed operand of one vpdpbusd). AVX2 CPUs multiply the same panels with vpmaddwd (gemm_avx2).
 #include "ckernels.h"
 #include <math.h>
 #include <stdlib.h>
@@ -83,33 +86,41 @@ int ck_q8_dequantize(const uint8_t *panels, long n, long k, long first_row, long
     return 0;
 }
 
-// Rows of A quantized per block of 32: q = round(a / d) half away from zero, d = max|a| / qmax. 8 bits (qmax 127)
-// as ggml quantizes Q8_0, stored as q + 128 with d rounded to f16 as ggml stores it (so results match its
-// Q8_0); 16 bits (qmax 32767, AVX2's products) as int16 with d in f32. `out` is uint8_t or int16_t per `bits`.
-static void quantize_rows(long m, long k, const float *a, long lda, int bits, void *out, float *scales) {
+// Rows of A quantized per block of 32: v = round(a / d) half away from zero, d = max|a| / 32767 in f32. `x16` (row
+// i at i·k) gets v as int16, for AVX2's and the portable products; otherwise `limbs` gets VNNI's two bytes of v,
+// row i's high limbs at 2i·k and its low limbs at (2i + 1)·k.
+static void quantize_rows(long m, long k, const float *a, long lda, int16_t *x16, uint8_t *limbs, float *scales) {
     long blocks = k / QK;
-    float qmax = bits == 16 ? 32767.0f : 127.0f;
+    const float qmax = 32767.0f;
     for (long i = 0; i < m; i++) {
         for (long b = 0; b < blocks; b++) {
             const float *x = a + i * lda + b * QK;
             float amax = 0.0f;
             for (long c = 0; c < QK; c++) amax = fmaxf(amax, fabsf(x[c]));
             float d = amax / qmax, inv = d > 0 ? 1.0f / d : 0.0f;
-            scales[i * blocks + b] = bits == 16 ? d : ck_half_to_float(ck_float_to_half(d));
-            long at = i * k + b * QK;
+            scales[i * blocks + b] = d;
+            int32_t v[QK];
             for (long c = 0; c < QK; c++) {
                 // Written so that it vectorizes (|x · inv| ≤ qmax up to the rounding of inv).
                 float r = fminf(fmaxf(x[c] * inv, -qmax), qmax), t = truncf(r);
                 if (fabsf(r - t) >= 0.5f) t += copysignf(1.0f, r);
-                if (bits == 16) ((int16_t *)out)[at + c] = (int16_t)t;
-                else ((uint8_t *)out)[at + c] = (uint8_t)(int)(t + 128.0f);
+                v[c] = (int32_t)t;
+            }
+            if (x16) {
+                for (long c = 0; c < QK; c++) x16[i * k + b * QK + c] = (int16_t)v[c];
+            } else {
+                uint8_t *high = limbs + 2 * i * k + b * QK, *low = high + k;
+                for (long c = 0; c < QK; c++) {
+                    high[c] = (uint8_t)((v[c] >> 8) + 128);  // arithmetic shift: ⌊v / 256⌋, −128 … 127
+                    low[c] = (uint8_t)(v[c] & 255);
+                }
             }
         }
     }
 }
 
 // Any CPU: the same integer block sums in C.
-static void gemm_portable(long m, long k, const uint8_t *u, const float *da, const uint8_t *panels, long cols,
+static void gemm_portable(long m, long k, const int16_t *x16, const float *da, const uint8_t *panels, long cols,
                           float *c, long ldc) {
     long blocks = k / QK, panel_count = (cols + PANEL - 1) / PANEL;
     for (long i = 0; i < m; i++) {
@@ -117,12 +128,10 @@ static void gemm_portable(long m, long k, const uint8_t *u, const float *da, con
             float acc[PANEL] = {0};
             for (long b = 0; b < blocks; b++) {
                 const uint8_t *blk = panels + (q * blocks + b) * BLOCK_BYTES;
-                const int16_t *sums = (const int16_t *)(blk + PANEL * 2);
-                const uint8_t *x = u + i * k + b * QK;
+                const int16_t *x = x16 + i * k + b * QK;
                 for (long l = 0; l < PANEL; l++) {
                     int32_t s = 0;
                     for (long cc = 0; cc < QK; cc++) s += (int32_t)x[cc] * (int8_t)blk[value_at(l, cc)];
-                    s -= 128 * (int32_t)sums[l];
                     acc[l] += (float)s * (ck_half_to_float(load16(blk + l * 2)) * da[i * blocks + b]);
                 }
             }
@@ -136,23 +145,25 @@ static void gemm_portable(long m, long k, const uint8_t *u, const float *da, con
 #include <immintrin.h>
 #define TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")))
 
-// MR rows × NP panels: MR·NP int32 block sums and as many f32 accumulators (at most 24 zmm) + NP weight
-// vectors + one broadcast.
+// MR rows × NP panels: 2·MR·NP int32 block sums (a high and a low limb per row) and MR·NP f32 accumulators (at
+// most 12 + 6 zmm) + NP weight vectors + two broadcasts; NP + 2·MR loads per 2·MR·NP vpdpbusd. (One register per
+// row and panel for both limbs — the high limbs' sum shifted by 8 before the low limbs' — measured 0.75-1× of
+// this: each sum becomes one serial chain of 16 vpdpbusd, and 4 rows are needed to use the registers freed.)
 TARGET_VNNI static inline __attribute__((always_inline)) void tile(const int MR, const int NP, long blocks, long k,
                                                                    const uint8_t *u, const float *da,
                                                                    const uint8_t *b, long panel_stride, float *c,
                                                                    long ldc, long cols) {
-    __m512 acc[4][3];
+    __m512 acc[2][3];
 #pragma unroll
     for (int i = 0; i < MR; i++)
 #pragma unroll
         for (int j = 0; j < NP; j++) acc[i][j] = _mm512_setzero_ps();
     for (long blk = 0; blk < blocks; blk++) {
-        __m512i s[4][3];
+        __m512i high[2][3], low[2][3];
 #pragma unroll
         for (int i = 0; i < MR; i++)
 #pragma unroll
-            for (int j = 0; j < NP; j++) s[i][j] = _mm512_setzero_si512();
+            for (int j = 0; j < NP; j++) high[i][j] = low[i][j] = _mm512_setzero_si512();
 #pragma unroll
         for (int g = 0; g < 8; g++) {
             __m512i w[3];
@@ -160,11 +171,15 @@ TARGET_VNNI static inline __attribute__((always_inline)) void tile(const int MR,
             for (int j = 0; j < NP; j++) w[j] = _mm512_loadu_si512(b + j * panel_stride + blk * BLOCK_BYTES + PANEL * 4 + g * 64);
 #pragma unroll
             for (int i = 0; i < MR; i++) {
-                int32_t quad;
-                memcpy(&quad, u + i * k + blk * QK + g * 4, 4);
-                __m512i x = _mm512_set1_epi32(quad);
+                int32_t hq, lq;
+                memcpy(&hq, u + 2 * i * k + blk * QK + g * 4, 4);
+                memcpy(&lq, u + (2 * i + 1) * k + blk * QK + g * 4, 4);
+                __m512i xh = _mm512_set1_epi32(hq), xl = _mm512_set1_epi32(lq);
 #pragma unroll
-                for (int j = 0; j < NP; j++) s[i][j] = _mm512_dpbusd_epi32(s[i][j], x, w[j]);
+                for (int j = 0; j < NP; j++) {
+                    high[i][j] = _mm512_dpbusd_epi32(high[i][j], xh, w[j]);
+                    low[i][j] = _mm512_dpbusd_epi32(low[i][j], xl, w[j]);
+                }
             }
         }
 #pragma unroll
@@ -174,8 +189,9 @@ TARGET_VNNI static inline __attribute__((always_inline)) void tile(const int MR,
             __m512i offset = _mm512_slli_epi32(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(head + PANEL * 2))), 7);
 #pragma unroll
             for (int i = 0; i < MR; i++) {
+                __m512i sum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_sub_epi32(high[i][j], offset), 8), low[i][j]);
                 __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(da[i * blocks + blk]));
-                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s[i][j], offset)), scale, acc[i][j]);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[i][j]);
             }
         }
     }
@@ -200,10 +216,10 @@ TARGET_VNNI static inline __attribute__((always_inline)) void tile(const int MR,
 
 TARGET_VNNI static void tile_dispatch(int mr, int np, long blocks, long k, const uint8_t *u, const float *da,
                                       const uint8_t *b, long panel_stride, float *c, long ldc, long cols) {
-    switch (mr) { Q8_TILE_CASE(1) Q8_TILE_CASE(2) Q8_TILE_CASE(3) Q8_TILE_CASE(4) }
+    switch (mr) { Q8_TILE_CASE(1) Q8_TILE_CASE(2) }
 }
 
-// Rows in blocks of 128 (their quantized bytes stay in L2 while every 48-column slice of W passes over them).
+// Rows in blocks of 128 (their limbs stay in L2 while every 48-column slice of W passes over them), 2 at a time.
 TARGET_VNNI static void gemm_avx512_vnni(long m, long k, const uint8_t *u, const float *da, const uint8_t *panels,
                                          long cols, float *c, long ldc) {
     long blocks = k / QK, panel_count = (cols + PANEL - 1) / PANEL, panel_stride = blocks * BLOCK_BYTES;
@@ -211,9 +227,9 @@ TARGET_VNNI static void gemm_avx512_vnni(long m, long k, const uint8_t *u, const
         long rows = MIN(128, m - i0);
         for (long q = 0; q < panel_count; q += 3) {
             int np = (int)MIN(3, panel_count - q);
-            for (long i = i0; i < i0 + rows; i += 4) {
-                int mr = (int)MIN(4, i0 + rows - i);
-                tile_dispatch(mr, np, blocks, k, u + i * k, da + i * blocks, panels + q * panel_stride, panel_stride,
+            for (long i = i0; i < i0 + rows; i += 2) {
+                int mr = (int)MIN(2, i0 + rows - i);
+                tile_dispatch(mr, np, blocks, k, u + 2 * i * k, da + i * blocks, panels + q * panel_stride, panel_stride,
                               c + i * ldc + q * PANEL, ldc, cols - q * PANEL);
             }
         }
@@ -229,12 +245,8 @@ TARGET_VNNI static void gemm_avx512_vnni(long m, long k, const uint8_t *u, const
 // at a time (4 rows × 4 columns, 16 int16) and vpmaddwd multiplies them by the row's 4 activations, also
 // int16, broadcast: 16 exact multiply-adds per instruction into pairs of int32 per weight row. At a block's
 // end vphaddd adds each row's pair, which leaves the rows in the order 0 1 4 5 2 3 6 7 within each half
-// panel; the scales are permuted to match and the results put back in order once, at the store.
-//
-// Since the products are 16-bit anyway, the activations are quantized to 16 bits (per row and block of 32,
-// scale max|a| / 32767), not to Q8_0: 32 products of 127 · 32767 still sum exactly in int32, and the result is
-// Q8_0 weights times activations within 1/65534 of their block's max, where 8-bit activations cost EmbeddingGemma
-// a cosine to f32 of 0.99936 (16-bit: that of the weights' rounding alone).
+// panel; the scales are permuted to match and the results put back in order once, at the store. 32 products
+// of 127 · 32767 sum exactly in int32.
 TARGET_AVX2_Q8 static inline __attribute__((always_inline)) void tile_avx2(const int MR, long blocks, long k,
                                                                           const int16_t *x, const float *da,
                                                                           const uint8_t *b, float *c, long ldc,
@@ -299,7 +311,7 @@ TARGET_AVX2_Q8 static void gemm_avx2(long m, long k, const float *a, long lda, c
     long blocks = k / QK, panel_count = (cols + PANEL - 1) / PANEL, panel_stride = blocks * BLOCK_BYTES;
     for (long i0 = 0; i0 < m; i0 += 128) {
         long rows = MIN(128, m - i0);
-        quantize_rows(rows, k, a + i0 * lda, lda, 16, x, da);
+        quantize_rows(rows, k, a + i0 * lda, lda, x, NULL, da);
         for (long q = 0; q < panel_count; q++) {
             for (long i = 0; i < rows; i += 3) {
                 int mr = (int)MIN(3, rows - i);
@@ -326,19 +338,24 @@ int ck_q8_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const
         return x && dx ? 0 : -2;
     }
 #endif
-    uint8_t *u = malloc((size_t)(m * k));
+    // Two bytes per activation either way: VNNI's two limbs or the portable path's int16.
+    uint8_t *u = malloc((size_t)(2 * m * k));
     float *da = malloc((size_t)(m * (k / QK)) * sizeof(float));
     if (!u || !da) {
         free(u);
         free(da);
         return -2;
     }
-    quantize_rows(m, k, a, lda, 8, u, da);
 #if HAVE_AVX512_PATH
-    if (isa & CK_ISA_AVX512_VNNI) gemm_avx512_vnni(m, k, u, da, panels, cols, c, ldc);
-    else
+    if (isa & CK_ISA_AVX512_VNNI) {
+        quantize_rows(m, k, a, lda, NULL, u, da);
+        gemm_avx512_vnni(m, k, u, da, panels, cols, c, ldc);
+    } else
 #endif
-        gemm_portable(m, k, u, da, panels, cols, c, ldc);
+    {
+        quantize_rows(m, k, a, lda, (int16_t *)u, NULL, da);
+        gemm_portable(m, k, (const int16_t *)u, da, panels, cols, c, ldc);
+    }
     free(u);
     free(da);
     return 0;

@@ -24,7 +24,7 @@ public enum CPUFeatures {
             return "bf16: \(units) on packed panels, activations rounded to bf16"
         case .q8_0 where LinearWeight.panels(for: .q8_0) == .q8Panels:
             if ck_cpu_features() & UInt32(CK_ISA_AVX512_VNNI) != 0 {
-                return "int8: avx512_vnni vpdpbusd on packed Q8_0 panels, activations quantized per 32 values (Q8_0)"
+                return "int8: avx512_vnni vpdpbusd on packed Q8_0 panels, activations quantized per 32 values to 16 bits (two byte limbs)"
             }
             return "int8: avx2 vpmaddwd on packed Q8_0 panels, activations quantized per 32 values to 16 bits (≤ \(skinnyGemmMaxRows) rows); "
                 + "OpenBLAS sgemm on dequantized panels (batches)"

@@ -106,7 +106,7 @@ int ck_bf16_gemm_f32(int trans_a, int trans_b, long m, long n, long k, const flo
 int ck_bf16_gemm_f32_isa(uint32_t isa, int trans_a, int trans_b, long m, long n, long k, const float *a, long lda,
                          const float *b, long ldb, int accumulate, float *c, long ldc);
 
-// Q8_0 weights packed for 8-bit integer products (see q8gemm.c): bytes of the panels of an n × k weight (k a
+// Q8_0 weights packed for integer products (see q8gemm.c): bytes of the panels of an n × k weight (k a
 // multiple of 32), packing from Q8_0 rows (row_bytes apart), and rows back as Q8_0 rows. Return 0, or -1 when
 // k is not a whole number of blocks.
 long ck_q8_panels_bytes(long n, long k);
@@ -114,9 +114,9 @@ int ck_q8_pack(const void *rows, long row_bytes, long n, long k, uint8_t *panels
 int ck_q8_unpack(const uint8_t *panels, long n, long k, long first_row, long count, void *rows);
 // Rows first_row ..< first_row + count of the panels as f32 (count × k), in one pass.
 int ck_q8_dequantize(const uint8_t *panels, long n, long k, long first_row, long count, float *out);
-// c[i*ldc + j] = Σ over blocks of d_a · d_w · Σ q_a q_w for i < m, j < cols: A quantized per row and block as
-// Q8_0 (AVX2 without VNNI: to 16 bits, d_a = max|a| / 32767), block sums exact in int32. Returns 0, -1 for a
-// partial block, -2 when out of memory.
+// c[i*ldc + j] = Σ over blocks of d_a · d_w · Σ q_a q_w for i < m, j < cols: A quantized per row and block of 32
+// to 16 bits (d_a = max|a| / 32767, in f32) on every path, block sums exact in int32. Returns 0, -1 for a partial
+// block, -2 when out of memory.
 int ck_q8_gemm(long m, long k, const float *a, long lda, const uint8_t *panels, long cols, float *c, long ldc);
 int ck_q8_gemm_isa(uint32_t isa, long m, long k, const float *a, long lda, const uint8_t *panels, long cols,
                    float *c, long ldc);
