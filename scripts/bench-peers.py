@@ -415,12 +415,19 @@ def main():
         print(f"  int8 >= f32: tokens/s {i8['tokens_per_s']:.1f} vs {f32['tokens_per_s']:.1f} "
               f"[{'yes' if tput else 'NO'}], query p50 {i8['query_p50_ms']:.2f} vs {f32['query_p50_ms']:.2f} ms "
               f"[{'yes' if lat else 'NO'}]")
-    cosines = [r["cosine_to_st_f32_min"] for r in table if r.get("cosine_to_st_f32_min") is not None]
-    if cosines:
-        worst = min(table, key=lambda r: r.get("cosine_to_st_f32_min") or 2)
-        ratios["min_cosine_to_st_f32"] = min(cosines)
-        print(f"  lowest cosine to ST f32 ({worst['key']}), goal >= 0.9999: {min(cosines):.6f}  "
-              f"[{'met' if min(cosines) >= 0.9999 else 'NOT met'}]")
+    # The goal is ours' (every precision we offer); the peers' lowest is printed beside it for reference.
+    def lowest(rows):
+        rows = [r for r in rows if r.get("cosine_to_st_f32_min") is not None]
+        return min(rows, key=lambda r: r["cosine_to_st_f32_min"]) if rows else None
+    ours_worst = lowest([r for r in table if r["engine"] == "gemma-encoder"])
+    peers_worst = lowest([r for r in table if r["engine"] != "gemma-encoder"])
+    if ours_worst:
+        c = ours_worst["cosine_to_st_f32_min"]
+        ratios["min_cosine_to_st_f32"] = c
+        peers = (f"; peers' lowest {peers_worst['cosine_to_st_f32_min']:.6f} ({peers_worst['key']})"
+                 if peers_worst else "")
+        print(f"  ours' lowest cosine to ST f32 ({ours_worst['key']}), goal >= 0.9999: {c:.6f}  "
+              f"[{'met' if c >= 0.9999 else 'NOT met'}]{peers}")
 
     if args.json:
         report = {"cpu_features": features, "threads": args.threads, "input": args.input, "texts": len(texts),

@@ -51,12 +51,16 @@ public enum AttentionProducts: Sendable, Equatable {
     /// attention: for models whose Linear products already run in bf16.
     case bf16
 
-    /// bf16 where the model's Linear products already run in bf16 on AMX tiles: rounding there costs no more
-    /// cosine than the products' own (EmbeddingGemma's parity rows: min 0.99998 to f32 either way), and the
-    /// fused kernel took attention from 0.20 to 0.09 of a bf16 forward (`bench --profile`). On AVX512-BF16
-    /// alone it measured no faster than OpenBLAS's f32 (slower on 2,048 tokens), so f32 stays there.
-    public static func matching(_ packing: LinearWeight.Packing) -> AttentionProducts {
-        packing == .bf16Panels && ck_cpu_features() & UInt32(CK_ISA_AMX_BF16) != 0 ? .bf16 : .f32
+    /// bf16 where every Linear product of the attention block (Q|K|V and O: `packings`) already runs in bf16, on
+    /// AMX tiles or AVX512-BF16: rounding there costs no more cosine than the products' own (EmbeddingGemma's
+    /// parity rows: min 0.99998 to f32 either way). On AMX the fused kernel took attention from 0.20 to 0.09 of a
+    /// bf16 forward (`bench --profile`); on an AMD EPYC with AVX512-BF16 and no AMX (vdpbf16ps at 2.1× OpenBLAS's
+    /// f32 there) it took 2,048-token texts from 654–667 to 1,074–1,099 tokens/s. (An AMX CPU limited to its
+    /// AVX512-BF16 path had measured no faster than f32, but such a CPU always has AMX, which takes precedence.)
+    /// int8 keeps f32 attention: its V and O are bf16 but Q and K are Q8_0, and bf16 attention on top took its
+    /// cosine to f32 on 64 bench texts from 0.99994 to 0.99990, the edge of its four nines.
+    public static func matching(_ packings: [LinearWeight.Packing]) -> AttentionProducts {
+        !packings.isEmpty && packings.allSatisfy { $0 == .bf16Panels } ? .bf16 : .f32
     }
 }
 

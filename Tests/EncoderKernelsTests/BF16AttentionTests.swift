@@ -134,4 +134,13 @@ final class BF16AttentionTests: XCTestCase {
             XCTAssertLessThan(worst, 1e-3, "length \(length)")
         }
     }
+
+    /// Attention runs in bf16 only where every Linear product around it does (bf16 panels: a CPU with bf16
+    /// units and bf16 weights); int8's block (Q|K in Q8_0 beside bf16 V and O) keeps f32 attention.
+    func testBF16AttentionOnlyWhereEveryProductIsBF16() {
+        XCTAssertEqual(AttentionProducts.matching([.bf16Panels, .bf16Panels]), .bf16)
+        XCTAssertEqual(AttentionProducts.matching([.q8Panels, .bf16Panels, .bf16Panels]), .f32)
+        XCTAssertEqual(AttentionProducts.matching([.rows, .rows]), .f32)
+        XCTAssertEqual(AttentionProducts.matching([]), .f32)
+    }
 }

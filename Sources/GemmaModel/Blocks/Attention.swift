@@ -10,7 +10,7 @@ struct SelfAttention: Sendable {
     let queryNorm: RMSNorm?
     let keyNorm: RMSNorm?
     let shape: AttentionShape
-    /// bf16 scores and weighted sums where the Linear products already run in bf16 on AMX tiles.
+    /// bf16 scores and weighted sums where the block's Linear products all run in bf16 (AMX tiles or AVX512-BF16).
     let products: AttentionProducts
 
     var queryWidth: Int { shape.numHeads * shape.headDim }
@@ -27,7 +27,7 @@ struct SelfAttention: Sendable {
         qkv = try weights.stackedLinear([("q_proj.weight", [q, h]), ("k_proj.weight", [kv, h]), ("v_proj.weight", [kv, h])],
                                         precision: precision)
         o = try weights.linear("o_proj.weight", shape: [h, q], precision: precision)
-        products = .matching(o.packing)
+        products = .matching(qkv.weights.map(\.packing) + [o.packing])
         if c.usesQueryKeyNorm {
             queryNorm = RMSNorm(scale: try weights.normScale("q_norm.weight", dimension: hd), eps: c.rmsNormEps)
             keyNorm = RMSNorm(scale: try weights.normScale("k_norm.weight", dimension: hd), eps: c.rmsNormEps)
