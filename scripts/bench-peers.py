@@ -425,7 +425,7 @@ def main():
         c = ours_worst["cosine_to_st_f32_min"]
         ratios["min_cosine_to_st_f32"] = c
         peers_note = (f"; peers' lowest {peers_worst['cosine_to_st_f32_min']:.6f} ({peers_worst['key']})"
-                 if peers_worst else "")
+                      if peers_worst else "")
         print(f"  ours' lowest cosine to ST f32 ({ours_worst['key']}), goal >= 0.9999: {c:.6f}  "
               f"[{'met' if c >= 0.9999 else 'NOT met'}]{peers_note}")
 

@@ -40,9 +40,9 @@ public enum WeightPrecision: String, Sendable, CaseIterable, Codable {
 
 /// What a user asks for: a precision, or `auto`, the fastest on this CPU whose embeddings stay within cosine
 /// 0.9999 of f32 on the parity texts. Measured (EmbeddingGemma, 48 parity texts × 2 prompts against
-/// sentence-transformers f32): bf16 with bf16 products (AVX512-BF16) 0.99996 at about 3× f32's tokens/s;
-/// int8 (16-bit activations on every path) 0.99993, with batches no faster than f32's on AVX2 and slower than bf16's
-/// on AVX512-VNNI + BF16. Without bf16 products bf16 only halves memory, so auto stays f32 there.
+/// sentence-transformers f32): bf16 with bf16 products 0.99996–0.99998 at 1.8–3.7× f32's tokens/s (AVX512-BF16,
+/// AMX); int8 (16-bit activations on every path) 0.99993–0.99994, with batches no faster than f32's on AVX2 and
+/// slower than bf16's on AVX512-VNNI + BF16. Without bf16 products bf16 only halves memory, so auto stays f32 there.
 public enum PrecisionChoice: String, Sendable, CaseIterable, Codable {
     case f32, bf16, int8, auto
 
