@@ -45,6 +45,13 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
     public var layerDecay: Float? {
         didSet { if layerDecay == 1 { layerDecay = nil } }
     }
+    /// Label smoothing ε of the classification loss (single-label classes only): each one-hot target mixed with
+    /// the uniform distribution, as PyTorch's CrossEntropyLoss(label_smoothing:) — against a head that grows
+    /// confident faster than it grows right. Validation loss stays the plain cross-entropy. nil: none; 0 is stored
+    /// as nil, so runs recorded before the option compare equal on `--resume`.
+    public var labelSmoothing: Float? {
+        didSet { if labelSmoothing == 0 { labelSmoothing = nil } }
+    }
 
     public init() {}
 
@@ -63,7 +70,7 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
         case warmupFraction = "warmup_fraction", decay, clipNorm = "clip_norm", dropout, maxLength = "max_length"
         case lengthGrouped = "length_grouped", patience, seed, checkpointEvery = "checkpoint_every"
         case activationCheckpointing = "activation_checkpointing", attention, headInit = "head_init", products
-        case layerDecay = "layer_decay"
+        case layerDecay = "layer_decay", labelSmoothing = "label_smoothing"
     }
 
     public func validate() throws(TrainingError) {
@@ -75,6 +82,9 @@ public struct FineTuneOptions: Codable, Sendable, Equatable {
         }
         if let layerDecay, !(layerDecay > 0 && layerDecay <= 1) {
             throw .invalidOption("layer decay \(layerDecay) must be in (0, 1]")
+        }
+        if let labelSmoothing, !(0..<1).contains(labelSmoothing) {
+            throw .invalidOption("label smoothing \(labelSmoothing) must be in [0, 1)")
         }
         for rate in [dropout.attention, dropout.residual] where !(0..<1).contains(rate) {
             throw .invalidOption("encoder dropout \(rate) must be in [0, 1)")

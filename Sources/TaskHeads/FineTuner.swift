@@ -184,6 +184,11 @@ public final class EncoderFineTuner {
                     stopAfter: Int? = nil, onStep: ((FineTuneStep) -> Void)? = nil,
                     onEpoch: ((EpochReport) -> Void)? = nil) throws -> FineTuneResult {
         guard train.count > 0, valid.count > 0 else { throw HeadError.invalidData("training and validation sets must not be empty") }
+        if options.labelSmoothing != nil {
+            guard case .classes = train.targets else {
+                throw TrainingError.invalidOption("label smoothing applies to single-label classification only")
+            }
+        }
         let lengths = train.sequences.map(\.count), unit = train.targets.groupSize
         for (name, data) in [("training", train), ("validation", valid)] where data.count % data.targets.groupSize != 0 {
             throw HeadError.invalidData("\(name) rerank rows must come in whole groups of \(data.targets.groupSize), got \(data.count) rows")
@@ -345,7 +350,7 @@ public final class EncoderFineTuner {
             let activations = network.forward(states, items: local, rng: &rng)
             let (loss, gradLogits) = Loss.evaluate(activations.logits, outputs: network.architecture.outputs,
                                                    targets: train.targets.subset(items, outputs: network.architecture.outputs),
-                                                   items: local)
+                                                   items: local, labelSmoothing: options.labelSmoothing ?? 0)
             lossSum += loss
             let scaled = gradLogits.map { $0 * share }
             let gradStates = Tensor(count: pass.hidden.count)

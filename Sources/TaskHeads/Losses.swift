@@ -38,20 +38,32 @@ public enum Targets: Sendable, Equatable {
 }
 
 public enum Loss {
-    /// Mean loss over `items` and dL/dlogits for them (logits are items.count × outputs).
-    public static func evaluate(_ logits: [Float], outputs: Int, targets: Targets, items: [Int]) -> (loss: Double, grad: [Float]) {
+    /// Mean loss over `items` and dL/dlogits for them (logits are items.count × outputs). `labelSmoothing` ε
+    /// (classes only) mixes each one-hot target with the uniform distribution, as PyTorch's
+    /// CrossEntropyLoss(label_smoothing:) and the transformers Trainer's `label_smoothing_factor` do.
+    public static func evaluate(_ logits: [Float], outputs: Int, targets: Targets, items: [Int],
+                                labelSmoothing: Float = 0) -> (loss: Double, grad: [Float]) {
         var grad = [Float](repeating: 0, count: logits.count)
         var loss = 0.0
         switch targets {
         case let .classes(labels, weights):
-            // Weighted mean of cross-entropy, as PyTorch's CrossEntropyLoss(weight:) reduces it.
+            // Weighted mean of cross-entropy, as PyTorch's CrossEntropyLoss(weight:, label_smoothing:) reduces it:
+            // Σ_i [(1 − ε) w_{y_i} (−log p_{i,y_i}) + (ε / C) Σ_c w_c (−log p_{i,c})] / Σ_i w_{y_i}.
             let total = items.reduce(Float(0)) { $0 + weights[labels[$1]] }
+            let eps = labelSmoothing, share = eps / Float(outputs)
+            let weightSum = weights.prefix(outputs).reduce(0, +)
             for (row, i) in items.enumerated() {
                 let w = weights[labels[i]] / total
                 var p = Array(logits[(row * outputs)..<((row + 1) * outputs)])
                 p.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: outputs) }
-                loss -= Double(w) * log(Double(max(p[labels[i]], .leastNormalMagnitude)))
-                for j in 0..<outputs { grad[row * outputs + j] = w * (p[j] - (j == labels[i] ? 1 : 0)) }
+                loss -= Double((1 - eps) * w) * log(Double(max(p[labels[i]], .leastNormalMagnitude)))
+                for j in 0..<outputs { grad[row * outputs + j] = (1 - eps) * w * (p[j] - (j == labels[i] ? 1 : 0)) }
+                guard eps > 0 else { continue }
+                for c in 0..<outputs {
+                    loss -= Double(share * weights[c] / total) * log(Double(max(p[c], .leastNormalMagnitude)))
+                }
+                // d/dz_j of Σ_c w_c (−log p_c) = p_j Σ_c w_c − w_j.
+                for j in 0..<outputs { grad[row * outputs + j] += share / total * (p[j] * weightSum - weights[j]) }
             }
         case let .multiLabel(y):
             // Binary cross-entropy with logits, mean over examples and labels.

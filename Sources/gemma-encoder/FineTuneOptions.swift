@@ -27,6 +27,9 @@ struct FineTuneFlags: ParsableArguments {
     @Option(name: .customLong("layer-decay"), help: ArgumentHelp("Layer-wise learning-rate decay: layer i of L (0 the lowest) trains at --encoder-lr · d^(L − i), the embeddings at d^(L + 1); the final norm, Dense layers and a T5Gemma decoder at --encoder-lr (e.g. 0.9; default 1: one rate).", valueName: "d"))
     var layerDecay: Float = 1
 
+    @Option(name: .customLong("label-smoothing"), help: ArgumentHelp("Label smoothing of the classification loss while fine-tuning (single-label classes): each target mixed with the uniform distribution, as PyTorch's CrossEntropyLoss(label_smoothing=ε) (e.g. 0.1; default 0).", valueName: "ε"))
+    var labelSmoothing: Float = 0
+
     @Option(name: .customLong("head-init"), help: "How the head starts: probe (the head first trained on the frozen encoder — the exact linear fit, or AdamW for --hidden or attention pooling — then everything fine-tunes: probing then fine-tuning) or random.")
     var headInit: FineTuneOptions.HeadInit = .probe
 
@@ -86,6 +89,7 @@ struct FineTuneFlags: ParsableArguments {
             throw ValidationError("--attention-dropout and --residual-dropout must be in [0, 1)")
         }
         if !(layerDecay > 0 && layerDecay <= 1) { throw ValidationError("--layer-decay must be in (0, 1]") }
+        if !(0..<1).contains(labelSmoothing) { throw ValidationError("--label-smoothing must be in [0, 1)") }
         if !(encoderLearningRate > 0) || clipNorm < 0 { throw ValidationError("--encoder-lr must be positive and --clip-norm not negative") }
     }
 }

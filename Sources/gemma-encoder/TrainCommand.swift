@@ -145,6 +145,9 @@ struct TrainCommand: ParsableCommand {
         if let hidden, hidden <= 0 { throw ValidationError("--hidden must be positive") }
         for p in [dropout ?? 0, hiddenDropout ?? 0] where !(0..<1).contains(p) { throw ValidationError("dropout must be in [0, 1)") }
         if scoring != nil, task != .rerank { throw ValidationError("--scoring applies to --task rerank") }
+        if finetune.labelSmoothing != 0, !isFineTuning || task != .classification {
+            throw ValidationError("--label-smoothing applies to fine-tuning (--finetune all | top:K | lora:R) with --task classification")
+        }
         if isFineTuning, solver == .lbfgs || l2 != nil {
             throw ValidationError("--finetune trains the encoder and its head with AdamW: --solver lbfgs and --l2 fit a head on a frozen encoder")
         }
@@ -273,6 +276,8 @@ extension TrainCommand {
         options.headInit = finetune.headInit
         // FineTuneOptions stores 1 as nil, so the settings of earlier runs still match on --resume.
         options.layerDecay = finetune.layerDecay
+        // 0 is stored as nil, as the layer decay's 1.
+        options.labelSmoothing = finetune.labelSmoothing
         // f32 stays unrecorded, so the settings of runs from before the flag still match on --resume.
         let products = finetune.trainPrecision.resolved
         options.products = products == .f32 ? nil : products

@@ -36,7 +36,7 @@ final class FineTuneCLITests: XCTestCase {
         let data = try rows(30), head = dir.appendingPathComponent("head").path
         // A random head start: with the probe as epoch 0, this tiny run (3 validation rows) keeps the probe.
         let t = try train(["--finetune", "all", "--epochs", "2", "--residual-dropout", "0.1", "--head-init", "random",
-                           "--layer-decay", "0.8"], data: data, out: head)
+                           "--layer-decay", "0.8", "--label-smoothing", "0.1"], data: data, out: head)
         XCTAssertEqual(t.status, 0, t.stderr)
         XCTAssertTrue(t.stderr.contains("with the encoder fine-tuned (all)"), t.stderr)
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: head + "/encoder/config.json"))) as? [String: Any]
@@ -47,6 +47,10 @@ final class FineTuneCLITests: XCTestCase {
         let headJSON = try String(contentsOfFile: head + "/head.json", encoding: .utf8)
         XCTAssertTrue(headJSON.contains("\"encoder\" : \"encoder\""), headJSON)
         XCTAssertTrue(headJSON.contains("\"layer_decay\" : 0.8"), "the run's settings are recorded: \(headJSON)")
+        XCTAssertTrue(headJSON.contains("\"label_smoothing\" : 0.1"), "the run's settings are recorded: \(headJSON)")
+        let frozenSmoothing = try train(["--label-smoothing", "0.1"], data: data, out: head + "-frozen")
+        XCTAssertNotEqual(frozenSmoothing.status, 0, "a frozen head's fit has no label smoothing: refused, not ignored")
+        XCTAssertTrue(frozenSmoothing.stderr.contains("--label-smoothing applies to fine-tuning"), frozenSmoothing.stderr)
         let badDecay = try train(["--finetune", "all", "--layer-decay", "1.5"], data: data, out: head + "-bad")
         XCTAssertNotEqual(badDecay.status, 0)
         XCTAssertTrue(badDecay.stderr.contains("--layer-decay must be in (0, 1]"), badDecay.stderr)
